@@ -1,0 +1,163 @@
+//! Prometheus text exposition of the proxy's counters.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::proxy::Proxy;
+use crate::proxy::stats::LATENCY_BOUNDS_US;
+
+/// Escapes a label value per the exposition format.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+pub fn render(proxy: &Proxy) -> String {
+    let mut out = String::with_capacity(4096);
+    let g = &proxy.global;
+    let _ = writeln!(
+        out,
+        "# HELP prescale_connections_active Client connections open now."
+    );
+    let _ = writeln!(out, "# TYPE prescale_connections_active gauge");
+    let _ = writeln!(
+        out,
+        "prescale_connections_active {}",
+        g.connections_active.load(Relaxed)
+    );
+    let _ = writeln!(out, "# TYPE prescale_connections_total counter");
+    let _ = writeln!(
+        out,
+        "prescale_connections_total {}",
+        g.connections_total.load(Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP prescale_unrouted_requests_total Requests that matched no endpoint (404)."
+    );
+    let _ = writeln!(out, "# TYPE prescale_unrouted_requests_total counter");
+    let _ = writeln!(
+        out,
+        "prescale_unrouted_requests_total {}",
+        g.unrouted.load(Relaxed)
+    );
+    let _ = writeln!(out, "# TYPE prescale_upstream_retries_total counter");
+    let _ = writeln!(
+        out,
+        "prescale_upstream_retries_total {}",
+        g.upstream_retries.load(Relaxed)
+    );
+    let _ = writeln!(out, "# TYPE prescale_access_log_dropped_total counter");
+    let _ = writeln!(
+        out,
+        "prescale_access_log_dropped_total {}",
+        g.access_log_dropped.load(Relaxed)
+    );
+
+    let endpoints = proxy.endpoint_stats();
+    let _ = writeln!(
+        out,
+        "# HELP prescale_requests_total Responses by endpoint and status class."
+    );
+    let _ = writeln!(out, "# TYPE prescale_requests_total counter");
+    for (name, s) in &endpoints {
+        for (i, c) in s.by_class.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "prescale_requests_total{{endpoint=\"{}\",class=\"{}xx\"}} {}",
+                label(name),
+                i + 1,
+                c.load(Relaxed)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP prescale_requests_cancelled_total Calls the client abandoned before the response ended."
+    );
+    let _ = writeln!(out, "# TYPE prescale_requests_cancelled_total counter");
+    for (name, s) in &endpoints {
+        let _ = writeln!(
+            out,
+            "prescale_requests_cancelled_total{{endpoint=\"{}\"}} {}",
+            label(name),
+            s.cancelled.load(Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP prescale_request_duration_seconds Time to the end of the response body."
+    );
+    let _ = writeln!(out, "# TYPE prescale_request_duration_seconds histogram");
+    for (name, s) in &endpoints {
+        let name = label(name);
+        let mut cum = 0;
+        for (i, b) in LATENCY_BOUNDS_US.iter().enumerate() {
+            cum += s.buckets[i].load(Relaxed);
+            let _ = writeln!(
+                out,
+                "prescale_request_duration_seconds_bucket{{endpoint=\"{name}\",le=\"{}\"}} {cum}",
+                *b as f64 / 1e6
+            );
+        }
+        cum += s.buckets[LATENCY_BOUNDS_US.len()].load(Relaxed);
+        let _ = writeln!(
+            out,
+            "prescale_request_duration_seconds_bucket{{endpoint=\"{name}\",le=\"+Inf\"}} {cum}"
+        );
+        let _ = writeln!(
+            out,
+            "prescale_request_duration_seconds_sum{{endpoint=\"{name}\"}} {}",
+            s.latency_sum_us.load(Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "prescale_request_duration_seconds_count{{endpoint=\"{name}\"}} {cum}"
+        );
+    }
+
+    let pools = proxy.pools();
+    let _ = writeln!(
+        out,
+        "# HELP prescale_member_healthy 1 if the member can take traffic (healthy, not draining, not ejected)."
+    );
+    let _ = writeln!(out, "# TYPE prescale_member_healthy gauge");
+    for p in &pools {
+        for m in p.members().iter() {
+            let up = m.is_healthy() && !m.is_draining() && !m.is_ejected();
+            let _ = writeln!(
+                out,
+                "prescale_member_healthy{{pool=\"{}\",member=\"{}\"}} {}",
+                label(&p.name),
+                label(m.addr.as_str()),
+                up as u8
+            );
+        }
+    }
+    let _ = writeln!(out, "# TYPE prescale_member_outstanding gauge");
+    for p in &pools {
+        for m in p.members().iter() {
+            let _ = writeln!(
+                out,
+                "prescale_member_outstanding{{pool=\"{}\",member=\"{}\"}} {}",
+                label(&p.name),
+                label(m.addr.as_str()),
+                m.outstanding()
+            );
+        }
+    }
+    let _ = writeln!(out, "# TYPE prescale_member_requests_total counter");
+    for p in &pools {
+        for m in p.members().iter() {
+            let _ = writeln!(
+                out,
+                "prescale_member_requests_total{{pool=\"{}\",member=\"{}\"}} {}",
+                label(&p.name),
+                label(m.addr.as_str()),
+                m.requests_total()
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,241 @@
+//! Composition root: binds the listeners, builds the components from settings, starts and
+//! stops them in order, and applies reloads.
+//!
+//! Tests and the binary share this one path: [`App::start`] takes validated settings (port 0
+//! is fine) and returns the bound addresses; [`App::run_until_signal`] adds the Unix signals.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{self, Settings};
+use crate::proxy::listener::{self, ConnSettings};
+use crate::proxy::stats::GlobalStats;
+use crate::proxy::{Proxy, access};
+
+/// Why the app could not start (bad config is reported before this, by `config`).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot open the access log: {0}")]
+    AccessLog(std::io::Error),
+    #[error("cannot start the admin thread: {0}")]
+    Admin(std::io::Error),
+}
+
+/// What a reload did.
+#[derive(Debug, Default)]
+pub struct ReloadReport {
+    /// Keys whose new values take effect only after a restart (the old values stay in use).
+    pub needs_restart: Vec<&'static str>,
+}
+
+/// A running prescale.
+pub struct App {
+    pub proxy_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub proxy: Arc<Proxy>,
+    settings: Settings,
+    shutdown: CancellationToken,
+    conns: TaskTracker,
+    accept: tokio::task::JoinHandle<()>,
+    admin: Option<JoinHandle<()>>,
+}
+
+impl App {
+    /// Binds both listeners and starts serving. Must run inside a multi-thread tokio runtime.
+    pub async fn start(settings: Settings) -> Result<Self, StartError> {
+        let listen = settings.listen.addr;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let admin_listener =
+            std::net::TcpListener::bind(settings.admin.addr).map_err(|source| {
+                StartError::Bind {
+                    addr: settings.admin.addr,
+                    source,
+                }
+            })?;
+        let proxy_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: listen,
+            source,
+        })?;
+        let admin_addr = admin_listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                addr: settings.admin.addr,
+                source,
+            })?;
+
+        let global = Arc::new(GlobalStats::default());
+        let access = match &settings.listen.access_log {
+            None => None,
+            // The writer thread ends by itself when the last logger handle is dropped.
+            Some(target) => Some(
+                access::AccessLogger::start(target, global.clone())
+                    .map_err(StartError::AccessLog)?
+                    .0,
+            ),
+        };
+        let shutdown = CancellationToken::new();
+        let proxy = Proxy::new(&settings, access, global, shutdown.clone());
+        let admin = crate::admin::start(
+            admin_listener,
+            proxy.clone(),
+            settings.admin.token.clone(),
+            shutdown.clone(),
+        )
+        .map_err(StartError::Admin)?;
+        let conns = TaskTracker::new();
+        let accept = tokio::spawn(listener::serve(
+            listener,
+            proxy.clone(),
+            ConnSettings::from(&settings.listen),
+            shutdown.clone(),
+            conns.clone(),
+        ));
+        tracing::info!(%proxy_addr, %admin_addr, endpoints = settings.endpoints.len(), pools = settings.pools.len(), "prescale started");
+        Ok(Self {
+            proxy_addr,
+            admin_addr,
+            proxy,
+            settings,
+            shutdown,
+            conns,
+            accept,
+            admin: Some(admin),
+        })
+    }
+
+    /// Swaps in new routing, pools and limits atomically. Listener and upstream-client
+    /// settings cannot change without a restart; they are reported and left as they were.
+    pub fn reload(&mut self, new: Settings) -> ReloadReport {
+        let mut report = ReloadReport::default();
+        let (old, n) = (&self.settings, &new);
+        let l = (&old.listen, &n.listen);
+        if l.0.addr != l.1.addr {
+            report.needs_restart.push("listen.addr");
+        }
+        if l.0.tls.as_ref().map(|t| (&t.cert, &t.key))
+            != l.1.tls.as_ref().map(|t| (&t.cert, &t.key))
+        {
+            report.needs_restart.push("listen.tls");
+        }
+        if (
+            l.0.header_timeout,
+            l.0.idle_timeout,
+            l.0.max_header_bytes,
+            l.0.max_connections,
+        ) != (
+            l.1.header_timeout,
+            l.1.idle_timeout,
+            l.1.max_header_bytes,
+            l.1.max_connections,
+        ) {
+            report
+                .needs_restart
+                .push("listen (timeouts, header size, connection limit)");
+        }
+        if l.0.access_log != l.1.access_log {
+            report.needs_restart.push("listen.access_log");
+        }
+        if old.admin.addr != n.admin.addr || old.admin.token != n.admin.token {
+            report.needs_restart.push("admin");
+        }
+        let (u0, u1) = (&old.upstream, &n.upstream);
+        if (
+            u0.connect_timeout,
+            u0.pool_idle_timeout,
+            u0.max_idle_per_member,
+        ) != (
+            u1.connect_timeout,
+            u1.pool_idle_timeout,
+            u1.max_idle_per_member,
+        ) {
+            report
+                .needs_restart
+                .push("upstream (connect_timeout, pool_idle_timeout, max_idle_per_member)");
+        }
+        self.proxy.apply(&new);
+        // Remember the values actually in force: `[listen]` stays as started except the body
+        // limit, which is read per request from the route table.
+        let max_body = new.listen.max_body_bytes;
+        let mut kept = new;
+        kept.listen = self.settings.listen.clone();
+        kept.listen.max_body_bytes = max_body;
+        kept.admin = self.settings.admin.clone();
+        self.settings = kept;
+        report
+    }
+
+    /// Stops accepting, lets in-flight requests finish within the grace period, stops the
+    /// background tasks and the admin thread.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        let _ = self.accept.await;
+        self.conns.close();
+        let grace = self.settings.listen.shutdown_grace;
+        if tokio::time::timeout(grace, self.conns.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = self.conns.len(),
+                "grace period over; closing remaining connections"
+            );
+        }
+        self.proxy.tasks.close();
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(1), self.proxy.tasks.wait()).await;
+        if let Some(admin) = self.admin.take() {
+            let _ = tokio::task::spawn_blocking(move || admin.join()).await;
+        }
+        tracing::info!("prescale stopped");
+    }
+
+    /// Serves until SIGTERM or SIGINT (graceful stop); SIGHUP re-reads `config_path`.
+    pub async fn run_until_signal(mut self, config_path: Option<PathBuf>) -> std::io::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => match &config_path {
+                    None => tracing::warn!("SIGHUP ignored: no configuration file to reload"),
+                    Some(path) => match config::load(path) {
+                        Ok(new) => {
+                            let report = self.reload(new);
+                            tracing::info!(config = %path.display(), "configuration reloaded");
+                            for key in report.needs_restart {
+                                tracing::warn!(key, "changed, but takes effect only after a restart");
+                            }
+                        }
+                        Err(errors) => {
+                            for e in &errors.errors {
+                                tracing::error!("{}: {e}", errors.source_name);
+                            }
+                            tracing::error!("reload refused: the previous configuration stays in force");
+                        }
+                    },
+                },
+            }
+        }
+        tracing::info!("shutting down");
+        self.stop().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,356 @@
+//! `proxy.toml`: parsing and validation.
+//!
+//! Two steps, as in most production proxies: [`raw`] mirrors the file with serde, then
+//! [`validate`] turns it into [`Settings`] and collects *every* problem, each with its key path
+//! (`pool[1].members[0]`) and, where the file has it, its line. Unknown keys are errors, all of
+//! them reported in one run. This module reads files but binds no sockets.
+
+mod raw;
+mod settings;
+mod validate;
+
+use std::fmt;
+use std::path::Path;
+
+pub use settings::*;
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Key path such as `pool[1].members[0]`; empty for file-level errors.
+    pub path: String,
+    /// 1-based line in the file, when known.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every problem found in one configuration, in file order where lines are known.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigErrors {
+    /// The file the errors refer to (for messages), if it came from a file.
+    pub source_name: String,
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{}: {e}", self.source_name)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and validates a configuration file. Relative paths inside it (TLS files, token file,
+/// access log) are resolved against the file's directory.
+pub fn load(path: &Path) -> Result<Settings, ConfigErrors> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+        source_name: name.clone(),
+        errors: vec![ConfigError {
+            path: String::new(),
+            line: None,
+            message: format!("cannot read: {e}"),
+        }],
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&text, base).map_err(|errors| ConfigErrors {
+        source_name: name,
+        errors,
+    })
+}
+
+/// Parses and validates configuration text; `base` resolves relative file paths.
+pub fn parse(text: &str, base: &Path) -> Result<Settings, Vec<ConfigError>> {
+    let lines = LineIndex::new(text);
+    let doc = match toml_edit::ImDocument::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let line = e.span().map(|s| lines.line_of(s.start));
+            let message = e.message().trim().to_string();
+            return Err(vec![ConfigError {
+                path: String::new(),
+                line,
+                message,
+            }]);
+        }
+    };
+    let locate =
+        |path: &[Seg]| -> Option<usize> { span_of(doc.as_item(), path).map(|s| lines.line_of(s)) };
+
+    let mut errors = Vec::new();
+    let mut unknown = Vec::new();
+    let de = toml::Deserializer::new(text);
+    let raw: raw::RawConfig =
+        match serde_ignored::deserialize(de, |p| unknown.push(ignored_path(&p))) {
+            Ok(raw) => raw,
+            Err(e) => {
+                // A type error: serde stops at the first one, so report it with the unknown keys
+                // seen so far.
+                let line = e.span().map(|s| lines.line_of(s.start));
+                let message = e.message().trim().to_string();
+                errors.push(ConfigError {
+                    path: String::new(),
+                    line,
+                    message,
+                });
+                raw::RawConfig::default()
+            }
+        };
+    for path in unknown {
+        errors.push(ConfigError {
+            line: locate(&path),
+            path: display_path(&path),
+            message: "unknown key".into(),
+        });
+    }
+    if !errors.is_empty() {
+        errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+        return Err(errors);
+    }
+    validate::validate(raw, base).map_err(|mut errs| {
+        for e in &mut errs {
+            if e.line.is_none() {
+                e.line = locate(&parse_path(&e.path));
+            }
+        }
+        errs.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+        errs
+    })
+}
+
+/// One step of a key path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+fn display_path(path: &[Seg]) -> String {
+    let mut out = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Seg::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+/// Inverse of [`display_path`] for the paths validation writes (keys never contain `.`/`[`).
+fn parse_path(s: &str) -> Vec<Seg> {
+    let mut out = Vec::new();
+    for part in s.split('.').filter(|p| !p.is_empty()) {
+        let mut rest = part;
+        if let Some(open) = rest.find('[') {
+            out.push(Seg::Key(rest[..open].to_string()));
+            rest = &rest[open..];
+            while let Some(close) = rest.find(']') {
+                if let Ok(i) = rest[1..close].parse() {
+                    out.push(Seg::Index(i));
+                }
+                rest = &rest[close + 1..];
+            }
+        } else {
+            out.push(Seg::Key(rest.to_string()));
+        }
+    }
+    out
+}
+
+fn ignored_path(p: &serde_ignored::Path<'_>) -> Vec<Seg> {
+    use serde_ignored::Path as P;
+    let mut out = match p {
+        P::Root => return Vec::new(),
+        P::Seq { parent, .. }
+        | P::Map { parent, .. }
+        | P::Some { parent }
+        | P::NewtypeStruct { parent }
+        | P::NewtypeVariant { parent } => ignored_path(parent),
+    };
+    match p {
+        P::Seq { index, .. } => out.push(Seg::Index(*index)),
+        P::Map { key, .. } => out.push(Seg::Key(key.clone())),
+        _ => {}
+    }
+    out
+}
+
+/// Byte offset where the deepest existing prefix of `path` is written.
+fn span_of(root: &toml_edit::Item, path: &[Seg]) -> Option<usize> {
+    let mut item = root;
+    let mut best = None;
+    for seg in path {
+        let next = match seg {
+            Seg::Key(k) => item.get(k.as_str()),
+            Seg::Index(i) => item.get(*i),
+        };
+        match next {
+            Some(n) => {
+                item = n;
+                if let Some(span) = item_span(n) {
+                    best = Some(span);
+                }
+            }
+            None => break,
+        }
+    }
+    best
+}
+
+fn item_span(item: &toml_edit::Item) -> Option<usize> {
+    match item {
+        toml_edit::Item::Value(v) => v.span().map(|s| s.start),
+        toml_edit::Item::Table(t) => t.span().map(|s| s.start),
+        toml_edit::Item::ArrayOfTables(a) => a.span().map(|s| s.start),
+        toml_edit::Item::None => None,
+    }
+}
+
+/// Byte offset → 1-based line.
+struct LineIndex(Vec<usize>);
+
+impl LineIndex {
+    fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Self(starts)
+    }
+    fn line_of(&self, offset: usize) -> usize {
+        match self.0.binary_search(&offset) {
+            Ok(i) => i + 1,
+            Err(i) => i,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        parse(text, Path::new("."))
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn minimal_config_from_the_issue_parses() {
+        let s = parse(
+            r#"
+[listen]
+addr = "127.0.0.1:8080"
+[admin]
+addr = "127.0.0.1:9901"
+[[endpoint]]
+name = "orders"
+path_prefix = "/api/orders"
+pool = "orders"
+[[pool]]
+name = "orders"
+members = ["127.0.0.1:9001", "127.0.0.1:9002"]
+"#,
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(s.endpoints[0].name, "orders");
+        assert_eq!(s.pools[0].members.len(), 2);
+        assert_eq!(s.pools[0].members[1].addr.as_str(), "127.0.0.1:9002");
+        assert_eq!(s.pools[0].balance, Balance::P2c);
+        assert_eq!(s.listen.header_timeout, DEFAULT_HEADER_TIMEOUT);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_path_and_line() {
+        let errs = errors(
+            r#"[listen]
+addr = "127.0.0.1:8080"
+idle_timeout = "forever"
+
+[[endpoint]]
+name = "a"
+path_prefix = "api"
+pool = "nope"
+
+[[pool]]
+name = "p"
+members = ["127.0.0.1:1"]
+
+[[pool]]
+name = "q"
+members = ["127.0.0.1:1", "10.0.0.1"]
+"#,
+        );
+        assert_eq!(
+            errs,
+            vec![
+                "line 3: listen.idle_timeout: \"forever\" is not a duration (use e.g. \"500ms\", \"10s\", \"5m\", \"1h\")",
+                "line 7: endpoint[0].path_prefix: \"api\" must start with '/'",
+                "line 8: endpoint[0].pool: no pool named \"nope\"",
+                "line 16: pool[1].members[1]: \"10.0.0.1\" is not host:port",
+            ]
+        );
+    }
+
+    #[test]
+    fn all_unknown_keys_are_errors() {
+        let errs = errors("[listen]\nadr = \"x\"\n[admin]\ntoken = \"t\"\n");
+        assert_eq!(
+            errs,
+            vec![
+                "line 2: listen.adr: unknown key",
+                "line 4: admin.token: unknown key"
+            ]
+        );
+    }
+
+    #[test]
+    fn syntax_and_type_errors_name_the_line() {
+        let errs = errors("[listen]\naddr = \n");
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].starts_with("line 2:"), "{errs:?}");
+        let errs = errors("[listen]\nmax_connections = \"many\"\n");
+        assert!(
+            errs[0].starts_with("line 2:") && errs[0].contains("integer"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn path_round_trip() {
+        let p = parse_path("pool[1].members[0]");
+        assert_eq!(
+            p,
+            vec![
+                Seg::Key("pool".into()),
+                Seg::Index(1),
+                Seg::Key("members".into()),
+                Seg::Index(0)
+            ]
+        );
+        assert_eq!(display_path(&p), "pool[1].members[0]");
+    }
+}

@@ -1,0 +1,104 @@
+//! Serde structs that mirror `proxy.toml` key for key.
+//!
+//! Nothing here is checked beyond TOML types: values stay strings or numbers until
+//! [`super::validate`] turns them into typed settings and reports every problem with its key
+//! path. Unknown keys are not rejected by serde (that would stop at the first one); the loader
+//! collects them all through `serde_ignored` instead.
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawConfig {
+    pub listen: RawListen,
+    pub admin: RawAdmin,
+    pub upstream: RawUpstream,
+    pub endpoint: Vec<RawEndpoint>,
+    pub pool: Vec<RawPool>,
+}
+
+/// `[listen]`: the data-plane socket and its per-connection limits.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawListen {
+    pub addr: Option<String>,
+    pub tls: Option<RawTls>,
+    pub header_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_header_bytes: Option<i64>,
+    pub max_body_bytes: Option<i64>,
+    pub max_connections: Option<i64>,
+    pub shutdown_grace: Option<String>,
+    pub access_log: Option<String>,
+}
+
+/// `[listen.tls]`: PEM files for HTTPS.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawTls {
+    pub cert: Option<String>,
+    pub key: Option<String>,
+}
+
+/// `[admin]`: the separate admin/metrics socket.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawAdmin {
+    pub addr: Option<String>,
+    pub token_file: Option<String>,
+}
+
+/// `[upstream]`: how prescale talks to pool members.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawUpstream {
+    pub connect_timeout: Option<String>,
+    pub response_timeout: Option<String>,
+    pub pool_idle_timeout: Option<String>,
+    pub max_idle_per_member: Option<i64>,
+}
+
+/// `[[endpoint]]`: a route, the unit that is recorded and forecast.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawEndpoint {
+    pub name: Option<String>,
+    pub path_prefix: Option<String>,
+    pub pool: Option<String>,
+    pub methods: Option<Vec<String>>,
+    pub host: Option<String>,
+}
+
+/// `[[pool]]`: an upstream pool.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawPool {
+    pub name: Option<String>,
+    /// Each member is `"host:port"` or `{ addr = "host:port", weight = N }`; kept as TOML
+    /// values so validation can say exactly what is wrong with each one.
+    pub members: Vec<toml::Value>,
+    pub balance: Option<String>,
+    pub retry: Option<bool>,
+    pub health_check: Option<RawHealthCheck>,
+    pub passive: Option<RawPassive>,
+}
+
+/// `[pool.health_check]`: active HTTP checks.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawHealthCheck {
+    pub path: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub rise: Option<i64>,
+    pub fall: Option<i64>,
+}
+
+/// `[pool.passive]`: ejection after consecutive failures seen on real traffic.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawPassive {
+    pub max_failures: Option<i64>,
+    pub eject_for: Option<String>,
+}

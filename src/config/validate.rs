@@ -1,0 +1,556 @@
+//! Raw structs → [`Settings`], collecting every problem instead of stopping at the first.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+use http::uri::Authority;
+
+use super::ConfigError;
+use super::raw::*;
+use super::settings::*;
+
+/// Collects errors while validation continues.
+struct Check {
+    errors: Vec<ConfigError>,
+}
+
+impl Check {
+    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            path: path.into(),
+            line: None,
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, path: &str, v: &Option<String>, default: Duration) -> Duration {
+        match v {
+            None => default,
+            Some(s) => {
+                match parse_duration(s) {
+                    Some(d) if !d.is_zero() => d,
+                    Some(_) => {
+                        self.err(path, "must be greater than zero");
+                        default
+                    }
+                    None => {
+                        self.err(path, format!("{s:?} is not a duration (use e.g. \"500ms\", \"10s\", \"5m\", \"1h\")"));
+                        default
+                    }
+                }
+            }
+        }
+    }
+
+    fn count(&mut self, path: &str, v: Option<i64>, min: i64, max: i64, default: i64) -> i64 {
+        match v {
+            None => default,
+            Some(n) if n < min || n > max => {
+                self.err(path, format!("{n} is out of range ({min}..={max})"));
+                default
+            }
+            Some(n) => n,
+        }
+    }
+
+    fn socket_addr(&mut self, path: &str, v: &Option<String>, default: &str) -> SocketAddr {
+        let s = v.as_deref().unwrap_or(default);
+        s.parse().unwrap_or_else(|_| {
+            self.err(path, format!("{s:?} is not an IP:port address"));
+            default.parse().expect("default address parses")
+        })
+    }
+}
+
+/// Parses `250ms`, `10s`, `5m`, `1h` (integer amounts).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
+        _ => None,
+    }
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, Vec<ConfigError>> {
+    let mut c = Check { errors: Vec::new() };
+    let listen = listen(&mut c, raw.listen, base);
+    let admin = admin(&mut c, raw.admin, base);
+    let upstream = upstream(&mut c, raw.upstream);
+    let pools: Vec<PoolSettings> = raw
+        .pool
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, p)| pool(&mut c, i, p))
+        .collect();
+
+    let mut pool_names = HashSet::new();
+    for (i, p) in pools.iter().enumerate() {
+        if !pool_names.insert(p.name.clone()) {
+            c.err(
+                format!("pool[{i}].name"),
+                format!("duplicate pool name {:?}", p.name),
+            );
+        }
+    }
+    let mut endpoints = Vec::new();
+    let mut names = HashSet::new();
+    let mut routes = HashSet::new();
+    for (i, e) in raw.endpoint.into_iter().enumerate() {
+        if let Some(e) = endpoint(&mut c, i, e, &pool_names) {
+            if !names.insert(e.name.clone()) {
+                c.err(
+                    format!("endpoint[{i}].name"),
+                    format!("duplicate endpoint name {:?}", e.name),
+                );
+            }
+            let key = (e.path_prefix.clone(), e.host.clone(), e.methods.clone());
+            if !routes.insert(key) {
+                c.err(
+                    format!("endpoint[{i}].path_prefix"),
+                    "another endpoint has the same prefix, host and methods",
+                );
+            }
+            endpoints.push(e);
+        }
+    }
+    if listen.addr == admin.addr && listen.addr.port() != 0 {
+        c.err("admin.addr", "must differ from listen.addr");
+    }
+    if c.errors.is_empty() {
+        Ok(Settings {
+            listen,
+            admin,
+            upstream,
+            endpoints,
+            pools,
+        })
+    } else {
+        Err(c.errors)
+    }
+}
+
+fn listen(c: &mut Check, r: RawListen, base: &Path) -> ListenSettings {
+    let addr = c.socket_addr("listen.addr", &r.addr, DEFAULT_LISTEN_ADDR);
+    let tls = r.tls.and_then(|t| tls(c, t, base));
+    let max_header_bytes = c.count(
+        "listen.max_header_bytes",
+        r.max_header_bytes,
+        MIN_MAX_HEADER_BYTES as i64,
+        16 * 1024 * 1024,
+        DEFAULT_MAX_HEADER_BYTES as i64,
+    ) as usize;
+    let access_log = match r.access_log.as_deref() {
+        None | Some("off") => None,
+        Some("stdout") => Some(AccessLog::Stdout),
+        Some("") => {
+            c.err(
+                "listen.access_log",
+                "must be \"off\", \"stdout\" or a file path",
+            );
+            None
+        }
+        Some(p) => Some(AccessLog::File(resolve(base, p))),
+    };
+    ListenSettings {
+        addr,
+        tls,
+        header_timeout: c.duration(
+            "listen.header_timeout",
+            &r.header_timeout,
+            DEFAULT_HEADER_TIMEOUT,
+        ),
+        idle_timeout: c.duration("listen.idle_timeout", &r.idle_timeout, DEFAULT_IDLE_TIMEOUT),
+        max_header_bytes,
+        max_body_bytes: c.count(
+            "listen.max_body_bytes",
+            r.max_body_bytes,
+            0,
+            i64::MAX,
+            DEFAULT_MAX_BODY_BYTES as i64,
+        ) as u64,
+        max_connections: c.count(
+            "listen.max_connections",
+            r.max_connections,
+            1,
+            1_000_000,
+            DEFAULT_MAX_CONNECTIONS as i64,
+        ) as usize,
+        shutdown_grace: c.duration(
+            "listen.shutdown_grace",
+            &r.shutdown_grace,
+            DEFAULT_SHUTDOWN_GRACE,
+        ),
+        access_log,
+    }
+}
+
+fn tls(c: &mut Check, t: RawTls, base: &Path) -> Option<TlsSettings> {
+    let (Some(cert), Some(key)) = (t.cert.as_deref(), t.key.as_deref()) else {
+        if t.cert.is_none() {
+            c.err("listen.tls.cert", "missing (PEM certificate chain)");
+        }
+        if t.key.is_none() {
+            c.err("listen.tls.key", "missing (PEM private key)");
+        }
+        return None;
+    };
+    let (cert, key) = (resolve(base, cert), resolve(base, key));
+    match crate::proxy::tls::server_config(&cert, &key) {
+        Ok(server_config) => Some(TlsSettings {
+            cert,
+            key,
+            server_config: Arc::new(server_config),
+        }),
+        Err(crate::proxy::tls::TlsError::Cert(msg)) => {
+            c.err("listen.tls.cert", msg);
+            None
+        }
+        Err(crate::proxy::tls::TlsError::Key(msg)) => {
+            c.err("listen.tls.key", msg);
+            None
+        }
+        Err(crate::proxy::tls::TlsError::Config(msg)) => {
+            c.err("listen.tls", msg);
+            None
+        }
+    }
+}
+
+fn admin(c: &mut Check, r: RawAdmin, base: &Path) -> AdminSettings {
+    let addr = c.socket_addr("admin.addr", &r.addr, DEFAULT_ADMIN_ADDR);
+    let token = r
+        .token_file
+        .and_then(|f| match std::fs::read_to_string(resolve(base, &f)) {
+            Ok(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
+            Ok(_) => {
+                c.err("admin.token_file", format!("{f:?} is empty"));
+                None
+            }
+            Err(e) => {
+                c.err("admin.token_file", format!("cannot read {f:?}: {e}"));
+                None
+            }
+        });
+    if !addr.ip().is_loopback()
+        && token.is_none()
+        && c.errors.iter().all(|e| e.path != "admin.token_file")
+    {
+        c.err(
+            "admin.addr",
+            format!("{addr} is not loopback: set admin.token_file to require a bearer token"),
+        );
+    }
+    AdminSettings { addr, token }
+}
+
+fn upstream(c: &mut Check, r: RawUpstream) -> UpstreamSettings {
+    UpstreamSettings {
+        connect_timeout: c.duration(
+            "upstream.connect_timeout",
+            &r.connect_timeout,
+            DEFAULT_CONNECT_TIMEOUT,
+        ),
+        response_timeout: c.duration(
+            "upstream.response_timeout",
+            &r.response_timeout,
+            DEFAULT_RESPONSE_TIMEOUT,
+        ),
+        pool_idle_timeout: c.duration(
+            "upstream.pool_idle_timeout",
+            &r.pool_idle_timeout,
+            DEFAULT_POOL_IDLE_TIMEOUT,
+        ),
+        max_idle_per_member: c.count(
+            "upstream.max_idle_per_member",
+            r.max_idle_per_member,
+            0,
+            100_000,
+            DEFAULT_MAX_IDLE_PER_MEMBER as i64,
+        ) as usize,
+    }
+}
+
+fn name(c: &mut Check, path: String, v: Option<String>) -> Option<String> {
+    match v {
+        None => {
+            c.err(path, "missing");
+            None
+        }
+        Some(n)
+            if n.is_empty()
+                || !n
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) =>
+        {
+            c.err(
+                path,
+                format!("{n:?} must be non-empty and use only letters, digits, '-', '_' or '.'"),
+            );
+            None
+        }
+        Some(n) => Some(n),
+    }
+}
+
+fn endpoint(
+    c: &mut Check,
+    i: usize,
+    e: RawEndpoint,
+    pools: &HashSet<String>,
+) -> Option<EndpointSettings> {
+    let p = format!("endpoint[{i}]");
+    let name = name(c, format!("{p}.name"), e.name);
+    let path_prefix = match e.path_prefix {
+        None => {
+            c.err(format!("{p}.path_prefix"), "missing");
+            None
+        }
+        Some(s) if !s.starts_with('/') => {
+            c.err(
+                format!("{p}.path_prefix"),
+                format!("{s:?} must start with '/'"),
+            );
+            None
+        }
+        Some(s)
+            if s.contains(['?', '#']) || s.chars().any(|ch| ch.is_ascii_control() || ch == ' ') =>
+        {
+            c.err(
+                format!("{p}.path_prefix"),
+                format!("{s:?} must be a plain path (no query, fragment or spaces)"),
+            );
+            None
+        }
+        Some(s) => Some(s),
+    };
+    let pool = match e.pool {
+        None => {
+            c.err(format!("{p}.pool"), "missing");
+            None
+        }
+        Some(s) if !pools.contains(&s) => {
+            c.err(format!("{p}.pool"), format!("no pool named {s:?}"));
+            None
+        }
+        Some(s) => Some(s),
+    };
+    let methods = e.methods.map(|ms| {
+        let mut out = Vec::new();
+        for (j, m) in ms.iter().enumerate() {
+            match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                Ok(method) => out.push(method),
+                Err(_) => c.err(
+                    format!("{p}.methods[{j}]"),
+                    format!("{m:?} is not an HTTP method"),
+                ),
+            }
+        }
+        if ms.is_empty() {
+            c.err(
+                format!("{p}.methods"),
+                "must not be empty (omit it to match every method)",
+            );
+        }
+        out
+    });
+    let host = match e.host {
+        Some(h) if h.is_empty() || h.parse::<Authority>().is_err() || h.contains(':') => {
+            c.err(
+                format!("{p}.host"),
+                format!("{h:?} is not a host name (without port)"),
+            );
+            None
+        }
+        h => h.map(|h| h.to_ascii_lowercase()),
+    };
+    Some(EndpointSettings {
+        name: name?,
+        path_prefix: path_prefix?,
+        methods,
+        host,
+        pool: pool?,
+    })
+}
+
+fn pool(c: &mut Check, i: usize, r: RawPool) -> Option<PoolSettings> {
+    let p = format!("pool[{i}]");
+    let name = name(c, format!("{p}.name"), r.name);
+    let mut members = Vec::new();
+    let mut seen = HashSet::new();
+    for (j, m) in r.members.iter().enumerate() {
+        let mp = format!("{p}.members[{j}]");
+        let (addr, weight) = match m {
+            toml::Value::String(s) => (Some(s.clone()), 1),
+            toml::Value::Table(t) => {
+                for k in t.keys().filter(|k| *k != "addr" && *k != "weight") {
+                    c.err(format!("{mp}.{k}"), "unknown key");
+                }
+                let weight = match t.get("weight") {
+                    None => 1,
+                    Some(toml::Value::Integer(w)) if (1..=1000).contains(w) => *w as u32,
+                    Some(w) => {
+                        c.err(
+                            format!("{mp}.weight"),
+                            format!("{w} is not an integer in 1..=1000"),
+                        );
+                        1
+                    }
+                };
+                match t.get("addr") {
+                    Some(toml::Value::String(s)) => (Some(s.clone()), weight),
+                    _ => {
+                        c.err(format!("{mp}.addr"), "missing (\"host:port\")");
+                        (None, weight)
+                    }
+                }
+            }
+            other => {
+                c.err(&mp, format!("{other} is neither \"host:port\" nor {{ addr = \"host:port\", weight = N }}"));
+                (None, 1)
+            }
+        };
+        let Some(addr) = addr else { continue };
+        match parse_member(&addr) {
+            Some(a) => {
+                if !seen.insert(a.clone()) {
+                    c.err(&mp, format!("{addr:?} is listed twice"));
+                }
+                members.push(MemberSettings { addr: a, weight });
+            }
+            None => c.err(&mp, format!("{addr:?} is not host:port")),
+        }
+    }
+    let balance = match r.balance.as_deref() {
+        None | Some("p2c") => Balance::P2c,
+        Some("round_robin") => Balance::RoundRobin,
+        Some("weighted") => Balance::Weighted,
+        Some(b) => {
+            c.err(
+                format!("{p}.balance"),
+                format!("{b:?} is not one of \"p2c\", \"round_robin\", \"weighted\""),
+            );
+            Balance::P2c
+        }
+    };
+    let health_check = r.health_check.map(|h| {
+        let hp = format!("{p}.health_check");
+        let path = h.path.unwrap_or_else(|| "/".into());
+        if !path.starts_with('/') {
+            c.err(
+                format!("{hp}.path"),
+                format!("{path:?} must start with '/'"),
+            );
+        }
+        let interval = c.duration(
+            &format!("{hp}.interval"),
+            &h.interval,
+            DEFAULT_CHECK_INTERVAL,
+        );
+        let timeout = c.duration(&format!("{hp}.timeout"), &h.timeout, DEFAULT_CHECK_TIMEOUT);
+        if timeout > interval {
+            c.err(format!("{hp}.timeout"), "must not exceed the interval");
+        }
+        HealthCheckSettings {
+            path,
+            interval,
+            timeout,
+            rise: c.count(
+                &format!("{hp}.rise"),
+                h.rise,
+                1,
+                100,
+                DEFAULT_CHECK_RISE as i64,
+            ) as u32,
+            fall: c.count(
+                &format!("{hp}.fall"),
+                h.fall,
+                1,
+                100,
+                DEFAULT_CHECK_FALL as i64,
+            ) as u32,
+        }
+    });
+    let passive = r
+        .passive
+        .map(|ps| PassiveSettings {
+            max_failures: c.count(
+                &format!("{p}.passive.max_failures"),
+                ps.max_failures,
+                0,
+                1000,
+                DEFAULT_MAX_FAILURES as i64,
+            ) as u32,
+            eject_for: c.duration(
+                &format!("{p}.passive.eject_for"),
+                &ps.eject_for,
+                DEFAULT_EJECT_FOR,
+            ),
+        })
+        .unwrap_or_default();
+    Some(PoolSettings {
+        name: name?,
+        members,
+        balance,
+        retry: r.retry.unwrap_or(true),
+        health_check,
+        passive,
+    })
+}
+
+/// `host:port` with a non-zero port and nothing else (no scheme, path or userinfo).
+pub fn parse_member(s: &str) -> Option<Authority> {
+    let a: Authority = s.parse().ok()?;
+    if a.as_str().contains('@') || a.host().is_empty() {
+        return None;
+    }
+    match a.port_u16() {
+        Some(p) if p > 0 => Some(a),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("10"), None);
+        assert_eq!(parse_duration("s"), None);
+        assert_eq!(parse_duration("1.5s"), None);
+    }
+
+    #[test]
+    fn members() {
+        assert!(parse_member("127.0.0.1:9001").is_some());
+        assert!(parse_member("backend.internal:80").is_some());
+        assert!(parse_member("[::1]:80").is_some());
+        assert!(parse_member("10.0.0.1").is_none());
+        assert!(parse_member("10.0.0.1:0").is_none());
+        assert!(parse_member("user@h:1").is_none());
+        assert!(parse_member("http://h:1").is_none());
+    }
+}

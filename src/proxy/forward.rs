@@ -1,0 +1,294 @@
+//! The request path: route, pick a member, forward, stream the response back.
+//!
+//! Nothing here blocks, locks or panics: every failure becomes a [`ProxyError`] and a
+//! generated response, and every call — forwarded or refused — is accounted for once through
+//! [`CallDone`].
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body;
+use http_body_util::{Either, Empty, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use super::body::{CallDone, ProxyBody};
+use super::error::ProxyError;
+use super::headers::{self, X_REQUEST_ID};
+use super::pool::{InFlight, Member};
+use super::router::{Route, host_without_port};
+use super::{Proxy, RouteTable};
+
+/// What the listener knows about the connection a request came on.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub https: bool,
+}
+
+const VIA: &str = "1.1 prescale";
+
+pub async fn handle(
+    proxy: Arc<Proxy>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let start = Instant::now();
+    let table = proxy.table.load_full();
+    let rid = headers::request_id(req.headers());
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .map(|h| host_without_port(h).to_string());
+    let Some(route) = table
+        .router
+        .find(req.method(), host.as_deref(), req.uri().path())
+    else {
+        proxy.global.unrouted.fetch_add(1, Relaxed);
+        return Ok(error_response(&ProxyError::NoRoute, rid, None));
+    };
+    let done = |status: StatusCode| CallDone {
+        stats: route.stats.clone(),
+        status: status.as_u16(),
+        start,
+        inflight: None,
+        access: None,
+    };
+    match forward(&proxy, &table, route, &conn, req, &rid, start).await {
+        Ok(resp) => Ok(resp),
+        Err(e) => {
+            tracing::debug!(endpoint = %route.name, side = ?e.side(), error = %e, "request failed");
+            let d = done(e.status());
+            Ok(error_response(&e, rid, Some(d)))
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    proxy: &Arc<Proxy>,
+    table: &RouteTable,
+    route: &Route,
+    conn: &ConnInfo,
+    mut req: Request<Incoming>,
+    rid: &HeaderValue,
+    start: Instant,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let limit = table.limits.max_body_bytes;
+    if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
+        let len: u64 = len
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or(ProxyError::BadRequest("content-length"))?;
+        if len > limit {
+            return Err(ProxyError::BodyTooLarge { limit });
+        }
+    }
+    let upgrade = if req.version() == Version::HTTP_11 {
+        headers::upgrade_request(req.headers())
+    } else {
+        None
+    };
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    let (parts, body) = req.into_parts();
+    let path_q = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let bodiless = body.is_end_stream();
+    let pool = &route.pool;
+    let policy = pool.policy();
+    let idempotent = matches!(
+        parts.method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    );
+    let may_retry = policy.retry && idempotent && bodiless && upgrade.is_none();
+
+    let mut headers = parts.headers;
+    // HTTP/2 clients send `:authority` instead of Host; upstreams speak HTTP/1.1 and need Host.
+    let fwd_host = headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    headers::strip_hop_by_hop(&mut headers, upgrade.clone());
+    headers::add_forwarding(
+        &mut headers,
+        conn.peer.ip(),
+        conn.https,
+        fwd_host.as_ref().and_then(|h| h.to_str().ok()),
+        VIA,
+    );
+    headers.insert(X_REQUEST_ID.clone(), rid.clone());
+    if let Some(h) = fwd_host {
+        headers.insert(header::HOST, h);
+    }
+
+    let mut body: Option<super::UpstreamBody> = Some(if bodiless {
+        Either::Right(Empty::new())
+    } else {
+        Either::Left(Limited::new(body, limit as usize))
+    });
+    let mut failed: Option<Arc<Member>> = None;
+    loop {
+        let member = pool
+            .pick(failed.as_deref())
+            .ok_or_else(|| ProxyError::NoMember {
+                pool: pool.name.clone(),
+            })?;
+        let uri = Uri::builder()
+            .scheme("http")
+            .authority(member.addr.clone())
+            .path_and_query(path_q.clone())
+            .build()
+            .map_err(|_| ProxyError::BadRequest("uri"))?;
+        let mut up = Request::new(body.take().unwrap_or_else(|| Either::Right(Empty::new())));
+        *up.method_mut() = parts.method.clone();
+        *up.uri_mut() = uri;
+        *up.version_mut() = Version::HTTP_11;
+        *up.headers_mut() = if may_retry && failed.is_none() {
+            headers.clone()
+        } else {
+            std::mem::take(&mut headers)
+        };
+
+        let inflight = InFlight::new(member.clone());
+        let sent = Instant::now();
+        let result =
+            tokio::time::timeout(table.limits.response_timeout, proxy.client.request(up)).await;
+        let passive = &policy.passive;
+        let mut resp = match result {
+            Err(_) => {
+                if member.report_failure(passive) {
+                    tracing::warn!(pool = %pool.name, member = %member.addr, "member ejected after timeouts");
+                }
+                return Err(ProxyError::Timeout {
+                    member: member.addr.to_string(),
+                    secs: table.limits.response_timeout.as_secs_f64(),
+                });
+            }
+            Ok(Err(e)) if e.is_connect() => {
+                if member.report_failure(passive) {
+                    tracing::warn!(pool = %pool.name, member = %member.addr, error = %e, "member ejected after connect failures");
+                }
+                if may_retry && failed.is_none() {
+                    proxy.global.upstream_retries.fetch_add(1, Relaxed);
+                    failed = Some(member);
+                    continue;
+                }
+                return Err(ProxyError::Connect {
+                    member: member.addr.to_string(),
+                    source: e,
+                });
+            }
+            Ok(Err(e)) => {
+                if is_body_limit(&e) {
+                    return Err(ProxyError::BodyTooLarge { limit });
+                }
+                member.report_failure(passive);
+                return Err(ProxyError::Upstream {
+                    member: member.addr.to_string(),
+                    source: e,
+                });
+            }
+            Ok(Ok(resp)) => resp,
+        };
+        member.report_success(sent.elapsed());
+
+        let status = resp.status();
+        let resp_upgrade = if status == StatusCode::SWITCHING_PROTOCOLS {
+            let value = resp.headers().get(header::UPGRADE).cloned();
+            if let (Some(client_side), Some(_)) = (client_upgrade, &value) {
+                let upstream_side = hyper::upgrade::on(&mut resp);
+                proxy.tasks.spawn(tunnel(client_side, upstream_side));
+            }
+            value
+        } else {
+            None
+        };
+        let rh = resp.headers_mut();
+        headers::strip_hop_by_hop(rh, resp_upgrade);
+        headers::append_via(rh, VIA);
+        rh.insert(X_REQUEST_ID.clone(), rid.clone());
+        let access = proxy.access.as_ref().map(|a| {
+            a.pending(
+                conn.peer.ip(),
+                &parts.method,
+                path_q.path(),
+                &route.name,
+                Some(member.addr.to_string()),
+                rid.to_str().unwrap_or("-"),
+            )
+        });
+        let done = CallDone {
+            stats: route.stats.clone(),
+            status: status.as_u16(),
+            start,
+            inflight: Some(inflight),
+            access,
+        };
+        return Ok(resp.map(|b| ProxyBody::upstream(b, Some(done))));
+    }
+}
+
+/// Copies bytes both ways between an upgraded client connection and the upstream one.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (Ok(c), Ok(u)) = tokio::join!(client, upstream) else {
+        tracing::debug!("upgrade handshake did not complete");
+        return;
+    };
+    let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+    if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+        tracing::debug!(error = %e, "upgraded connection ended with an error");
+    }
+}
+
+fn is_body_limit(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// A generated response for a refused or failed call. Details stay in the log: clients learn
+/// the status and the request id, not upstream addresses.
+pub fn error_response(
+    e: &ProxyError,
+    rid: HeaderValue,
+    done: Option<CallDone>,
+) -> Response<ProxyBody> {
+    let status = e.status();
+    let text = format!(
+        "{} {}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let mut resp = Response::new(ProxyBody::full(text, done));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(X_REQUEST_ID.clone(), rid);
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        // The request body was not read: do not let the connection be reused for it.
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}

@@ -1,0 +1,244 @@
+//! Accept loop and per-connection serving (HTTP/1.1, h2c, and both over TLS by ALPN).
+//!
+//! Limits enforced here: a connection cap (accepting pauses, back-pressure goes to the kernel's
+//! listen queue), the TLS handshake and header read timeouts (slowloris), the header size
+//! (hyper answers 431), and an idle timeout (no bytes either way → graceful close). On shutdown
+//! every connection is asked to finish its in-flight requests and close.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::Proxy;
+use super::forward::{ConnInfo, handle};
+use super::pool::now_ms;
+use crate::config::ListenSettings;
+
+/// Per-connection settings fixed at start (changing them needs a restart).
+#[derive(Clone)]
+pub struct ConnSettings {
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+    pub tls: Option<TlsAcceptor>,
+}
+
+impl ConnSettings {
+    pub fn from(l: &ListenSettings) -> Self {
+        Self {
+            header_timeout: l.header_timeout,
+            idle_timeout: l.idle_timeout,
+            max_header_bytes: l.max_header_bytes,
+            max_connections: l.max_connections,
+            tls: l
+                .tls
+                .as_ref()
+                .map(|t| TlsAcceptor::from(t.server_config.clone())),
+        }
+    }
+}
+
+fn builder(s: &ConnSettings) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(s.header_timeout)
+        .max_buf_size(s.max_header_bytes)
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(s.max_header_bytes.min(u32::MAX as usize) as u32)
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    b
+}
+
+/// Serves connections from `listener` until `shutdown` fires; connections are spawned on
+/// `conns`, which the caller waits on (with a grace period) to drain them.
+pub async fn serve(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    settings: ConnSettings,
+    shutdown: CancellationToken,
+    conns: TaskTracker,
+) {
+    let builder = Arc::new(builder(&settings));
+    let limit = Arc::new(Semaphore::new(settings.max_connections));
+    let settings = Arc::new(settings);
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (proxy, builder, settings, shutdown) = (
+            proxy.clone(),
+            builder.clone(),
+            settings.clone(),
+            shutdown.clone(),
+        );
+        conns.spawn(async move {
+            proxy.global.connections_active.fetch_add(1, Relaxed);
+            proxy.global.connections_total.fetch_add(1, Relaxed);
+            serve_conn(stream, peer, proxy.clone(), &builder, &settings, shutdown).await;
+            proxy.global.connections_active.fetch_sub(1, Relaxed);
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_conn(
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    proxy: Arc<Proxy>,
+    builder: &auto::Builder<TokioExecutor>,
+    settings: &ConnSettings,
+    shutdown: CancellationToken,
+) {
+    match &settings.tls {
+        None => {
+            let info = Arc::new(ConnInfo { peer, https: false });
+            serve_io(stream, info, proxy, builder, settings, shutdown).await
+        }
+        Some(acceptor) => {
+            let tls = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = tokio::time::timeout(settings.header_timeout, acceptor.accept(stream)) => r,
+            };
+            match tls {
+                Ok(Ok(tls)) => {
+                    let info = Arc::new(ConnInfo { peer, https: true });
+                    serve_io(tls, info, proxy, builder, settings, shutdown).await
+                }
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+async fn serve_io<I>(
+    io: I,
+    info: Arc<ConnInfo>,
+    proxy: Arc<Proxy>,
+    builder: &auto::Builder<TokioExecutor>,
+    settings: &ConnSettings,
+    shutdown: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let last = Arc::new(AtomicU64::new(now_ms()));
+    let io = TokioIo::new(IdleIo {
+        inner: io,
+        last: last.clone(),
+    });
+    let service = service_fn(move |req| handle(proxy.clone(), info.clone(), req));
+    let conn = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(conn);
+    let idle_ms = settings.idle_timeout.as_millis() as u64;
+    let mut tick = tokio::time::interval(settings.idle_timeout / 4 + Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = shutdown.cancelled(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = tick.tick(), if !closing => {
+                if now_ms().saturating_sub(last.load(Relaxed)) >= idle_ms {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
+}
+
+/// Stamps the time of the last byte moved in either direction.
+struct IdleIo<I> {
+    inner: I,
+    last: Arc<AtomicU64>,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for IdleIo<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if r.is_ready() {
+            self.last.store(now_ms(), Relaxed);
+        }
+        r
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for IdleIo<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if r.is_ready() {
+            self.last.store(now_ms(), Relaxed);
+        }
+        r
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if r.is_ready() {
+            self.last.store(now_ms(), Relaxed);
+        }
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
