@@ -21,10 +21,7 @@ use crate::proxy::{Proxy, access};
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot open the access log: {0}")]
     AccessLog(std::io::Error),
     #[error("cannot start the admin thread: {0}")]
@@ -54,49 +51,24 @@ impl App {
     /// Binds both listeners and starts serving. Must run inside a multi-thread tokio runtime.
     pub async fn start(settings: Settings) -> Result<Self, StartError> {
         let listen = settings.listen.addr;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: listen,
-                source,
-            })?;
-        let admin_listener =
-            std::net::TcpListener::bind(settings.admin.addr).map_err(|source| {
-                StartError::Bind {
-                    addr: settings.admin.addr,
-                    source,
-                }
-            })?;
-        let proxy_addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: listen,
-            source,
-        })?;
-        let admin_addr = admin_listener
-            .local_addr()
-            .map_err(|source| StartError::Bind {
-                addr: settings.admin.addr,
-                source,
-            })?;
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.map_err(|source| StartError::Bind { addr: listen, source })?;
+        let admin_listener = std::net::TcpListener::bind(settings.admin.addr)
+            .map_err(|source| StartError::Bind { addr: settings.admin.addr, source })?;
+        let proxy_addr = listener.local_addr().map_err(|source| StartError::Bind { addr: listen, source })?;
+        let admin_addr =
+            admin_listener.local_addr().map_err(|source| StartError::Bind { addr: settings.admin.addr, source })?;
 
         let global = Arc::new(GlobalStats::default());
         let access = match &settings.listen.access_log {
             None => None,
             // The writer thread ends by itself when the last logger handle is dropped.
-            Some(target) => Some(
-                access::AccessLogger::start(target, global.clone())
-                    .map_err(StartError::AccessLog)?
-                    .0,
-            ),
+            Some(target) => Some(access::AccessLogger::start(target, global.clone()).map_err(StartError::AccessLog)?.0),
         };
         let shutdown = CancellationToken::new();
         let proxy = Proxy::new(&settings, access, global, shutdown.clone());
-        let admin = crate::admin::start(
-            admin_listener,
-            proxy.clone(),
-            settings.admin.token.clone(),
-            shutdown.clone(),
-        )
-        .map_err(StartError::Admin)?;
+        let admin = crate::admin::start(admin_listener, proxy.clone(), settings.admin.token.clone(), shutdown.clone())
+            .map_err(StartError::Admin)?;
         let conns = TaskTracker::new();
         let accept = tokio::spawn(listener::serve(
             listener,
@@ -106,16 +78,7 @@ impl App {
             conns.clone(),
         ));
         tracing::info!(%proxy_addr, %admin_addr, endpoints = settings.endpoints.len(), pools = settings.pools.len(), "prescale started");
-        Ok(Self {
-            proxy_addr,
-            admin_addr,
-            proxy,
-            settings,
-            shutdown,
-            conns,
-            accept,
-            admin: Some(admin),
-        })
+        Ok(Self { proxy_addr, admin_addr, proxy, settings, shutdown, conns, accept, admin: Some(admin) })
     }
 
     /// Swaps in new routing, pools and limits atomically. Listener and upstream-client
@@ -127,25 +90,13 @@ impl App {
         if l.0.addr != l.1.addr {
             report.needs_restart.push("listen.addr");
         }
-        if l.0.tls.as_ref().map(|t| (&t.cert, &t.key))
-            != l.1.tls.as_ref().map(|t| (&t.cert, &t.key))
-        {
+        if l.0.tls.as_ref().map(|t| (&t.cert, &t.key)) != l.1.tls.as_ref().map(|t| (&t.cert, &t.key)) {
             report.needs_restart.push("listen.tls");
         }
-        if (
-            l.0.header_timeout,
-            l.0.idle_timeout,
-            l.0.max_header_bytes,
-            l.0.max_connections,
-        ) != (
-            l.1.header_timeout,
-            l.1.idle_timeout,
-            l.1.max_header_bytes,
-            l.1.max_connections,
-        ) {
-            report
-                .needs_restart
-                .push("listen (timeouts, header size, connection limit)");
+        if (l.0.header_timeout, l.0.idle_timeout, l.0.max_header_bytes, l.0.max_connections)
+            != (l.1.header_timeout, l.1.idle_timeout, l.1.max_header_bytes, l.1.max_connections)
+        {
+            report.needs_restart.push("listen (timeouts, header size, connection limit)");
         }
         if l.0.access_log != l.1.access_log {
             report.needs_restart.push("listen.access_log");
@@ -154,18 +105,10 @@ impl App {
             report.needs_restart.push("admin");
         }
         let (u0, u1) = (&old.upstream, &n.upstream);
-        if (
-            u0.connect_timeout,
-            u0.pool_idle_timeout,
-            u0.max_idle_per_member,
-        ) != (
-            u1.connect_timeout,
-            u1.pool_idle_timeout,
-            u1.max_idle_per_member,
-        ) {
-            report
-                .needs_restart
-                .push("upstream (connect_timeout, pool_idle_timeout, max_idle_per_member)");
+        if (u0.connect_timeout, u0.pool_idle_timeout, u0.max_idle_per_member)
+            != (u1.connect_timeout, u1.pool_idle_timeout, u1.max_idle_per_member)
+        {
+            report.needs_restart.push("upstream (connect_timeout, pool_idle_timeout, max_idle_per_member)");
         }
         self.proxy.apply(&new);
         // Remember the values actually in force: `[listen]` stays as started except the body
@@ -186,18 +129,11 @@ impl App {
         let _ = self.accept.await;
         self.conns.close();
         let grace = self.settings.listen.shutdown_grace;
-        if tokio::time::timeout(grace, self.conns.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                left = self.conns.len(),
-                "grace period over; closing remaining connections"
-            );
+        if tokio::time::timeout(grace, self.conns.wait()).await.is_err() {
+            tracing::warn!(left = self.conns.len(), "grace period over; closing remaining connections");
         }
         self.proxy.tasks.close();
-        let _ =
-            tokio::time::timeout(std::time::Duration::from_secs(1), self.proxy.tasks.wait()).await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.proxy.tasks.wait()).await;
         if let Some(admin) = self.admin.take() {
             let _ = tokio::task::spawn_blocking(move || admin.join()).await;
         }

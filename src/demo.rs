@@ -47,10 +47,7 @@ members = ["{SEARCH_1}"]
 
 /// Starts one demo backend named `name` on a free loopback port; it answers JSON describing
 /// the request, `/health` with 200, and honours `?delay_ms=N` (capped at 5 s).
-pub async fn start_backend(
-    name: &'static str,
-    stop: CancellationToken,
-) -> std::io::Result<SocketAddr> {
+pub async fn start_backend(name: &'static str, stop: CancellationToken) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
@@ -70,10 +67,7 @@ pub async fn start_backend(
     Ok(addr)
 }
 
-async fn answer(
-    name: &'static str,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn answer(name: &'static str, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let query = req.uri().query().unwrap_or("");
     let delay = query
         .split('&')
@@ -93,19 +87,12 @@ async fn answer(
         "forwarded_for": req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok()),
     });
     let mut r = Response::new(Full::new(Bytes::from(body.to_string() + "\n")));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
     Ok(r)
 }
 
 /// Builds the demo settings for the given listener addresses and backend addresses.
-pub fn settings(
-    listen: &str,
-    admin: &str,
-    backends: [SocketAddr; 3],
-) -> Result<Settings, Vec<ConfigError>> {
+pub fn settings(listen: &str, admin: &str, backends: [SocketAddr; 3]) -> Result<Settings, Vec<ConfigError>> {
     let text = DEMO_CONFIG
         .replace("{LISTEN}", listen)
         .replace("{ADMIN}", admin)

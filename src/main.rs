@@ -11,11 +11,7 @@ use tokio_util::sync::CancellationToken;
 use prescale::{app::App, config, demo};
 
 #[derive(Parser)]
-#[command(
-    name = "prescale",
-    version,
-    about = "A reverse proxy that scales its VM backends ahead of the load"
-)]
+#[command(name = "prescale", version, about = "A reverse proxy that scales its VM backends ahead of the load")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -47,10 +43,7 @@ const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PRESCALE_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PRESCALE_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -76,9 +69,7 @@ fn main() -> ExitCode {
             };
             report(runtime().and_then(|rt| rt.block_on(run(settings, Some(config)))))
         }
-        Command::Demo { listen, admin } => {
-            report(runtime().and_then(|rt| rt.block_on(run_demo(listen, admin))))
-        }
+        Command::Demo { listen, admin } => report(runtime().and_then(|rt| rt.block_on(run_demo(listen, admin)))),
     }
 }
 
@@ -102,10 +93,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 async fn run(settings: config::Settings, config: Option<PathBuf>) -> anyhow::Result<()> {
     let app = App::start(settings).await?;
-    println!(
-        "prescale: proxy listening on http://{}, admin on http://{}",
-        app.proxy_addr, app.admin_addr
-    );
+    println!("prescale: proxy listening on http://{}, admin on http://{}", app.proxy_addr, app.admin_addr);
     app.run_until_signal(config).await?;
     Ok(())
 }
@@ -117,21 +105,12 @@ async fn run_demo(listen: String, admin: String) -> anyhow::Result<()> {
         demo::start_backend("orders-2", stop.clone()).await?,
         demo::start_backend("search-1", stop.clone()).await?,
     ];
-    let settings = demo::settings(&listen, &admin, backends).map_err(|errs| {
-        anyhow::anyhow!(
-            errs.iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("; ")
-        )
-    })?;
+    let settings = demo::settings(&listen, &admin, backends)
+        .map_err(|errs| anyhow::anyhow!(errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")))?;
     let app = App::start(settings).await?;
     let (p, a) = (app.proxy_addr, app.admin_addr);
     println!("prescale demo: proxy on http://{p}, admin on http://{a}");
-    println!(
-        "  backends (stand-ins for VMs): orders {} {}, search {}",
-        backends[0], backends[1], backends[2]
-    );
+    println!("  backends (stand-ins for VMs): orders {} {}, search {}", backends[0], backends[1], backends[2]);
     println!("  try:  curl -i http://{p}/api/orders/42");
     println!("        curl -i 'http://{p}/api/search?q=rust&delay_ms=20'");
     println!("        curl http://{a}/metrics");

@@ -8,58 +8,27 @@ use crate::proxy::stats::LATENCY_BOUNDS_US;
 
 /// Escapes a label value per the exposition format.
 fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 pub fn render(proxy: &Proxy) -> String {
     let mut out = String::with_capacity(4096);
     let g = &proxy.global;
-    let _ = writeln!(
-        out,
-        "# HELP prescale_connections_active Client connections open now."
-    );
+    let _ = writeln!(out, "# HELP prescale_connections_active Client connections open now.");
     let _ = writeln!(out, "# TYPE prescale_connections_active gauge");
-    let _ = writeln!(
-        out,
-        "prescale_connections_active {}",
-        g.connections_active.load(Relaxed)
-    );
+    let _ = writeln!(out, "prescale_connections_active {}", g.connections_active.load(Relaxed));
     let _ = writeln!(out, "# TYPE prescale_connections_total counter");
-    let _ = writeln!(
-        out,
-        "prescale_connections_total {}",
-        g.connections_total.load(Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP prescale_unrouted_requests_total Requests that matched no endpoint (404)."
-    );
+    let _ = writeln!(out, "prescale_connections_total {}", g.connections_total.load(Relaxed));
+    let _ = writeln!(out, "# HELP prescale_unrouted_requests_total Requests that matched no endpoint (404).");
     let _ = writeln!(out, "# TYPE prescale_unrouted_requests_total counter");
-    let _ = writeln!(
-        out,
-        "prescale_unrouted_requests_total {}",
-        g.unrouted.load(Relaxed)
-    );
+    let _ = writeln!(out, "prescale_unrouted_requests_total {}", g.unrouted.load(Relaxed));
     let _ = writeln!(out, "# TYPE prescale_upstream_retries_total counter");
-    let _ = writeln!(
-        out,
-        "prescale_upstream_retries_total {}",
-        g.upstream_retries.load(Relaxed)
-    );
+    let _ = writeln!(out, "prescale_upstream_retries_total {}", g.upstream_retries.load(Relaxed));
     let _ = writeln!(out, "# TYPE prescale_access_log_dropped_total counter");
-    let _ = writeln!(
-        out,
-        "prescale_access_log_dropped_total {}",
-        g.access_log_dropped.load(Relaxed)
-    );
+    let _ = writeln!(out, "prescale_access_log_dropped_total {}", g.access_log_dropped.load(Relaxed));
 
     let endpoints = proxy.endpoint_stats();
-    let _ = writeln!(
-        out,
-        "# HELP prescale_requests_total Responses by endpoint and status class."
-    );
+    let _ = writeln!(out, "# HELP prescale_requests_total Responses by endpoint and status class.");
     let _ = writeln!(out, "# TYPE prescale_requests_total counter");
     for (name, s) in &endpoints {
         for (i, c) in s.by_class.iter().enumerate() {
@@ -72,10 +41,8 @@ pub fn render(proxy: &Proxy) -> String {
             );
         }
     }
-    let _ = writeln!(
-        out,
-        "# HELP prescale_requests_cancelled_total Calls the client abandoned before the response ended."
-    );
+    let _ =
+        writeln!(out, "# HELP prescale_requests_cancelled_total Calls the client abandoned before the response ended.");
     let _ = writeln!(out, "# TYPE prescale_requests_cancelled_total counter");
     for (name, s) in &endpoints {
         let _ = writeln!(
@@ -85,10 +52,7 @@ pub fn render(proxy: &Proxy) -> String {
             s.cancelled.load(Relaxed)
         );
     }
-    let _ = writeln!(
-        out,
-        "# HELP prescale_request_duration_seconds Time to the end of the response body."
-    );
+    let _ = writeln!(out, "# HELP prescale_request_duration_seconds Time to the end of the response body.");
     let _ = writeln!(out, "# TYPE prescale_request_duration_seconds histogram");
     for (name, s) in &endpoints {
         let name = label(name);
@@ -102,19 +66,13 @@ pub fn render(proxy: &Proxy) -> String {
             );
         }
         cum += s.buckets[LATENCY_BOUNDS_US.len()].load(Relaxed);
-        let _ = writeln!(
-            out,
-            "prescale_request_duration_seconds_bucket{{endpoint=\"{name}\",le=\"+Inf\"}} {cum}"
-        );
+        let _ = writeln!(out, "prescale_request_duration_seconds_bucket{{endpoint=\"{name}\",le=\"+Inf\"}} {cum}");
         let _ = writeln!(
             out,
             "prescale_request_duration_seconds_sum{{endpoint=\"{name}\"}} {}",
             s.latency_sum_us.load(Relaxed) as f64 / 1e6
         );
-        let _ = writeln!(
-            out,
-            "prescale_request_duration_seconds_count{{endpoint=\"{name}\"}} {cum}"
-        );
+        let _ = writeln!(out, "prescale_request_duration_seconds_count{{endpoint=\"{name}\"}} {cum}");
     }
 
     let pools = proxy.pools();

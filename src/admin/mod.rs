@@ -28,21 +28,16 @@ pub fn start(
     shutdown: CancellationToken,
 ) -> std::io::Result<JoinHandle<()>> {
     listener.set_nonblocking(true)?;
-    std::thread::Builder::new()
-        .name("prescale-admin".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(error = %e, "admin runtime failed to start");
-                    return;
-                }
-            };
-            rt.block_on(serve(listener, proxy, token.map(Arc::from), shutdown));
-        })
+    std::thread::Builder::new().name("prescale-admin".into()).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(error = %e, "admin runtime failed to start");
+                return;
+            }
+        };
+        rt.block_on(serve(listener, proxy, token.map(Arc::from), shutdown));
+    })
 }
 
 async fn serve(
@@ -95,53 +90,30 @@ async fn serve(
     conns.wait().await;
 }
 
-fn text(
-    status: StatusCode,
-    content_type: &'static str,
-    body: impl Into<Bytes>,
-) -> Response<Full<Bytes>> {
+fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static(content_type),
-    );
-    r.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
     r
 }
 
 fn authorized(token: Option<&str>, req: &Request<Incoming>) -> bool {
     let Some(token) = token else { return true };
-    let Some(given) = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(given) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return false;
     };
     let Some(given) = given.strip_prefix("Bearer ") else {
         return false;
     };
     // Constant-time comparison: the token is a secret.
-    given.len() == token.len()
-        && given
-            .bytes()
-            .zip(token.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    given.len() == token.len() && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
 fn route(proxy: &Proxy, token: Option<&str>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     const PLAIN: &str = "text/plain; charset=utf-8";
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            PLAIN,
-            "method not allowed\n",
-        );
+        return text(StatusCode::METHOD_NOT_ALLOWED, PLAIN, "method not allowed\n");
     }
     match req.uri().path() {
         "/live" => text(StatusCode::OK, PLAIN, "live\n"),
@@ -149,26 +121,15 @@ fn route(proxy: &Proxy, token: Option<&str>, req: Request<Incoming>) -> Response
             if proxy.is_ready() {
                 text(StatusCode::OK, PLAIN, "ready\n")
             } else {
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    PLAIN,
-                    "not ready: a pool has no healthy member\n",
-                )
+                text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, "not ready: a pool has no healthy member\n")
             }
         }
         _ if !authorized(token, &req) => {
             let mut r = text(StatusCode::UNAUTHORIZED, PLAIN, "bearer token required\n");
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
             r
         }
-        "/metrics" => text(
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            metrics::render(proxy),
-        ),
+        "/metrics" => text(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", metrics::render(proxy)),
         _ => text(StatusCode::NOT_FOUND, PLAIN, "not found\n"),
     }
 }

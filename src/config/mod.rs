@@ -62,17 +62,10 @@ pub fn load(path: &Path) -> Result<Settings, ConfigErrors> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
         source_name: name.clone(),
-        errors: vec![ConfigError {
-            path: String::new(),
-            line: None,
-            message: format!("cannot read: {e}"),
-        }],
+        errors: vec![ConfigError { path: String::new(), line: None, message: format!("cannot read: {e}") }],
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
-    parse(&text, base).map_err(|errors| ConfigErrors {
-        source_name: name,
-        errors,
-    })
+    parse(&text, base).map_err(|errors| ConfigErrors { source_name: name, errors })
 }
 
 /// Parses and validates configuration text; `base` resolves relative file paths.
@@ -83,55 +76,43 @@ pub fn parse(text: &str, base: &Path) -> Result<Settings, Vec<ConfigError>> {
         Err(e) => {
             let line = e.span().map(|s| lines.line_of(s.start));
             let message = e.message().trim().to_string();
-            return Err(vec![ConfigError {
-                path: String::new(),
-                line,
-                message,
-            }]);
+            return Err(vec![ConfigError { path: String::new(), line, message }]);
         }
     };
-    let locate =
-        |path: &[Seg]| -> Option<usize> { span_of(doc.as_item(), path).map(|s| lines.line_of(s)) };
+    let locate = |path: &[Seg]| -> Option<usize> { span_of(doc.as_item(), path).map(|s| lines.line_of(s)) };
 
     let mut errors = Vec::new();
     let mut unknown = Vec::new();
     let de = toml::Deserializer::new(text);
-    let raw: raw::RawConfig =
-        match serde_ignored::deserialize(de, |p| unknown.push(ignored_path(&p))) {
-            Ok(raw) => raw,
-            Err(e) => {
-                // A type error: serde stops at the first one, so report it with the unknown keys
-                // seen so far.
-                let line = e.span().map(|s| lines.line_of(s.start));
-                let message = e.message().trim().to_string();
-                errors.push(ConfigError {
-                    path: String::new(),
-                    line,
-                    message,
-                });
-                raw::RawConfig::default()
-            }
-        };
-    for path in unknown {
-        errors.push(ConfigError {
-            line: locate(&path),
-            path: display_path(&path),
-            message: "unknown key".into(),
-        });
-    }
-    if !errors.is_empty() {
-        errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
-        return Err(errors);
-    }
-    validate::validate(raw, base).map_err(|mut errs| {
-        for e in &mut errs {
-            if e.line.is_none() {
-                e.line = locate(&parse_path(&e.path));
-            }
+    let raw: Option<raw::RawConfig> = match serde_ignored::deserialize(de, |p| unknown.push(ignored_path(&p))) {
+        Ok(raw) => Some(raw),
+        Err(e) => {
+            // A type error: serde stops at the first one, so validation cannot run; report it
+            // with the unknown keys seen so far.
+            let line = e.span().map(|s| lines.line_of(s.start));
+            let path = e.span().and_then(|s| path_at(doc.as_item(), s.start)).map(|p| display_path(&p));
+            let message = e.message().trim().replace("expected i64", "expected an integer");
+            errors.push(ConfigError { path: path.unwrap_or_default(), line, message });
+            None
         }
-        errs.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
-        errs
-    })
+    };
+    for path in unknown {
+        errors.push(ConfigError { line: locate(&path), path: display_path(&path), message: "unknown key".into() });
+    }
+    if let Some(raw) = raw {
+        match validate::validate(raw, base) {
+            Ok(settings) if errors.is_empty() => return Ok(settings),
+            Ok(_) => {}
+            Err(errs) => errors.extend(errs.into_iter().map(|mut e| {
+                if e.line.is_none() {
+                    e.line = locate(&parse_path(&e.path));
+                }
+                e
+            })),
+        }
+    }
+    errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+    Err(errors)
 }
 
 /// One step of a key path.
@@ -218,6 +199,67 @@ fn span_of(root: &toml_edit::Item, path: &[Seg]) -> Option<usize> {
     best
 }
 
+/// Key path of the innermost value written at byte `offset`.
+fn path_at(item: &toml_edit::Item, offset: usize) -> Option<Vec<Seg>> {
+    fn inside(span: Option<std::ops::Range<usize>>, offset: usize) -> bool {
+        span.is_some_and(|s| s.contains(&offset))
+    }
+    fn walk_value(v: &toml_edit::Value, offset: usize, path: &mut Vec<Seg>) {
+        match v {
+            toml_edit::Value::Array(a) => {
+                if let Some((i, v)) = a.iter().enumerate().find(|(_, v)| inside(v.span(), offset)) {
+                    path.push(Seg::Index(i));
+                    walk_value(v, offset, path);
+                }
+            }
+            toml_edit::Value::InlineTable(t) => {
+                if let Some((k, v)) = t.iter().find(|(_, v)| inside(v.span(), offset)) {
+                    path.push(Seg::Key(k.to_string()));
+                    walk_value(v, offset, path);
+                }
+            }
+            _ => {}
+        }
+    }
+    fn walk(item: &toml_edit::Item, offset: usize, path: &mut Vec<Seg>) -> bool {
+        match item {
+            toml_edit::Item::Value(v) => {
+                if inside(v.span(), offset) {
+                    walk_value(v, offset, path);
+                    return true;
+                }
+                false
+            }
+            toml_edit::Item::Table(t) => t.iter().any(|(k, child)| {
+                path.push(Seg::Key(k.to_string()));
+                let found = walk(child, offset, path);
+                if !found {
+                    path.pop();
+                }
+                found
+            }),
+            toml_edit::Item::ArrayOfTables(a) => a.iter().enumerate().any(|(i, t)| {
+                path.push(Seg::Index(i));
+                let found = t.iter().any(|(k, child)| {
+                    path.push(Seg::Key(k.to_string()));
+                    let found = walk(child, offset, path);
+                    if !found {
+                        path.pop();
+                    }
+                    found
+                });
+                if !found {
+                    path.pop();
+                }
+                found
+            }),
+            toml_edit::Item::None => false,
+        }
+    }
+    let mut path = Vec::new();
+    walk(item, offset, &mut path).then_some(path)
+}
+
 fn item_span(item: &toml_edit::Item) -> Option<usize> {
     match item {
         toml_edit::Item::Value(v) => v.span().map(|s| s.start),
@@ -249,12 +291,7 @@ mod tests {
     use super::*;
 
     fn errors(text: &str) -> Vec<String> {
-        parse(text, Path::new("."))
-            .err()
-            .unwrap_or_default()
-            .iter()
-            .map(|e| e.to_string())
-            .collect()
+        parse(text, Path::new(".")).err().unwrap_or_default().iter().map(|e| e.to_string()).collect()
     }
 
     #[test]
@@ -318,13 +355,7 @@ members = ["127.0.0.1:1", "10.0.0.1"]
     #[test]
     fn all_unknown_keys_are_errors() {
         let errs = errors("[listen]\nadr = \"x\"\n[admin]\ntoken = \"t\"\n");
-        assert_eq!(
-            errs,
-            vec![
-                "line 2: listen.adr: unknown key",
-                "line 4: admin.token: unknown key"
-            ]
-        );
+        assert_eq!(errs, vec!["line 2: listen.adr: unknown key", "line 4: admin.token: unknown key"]);
     }
 
     #[test]
@@ -333,24 +364,15 @@ members = ["127.0.0.1:1", "10.0.0.1"]
         assert_eq!(errs.len(), 1);
         assert!(errs[0].starts_with("line 2:"), "{errs:?}");
         let errs = errors("[listen]\nmax_connections = \"many\"\n");
-        assert!(
-            errs[0].starts_with("line 2:") && errs[0].contains("integer"),
-            "{errs:?}"
-        );
+        assert_eq!(errs, vec!["line 2: listen.max_connections: invalid type: string \"many\", expected an integer"]);
+        let errs = errors("[[pool]]\nname = \"p\"\n[[pool]]\nname = \"q\"\nretry = \"yes\"\n");
+        assert_eq!(errs, vec!["line 5: pool[1].retry: invalid type: string \"yes\", expected a boolean"]);
     }
 
     #[test]
     fn path_round_trip() {
         let p = parse_path("pool[1].members[0]");
-        assert_eq!(
-            p,
-            vec![
-                Seg::Key("pool".into()),
-                Seg::Index(1),
-                Seg::Key("members".into()),
-                Seg::Index(0)
-            ]
-        );
+        assert_eq!(p, vec![Seg::Key("pool".into()), Seg::Index(1), Seg::Key("members".into()), Seg::Index(0)]);
         assert_eq!(display_path(&p), "pool[1].members[0]");
     }
 }

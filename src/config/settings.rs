@@ -80,10 +80,7 @@ pub struct TlsSettings {
 
 impl std::fmt::Debug for TlsSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsSettings")
-            .field("cert", &self.cert)
-            .field("key", &self.key)
-            .finish()
+        f.debug_struct("TlsSettings").field("cert", &self.cert).field("key", &self.key).finish()
     }
 }
 
@@ -167,10 +164,7 @@ pub struct PassiveSettings {
 
 impl Default for PassiveSettings {
     fn default() -> Self {
-        Self {
-            max_failures: DEFAULT_MAX_FAILURES,
-            eject_for: DEFAULT_EJECT_FOR,
-        }
+        Self { max_failures: DEFAULT_MAX_FAILURES, eject_for: DEFAULT_EJECT_FOR }
     }
 }
 
@@ -181,11 +175,7 @@ impl Settings {
         format!(
             "ok: listen {}{}, admin {}, {} endpoint(s), {} pool(s), {} member(s)",
             self.listen.addr,
-            if self.listen.tls.is_some() {
-                " (tls)"
-            } else {
-                ""
-            },
+            if self.listen.tls.is_some() { " (tls)" } else { "" },
             self.admin.addr,
             self.endpoints.len(),
             self.pools.len(),

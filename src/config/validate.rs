@@ -20,29 +20,23 @@ struct Check {
 
 impl Check {
     fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.errors.push(ConfigError {
-            path: path.into(),
-            line: None,
-            message: message.into(),
-        });
+        self.errors.push(ConfigError { path: path.into(), line: None, message: message.into() });
     }
 
     fn duration(&mut self, path: &str, v: &Option<String>, default: Duration) -> Duration {
         match v {
             None => default,
-            Some(s) => {
-                match parse_duration(s) {
-                    Some(d) if !d.is_zero() => d,
-                    Some(_) => {
-                        self.err(path, "must be greater than zero");
-                        default
-                    }
-                    None => {
-                        self.err(path, format!("{s:?} is not a duration (use e.g. \"500ms\", \"10s\", \"5m\", \"1h\")"));
-                        default
-                    }
+            Some(s) => match parse_duration(s) {
+                Some(d) if !d.is_zero() => d,
+                Some(_) => {
+                    self.err(path, "must be greater than zero");
+                    default
                 }
-            }
+                None => {
+                    self.err(path, format!("{s:?} is not a duration (use e.g. \"500ms\", \"10s\", \"5m\", \"1h\")"));
+                    default
+                }
+            },
         }
     }
 
@@ -83,11 +77,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 
 fn resolve(base: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
+    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
 }
 
 pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, Vec<ConfigError>> {
@@ -95,20 +85,12 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, Vec<ConfigError
     let listen = listen(&mut c, raw.listen, base);
     let admin = admin(&mut c, raw.admin, base);
     let upstream = upstream(&mut c, raw.upstream);
-    let pools: Vec<PoolSettings> = raw
-        .pool
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, p)| pool(&mut c, i, p))
-        .collect();
+    let pools: Vec<PoolSettings> = raw.pool.into_iter().enumerate().filter_map(|(i, p)| pool(&mut c, i, p)).collect();
 
     let mut pool_names = HashSet::new();
     for (i, p) in pools.iter().enumerate() {
         if !pool_names.insert(p.name.clone()) {
-            c.err(
-                format!("pool[{i}].name"),
-                format!("duplicate pool name {:?}", p.name),
-            );
+            c.err(format!("pool[{i}].name"), format!("duplicate pool name {:?}", p.name));
         }
     }
     let mut endpoints = Vec::new();
@@ -117,17 +99,11 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, Vec<ConfigError
     for (i, e) in raw.endpoint.into_iter().enumerate() {
         if let Some(e) = endpoint(&mut c, i, e, &pool_names) {
             if !names.insert(e.name.clone()) {
-                c.err(
-                    format!("endpoint[{i}].name"),
-                    format!("duplicate endpoint name {:?}", e.name),
-                );
+                c.err(format!("endpoint[{i}].name"), format!("duplicate endpoint name {:?}", e.name));
             }
             let key = (e.path_prefix.clone(), e.host.clone(), e.methods.clone());
             if !routes.insert(key) {
-                c.err(
-                    format!("endpoint[{i}].path_prefix"),
-                    "another endpoint has the same prefix, host and methods",
-                );
+                c.err(format!("endpoint[{i}].path_prefix"), "another endpoint has the same prefix, host and methods");
             }
             endpoints.push(e);
         }
@@ -135,17 +111,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, Vec<ConfigError
     if listen.addr == admin.addr && listen.addr.port() != 0 {
         c.err("admin.addr", "must differ from listen.addr");
     }
-    if c.errors.is_empty() {
-        Ok(Settings {
-            listen,
-            admin,
-            upstream,
-            endpoints,
-            pools,
-        })
-    } else {
-        Err(c.errors)
-    }
+    if c.errors.is_empty() { Ok(Settings { listen, admin, upstream, endpoints, pools }) } else { Err(c.errors) }
 }
 
 fn listen(c: &mut Check, r: RawListen, base: &Path) -> ListenSettings {
@@ -162,10 +128,7 @@ fn listen(c: &mut Check, r: RawListen, base: &Path) -> ListenSettings {
         None | Some("off") => None,
         Some("stdout") => Some(AccessLog::Stdout),
         Some("") => {
-            c.err(
-                "listen.access_log",
-                "must be \"off\", \"stdout\" or a file path",
-            );
+            c.err("listen.access_log", "must be \"off\", \"stdout\" or a file path");
             None
         }
         Some(p) => Some(AccessLog::File(resolve(base, p))),
@@ -173,20 +136,11 @@ fn listen(c: &mut Check, r: RawListen, base: &Path) -> ListenSettings {
     ListenSettings {
         addr,
         tls,
-        header_timeout: c.duration(
-            "listen.header_timeout",
-            &r.header_timeout,
-            DEFAULT_HEADER_TIMEOUT,
-        ),
+        header_timeout: c.duration("listen.header_timeout", &r.header_timeout, DEFAULT_HEADER_TIMEOUT),
         idle_timeout: c.duration("listen.idle_timeout", &r.idle_timeout, DEFAULT_IDLE_TIMEOUT),
         max_header_bytes,
-        max_body_bytes: c.count(
-            "listen.max_body_bytes",
-            r.max_body_bytes,
-            0,
-            i64::MAX,
-            DEFAULT_MAX_BODY_BYTES as i64,
-        ) as u64,
+        max_body_bytes: c.count("listen.max_body_bytes", r.max_body_bytes, 0, i64::MAX, DEFAULT_MAX_BODY_BYTES as i64)
+            as u64,
         max_connections: c.count(
             "listen.max_connections",
             r.max_connections,
@@ -194,11 +148,7 @@ fn listen(c: &mut Check, r: RawListen, base: &Path) -> ListenSettings {
             1_000_000,
             DEFAULT_MAX_CONNECTIONS as i64,
         ) as usize,
-        shutdown_grace: c.duration(
-            "listen.shutdown_grace",
-            &r.shutdown_grace,
-            DEFAULT_SHUTDOWN_GRACE,
-        ),
+        shutdown_grace: c.duration("listen.shutdown_grace", &r.shutdown_grace, DEFAULT_SHUTDOWN_GRACE),
         access_log,
     }
 }
@@ -215,11 +165,7 @@ fn tls(c: &mut Check, t: RawTls, base: &Path) -> Option<TlsSettings> {
     };
     let (cert, key) = (resolve(base, cert), resolve(base, key));
     match crate::proxy::tls::server_config(&cert, &key) {
-        Ok(server_config) => Some(TlsSettings {
-            cert,
-            key,
-            server_config: Arc::new(server_config),
-        }),
+        Ok(server_config) => Some(TlsSettings { cert, key, server_config: Arc::new(server_config) }),
         Err(crate::proxy::tls::TlsError::Cert(msg)) => {
             c.err("listen.tls.cert", msg);
             None
@@ -237,48 +183,28 @@ fn tls(c: &mut Check, t: RawTls, base: &Path) -> Option<TlsSettings> {
 
 fn admin(c: &mut Check, r: RawAdmin, base: &Path) -> AdminSettings {
     let addr = c.socket_addr("admin.addr", &r.addr, DEFAULT_ADMIN_ADDR);
-    let token = r
-        .token_file
-        .and_then(|f| match std::fs::read_to_string(resolve(base, &f)) {
-            Ok(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
-            Ok(_) => {
-                c.err("admin.token_file", format!("{f:?} is empty"));
-                None
-            }
-            Err(e) => {
-                c.err("admin.token_file", format!("cannot read {f:?}: {e}"));
-                None
-            }
-        });
-    if !addr.ip().is_loopback()
-        && token.is_none()
-        && c.errors.iter().all(|e| e.path != "admin.token_file")
-    {
-        c.err(
-            "admin.addr",
-            format!("{addr} is not loopback: set admin.token_file to require a bearer token"),
-        );
+    let token = r.token_file.and_then(|f| match std::fs::read_to_string(resolve(base, &f)) {
+        Ok(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
+        Ok(_) => {
+            c.err("admin.token_file", format!("{f:?} is empty"));
+            None
+        }
+        Err(e) => {
+            c.err("admin.token_file", format!("cannot read {f:?}: {e}"));
+            None
+        }
+    });
+    if !addr.ip().is_loopback() && token.is_none() && c.errors.iter().all(|e| e.path != "admin.token_file") {
+        c.err("admin.addr", format!("{addr} is not loopback: set admin.token_file to require a bearer token"));
     }
     AdminSettings { addr, token }
 }
 
 fn upstream(c: &mut Check, r: RawUpstream) -> UpstreamSettings {
     UpstreamSettings {
-        connect_timeout: c.duration(
-            "upstream.connect_timeout",
-            &r.connect_timeout,
-            DEFAULT_CONNECT_TIMEOUT,
-        ),
-        response_timeout: c.duration(
-            "upstream.response_timeout",
-            &r.response_timeout,
-            DEFAULT_RESPONSE_TIMEOUT,
-        ),
-        pool_idle_timeout: c.duration(
-            "upstream.pool_idle_timeout",
-            &r.pool_idle_timeout,
-            DEFAULT_POOL_IDLE_TIMEOUT,
-        ),
+        connect_timeout: c.duration("upstream.connect_timeout", &r.connect_timeout, DEFAULT_CONNECT_TIMEOUT),
+        response_timeout: c.duration("upstream.response_timeout", &r.response_timeout, DEFAULT_RESPONSE_TIMEOUT),
+        pool_idle_timeout: c.duration("upstream.pool_idle_timeout", &r.pool_idle_timeout, DEFAULT_POOL_IDLE_TIMEOUT),
         max_idle_per_member: c.count(
             "upstream.max_idle_per_member",
             r.max_idle_per_member,
@@ -295,28 +221,15 @@ fn name(c: &mut Check, path: String, v: Option<String>) -> Option<String> {
             c.err(path, "missing");
             None
         }
-        Some(n)
-            if n.is_empty()
-                || !n
-                    .chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) =>
-        {
-            c.err(
-                path,
-                format!("{n:?} must be non-empty and use only letters, digits, '-', '_' or '.'"),
-            );
+        Some(n) if n.is_empty() || !n.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) => {
+            c.err(path, format!("{n:?} must be non-empty and use only letters, digits, '-', '_' or '.'"));
             None
         }
         Some(n) => Some(n),
     }
 }
 
-fn endpoint(
-    c: &mut Check,
-    i: usize,
-    e: RawEndpoint,
-    pools: &HashSet<String>,
-) -> Option<EndpointSettings> {
+fn endpoint(c: &mut Check, i: usize, e: RawEndpoint, pools: &HashSet<String>) -> Option<EndpointSettings> {
     let p = format!("endpoint[{i}]");
     let name = name(c, format!("{p}.name"), e.name);
     let path_prefix = match e.path_prefix {
@@ -325,19 +238,11 @@ fn endpoint(
             None
         }
         Some(s) if !s.starts_with('/') => {
-            c.err(
-                format!("{p}.path_prefix"),
-                format!("{s:?} must start with '/'"),
-            );
+            c.err(format!("{p}.path_prefix"), format!("{s:?} must start with '/'"));
             None
         }
-        Some(s)
-            if s.contains(['?', '#']) || s.chars().any(|ch| ch.is_ascii_control() || ch == ' ') =>
-        {
-            c.err(
-                format!("{p}.path_prefix"),
-                format!("{s:?} must be a plain path (no query, fragment or spaces)"),
-            );
+        Some(s) if s.contains(['?', '#']) || s.chars().any(|ch| ch.is_ascii_control() || ch == ' ') => {
+            c.err(format!("{p}.path_prefix"), format!("{s:?} must be a plain path (no query, fragment or spaces)"));
             None
         }
         Some(s) => Some(s),
@@ -358,37 +263,22 @@ fn endpoint(
         for (j, m) in ms.iter().enumerate() {
             match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
                 Ok(method) => out.push(method),
-                Err(_) => c.err(
-                    format!("{p}.methods[{j}]"),
-                    format!("{m:?} is not an HTTP method"),
-                ),
+                Err(_) => c.err(format!("{p}.methods[{j}]"), format!("{m:?} is not an HTTP method")),
             }
         }
         if ms.is_empty() {
-            c.err(
-                format!("{p}.methods"),
-                "must not be empty (omit it to match every method)",
-            );
+            c.err(format!("{p}.methods"), "must not be empty (omit it to match every method)");
         }
         out
     });
     let host = match e.host {
         Some(h) if h.is_empty() || h.parse::<Authority>().is_err() || h.contains(':') => {
-            c.err(
-                format!("{p}.host"),
-                format!("{h:?} is not a host name (without port)"),
-            );
+            c.err(format!("{p}.host"), format!("{h:?} is not a host name (without port)"));
             None
         }
         h => h.map(|h| h.to_ascii_lowercase()),
     };
-    Some(EndpointSettings {
-        name: name?,
-        path_prefix: path_prefix?,
-        methods,
-        host,
-        pool: pool?,
-    })
+    Some(EndpointSettings { name: name?, path_prefix: path_prefix?, methods, host, pool: pool? })
 }
 
 fn pool(c: &mut Check, i: usize, r: RawPool) -> Option<PoolSettings> {
@@ -408,10 +298,7 @@ fn pool(c: &mut Check, i: usize, r: RawPool) -> Option<PoolSettings> {
                     None => 1,
                     Some(toml::Value::Integer(w)) if (1..=1000).contains(w) => *w as u32,
                     Some(w) => {
-                        c.err(
-                            format!("{mp}.weight"),
-                            format!("{w} is not an integer in 1..=1000"),
-                        );
+                        c.err(format!("{mp}.weight"), format!("{w} is not an integer in 1..=1000"));
                         1
                     }
                 };
@@ -444,10 +331,7 @@ fn pool(c: &mut Check, i: usize, r: RawPool) -> Option<PoolSettings> {
         Some("round_robin") => Balance::RoundRobin,
         Some("weighted") => Balance::Weighted,
         Some(b) => {
-            c.err(
-                format!("{p}.balance"),
-                format!("{b:?} is not one of \"p2c\", \"round_robin\", \"weighted\""),
-            );
+            c.err(format!("{p}.balance"), format!("{b:?} is not one of \"p2c\", \"round_robin\", \"weighted\""));
             Balance::P2c
         }
     };
@@ -455,16 +339,9 @@ fn pool(c: &mut Check, i: usize, r: RawPool) -> Option<PoolSettings> {
         let hp = format!("{p}.health_check");
         let path = h.path.unwrap_or_else(|| "/".into());
         if !path.starts_with('/') {
-            c.err(
-                format!("{hp}.path"),
-                format!("{path:?} must start with '/'"),
-            );
+            c.err(format!("{hp}.path"), format!("{path:?} must start with '/'"));
         }
-        let interval = c.duration(
-            &format!("{hp}.interval"),
-            &h.interval,
-            DEFAULT_CHECK_INTERVAL,
-        );
+        let interval = c.duration(&format!("{hp}.interval"), &h.interval, DEFAULT_CHECK_INTERVAL);
         let timeout = c.duration(&format!("{hp}.timeout"), &h.timeout, DEFAULT_CHECK_TIMEOUT);
         if timeout > interval {
             c.err(format!("{hp}.timeout"), "must not exceed the interval");
@@ -473,20 +350,8 @@ fn pool(c: &mut Check, i: usize, r: RawPool) -> Option<PoolSettings> {
             path,
             interval,
             timeout,
-            rise: c.count(
-                &format!("{hp}.rise"),
-                h.rise,
-                1,
-                100,
-                DEFAULT_CHECK_RISE as i64,
-            ) as u32,
-            fall: c.count(
-                &format!("{hp}.fall"),
-                h.fall,
-                1,
-                100,
-                DEFAULT_CHECK_FALL as i64,
-            ) as u32,
+            rise: c.count(&format!("{hp}.rise"), h.rise, 1, 100, DEFAULT_CHECK_RISE as i64) as u32,
+            fall: c.count(&format!("{hp}.fall"), h.fall, 1, 100, DEFAULT_CHECK_FALL as i64) as u32,
         }
     });
     let passive = r
@@ -499,21 +364,10 @@ fn pool(c: &mut Check, i: usize, r: RawPool) -> Option<PoolSettings> {
                 1000,
                 DEFAULT_MAX_FAILURES as i64,
             ) as u32,
-            eject_for: c.duration(
-                &format!("{p}.passive.eject_for"),
-                &ps.eject_for,
-                DEFAULT_EJECT_FOR,
-            ),
+            eject_for: c.duration(&format!("{p}.passive.eject_for"), &ps.eject_for, DEFAULT_EJECT_FOR),
         })
         .unwrap_or_default();
-    Some(PoolSettings {
-        name: name?,
-        members,
-        balance,
-        retry: r.retry.unwrap_or(true),
-        health_check,
-        passive,
-    })
+    Some(PoolSettings { name: name?, members, balance, retry: r.retry.unwrap_or(true), health_check, passive })
 }
 
 /// `host:port` with a non-zero port and nothing else (no scheme, path or userinfo).

@@ -63,23 +63,14 @@ pub struct AccessLogger {
 
 impl AccessLogger {
     /// Starts the writer thread. It ends when every logger clone is dropped.
-    pub fn start(
-        target: &AccessLog,
-        stats: Arc<GlobalStats>,
-    ) -> std::io::Result<(Self, JoinHandle<()>)> {
+    pub fn start(target: &AccessLog, stats: Arc<GlobalStats>) -> std::io::Result<(Self, JoinHandle<()>)> {
         let out: Box<dyn Write + Send> = match target {
             AccessLog::Stdout => Box::new(std::io::stdout()),
-            AccessLog::File(p) => Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)?,
-            ),
+            AccessLog::File(p) => Box::new(std::fs::OpenOptions::new().create(true).append(true).open(p)?),
         };
         let (tx, rx) = crossbeam_channel::bounded(CHANNEL_CAPACITY);
-        let handle = std::thread::Builder::new()
-            .name("prescale-access-log".into())
-            .spawn(move || write_loop(rx, out))?;
+        let handle =
+            std::thread::Builder::new().name("prescale-access-log".into()).spawn(move || write_loop(rx, out))?;
         Ok((Self { tx, stats }, handle))
     }
 
@@ -115,13 +106,9 @@ impl AccessLogger {
 
 fn write_loop(rx: Receiver<Line>, out: Box<dyn Write + Send>) {
     let mut out = std::io::BufWriter::new(out);
-    loop {
-        let Ok(first) = rx.recv() else { break };
+    while let Ok(first) = rx.recv() {
         for line in std::iter::once(first).chain(rx.try_iter()) {
-            let ts = line
-                .time
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default();
+            let ts = line.time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
             let outcome = match line.outcome {
                 Outcome::Complete => "ok",
                 Outcome::Cancelled => "cancelled",

@@ -56,28 +56,16 @@ pub struct ProxyBody {
 
 impl ProxyBody {
     pub fn upstream(body: Incoming, done: Option<CallDone>) -> Self {
-        Self {
-            inner: Inner::Upstream(body),
-            done,
-            bytes_out: 0,
-        }
+        Self { inner: Inner::Upstream(body), done, bytes_out: 0 }
     }
 
     pub fn full(bytes: impl Into<Bytes>, done: Option<CallDone>) -> Self {
         let b = bytes.into();
-        Self {
-            inner: Inner::Full(if b.is_empty() { None } else { Some(b) }),
-            done,
-            bytes_out: 0,
-        }
+        Self { inner: Inner::Full(if b.is_empty() { None } else { Some(b) }), done, bytes_out: 0 }
     }
 
     pub fn empty() -> Self {
-        Self {
-            inner: Inner::Full(None),
-            done: None,
-            bytes_out: 0,
-        }
+        Self { inner: Inner::Full(None), done: None, bytes_out: 0 }
     }
 
     fn finish(&mut self, outcome: Outcome) {
@@ -98,15 +86,10 @@ impl Body for ProxyBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         let polled = match &mut this.inner {
-            Inner::Upstream(b) => {
-                ready!(Pin::new(b).poll_frame(cx)).map(|r| r.map_err(BoxError::from))
-            }
+            Inner::Upstream(b) => ready!(Pin::new(b).poll_frame(cx)).map(|r| r.map_err(BoxError::from)),
             Inner::Full(b) => b.take().map(|b| Ok(Frame::data(b))),
         };
         match polled {
@@ -143,11 +126,7 @@ impl Drop for ProxyBody {
     fn drop(&mut self) {
         // hyper stops polling once `is_end_stream` says so, so a fully sent body may be
         // dropped without a final poll: that is a completed call, not a cancelled one.
-        let outcome = if self.inner_ended() {
-            Outcome::Complete
-        } else {
-            Outcome::Cancelled
-        };
+        let outcome = if self.inner_ended() { Outcome::Complete } else { Outcome::Cancelled };
         self.finish(outcome);
     }
 }

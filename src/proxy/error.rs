@@ -14,6 +14,8 @@ pub enum Side {
 pub enum ProxyError {
     #[error("no endpoint matches this request")]
     NoRoute,
+    #[error("method not allowed")]
+    MethodNotAllowed,
     #[error("bad request: {0}")]
     BadRequest(&'static str),
     #[error("request body larger than {limit} bytes")]
@@ -21,17 +23,11 @@ pub enum ProxyError {
     #[error("no healthy member in pool {pool}")]
     NoMember { pool: String },
     #[error("cannot connect to upstream {member}: {source}")]
-    Connect {
-        member: String,
-        source: hyper_util::client::legacy::Error,
-    },
+    Connect { member: String, source: hyper_util::client::legacy::Error },
     #[error("upstream {member} did not answer within {secs:.1}s")]
     Timeout { member: String, secs: f64 },
     #[error("upstream {member} failed: {source}")]
-    Upstream {
-        member: String,
-        source: hyper_util::client::legacy::Error,
-    },
+    Upstream { member: String, source: hyper_util::client::legacy::Error },
     #[error("client request body failed: {0}")]
     ClientBody(String),
 }
@@ -40,13 +36,13 @@ impl ProxyError {
     pub fn side(&self) -> Side {
         match self {
             Self::NoRoute
+            | Self::MethodNotAllowed
             | Self::BadRequest(_)
             | Self::BodyTooLarge { .. }
             | Self::ClientBody(_) => Side::Client,
-            Self::Connect { .. }
-            | Self::Timeout { .. }
-            | Self::Upstream { .. }
-            | Self::NoMember { .. } => Side::Upstream,
+            Self::Connect { .. } | Self::Timeout { .. } | Self::Upstream { .. } | Self::NoMember { .. } => {
+                Side::Upstream
+            }
         }
     }
 
@@ -54,6 +50,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::BadRequest(_) | Self::ClientBody(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NoMember { .. } => StatusCode::SERVICE_UNAVAILABLE,

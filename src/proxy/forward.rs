@@ -48,10 +48,12 @@ pub async fn handle(
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()))
         .map(|h| host_without_port(h).to_string());
-    let Some(route) = table
-        .router
-        .find(req.method(), host.as_deref(), req.uri().path())
-    else {
+    // CONNECT would make prescale a tunnel to anywhere: refused before routing.
+    if req.method() == Method::CONNECT {
+        proxy.global.unrouted.fetch_add(1, Relaxed);
+        return Ok(error_response(&ProxyError::MethodNotAllowed, rid, None));
+    }
+    let Some(route) = table.router.find(req.method(), host.as_deref(), req.uri().path()) else {
         proxy.global.unrouted.fetch_add(1, Relaxed);
         return Ok(error_response(&ProxyError::NoRoute, rid, None));
     };
@@ -84,27 +86,16 @@ async fn forward(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let limit = table.limits.max_body_bytes;
     if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
-        let len: u64 = len
-            .to_str()
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or(ProxyError::BadRequest("content-length"))?;
+        let len: u64 =
+            len.to_str().ok().and_then(|s| s.parse().ok()).ok_or(ProxyError::BadRequest("content-length"))?;
         if len > limit {
             return Err(ProxyError::BodyTooLarge { limit });
         }
     }
-    let upgrade = if req.version() == Version::HTTP_11 {
-        headers::upgrade_request(req.headers())
-    } else {
-        None
-    };
+    let upgrade = if req.version() == Version::HTTP_11 { headers::upgrade_request(req.headers()) } else { None };
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
-    let path_q = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let path_q = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
     let bodiless = body.is_end_stream();
     let pool = &route.pool;
     let policy = pool.policy();
@@ -116,12 +107,10 @@ async fn forward(
 
     let mut headers = parts.headers;
     // HTTP/2 clients send `:authority` instead of Host; upstreams speak HTTP/1.1 and need Host.
-    let fwd_host = headers.get(header::HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    let fwd_host = headers
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
     headers::strip_hop_by_hop(&mut headers, upgrade.clone());
     headers::add_forwarding(
         &mut headers,
@@ -135,18 +124,11 @@ async fn forward(
         headers.insert(header::HOST, h);
     }
 
-    let mut body: Option<super::UpstreamBody> = Some(if bodiless {
-        Either::Right(Empty::new())
-    } else {
-        Either::Left(Limited::new(body, limit as usize))
-    });
+    let mut body: Option<super::UpstreamBody> =
+        Some(if bodiless { Either::Right(Empty::new()) } else { Either::Left(Limited::new(body, limit as usize)) });
     let mut failed: Option<Arc<Member>> = None;
     loop {
-        let member = pool
-            .pick(failed.as_deref())
-            .ok_or_else(|| ProxyError::NoMember {
-                pool: pool.name.clone(),
-            })?;
+        let member = pool.pick(failed.as_deref()).ok_or_else(|| ProxyError::NoMember { pool: pool.name.clone() })?;
         let uri = Uri::builder()
             .scheme("http")
             .authority(member.addr.clone())
@@ -157,16 +139,11 @@ async fn forward(
         *up.method_mut() = parts.method.clone();
         *up.uri_mut() = uri;
         *up.version_mut() = Version::HTTP_11;
-        *up.headers_mut() = if may_retry && failed.is_none() {
-            headers.clone()
-        } else {
-            std::mem::take(&mut headers)
-        };
+        *up.headers_mut() = if may_retry && failed.is_none() { headers.clone() } else { std::mem::take(&mut headers) };
 
         let inflight = InFlight::new(member.clone());
         let sent = Instant::now();
-        let result =
-            tokio::time::timeout(table.limits.response_timeout, proxy.client.request(up)).await;
+        let result = tokio::time::timeout(table.limits.response_timeout, proxy.client.request(up)).await;
         let passive = &policy.passive;
         let mut resp = match result {
             Err(_) => {
@@ -187,20 +164,14 @@ async fn forward(
                     failed = Some(member);
                     continue;
                 }
-                return Err(ProxyError::Connect {
-                    member: member.addr.to_string(),
-                    source: e,
-                });
+                return Err(ProxyError::Connect { member: member.addr.to_string(), source: e });
             }
             Ok(Err(e)) => {
                 if is_body_limit(&e) {
                     return Err(ProxyError::BodyTooLarge { limit });
                 }
                 member.report_failure(passive);
-                return Err(ProxyError::Upstream {
-                    member: member.addr.to_string(),
-                    source: e,
-                });
+                return Err(ProxyError::Upstream { member: member.addr.to_string(), source: e });
             }
             Ok(Ok(resp)) => resp,
         };
@@ -231,13 +202,8 @@ async fn forward(
                 rid.to_str().unwrap_or("-"),
             )
         });
-        let done = CallDone {
-            stats: route.stats.clone(),
-            status: status.as_u16(),
-            start,
-            inflight: Some(inflight),
-            access,
-        };
+        let done =
+            CallDone { stats: route.stats.clone(), status: status.as_u16(), start, inflight: Some(inflight), access };
         return Ok(resp.map(|b| ProxyBody::upstream(b, Some(done))));
     }
 }
@@ -267,28 +233,13 @@ fn is_body_limit(e: &hyper_util::client::legacy::Error) -> bool {
 
 /// A generated response for a refused or failed call. Details stay in the log: clients learn
 /// the status and the request id, not upstream addresses.
-pub fn error_response(
-    e: &ProxyError,
-    rid: HeaderValue,
-    done: Option<CallDone>,
-) -> Response<ProxyBody> {
+pub fn error_response(e: &ProxyError, rid: HeaderValue, done: Option<CallDone>) -> Response<ProxyBody> {
     let status = e.status();
-    let text = format!(
-        "{} {}\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("")
-    );
+    let text = format!("{} {}\n", status.as_u16(), status.canonical_reason().unwrap_or(""));
     let mut resp = Response::new(ProxyBody::full(text, done));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     h.insert(X_REQUEST_ID.clone(), rid);
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
-        // The request body was not read: do not let the connection be reused for it.
-        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
     resp
 }

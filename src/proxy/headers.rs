@@ -56,22 +56,12 @@ pub fn upgrade_request(h: &HeaderMap) -> Option<HeaderValue> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    if asks {
-        h.get(header::UPGRADE).cloned()
-    } else {
-        None
-    }
+    if asks { h.get(header::UPGRADE).cloned() } else { None }
 }
 
 /// Appends the client to `X-Forwarded-For`; sets `X-Forwarded-Proto`, `X-Forwarded-Host`;
 /// appends to `Via`.
-pub fn add_forwarding(
-    h: &mut HeaderMap,
-    client: IpAddr,
-    https: bool,
-    host: Option<&str>,
-    via: &'static str,
-) {
+pub fn add_forwarding(h: &mut HeaderMap, client: IpAddr, https: bool, host: Option<&str>, via: &'static str) {
     let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.trim().is_empty() => format!("{prev}, {client}"),
         _ => client.to_string(),
@@ -80,10 +70,7 @@ pub fn add_forwarding(
     if let Ok(v) = HeaderValue::from_str(&xff) {
         h.insert(X_FORWARDED_FOR.clone(), v);
     }
-    h.insert(
-        X_FORWARDED_PROTO.clone(),
-        HeaderValue::from_static(if https { "https" } else { "http" }),
-    );
+    h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(if https { "https" } else { "http" }));
     if let Some(v) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
         h.insert(X_FORWARDED_HOST.clone(), v);
     }
@@ -128,10 +115,7 @@ mod tests {
     #[test]
     fn hop_by_hop_and_connection_named_headers_go() {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::CONNECTION,
-            "keep-alive, x-secret-hop".parse().unwrap(),
-        );
+        h.insert(header::CONNECTION, "keep-alive, x-secret-hop".parse().unwrap());
         h.insert("x-secret-hop", "1".parse().unwrap());
         h.insert("keep-alive", "timeout=5".parse().unwrap());
         h.insert(header::TE, "trailers".parse().unwrap());
@@ -159,13 +143,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", "10.0.0.1".parse().unwrap());
         h.insert(header::VIA, "1.0 edge".parse().unwrap());
-        add_forwarding(
-            &mut h,
-            "192.0.2.7".parse().unwrap(),
-            true,
-            Some("api.example.com"),
-            "1.1 prescale",
-        );
+        add_forwarding(&mut h, "192.0.2.7".parse().unwrap(), true, Some("api.example.com"), "1.1 prescale");
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "api.example.com");

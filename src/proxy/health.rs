@@ -38,8 +38,7 @@ pub async fn run(pool: Arc<Pool>, client: UpstreamClient, stop: CancellationToke
         let members = pool.members();
         let mut probes = JoinSet::new();
         for m in members.iter() {
-            let (m, client, path, timeout) =
-                (m.clone(), client.clone(), check.path.clone(), check.timeout);
+            let (m, client, path, timeout) = (m.clone(), client.clone(), check.path.clone(), check.timeout);
             probes.spawn(async move {
                 let ok = probe(&client, &m, &path, timeout).await;
                 (m, ok)
@@ -78,10 +77,7 @@ pub async fn run(pool: Arc<Pool>, client: UpstreamClient, stop: CancellationToke
 
 async fn probe(client: &UpstreamClient, m: &Member, path: &str, timeout: Duration) -> bool {
     let uri = format!("http://{}{}", m.addr, path);
-    let Ok(req) = Request::get(uri)
-        .header("user-agent", "prescale-health")
-        .body(Either::Right(Empty::new()))
-    else {
+    let Ok(req) = Request::get(uri).header("user-agent", "prescale-health").body(Either::Right(Empty::new())) else {
         return false;
     };
     match tokio::time::timeout(timeout, client.request(req)).await {

@@ -44,10 +44,7 @@ impl ConnSettings {
             idle_timeout: l.idle_timeout,
             max_header_bytes: l.max_header_bytes,
             max_connections: l.max_connections,
-            tls: l
-                .tls
-                .as_ref()
-                .map(|t| TlsAcceptor::from(t.server_config.clone())),
+            tls: l.tls.as_ref().map(|t| TlsAcceptor::from(t.server_config.clone())),
         }
     }
 }
@@ -99,12 +96,7 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let (proxy, builder, settings, shutdown) = (
-            proxy.clone(),
-            builder.clone(),
-            settings.clone(),
-            shutdown.clone(),
-        );
+        let (proxy, builder, settings, shutdown) = (proxy.clone(), builder.clone(), settings.clone(), shutdown.clone());
         conns.spawn(async move {
             proxy.global.connections_active.fetch_add(1, Relaxed);
             proxy.global.connections_total.fetch_add(1, Relaxed);
@@ -156,10 +148,7 @@ async fn serve_io<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let last = Arc::new(AtomicU64::new(now_ms()));
-    let io = TokioIo::new(IdleIo {
-        inner: io,
-        last: last.clone(),
-    });
+    let io = TokioIo::new(IdleIo { inner: io, last: last.clone() });
     let service = service_fn(move |req| handle(proxy.clone(), info.clone(), req));
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
@@ -196,11 +185,7 @@ struct IdleIo<I> {
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for IdleIo<I> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if r.is_ready() {
             self.last.store(now_ms(), Relaxed);
@@ -210,11 +195,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for IdleIo<I> {
 }
 
 impl<I: AsyncWrite + Unpin> AsyncWrite for IdleIo<I> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if r.is_ready() {
             self.last.store(now_ms(), Relaxed);

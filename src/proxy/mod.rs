@@ -102,10 +102,7 @@ impl Proxy {
         let proxy = Arc::new(Self {
             table: ArcSwap::from_pointee(RouteTable {
                 router: Router::default(),
-                limits: Limits {
-                    max_body_bytes: 0,
-                    response_timeout: Duration::ZERO,
-                },
+                limits: Limits { max_body_bytes: 0, response_timeout: Duration::ZERO },
             }),
             pools: Mutex::new(HashMap::new()),
             endpoint_stats: Mutex::new(HashMap::new()),
@@ -187,18 +184,14 @@ impl Proxy {
             if !tasks.contains_key(name) {
                 let token = self.shutdown.child_token();
                 tasks.insert(name.clone(), token.clone());
-                self.tasks
-                    .spawn(health::run(pool.clone(), self.client.clone(), token));
+                self.tasks.spawn(health::run(pool.clone(), self.client.clone(), token));
             }
         }
     }
 
     /// Per-endpoint counters, by endpoint name (sorted).
     pub fn endpoint_stats(&self) -> Vec<(String, Arc<EndpointStats>)> {
-        let mut v: Vec<_> = lock(&self.endpoint_stats)
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let mut v: Vec<_> = lock(&self.endpoint_stats).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }

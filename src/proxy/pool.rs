@@ -19,6 +19,9 @@ pub fn now_ms() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
 
+/// A member's latency EWMA halves every this many milliseconds without a new sample.
+const EWMA_HALF_LIFE_MS: u64 = 1000;
+
 /// One upstream address and everything the balancer and health checks know about it.
 #[derive(Debug)]
 pub struct Member {
@@ -28,6 +31,9 @@ pub struct Member {
     outstanding: AtomicU32,
     /// Exponentially weighted time to response headers, microseconds (balancer tie-break).
     ewma_us: AtomicU64,
+    /// `now_ms()` of the last EWMA sample: an old EWMA decays, so a member that was slow
+    /// once is tried again instead of starving.
+    ewma_at: AtomicU64,
     /// Verdict of active health checks; true when the pool has none.
     healthy: AtomicBool,
     /// Set by `drain`: no new requests, in-flight ones finish.
@@ -47,6 +53,7 @@ impl Member {
             weight: AtomicU32::new(weight.max(1)),
             outstanding: AtomicU32::new(0),
             ewma_us: AtomicU64::new(0),
+            ewma_at: AtomicU64::new(0),
             healthy: AtomicBool::new(healthy),
             draining: AtomicBool::new(false),
             failures: AtomicU32::new(0),
@@ -74,6 +81,12 @@ impl Member {
     pub fn ewma(&self) -> Duration {
         Duration::from_micros(self.ewma_us.load(Relaxed))
     }
+    /// EWMA as of `now`, halved for every `EWMA_HALF_LIFE_MS` since its last sample.
+    fn ewma_at(&self, now: u64) -> u64 {
+        let age = now.saturating_sub(self.ewma_at.load(Relaxed));
+        self.ewma_us.load(Relaxed) >> (age / EWMA_HALF_LIFE_MS).min(63)
+    }
+
     pub fn requests_total(&self) -> u64 {
         self.requests_total.load(Relaxed)
     }
@@ -102,12 +115,9 @@ impl Member {
         self.failures.store(0, Relaxed);
         let sample = latency.as_micros().min(u64::MAX as u128) as u64;
         let old = self.ewma_us.load(Relaxed);
-        let new = if old == 0 {
-            sample
-        } else {
-            (old * 4 + sample) / 5
-        };
+        let new = if old == 0 { sample } else { (old * 4 + sample) / 5 };
         self.ewma_us.store(new, Relaxed);
+        self.ewma_at.store(now_ms(), Relaxed);
     }
 
     /// A connect failure or timeout; ejects after `max_failures` in a row. Returns true when
@@ -117,8 +127,7 @@ impl Member {
         let n = self.failures.fetch_add(1, Relaxed) + 1;
         if passive.max_failures > 0 && n >= passive.max_failures {
             self.failures.store(0, Relaxed);
-            self.ejected_until
-                .store(now_ms() + passive.eject_for.as_millis() as u64, Relaxed);
+            self.ejected_until.store(now_ms() + passive.eject_for.as_millis() as u64, Relaxed);
             return true;
         }
         false
@@ -176,33 +185,18 @@ impl Pool {
         passive: PassiveSettings,
     ) -> Arc<Self> {
         let healthy = health_check.is_none();
-        let list = members
-            .iter()
-            .map(|m| Arc::new(Member::new(m.addr.clone(), m.weight, healthy)))
-            .collect();
+        let list = members.iter().map(|m| Arc::new(Member::new(m.addr.clone(), m.weight, healthy))).collect();
         Arc::new(Self {
             name: name.to_string(),
             members: ArcSwap::from_pointee(list),
-            policy: ArcSwap::from_pointee(PoolPolicy {
-                balance,
-                retry,
-                health_check,
-                passive,
-            }),
+            policy: ArcSwap::from_pointee(PoolPolicy { balance, retry, health_check, passive }),
             write: Mutex::new(()),
             rr: AtomicUsize::new(0),
         })
     }
 
     pub fn from_settings(s: &PoolSettings) -> Arc<Self> {
-        Self::new(
-            &s.name,
-            &s.members,
-            s.balance,
-            s.retry,
-            s.health_check.clone(),
-            s.passive.clone(),
-        )
+        Self::new(&s.name, &s.members, s.balance, s.retry, s.health_check.clone(), s.passive.clone())
     }
 
     /// Snapshot of the members (cheap; never blocks writers).
@@ -236,11 +230,7 @@ impl Pool {
 
     /// Stops sending new requests to `addr`; in-flight ones finish. Returns false if unknown.
     pub fn drain(&self, addr: &Authority) -> bool {
-        self.members()
-            .iter()
-            .find(|m| &m.addr == addr)
-            .map(|m| m.draining.store(true, Relaxed))
-            .is_some()
+        self.members().iter().find(|m| &m.addr == addr).map(|m| m.draining.store(true, Relaxed)).is_some()
     }
 
     /// Removes `addr`; requests already sent to it keep their own reference and finish.
@@ -255,11 +245,7 @@ impl Pool {
     }
 
     pub fn set_weight(&self, addr: &Authority, weight: u32) -> bool {
-        self.members()
-            .iter()
-            .find(|m| &m.addr == addr)
-            .map(|m| m.weight.store(weight.max(1), Relaxed))
-            .is_some()
+        self.members().iter().find(|m| &m.addr == addr).map(|m| m.weight.store(weight.max(1), Relaxed)).is_some()
     }
 
     /// Applies a reloaded configuration: keeps the state of members that stay, adds new ones,
@@ -310,28 +296,22 @@ impl Pool {
             Balance::Weighted => pick_weighted(&list, &ok),
         };
         picked.or_else(|| {
-            let panic_ok = |m: &Member| {
-                m.is_healthy() && !m.is_draining() && !exclude.is_some_and(|x| std::ptr::eq(x, m))
-            };
+            let panic_ok =
+                |m: &Member| m.is_healthy() && !m.is_draining() && !exclude.is_some_and(|x| std::ptr::eq(x, m));
             pick_p2c(&list, &panic_ok)
         })
     }
 
     /// At least one member can take traffic (for `/ready`).
     pub fn has_healthy_member(&self) -> bool {
-        self.members()
-            .iter()
-            .any(|m| m.is_healthy() && !m.is_draining())
+        self.members().iter().any(|m| m.is_healthy() && !m.is_draining())
     }
 }
 
 /// First acceptable member at or after `start`, wrapping.
 fn probe(list: &[Arc<Member>], start: usize, ok: &impl Fn(&Member) -> bool) -> Option<Arc<Member>> {
     let n = list.len();
-    (0..n)
-        .map(|i| &list[(start + i) % n])
-        .find(|m| ok(m))
-        .cloned()
+    (0..n).map(|i| &list[(start + i) % n]).find(|m| ok(m)).cloned()
 }
 
 fn pick_p2c(list: &[Arc<Member>], ok: &impl Fn(&Member) -> bool) -> Option<Arc<Member>> {
@@ -340,28 +320,28 @@ fn pick_p2c(list: &[Arc<Member>], ok: &impl Fn(&Member) -> bool) -> Option<Arc<M
         return None;
     }
     let a = probe(list, fastrand::usize(..n), ok)?;
-    let b = probe(list, fastrand::usize(..n), &|m: &Member| {
-        ok(m) && !std::ptr::eq(m, &*a)
-    });
+    let b = probe(list, fastrand::usize(..n), &|m: &Member| ok(m) && !std::ptr::eq(m, &*a));
     Some(match b {
         None => a,
         Some(b) => {
             let (sa, sb) = (a.load_score(), b.load_score());
-            if sa < sb || (sa == sb && a.ewma_us.load(Relaxed) <= b.ewma_us.load(Relaxed)) {
+            if sa != sb {
+                if sa < sb { a } else { b }
+            } else if a.outstanding() == 0 {
+                // Both idle: the random first choice, so idle members share the load.
                 a
             } else {
-                b
+                // Equally busy: prefer a clearly faster member (EWMA under 80 % of the other's).
+                let now = now_ms();
+                let (ea, eb) = (a.ewma_at(now), b.ewma_at(now));
+                if eb * 5 < ea * 4 { b } else { a }
             }
         }
     })
 }
 
 fn pick_weighted(list: &[Arc<Member>], ok: &impl Fn(&Member) -> bool) -> Option<Arc<Member>> {
-    let total: u64 = list
-        .iter()
-        .filter(|m| ok(m))
-        .map(|m| m.weight() as u64)
-        .sum();
+    let total: u64 = list.iter().filter(|m| ok(m)).map(|m| m.weight() as u64).sum();
     if total == 0 {
         return None;
     }
@@ -381,23 +361,14 @@ mod tests {
     use super::*;
 
     fn pool(balance: Balance, members: &[(&str, u32)]) -> Arc<Pool> {
-        let ms: Vec<_> = members
-            .iter()
-            .map(|(a, w)| MemberSettings {
-                addr: a.parse().unwrap(),
-                weight: *w,
-            })
-            .collect();
+        let ms: Vec<_> = members.iter().map(|(a, w)| MemberSettings { addr: a.parse().unwrap(), weight: *w }).collect();
         Pool::new(
             "p",
             &ms,
             balance,
             true,
             None,
-            PassiveSettings {
-                max_failures: 2,
-                eject_for: Duration::from_secs(60),
-            },
+            PassiveSettings { max_failures: 2, eject_for: Duration::from_secs(60) },
         )
     }
 
@@ -472,14 +443,8 @@ mod tests {
         let s = PoolSettings {
             name: "p".into(),
             members: vec![
-                MemberSettings {
-                    addr: "a:1".parse().unwrap(),
-                    weight: 5,
-                },
-                MemberSettings {
-                    addr: "c:1".parse().unwrap(),
-                    weight: 1,
-                },
+                MemberSettings { addr: "a:1".parse().unwrap(), weight: 5 },
+                MemberSettings { addr: "c:1".parse().unwrap(), weight: 1 },
             ],
             balance: Balance::RoundRobin,
             retry: false,

@@ -48,9 +48,7 @@ impl Router {
         self.routes.iter().find(|r| {
             prefix_matches(&r.prefix, path)
                 && r.methods.as_ref().is_none_or(|ms| ms.contains(method))
-                && r.host
-                    .as_ref()
-                    .is_none_or(|h| host.is_some_and(|got| got.eq_ignore_ascii_case(h)))
+                && r.host.as_ref().is_none_or(|h| host.is_some_and(|got| got.eq_ignore_ascii_case(h)))
         })
     }
 }
@@ -82,14 +80,7 @@ mod tests {
             prefix: prefix.into(),
             methods,
             host: host.map(Into::into),
-            pool: Pool::new(
-                "p",
-                &[],
-                Balance::P2c,
-                true,
-                None,
-                PassiveSettings::default(),
-            ),
+            pool: Pool::new("p", &[], Balance::P2c, true, None, PassiveSettings::default()),
             stats: Default::default(),
         }
     }
@@ -116,16 +107,8 @@ mod tests {
             route("post", "/a", None, Some(vec![Method::POST])),
             route("host", "/a", Some("api.example.com"), None),
         ]);
-        assert_eq!(
-            &*r.find(&Method::GET, Some("API.example.com"), "/a")
-                .unwrap()
-                .name,
-            "host"
-        );
-        assert_eq!(
-            &*r.find(&Method::POST, Some("other"), "/a").unwrap().name,
-            "post"
-        );
+        assert_eq!(&*r.find(&Method::GET, Some("API.example.com"), "/a").unwrap().name, "host");
+        assert_eq!(&*r.find(&Method::POST, Some("other"), "/a").unwrap().name, "post");
         assert_eq!(&*r.find(&Method::GET, None, "/a/b").unwrap().name, "any");
         assert!(r.find(&Method::GET, None, "/b").is_none());
     }

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 /// Upper bounds of the latency histogram, microseconds (Prometheus `le` buckets).
 pub const LATENCY_BOUNDS_US: [u64; 13] = [
-    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
-    5_000_000, 10_000_000,
+    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000,
 ];
 
 /// How a call ended, from the proxy's point of view.
@@ -48,10 +47,7 @@ impl EndpointStats {
             }
         }
         let us = latency.as_micros().min(u64::MAX as u128) as u64;
-        let i = LATENCY_BOUNDS_US
-            .iter()
-            .position(|b| us <= *b)
-            .unwrap_or(LATENCY_BOUNDS_US.len());
+        let i = LATENCY_BOUNDS_US.iter().position(|b| us <= *b).unwrap_or(LATENCY_BOUNDS_US.len());
         self.buckets[i].fetch_add(1, Relaxed);
         self.latency_sum_us.fetch_add(us, Relaxed);
     }

@@ -25,13 +25,9 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, Tl
         .collect::<Result<_, _>>()
         .map_err(|e| TlsError::Cert(format!("bad PEM in {}: {e}", cert.display())))?;
     if certs.is_empty() {
-        return Err(TlsError::Cert(format!(
-            "no certificate in {}",
-            cert.display()
-        )));
+        return Err(TlsError::Cert(format!("no certificate in {}", cert.display())));
     }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| TlsError::Key(format!("{}: {e}", key.display())))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key(format!("{}: {e}", key.display())))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -1,0 +1,147 @@
+//! The binary: `check` output and exit codes, signals (SIGTERM, SIGHUP) on a real process.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::util::*;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_prescale"))
+}
+
+#[test]
+fn check_reports_every_problem_with_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[listen]\naddr = \"nowhere\"\nheader_timout = \"1s\"\n\n[[endpoint]]\nname = \"e\"\npath_prefix = \"/\"\npool = \"missing\"\n\n[[pool]]\nname = \"p\"\nmembers = [\"10.0.0.1\", \"127.0.0.1:80\"]\nbalance = \"random\"\n",
+    )
+    .unwrap();
+    let out = bin().args(["check", "--config"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "line 2: listen.addr: \"nowhere\" is not an IP:port address",
+        "line 3: listen.header_timout: unknown key",
+        "line 8: endpoint[0].pool: no pool named \"missing\"",
+        "line 12: pool[0].members[0]: \"10.0.0.1\" is not host:port",
+        "line 13: pool[0].balance: \"random\" is not one of",
+        "5 problem(s) found",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn check_accepts_the_shipped_config() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("proxy.toml");
+    let out = bin().args(["check", "--config"]).arg(&path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("ok: listen 127.0.0.1:8080") && s.contains("2 endpoint(s)"), "{s}");
+}
+
+#[test]
+fn run_with_a_bad_config_exits_2_without_listening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[listen]\naddr = 1\n").unwrap();
+    let out = bin().args(["run", "--config"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// Starts `prescale run` and returns it with its proxy address (read from its first line).
+fn spawn_run(path: &std::path::Path) -> (Child, String) {
+    let mut child = bin()
+        .args(["run", "--config"])
+        .arg(path)
+        .env("PRESCALE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.split("http://").nth(1).and_then(|s| s.split(',').next()).expect("address line").to_string();
+    (child, addr)
+}
+
+fn signal(child: &Child, sig: &str) {
+    assert!(Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success());
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    None
+}
+
+fn config(upstream: std::net::SocketAddr, extra_endpoint: bool) -> String {
+    let mut s = format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n[admin]\naddr = \"127.0.0.1:0\"\n\
+         [[endpoint]]\nname = \"a\"\npath_prefix = \"/a\"\npool = \"p\"\n\
+         [[pool]]\nname = \"p\"\nmembers = [\"{upstream}\"]\n"
+    );
+    if extra_endpoint {
+        s.push_str("[[endpoint]]\nname = \"b\"\npath_prefix = \"/b\"\npool = \"p\"\n");
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
+    let up = Upstream::start("u").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.toml");
+    std::fs::write(&path, config(up.addr, false)).unwrap();
+    let (mut child, addr) = spawn_run(&path);
+    let c = client();
+    let slow = tokio::spawn({
+        let c = c.clone();
+        let addr = addr.clone();
+        async move { get(&c, &format!("http://{addr}/a/sleep/800")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    signal(&child, "-TERM");
+    let got = slow.await.unwrap();
+    assert_eq!(got.status, 200, "in-flight request finished");
+    assert_eq!(tokio::task::block_in_place(|| wait_exit(&mut child, Duration::from_secs(10))), Some(0));
+    // The listener is gone.
+    assert!(tokio::net::TcpStream::connect(&addr).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_a_good_config_and_keeps_the_old_one_on_a_bad_one() {
+    let up = Upstream::start("u").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.toml");
+    std::fs::write(&path, config(up.addr, false)).unwrap();
+    let (mut child, addr) = spawn_run(&path);
+    let c = client();
+    assert_eq!(get(&c, &format!("http://{addr}/a/x")).await.status, 200);
+    assert_eq!(get(&c, &format!("http://{addr}/b/x")).await.status, 404);
+
+    std::fs::write(&path, config(up.addr, true)).unwrap();
+    signal(&child, "-HUP");
+    let url_b = format!("http://{addr}/b/x");
+    assert!(eventually(Duration::from_secs(5), async || get(&c, &url_b).await.status == 200).await, "reload applied");
+
+    std::fs::write(&path, "[listen]\naddr = \"127.0.0.1:0\"\n[[endpoint]]\nname = \"broken\"\n").unwrap();
+    signal(&child, "-HUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..20 {
+        assert_eq!(get(&c, &format!("http://{addr}/a/x")).await.status, 200);
+        assert_eq!(get(&c, &url_b).await.status, 200, "old config kept after a bad reload");
+    }
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    signal(&child, "-INT");
+    assert_eq!(tokio::task::block_in_place(|| wait_exit(&mut child, Duration::from_secs(10))), Some(0));
+}

@@ -1,0 +1,12 @@
+//! Integration tests on real sockets: one binary, topic modules (ripgrep style).
+
+mod util;
+
+mod balancing;
+mod cli;
+mod config_file;
+mod forwarding;
+mod lifecycle;
+mod limits;
+mod protocols;
+mod routing;
