@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::config::{self, Settings};
 use crate::proxy::listener::{self, ConnSettings};
@@ -26,6 +25,8 @@ pub enum StartError {
     AccessLog(std::io::Error),
     #[error("cannot start the admin thread: {0}")]
     Admin(std::io::Error),
+    #[error("cannot start a worker thread: {0}")]
+    Worker(std::io::Error),
 }
 
 /// What a reload did.
@@ -42,20 +43,24 @@ pub struct App {
     pub proxy: Arc<Proxy>,
     settings: Settings,
     shutdown: CancellationToken,
-    conns: TaskTracker,
-    accept: tokio::task::JoinHandle<()>,
+    /// Data-plane worker threads; each drains its own connections on shutdown.
+    workers: Vec<JoinHandle<()>>,
     admin: Option<JoinHandle<()>>,
 }
 
 impl App {
-    /// Binds both listeners and starts serving. Must run inside a multi-thread tokio runtime.
+    /// Binds the listeners and starts the worker and admin threads. Runs on the control
+    /// runtime (any tokio runtime), which also hosts health checks and signal handling.
     pub async fn start(settings: Settings) -> Result<Self, StartError> {
         let listen = settings.listen.addr;
-        let listener =
-            tokio::net::TcpListener::bind(listen).await.map_err(|source| StartError::Bind { addr: listen, source })?;
+        let first = listener::bind(listen).map_err(|source| StartError::Bind { addr: listen, source })?;
+        let proxy_addr = first.local_addr().map_err(|source| StartError::Bind { addr: listen, source })?;
+        let mut listeners = vec![first];
+        for _ in 1..settings.listen.workers {
+            listeners.push(listener::bind(proxy_addr).map_err(|source| StartError::Bind { addr: proxy_addr, source })?);
+        }
         let admin_listener = std::net::TcpListener::bind(settings.admin.addr)
             .map_err(|source| StartError::Bind { addr: settings.admin.addr, source })?;
-        let proxy_addr = listener.local_addr().map_err(|source| StartError::Bind { addr: listen, source })?;
         let admin_addr =
             admin_listener.local_addr().map_err(|source| StartError::Bind { addr: settings.admin.addr, source })?;
 
@@ -69,16 +74,19 @@ impl App {
         let proxy = Proxy::new(&settings, access, global, shutdown.clone());
         let admin = crate::admin::start(admin_listener, proxy.clone(), settings.admin.token.clone(), shutdown.clone())
             .map_err(StartError::Admin)?;
-        let conns = TaskTracker::new();
-        let accept = tokio::spawn(listener::serve(
-            listener,
-            proxy.clone(),
-            ConnSettings::from(&settings.listen),
-            shutdown.clone(),
-            conns.clone(),
-        ));
+        let conn_settings = ConnSettings::from(&settings.listen, &settings.upstream);
+        let mut workers = Vec::new();
+        for (i, l) in listeners.into_iter().enumerate() {
+            let (proxy, cs, stop, grace) =
+                (proxy.clone(), conn_settings.clone(), shutdown.clone(), settings.listen.shutdown_grace);
+            let handle = std::thread::Builder::new()
+                .name(format!("prescale-worker-{i}"))
+                .spawn(move || listener::run_worker(l, proxy, cs, stop, grace))
+                .map_err(StartError::Worker)?;
+            workers.push(handle);
+        }
         tracing::info!(%proxy_addr, %admin_addr, endpoints = settings.endpoints.len(), pools = settings.pools.len(), "prescale started");
-        Ok(Self { proxy_addr, admin_addr, proxy, settings, shutdown, conns, accept, admin: Some(admin) })
+        Ok(Self { proxy_addr, admin_addr, proxy, settings, shutdown, workers, admin: Some(admin) })
     }
 
     /// Swaps in new routing, pools and limits atomically. Listener and upstream-client
@@ -93,10 +101,10 @@ impl App {
         if l.0.tls.as_ref().map(|t| (&t.cert, &t.key)) != l.1.tls.as_ref().map(|t| (&t.cert, &t.key)) {
             report.needs_restart.push("listen.tls");
         }
-        if (l.0.header_timeout, l.0.idle_timeout, l.0.max_header_bytes, l.0.max_connections)
-            != (l.1.header_timeout, l.1.idle_timeout, l.1.max_header_bytes, l.1.max_connections)
+        if (l.0.header_timeout, l.0.idle_timeout, l.0.max_header_bytes, l.0.max_connections, l.0.workers)
+            != (l.1.header_timeout, l.1.idle_timeout, l.1.max_header_bytes, l.1.max_connections, l.1.workers)
         {
-            report.needs_restart.push("listen (timeouts, header size, connection limit)");
+            report.needs_restart.push("listen (timeouts, header size, connection limit, workers)");
         }
         if l.0.access_log != l.1.access_log {
             report.needs_restart.push("listen.access_log");
@@ -126,12 +134,8 @@ impl App {
     /// background tasks and the admin thread.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
-        let _ = self.accept.await;
-        self.conns.close();
-        let grace = self.settings.listen.shutdown_grace;
-        if tokio::time::timeout(grace, self.conns.wait()).await.is_err() {
-            tracing::warn!(left = self.conns.len(), "grace period over; closing remaining connections");
-        }
+        let workers = std::mem::take(&mut self.workers);
+        let _ = tokio::task::spawn_blocking(move || workers.into_iter().for_each(|w| drop(w.join()))).await;
         self.proxy.tasks.close();
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.proxy.tasks.wait()).await;
         if let Some(admin) = self.admin.take() {

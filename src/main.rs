@@ -84,9 +84,10 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+    // The control runtime: signals, health checks, reloads. The data plane runs on its own
+    // worker threads (see `proxy::listener`).
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .thread_name("prescale-proxy")
         .build()
         .context("cannot start the runtime")
 }

@@ -30,6 +30,7 @@ pub struct RawListen {
     pub max_body_bytes: Option<i64>,
     pub max_connections: Option<i64>,
     pub shutdown_grace: Option<String>,
+    pub workers: Option<i64>,
     pub access_log: Option<String>,
 }
 

@@ -67,6 +67,9 @@ pub struct ListenSettings {
     pub max_body_bytes: u64,
     pub max_connections: usize,
     pub shutdown_grace: Duration,
+    /// Data-plane threads, each with its own runtime, listener (SO_REUSEPORT) and upstream
+    /// connection pool.
+    pub workers: usize,
     pub access_log: Option<AccessLog>,
 }
 

@@ -82,7 +82,10 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
 
 pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, Vec<ConfigError>> {
     let mut c = Check { errors: Vec::new() };
-    let listen = listen(&mut c, raw.listen, base);
+    let mut listen = listen(&mut c, raw.listen, base);
+    if listen.workers == 0 {
+        listen.workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    }
     let admin = admin(&mut c, raw.admin, base);
     let upstream = upstream(&mut c, raw.upstream);
     let pools: Vec<PoolSettings> = raw.pool.into_iter().enumerate().filter_map(|(i, p)| pool(&mut c, i, p)).collect();
@@ -149,6 +152,7 @@ fn listen(c: &mut Check, r: RawListen, base: &Path) -> ListenSettings {
             DEFAULT_MAX_CONNECTIONS as i64,
         ) as usize,
         shutdown_grace: c.duration("listen.shutdown_grace", &r.shutdown_grace, DEFAULT_SHUTDOWN_GRACE),
+        workers: c.count("listen.workers", r.workers, 0, 256, 0) as usize,
         access_log,
     }
 }

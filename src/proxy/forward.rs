@@ -30,6 +30,8 @@ use super::{Proxy, RouteTable};
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub https: bool,
+    /// The worker's own upstream client (connection pool); never shared across threads.
+    pub client: super::UpstreamClient,
 }
 
 const VIA: &str = "1.1 prescale";
@@ -143,7 +145,7 @@ async fn forward(
 
         let inflight = InFlight::new(member.clone());
         let sent = Instant::now();
-        let result = tokio::time::timeout(table.limits.response_timeout, proxy.client.request(up)).await;
+        let result = tokio::time::timeout(table.limits.response_timeout, conn.client.request(up)).await;
         let passive = &policy.passive;
         let mut resp = match result {
             Err(_) => {

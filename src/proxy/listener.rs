@@ -1,4 +1,11 @@
-//! Accept loop and per-connection serving (HTTP/1.1, h2c, and both over TLS by ALPN).
+//! Data-plane workers: accept loop and per-connection serving (HTTP/1.1, h2c, and both over
+//! TLS by ALPN).
+//!
+//! Thread-per-core: each worker is an OS thread with a current-thread runtime, its own
+//! listening socket on the shared address (SO_REUSEPORT: the kernel spreads connections) and
+//! its own upstream connection pool, so a request never crosses threads. Measured on 2 cores
+//! with wrk: one multi-thread runtime cost 63 µs of CPU per proxied request, mostly cross-thread
+//! wake-ups between the client and upstream connection tasks; a single-threaded runtime 35 µs.
 //!
 //! Limits enforced here: a connection cap (accepting pauses, back-pressure goes to the kernel's
 //! listen queue), the TLS handshake and header read timeouts (slowloris), the header size
@@ -6,6 +13,7 @@
 //! every connection is asked to finish its in-flight requests and close.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -18,6 +26,7 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -25,7 +34,7 @@ use tokio_util::task::TaskTracker;
 use super::Proxy;
 use super::forward::{ConnInfo, handle};
 use super::pool::now_ms;
-use crate::config::ListenSettings;
+use crate::config::{ListenSettings, UpstreamSettings};
 
 /// Per-connection settings fixed at start (changing them needs a restart).
 #[derive(Clone)]
@@ -33,20 +42,71 @@ pub struct ConnSettings {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_header_bytes: usize,
-    pub max_connections: usize,
+    /// Open-connection cap shared by all workers.
+    pub connections: Arc<Semaphore>,
     pub tls: Option<TlsAcceptor>,
+    pub upstream: UpstreamSettings,
 }
 
 impl ConnSettings {
-    pub fn from(l: &ListenSettings) -> Self {
+    pub fn from(l: &ListenSettings, upstream: &UpstreamSettings) -> Self {
         Self {
             header_timeout: l.header_timeout,
             idle_timeout: l.idle_timeout,
             max_header_bytes: l.max_header_bytes,
-            max_connections: l.max_connections,
+            connections: Arc::new(Semaphore::new(l.max_connections)),
             tls: l.tls.as_ref().map(|t| TlsAcceptor::from(t.server_config.clone())),
+            upstream: upstream.clone(),
         }
     }
+}
+
+/// Binds a non-blocking listening socket with SO_REUSEPORT, so every worker can bind its own
+/// on the same address.
+pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Kernel accept queue per worker socket.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Runs one worker on the calling thread: serves until `shutdown`, then lets its open
+/// connections finish within `grace`.
+pub fn run_worker(
+    listener: std::net::TcpListener,
+    proxy: Arc<Proxy>,
+    settings: ConnSettings,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "worker runtime failed to start");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let listener = match TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "worker listener unusable");
+                return;
+            }
+        };
+        let conns = TaskTracker::new();
+        serve(listener, proxy, settings, shutdown, conns.clone()).await;
+        conns.close();
+        if tokio::time::timeout(grace, conns.wait()).await.is_err() {
+            tracing::warn!(left = conns.len(), "grace period over; closing remaining connections");
+        }
+    });
 }
 
 fn builder(s: &ConnSettings) -> auto::Builder<TokioExecutor> {
@@ -75,7 +135,8 @@ pub async fn serve(
     conns: TaskTracker,
 ) {
     let builder = Arc::new(builder(&settings));
-    let limit = Arc::new(Semaphore::new(settings.max_connections));
+    let limit = settings.connections.clone();
+    let client = super::build_client(&settings.upstream);
     let settings = Arc::new(settings);
     loop {
         let permit = tokio::select! {
@@ -97,10 +158,11 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let (proxy, builder, settings, shutdown) = (proxy.clone(), builder.clone(), settings.clone(), shutdown.clone());
+        let client = client.clone();
         conns.spawn(async move {
             proxy.global.connections_active.fetch_add(1, Relaxed);
             proxy.global.connections_total.fetch_add(1, Relaxed);
-            serve_conn(stream, peer, proxy.clone(), &builder, &settings, shutdown).await;
+            serve_conn(stream, peer, client, proxy.clone(), &builder, &settings, shutdown).await;
             proxy.global.connections_active.fetch_sub(1, Relaxed);
             drop(permit);
         });
@@ -109,7 +171,8 @@ pub async fn serve(
 
 async fn serve_conn(
     stream: TcpStream,
-    peer: std::net::SocketAddr,
+    peer: SocketAddr,
+    client: super::UpstreamClient,
     proxy: Arc<Proxy>,
     builder: &auto::Builder<TokioExecutor>,
     settings: &ConnSettings,
@@ -117,7 +180,7 @@ async fn serve_conn(
 ) {
     match &settings.tls {
         None => {
-            let info = Arc::new(ConnInfo { peer, https: false });
+            let info = Arc::new(ConnInfo { peer, https: false, client });
             serve_io(stream, info, proxy, builder, settings, shutdown).await
         }
         Some(acceptor) => {
@@ -127,7 +190,7 @@ async fn serve_conn(
             };
             match tls {
                 Ok(Ok(tls)) => {
-                    let info = Arc::new(ConnInfo { peer, https: true });
+                    let info = Arc::new(ConnInfo { peer, https: true, client });
                     serve_io(tls, info, proxy, builder, settings, shutdown).await
                 }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),

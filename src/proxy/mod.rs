@@ -64,6 +64,7 @@ pub struct Proxy {
     /// Health-check task per pool, stopped when the pool leaves the config.
     health_tasks: Mutex<HashMap<String, CancellationToken>>,
     pub global: Arc<GlobalStats>,
+    /// Client for health checks (on the control runtime); workers have their own.
     client: UpstreamClient,
     access: Option<access::AccessLogger>,
     /// Tracks upgraded (WebSocket) tunnels and health tasks so shutdown can wait for them.
@@ -77,7 +78,7 @@ impl std::fmt::Debug for Proxy {
     }
 }
 
-fn build_client(u: &UpstreamSettings) -> UpstreamClient {
+pub(crate) fn build_client(u: &UpstreamSettings) -> UpstreamClient {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(u.connect_timeout));
     connector.set_nodelay(true);
