@@ -221,6 +221,8 @@ async fn serve_io<I>(
     let mut closing = false;
     loop {
         tokio::select! {
+            // The connection first: it is what wakes this task almost every time.
+            biased;
             r = conn.as_mut() => {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "connection ended with an error");
