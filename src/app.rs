@@ -11,7 +11,9 @@ use std::thread::JoinHandle;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::RealClock;
 use crate::config::{self, Settings};
+use crate::historian::Historian;
 use crate::proxy::listener::{self, ConnSettings};
 use crate::proxy::stats::GlobalStats;
 use crate::proxy::{Proxy, access};
@@ -25,6 +27,8 @@ pub enum StartError {
     AccessLog(std::io::Error),
     #[error("cannot start the admin thread: {0}")]
     Admin(std::io::Error),
+    #[error("cannot start the historian (data_dir): {0}")]
+    Historian(std::io::Error),
     #[error("cannot start a worker thread: {0}")]
     Worker(std::io::Error),
 }
@@ -46,6 +50,7 @@ pub struct App {
     /// Data-plane worker threads; each drains its own connections on shutdown.
     workers: Vec<JoinHandle<()>>,
     admin: Option<JoinHandle<()>>,
+    historian: Option<Historian>,
 }
 
 impl App {
@@ -71,9 +76,19 @@ impl App {
             Some(target) => Some(access::AccessLogger::start(target, global.clone()).map_err(StartError::AccessLog)?.0),
         };
         let shutdown = CancellationToken::new();
-        let proxy = Proxy::new(&settings, access, global, shutdown.clone());
-        let admin = crate::admin::start(admin_listener, proxy.clone(), settings.admin.token.clone(), shutdown.clone())
-            .map_err(StartError::Admin)?;
+        let historian = match &settings.historian {
+            None => None,
+            Some(cfg) => Some(Historian::start(cfg.clone(), Arc::new(RealClock)).map_err(StartError::Historian)?),
+        };
+        if let Some(h) = &historian {
+            h.register(settings.endpoints.iter().map(|e| Arc::from(e.name.as_str())).collect());
+        }
+        let recorder = historian.as_ref().map(Historian::recorder);
+        let proxy = Proxy::new(&settings, access, global, shutdown.clone(), recorder);
+        let view = historian.as_ref().map(Historian::view);
+        let admin =
+            crate::admin::start(admin_listener, proxy.clone(), view, settings.admin.token.clone(), shutdown.clone())
+                .map_err(StartError::Admin)?;
         let conn_settings = ConnSettings::from(&settings.listen, &settings.upstream);
         let mut workers = Vec::new();
         for (i, l) in listeners.into_iter().enumerate() {
@@ -86,7 +101,7 @@ impl App {
             workers.push(handle);
         }
         tracing::info!(%proxy_addr, %admin_addr, endpoints = settings.endpoints.len(), pools = settings.pools.len(), "prescale started");
-        Ok(Self { proxy_addr, admin_addr, proxy, settings, shutdown, workers, admin: Some(admin) })
+        Ok(Self { proxy_addr, admin_addr, proxy, settings, shutdown, workers, admin: Some(admin), historian })
     }
 
     /// Swaps in new routing, pools and limits atomically. Listener and upstream-client
@@ -118,7 +133,15 @@ impl App {
         {
             report.needs_restart.push("upstream (connect_timeout, pool_idle_timeout, max_idle_per_member)");
         }
+        if old.historian.as_ref().map(|h| (&h.data_dir, &h.store.tiers, h.channel_capacity))
+            != n.historian.as_ref().map(|h| (&h.data_dir, &h.store.tiers, h.channel_capacity))
+        {
+            report.needs_restart.push("historian");
+        }
         self.proxy.apply(&new);
+        if let Some(h) = &self.historian {
+            h.register(new.endpoints.iter().map(|e| Arc::from(e.name.as_str())).collect());
+        }
         // Remember the values actually in force: `[listen]` stays as started except the body
         // limit, which is read per request from the route table.
         let max_body = new.listen.max_body_bytes;
@@ -138,6 +161,11 @@ impl App {
         let _ = tokio::task::spawn_blocking(move || workers.into_iter().for_each(|w| drop(w.join()))).await;
         self.proxy.tasks.close();
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.proxy.tasks.wait()).await;
+        // After the workers: every finished call has been handed over; closed buckets are
+        // written and synced.
+        if let Some(h) = self.historian.take() {
+            let _ = tokio::task::spawn_blocking(move || h.stop()).await;
+        }
         if let Some(admin) = self.admin.take() {
             let _ = tokio::task::spawn_blocking(move || admin.join()).await;
         }

@@ -28,6 +28,8 @@
 
 pub mod admin;
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod historian;
 pub mod proxy;

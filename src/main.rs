@@ -29,6 +29,22 @@ enum Command {
         #[arg(long, short, default_value = "proxy.toml")]
         config: PathBuf,
     },
+    /// Load history for an endpoint from a `timestamp,count` CSV or an access log (Common or
+    /// Combined Log Format) into the historian's data_dir. Stop prescale first.
+    Import {
+        #[arg(long, short, default_value = "proxy.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        endpoint: String,
+        #[arg(long)]
+        input: PathBuf,
+        /// csv or log (default: detected from the first line)
+        #[arg(long)]
+        format: Option<String>,
+        /// Only count access-log requests whose path starts with this
+        #[arg(long)]
+        path_prefix: Option<String>,
+    },
     /// Start local demo backends and the proxy in front of them; no configuration needed.
     Demo {
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -69,8 +85,64 @@ fn main() -> ExitCode {
             };
             report(runtime().and_then(|rt| rt.block_on(run(settings, Some(config)))))
         }
+        Command::Import { config, endpoint, input, format, path_prefix } => {
+            match import(&config, &endpoint, &input, format.as_deref(), path_prefix.as_deref()) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("prescale import: {e:#}");
+                    ExitCode::from(EXIT_START)
+                }
+            }
+        }
         Command::Demo { listen, admin } => report(runtime().and_then(|rt| rt.block_on(run_demo(listen, admin)))),
     }
+}
+
+fn import(
+    config: &std::path::Path,
+    endpoint: &str,
+    input: &std::path::Path,
+    format: Option<&str>,
+    path_prefix: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    use prescale::historian::import::{self, Format};
+    let settings = match config::load(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    let h = settings.historian.as_ref().context("the historian is disabled in this configuration")?;
+    let dir = h.data_dir.as_ref().context("historian.data_dir is not set: there is nowhere to import to")?;
+    if !settings.endpoints.iter().any(|e| e.name == endpoint) {
+        eprintln!("warning: no endpoint named {endpoint:?} in {}; importing anyway", config.display());
+    }
+    let format = match format {
+        None => None,
+        Some("csv") => Some(Format::Csv),
+        Some("log" | "clf") => Some(Format::AccessLog),
+        Some(other) => anyhow::bail!("--format {other:?}: use csv or log"),
+    };
+    let r = import::import(input, format, endpoint, path_prefix, dir, &h.store.tiers)
+        .with_context(|| format!("importing {}", input.display()))?;
+    for (line, problem) in r.bad_lines.iter().take(50) {
+        eprintln!("{}:{line}: {problem}", input.display());
+    }
+    if r.bad_lines.len() > 50 {
+        eprintln!("… and {} more bad lines", r.bad_lines.len() - 50);
+    }
+    println!(
+        "imported {} calls from {} lines into {} buckets for endpoint {endpoint:?} ({} to {}){}; {} line(s) skipped",
+        r.calls,
+        r.lines,
+        r.buckets_written,
+        r.first_s.map_or("-".into(), |t| t.to_string()),
+        r.last_s.map_or("-".into(), |t| t.to_string()),
+        r.csv_step_s.map_or(String::new(), |s| format!(", csv step {s}s")),
+        r.bad_lines.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn report(r: anyhow::Result<()>) -> ExitCode {
@@ -86,10 +158,7 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     // The control runtime: signals, health checks, reloads. The data plane runs on its own
     // worker threads (see `proxy::listener`).
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")
 }
 
 async fn run(settings: config::Settings, config: Option<PathBuf>) -> anyhow::Result<()> {

@@ -3,6 +3,7 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
+use crate::historian::HistorianView;
 use crate::proxy::Proxy;
 use crate::proxy::stats::LATENCY_BOUNDS_US;
 
@@ -11,7 +12,7 @@ fn label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-pub fn render(proxy: &Proxy) -> String {
+pub fn render(proxy: &Proxy, historian: Option<&HistorianView>) -> String {
     let mut out = String::with_capacity(4096);
     let g = &proxy.global;
     let _ = writeln!(out, "# HELP prescale_connections_active Client connections open now.");
@@ -116,6 +117,29 @@ pub fn render(proxy: &Proxy) -> String {
                 m.requests_total()
             );
         }
+    }
+    if let Some(h) = historian {
+        let snap = h.snapshot();
+        let c = &snap.counters;
+        let _ = writeln!(
+            out,
+            "# HELP prescale_historian_records_total Call records accepted by the historian, or dropped because its channel was full."
+        );
+        let _ = writeln!(out, "# TYPE prescale_historian_records_total counter");
+        let _ = writeln!(out, "prescale_historian_records_total{{result=\"accepted\"}} {}", c.accepted);
+        let _ = writeln!(out, "prescale_historian_records_total{{result=\"dropped\"}} {}", h.dropped());
+        let _ = writeln!(
+            out,
+            "# HELP prescale_historian_late_records_total Records whose bucket had already closed (counted, not in quantiles or on disk)."
+        );
+        let _ = writeln!(out, "# TYPE prescale_historian_late_records_total counter");
+        let _ = writeln!(out, "prescale_historian_late_records_total {}", c.late);
+        let _ = writeln!(out, "# TYPE prescale_historian_memory_bytes gauge");
+        let _ = writeln!(out, "prescale_historian_memory_bytes {}", snap.memory_bytes);
+        let _ = writeln!(out, "# TYPE prescale_historian_disk_bytes gauge");
+        let _ = writeln!(out, "prescale_historian_disk_bytes {}", snap.disk_bytes);
+        let _ = writeln!(out, "# TYPE prescale_historian_disk_errors_total counter");
+        let _ = writeln!(out, "prescale_historian_disk_errors_total {}", c.disk_errors);
     }
     out
 }

@@ -4,6 +4,7 @@
 //! starve it and it cannot starve the data plane. It only reads shared state. When a bearer
 //! token is configured every path except `/live` and `/ready` requires it.
 
+mod api;
 mod metrics;
 
 use std::convert::Infallible;
@@ -18,12 +19,14 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio_util::sync::CancellationToken;
 
+use crate::historian::HistorianView;
 use crate::proxy::Proxy;
 
 /// Starts the admin thread on an already-bound listener; it stops when `shutdown` fires.
 pub fn start(
     listener: std::net::TcpListener,
     proxy: Arc<Proxy>,
+    historian: Option<HistorianView>,
     token: Option<String>,
     shutdown: CancellationToken,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -36,13 +39,19 @@ pub fn start(
                 return;
             }
         };
-        rt.block_on(serve(listener, proxy, token.map(Arc::from), shutdown));
+        rt.block_on(serve(listener, Arc::new(Shared { proxy, historian }), token.map(Arc::from), shutdown));
     })
+}
+
+/// What the admin handlers read.
+struct Shared {
+    proxy: Arc<Proxy>,
+    historian: Option<HistorianView>,
 }
 
 async fn serve(
     listener: std::net::TcpListener,
-    proxy: Arc<Proxy>,
+    proxy: Arc<Shared>,
     token: Option<Arc<str>>,
     shutdown: CancellationToken,
 ) {
@@ -98,6 +107,14 @@ fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) 
     r
 }
 
+fn json_response(r: api::ApiResult) -> Response<Full<Bytes>> {
+    const JSON: &str = "application/json";
+    match r {
+        Ok(v) => text(StatusCode::OK, JSON, v.to_string()),
+        Err((status, msg)) => text(status, JSON, serde_json::json!({ "error": msg }).to_string()),
+    }
+}
+
 fn authorized(token: Option<&str>, req: &Request<Incoming>) -> bool {
     let Some(token) = token else { return true };
     let Some(given) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
@@ -110,7 +127,8 @@ fn authorized(token: Option<&str>, req: &Request<Incoming>) -> bool {
     given.len() == token.len() && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
-fn route(proxy: &Proxy, token: Option<&str>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+fn route(shared: &Shared, token: Option<&str>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let proxy = &shared.proxy;
     const PLAIN: &str = "text/plain; charset=utf-8";
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, PLAIN, "method not allowed\n");
@@ -129,7 +147,23 @@ fn route(proxy: &Proxy, token: Option<&str>, req: Request<Incoming>) -> Response
             r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
             r
         }
-        "/metrics" => text(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", metrics::render(proxy)),
+        "/metrics" => text(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics::render(proxy, shared.historian.as_ref()),
+        ),
+        path if path.starts_with("/admin/api/") => {
+            let Some(h) = &shared.historian else {
+                return json_response(Err((StatusCode::NOT_FOUND, "the historian is disabled".into())));
+            };
+            let params = api::query_params(req.uri().query());
+            json_response(match &path["/admin/api/".len()..] {
+                "endpoints" => api::endpoints(h),
+                "series" => api::series(h, &params),
+                "calls" => api::calls(h, &params),
+                other => Err((StatusCode::NOT_FOUND, format!("no API named {other:?}"))),
+            })
+        }
         _ => text(StatusCode::NOT_FOUND, PLAIN, "not found\n"),
     }
 }

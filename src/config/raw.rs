@@ -14,6 +14,7 @@ pub struct RawConfig {
     pub listen: RawListen,
     pub admin: RawAdmin,
     pub upstream: RawUpstream,
+    pub historian: RawHistorian,
     pub endpoint: Vec<RawEndpoint>,
     pub pool: Vec<RawPool>,
 }
@@ -102,4 +103,28 @@ pub struct RawHealthCheck {
 pub struct RawPassive {
     pub max_failures: Option<i64>,
     pub eject_for: Option<String>,
+}
+
+/// `[historian]`: call recording and its time series.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawHistorian {
+    pub enabled: Option<bool>,
+    pub data_dir: Option<String>,
+    pub recent_calls: Option<i64>,
+    pub channel_capacity: Option<i64>,
+    pub params_max_len: Option<i64>,
+    pub redact: Option<Vec<String>>,
+    pub trusted_hops: Option<i64>,
+    pub close_after: Option<String>,
+    pub tiers: Option<Vec<RawTier>>,
+}
+
+/// One resolution of the per-endpoint series.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawTier {
+    pub step: Option<String>,
+    pub keep: Option<String>,
+    pub persist: Option<bool>,
 }

@@ -52,6 +52,8 @@ pub struct Settings {
     pub listen: ListenSettings,
     pub admin: AdminSettings,
     pub upstream: UpstreamSettings,
+    /// `None` when recording is switched off.
+    pub historian: Option<crate::historian::HistorianConfig>,
     pub endpoints: Vec<EndpointSettings>,
     pub pools: Vec<PoolSettings>,
 }

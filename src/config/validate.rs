@@ -71,6 +71,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "s" => Some(Duration::from_secs(n)),
         "m" => n.checked_mul(60).map(Duration::from_secs),
         "h" => n.checked_mul(3600).map(Duration::from_secs),
+        "d" => n.checked_mul(86_400).map(Duration::from_secs),
         _ => None,
     }
 }
@@ -88,6 +89,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, Vec<ConfigError
     }
     let admin = admin(&mut c, raw.admin, base);
     let upstream = upstream(&mut c, raw.upstream);
+    let historian = historian(&mut c, raw.historian, base);
     let pools: Vec<PoolSettings> = raw.pool.into_iter().enumerate().filter_map(|(i, p)| pool(&mut c, i, p)).collect();
 
     let mut pool_names = HashSet::new();
@@ -114,7 +116,11 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, Vec<ConfigError
     if listen.addr == admin.addr && listen.addr.port() != 0 {
         c.err("admin.addr", "must differ from listen.addr");
     }
-    if c.errors.is_empty() { Ok(Settings { listen, admin, upstream, endpoints, pools }) } else { Err(c.errors) }
+    if c.errors.is_empty() {
+        Ok(Settings { listen, admin, upstream, historian, endpoints, pools })
+    } else {
+        Err(c.errors)
+    }
 }
 
 fn listen(c: &mut Check, r: RawListen, base: &Path) -> ListenSettings {
@@ -217,6 +223,61 @@ fn upstream(c: &mut Check, r: RawUpstream) -> UpstreamSettings {
             DEFAULT_MAX_IDLE_PER_MEMBER as i64,
         ) as usize,
     }
+}
+
+fn historian(c: &mut Check, r: RawHistorian, base: &Path) -> Option<crate::historian::HistorianConfig> {
+    use crate::historian::{HistorianConfig, Redaction, StoreConfig, TierSpec};
+    let d = HistorianConfig::default();
+    let tiers = match r.tiers {
+        None => d.store.tiers.clone(),
+        Some(ts) => {
+            if ts.is_empty() || ts.len() > 6 {
+                c.err("historian.tiers", "must list 1 to 6 tiers");
+            }
+            let mut out: Vec<TierSpec> = Vec::new();
+            for (i, t) in ts.iter().enumerate() {
+                let p = format!("historian.tiers[{i}]");
+                let (Some(step), Some(keep)) = (&t.step, &t.keep) else {
+                    c.err(&p, "needs step and keep (e.g. { step = \"1m\", keep = \"35d\" })");
+                    continue;
+                };
+                let step_d = c.duration(&format!("{p}.step"), &Some(step.clone()), Duration::from_secs(60));
+                let keep_d = c.duration(&format!("{p}.keep"), &Some(keep.clone()), Duration::from_secs(3600));
+                let (step_s, keep_s) = (step_d.as_secs(), keep_d.as_secs());
+                if step_s == 0 || step_d.subsec_nanos() != 0 {
+                    c.err(format!("{p}.step"), "must be a whole number of seconds");
+                    continue;
+                }
+                if keep_s < step_s {
+                    c.err(format!("{p}.keep"), "must be at least one step");
+                    continue;
+                }
+                if out.last().is_some_and(|prev| prev.step_s >= step_s) {
+                    c.err(format!("{p}.step"), "tiers must be listed from finest to coarsest");
+                }
+                out.push(TierSpec { step_s, keep_s, persist: t.persist.unwrap_or(false) });
+            }
+            out
+        }
+    };
+    let redaction = Redaction {
+        keys: r.redact.map(|v| v.iter().map(|k| k.to_ascii_lowercase()).collect()).unwrap_or(d.store.redaction.keys),
+        max_len: c.count("historian.params_max_len", r.params_max_len, 0, 65_536, 256) as usize,
+    };
+    let cfg = HistorianConfig {
+        store: StoreConfig {
+            tiers,
+            recent_calls: c.count("historian.recent_calls", r.recent_calls, 1, 10_000_000, 100_000) as usize,
+            redaction,
+            close_after_us: c
+                .duration("historian.close_after", &r.close_after, Duration::from_micros(d.store.close_after_us))
+                .as_micros() as u64,
+        },
+        data_dir: r.data_dir.map(|p| resolve(base, &p)),
+        channel_capacity: c.count("historian.channel_capacity", r.channel_capacity, 1, 16_777_216, 65_536) as usize,
+        trusted_hops: c.count("historian.trusted_hops", r.trusted_hops, 0, 16, 0) as usize,
+    };
+    r.enabled.unwrap_or(true).then_some(cfg)
 }
 
 fn name(c: &mut Check, path: String, v: Option<String>) -> Option<String> {

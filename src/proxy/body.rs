@@ -1,44 +1,141 @@
 //! The response body prescale sends to clients, and the one place a call is accounted for.
 //!
-//! Every response — forwarded or generated — carries a [`CallDone`]. It is consumed exactly
+//! Every routed call carries a [`CallDone`] from the moment it is routed. It is consumed exactly
 //! once: when the body ends (complete), when the upstream breaks it (aborted), or when hyper
-//! drops the body early because the client went away (cancelled). Latency is therefore measured
+//! drops the body — or the whole request future — early because the client went away
+//! (cancelled). Latency is therefore measured
 //! to the end of the response body, and the member's in-flight count is released at that point.
 
 use std::error::Error as StdError;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use bytes::Bytes;
+use http::Method;
+use http::uri::PathAndQuery;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::pool::InFlight;
 use super::stats::{EndpointStats, Outcome};
+use crate::historian::{CallOutcome, CallRecord, Recorder};
 
 pub type BoxError = Box<dyn StdError + Send + Sync>;
 
-/// What to account for when the call ends.
+/// What to account for when the call ends: the one place a call is recorded. Dropped
+/// without `finish` (the client went away before the response started), it records the call
+/// as cancelled with status 499.
+#[derive(Debug, Default)]
+pub struct CallDone(Option<CallState>);
+
+/// Status recorded for a call the client abandoned before the response started.
+pub const CLIENT_CLOSED: u16 = 499;
+
 #[derive(Debug)]
-pub struct CallDone {
+pub struct CallState {
     pub stats: Arc<EndpointStats>,
     pub status: u16,
     pub start: Instant,
+    /// Start as wall-clock microseconds since the epoch (for the historian).
+    pub start_us: u64,
     /// Held until the body ends so balancing sees the member as busy while it streams.
     pub inflight: Option<InFlight>,
     pub access: Option<super::access::Pending>,
+    pub recorder: Option<Recorder>,
+    pub endpoint: Arc<str>,
+    pub method: Method,
+    pub target: PathAndQuery,
+    pub client: IpAddr,
+    /// Request body bytes, counted while they stream upstream.
+    pub bytes_in: Option<Arc<AtomicU64>>,
+    /// The response is prescale's 504.
+    pub timeout: bool,
 }
 
 impl CallDone {
-    fn finish(self, outcome: Outcome, bytes_out: u64) {
-        let latency = self.start.elapsed();
-        self.stats.record(self.status, latency, outcome);
-        if let Some(a) = self.access {
-            a.send(self.status, latency, bytes_out, outcome);
+    pub fn new(state: CallState) -> Self {
+        Self(Some(state))
+    }
+
+    pub fn state_mut(&mut self) -> Option<&mut CallState> {
+        self.0.as_mut()
+    }
+
+    fn finish(&mut self, outcome: Outcome, bytes_out: u64) {
+        let Some(s) = self.0.take() else { return };
+        let latency = s.start.elapsed();
+        s.stats.record(s.status, latency, outcome);
+        if let Some(a) = s.access {
+            a.send(s.status, latency, bytes_out, outcome);
         }
-        drop(self.inflight);
+        if let Some(rec) = &s.recorder {
+            let outcome = match outcome {
+                Outcome::Cancelled => CallOutcome::Cancelled,
+                Outcome::UpstreamAborted => CallOutcome::UpstreamError,
+                Outcome::Complete if s.timeout => CallOutcome::Timeout,
+                Outcome::Complete if s.status >= 500 => CallOutcome::UpstreamError,
+                Outcome::Complete if s.status >= 400 => CallOutcome::ClientError,
+                Outcome::Complete => CallOutcome::Ok,
+            };
+            rec.record(CallRecord {
+                start_us: s.start_us,
+                endpoint: s.endpoint,
+                method: s.method,
+                target: s.target,
+                status: s.status,
+                outcome,
+                latency_us: latency.as_micros().min(u64::MAX as u128) as u64,
+                bytes_in: s.bytes_in.map_or(0, |b| b.load(Relaxed)),
+                bytes_out,
+                client: s.client,
+                upstream: s.inflight.as_ref().map(|i| i.member().addr.clone()),
+            });
+        }
+    }
+}
+
+impl Drop for CallDone {
+    fn drop(&mut self) {
+        self.finish(Outcome::Cancelled, 0);
+    }
+}
+
+/// Request body wrapper that counts the bytes sent upstream.
+pub struct Counting<B> {
+    inner: B,
+    count: Arc<AtomicU64>,
+}
+
+impl<B> Counting<B> {
+    pub fn new(inner: B, count: Arc<AtomicU64>) -> Self {
+        Self { inner, count }
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for Counting<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let r = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        if let Some(Ok(f)) = &r {
+            if let Some(d) = f.data_ref() {
+                self.count.fetch_add(d.len() as u64, Relaxed);
+            }
+        }
+        Poll::Ready(r)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -50,28 +147,26 @@ enum Inner {
 /// Response body: an upstream stream or a small generated one.
 pub struct ProxyBody {
     inner: Inner,
-    done: Option<CallDone>,
+    done: CallDone,
     bytes_out: u64,
 }
 
 impl ProxyBody {
-    pub fn upstream(body: Incoming, done: Option<CallDone>) -> Self {
+    pub fn upstream(body: Incoming, done: CallDone) -> Self {
         Self { inner: Inner::Upstream(body), done, bytes_out: 0 }
     }
 
-    pub fn full(bytes: impl Into<Bytes>, done: Option<CallDone>) -> Self {
+    pub fn full(bytes: impl Into<Bytes>, done: CallDone) -> Self {
         let b = bytes.into();
         Self { inner: Inner::Full(if b.is_empty() { None } else { Some(b) }), done, bytes_out: 0 }
     }
 
     pub fn empty() -> Self {
-        Self { inner: Inner::Full(None), done: None, bytes_out: 0 }
+        Self { inner: Inner::Full(None), done: CallDone::default(), bytes_out: 0 }
     }
 
     fn finish(&mut self, outcome: Outcome) {
-        if let Some(d) = self.done.take() {
-            d.finish(outcome, self.bytes_out);
-        }
+        self.done.finish(outcome, self.bytes_out);
     }
 
     fn inner_ended(&self) -> bool {

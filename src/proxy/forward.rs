@@ -7,7 +7,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use http::header::{self, HeaderValue};
@@ -18,7 +18,7 @@ use http_body_util::{Either, Empty, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use super::body::{CallDone, ProxyBody};
+use super::body::{CLIENT_CLOSED, CallDone, CallState, Counting, ProxyBody};
 use super::error::ProxyError;
 use super::headers::{self, X_REQUEST_ID};
 use super::pool::{InFlight, Member};
@@ -53,25 +53,42 @@ pub async fn handle(
     // CONNECT would make prescale a tunnel to anywhere: refused before routing.
     if req.method() == Method::CONNECT {
         proxy.global.unrouted.fetch_add(1, Relaxed);
-        return Ok(error_response(&ProxyError::MethodNotAllowed, rid, None));
+        return Ok(error_response(&ProxyError::MethodNotAllowed, rid, CallDone::default()));
     }
     let Some(route) = table.router.find(req.method(), host.as_deref(), req.uri().path()) else {
         proxy.global.unrouted.fetch_add(1, Relaxed);
-        return Ok(error_response(&ProxyError::NoRoute, rid, None));
+        return Ok(error_response(&ProxyError::NoRoute, rid, CallDone::default()));
     };
-    let done = |status: StatusCode| CallDone {
+    let recorder = proxy.recorder.clone();
+    let client = match &recorder {
+        Some(r) if r.trusted_hops > 0 => forwarded_client(req.headers(), r.trusted_hops).unwrap_or(conn.peer.ip()),
+        _ => conn.peer.ip(),
+    };
+    // From here on the call is accounted for exactly once, whatever happens (see CallDone).
+    let mut call = CallDone::new(CallState {
         stats: route.stats.clone(),
-        status: status.as_u16(),
+        status: CLIENT_CLOSED,
         start,
+        start_us: crate::clock::now_us(),
         inflight: None,
         access: None,
-    };
-    match forward(&proxy, &table, route, &conn, req, &rid, start).await {
+        recorder,
+        endpoint: route.name.clone(),
+        method: req.method().clone(),
+        target: req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")),
+        client,
+        bytes_in: None,
+        timeout: false,
+    });
+    match forward(&proxy, &table, route, &conn, req, &rid, &mut call).await {
         Ok(resp) => Ok(resp),
         Err(e) => {
             tracing::debug!(endpoint = %route.name, side = ?e.side(), error = %e, "request failed");
-            let d = done(e.status());
-            Ok(error_response(&e, rid, Some(d)))
+            if let Some(s) = call.state_mut() {
+                s.status = e.status().as_u16();
+                s.timeout = matches!(e, ProxyError::Timeout { .. });
+            }
+            Ok(error_response(&e, rid, call))
         }
     }
 }
@@ -84,7 +101,7 @@ async fn forward(
     conn: &ConnInfo,
     mut req: Request<Incoming>,
     rid: &HeaderValue,
-    start: Instant,
+    call: &mut CallDone,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let limit = table.limits.max_body_bytes;
     if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
@@ -126,8 +143,15 @@ async fn forward(
         headers.insert(header::HOST, h);
     }
 
-    let mut body: Option<super::UpstreamBody> =
-        Some(if bodiless { Either::Right(Empty::new()) } else { Either::Left(Limited::new(body, limit as usize)) });
+    let mut body: Option<super::UpstreamBody> = Some(if bodiless {
+        Either::Right(Empty::new())
+    } else {
+        let count = Arc::new(AtomicU64::new(0));
+        if let Some(s) = call.state_mut() {
+            s.bytes_in = Some(count.clone());
+        }
+        Either::Left(Counting::new(Limited::new(body, limit as usize), count))
+    });
     let mut failed: Option<Arc<Member>> = None;
     loop {
         let member = pool.pick(failed.as_deref()).ok_or_else(|| ProxyError::NoMember { pool: pool.name.clone() })?;
@@ -204,10 +228,29 @@ async fn forward(
                 rid.to_str().unwrap_or("-"),
             )
         });
-        let done =
-            CallDone { stats: route.stats.clone(), status: status.as_u16(), start, inflight: Some(inflight), access };
-        return Ok(resp.map(|b| ProxyBody::upstream(b, Some(done))));
+        if let Some(s) = call.state_mut() {
+            s.status = status.as_u16();
+            s.inflight = Some(inflight);
+            s.access = access;
+        }
+        let done = std::mem::take(call);
+        return Ok(resp.map(|b| ProxyBody::upstream(b, done)));
     }
+}
+
+/// The client address `hops` entries from the right of `X-Forwarded-For` (each trusted proxy
+/// in front of prescale appended the address it saw), or the leftmost if there are fewer.
+fn forwarded_client(h: &http::HeaderMap, hops: usize) -> Option<std::net::IpAddr> {
+    let all: Vec<&str> = h
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let i = all.len().checked_sub(hops).unwrap_or(0);
+    all.get(i).and_then(|s| s.parse().ok())
 }
 
 /// Copies bytes both ways between an upgraded client connection and the upstream one.
@@ -235,7 +278,7 @@ fn is_body_limit(e: &hyper_util::client::legacy::Error) -> bool {
 
 /// A generated response for a refused or failed call. Details stay in the log: clients learn
 /// the status and the request id, not upstream addresses.
-pub fn error_response(e: &ProxyError, rid: HeaderValue, done: Option<CallDone>) -> Response<ProxyBody> {
+pub fn error_response(e: &ProxyError, rid: HeaderValue, done: CallDone) -> Response<ProxyBody> {
     let status = e.status();
     let text = format!("{} {}\n", status.as_u16(), status.canonical_reason().unwrap_or(""));
     let mut resp = Response::new(ProxyBody::full(text, done));

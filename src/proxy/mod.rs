@@ -37,7 +37,7 @@ use router::{Route, Router};
 use stats::{EndpointStats, GlobalStats};
 
 /// Request body sent upstream: the client's stream under the size limit, or nothing.
-pub(crate) type UpstreamBody = Either<Limited<Incoming>, Empty<Bytes>>;
+pub(crate) type UpstreamBody = Either<body::Counting<Limited<Incoming>>, Empty<Bytes>>;
 pub(crate) type UpstreamClient = Client<HttpConnector, UpstreamBody>;
 
 /// Per-request limits that a reload may change.
@@ -67,6 +67,8 @@ pub struct Proxy {
     /// Client for health checks (on the control runtime); workers have their own.
     client: UpstreamClient,
     access: Option<access::AccessLogger>,
+    /// Hands finished calls to the historian (absent when recording is off).
+    recorder: Option<crate::historian::Recorder>,
     /// Tracks upgraded (WebSocket) tunnels and health tasks so shutdown can wait for them.
     pub(crate) tasks: TaskTracker,
     pub(crate) shutdown: CancellationToken,
@@ -99,6 +101,7 @@ impl Proxy {
         access: Option<access::AccessLogger>,
         global: Arc<GlobalStats>,
         shutdown: CancellationToken,
+        recorder: Option<crate::historian::Recorder>,
     ) -> Arc<Self> {
         let proxy = Arc::new(Self {
             table: ArcSwap::from_pointee(RouteTable {
@@ -111,6 +114,7 @@ impl Proxy {
             global,
             client: build_client(&settings.upstream),
             access,
+            recorder,
             tasks: TaskTracker::new(),
             shutdown,
         });

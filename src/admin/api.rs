@@ -1,0 +1,139 @@
+//! `/admin/api/*`: JSON over the historian's snapshot. Read-only; every parameter is
+//! validated and a bad one gets 400 with a message naming it.
+
+use std::collections::HashMap;
+
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::historian::{HistorianView, Snapshot};
+
+/// Points one series query may return.
+const MAX_POINTS: u64 = 100_000;
+const MAX_CALLS: usize = 10_000;
+
+pub type ApiResult = Result<Value, (StatusCode, String)>;
+
+fn bad(msg: impl Into<String>) -> (StatusCode, String) {
+    (StatusCode::BAD_REQUEST, msg.into())
+}
+
+/// Decodes `a=1&b=x%20y` (later keys win).
+pub fn query_params(q: Option<&str>) -> HashMap<String, String> {
+    q.unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => match crate::historian::record::hex_pair(b[i + 1], b[i + 2]) {
+                Some(v) => {
+                    out.push(v);
+                    i += 2;
+                }
+                None => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn num(p: &HashMap<String, String>, key: &str) -> Result<Option<u64>, (StatusCode, String)> {
+    match p.get(key) {
+        None => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| bad(format!("{key}: {v:?} is not a non-negative integer"))),
+    }
+}
+
+pub fn endpoints(h: &HistorianView) -> ApiResult {
+    let snap = h.snapshot();
+    let dropped = h.dropped();
+    Ok(Value::Array(
+        snap.endpoints
+            .iter()
+            .map(|e| {
+                json!({
+                    "name": &*e.name,
+                    "calls_total": e.calls_total,
+                    "errors_total": e.errors_total,
+                    "dropped_records_total": dropped,
+                    "rate_per_s": (e.recent_rate(10) * 1000.0).round() / 1000.0,
+                })
+            })
+            .collect(),
+    ))
+}
+
+pub fn series(h: &HistorianView, p: &HashMap<String, String>) -> ApiResult {
+    let snap: std::sync::Arc<Snapshot> = h.snapshot();
+    let name = p.get("endpoint").ok_or_else(|| bad("endpoint: required"))?;
+    let ep =
+        snap.endpoint(name).ok_or_else(|| (StatusCode::NOT_FOUND, format!("endpoint: no endpoint named {name:?}")))?;
+    let now_s = snap.taken_us / 1_000_000;
+    let step = num(p, "step")?.unwrap_or(60);
+    if step == 0 {
+        return Err(bad("step: must be positive"));
+    }
+    let to = num(p, "to")?.unwrap_or(now_s);
+    let from = num(p, "from")?.unwrap_or(to.saturating_sub(86_400));
+    if from >= to {
+        return Err(bad("from: must be before to"));
+    }
+    if (to - from) / step > MAX_POINTS {
+        return Err(bad(format!(
+            "step: more than {MAX_POINTS} points requested; use a larger step or a shorter range"
+        )));
+    }
+    let tier = ep.tier_for(step, from, now_s).ok_or_else(|| {
+        let steps: Vec<u64> = ep.tiers.iter().map(|t| t.step_s).collect();
+        bad(format!("step: must be a multiple of one of the recorded steps {steps:?}"))
+    })?;
+    let points = tier.points(from, to, step);
+    Ok(
+        json!({ "endpoint": &*ep.name, "step": points.first().map_or(step, |_| step / tier.step_s * tier.step_s), "points": points }),
+    )
+}
+
+pub fn calls(h: &HistorianView, p: &HashMap<String, String>) -> ApiResult {
+    let snap = h.snapshot();
+    let limit = num(p, "limit")?.unwrap_or(100).min(MAX_CALLS as u64) as usize;
+    let from_us = num(p, "from")?.map(|s| s * 1_000_000);
+    let to_us = num(p, "to")?.map(|s| s * 1_000_000);
+    let endpoint = p.get("endpoint");
+    let client = p.get("client");
+    let status = match p.get("status").map(String::as_str) {
+        None | Some("") => None,
+        Some(s) if s.len() == 3 && s.ends_with("xx") => {
+            let class: u16 = s[..1].parse().map_err(|_| bad(format!("status: {s:?} is not 2xx…5xx or a code")))?;
+            Some((class * 100, class * 100 + 99))
+        }
+        Some(s) => {
+            let code: u16 = s.parse().map_err(|_| bad(format!("status: {s:?} is not 2xx…5xx or a code")))?;
+            Some((code, code))
+        }
+    };
+    let calls: Vec<_> = snap
+        .recent
+        .iter()
+        .filter(|c| endpoint.is_none_or(|e| &*c.endpoint == e.as_str()))
+        .filter(|c| client.is_none_or(|cl| c.client.to_string() == *cl))
+        .filter(|c| status.is_none_or(|(lo, hi)| (lo..=hi).contains(&c.status)))
+        .filter(|c| from_us.is_none_or(|f| c.start_us >= f))
+        .filter(|c| to_us.is_none_or(|t| c.start_us < t))
+        .take(limit)
+        .collect();
+    Ok(serde_json::to_value(calls).unwrap_or(Value::Null))
+}

@@ -1,0 +1,258 @@
+//! Cold start: load history from a `timestamp,count` CSV or an nginx/Apache access log
+//! (Common or Combined Log Format) into the data directory, so a new deployment can forecast
+//! from day one. Malformed lines are reported with their line numbers; the rest is imported.
+
+use std::collections::BTreeMap;
+use std::io::{self, BufRead};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::disk::Disk;
+use super::series::FullBucket;
+use super::store::TierSpec;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    AccessLog,
+}
+
+/// What an import did.
+#[derive(Debug, Default)]
+pub struct ImportReport {
+    pub lines: u64,
+    pub calls: u64,
+    /// `(line number, problem)` for every line that was skipped.
+    pub bad_lines: Vec<(u64, String)>,
+    pub buckets_written: u64,
+    pub first_s: Option<u64>,
+    pub last_s: Option<u64>,
+    /// Spacing of the CSV rows, seconds.
+    pub csv_step_s: Option<u64>,
+}
+
+/// Guesses the format from the first non-empty line.
+pub fn detect(first_line: &str) -> Format {
+    if first_line.contains('[') && first_line.contains('"') { Format::AccessLog } else { Format::Csv }
+}
+
+/// One observation: `count` calls during `[t, t + span)`.
+struct Obs {
+    t: u64,
+    span: u64,
+    calls: u64,
+    e4: u64,
+    e5: u64,
+    bytes_out: u64,
+}
+
+/// Imports `input` for `endpoint` into every persisted tier under `data_dir`.
+pub fn import(
+    input: &Path,
+    format: Option<Format>,
+    endpoint: &str,
+    path_prefix: Option<&str>,
+    data_dir: &Path,
+    tiers: &[TierSpec],
+) -> io::Result<ImportReport> {
+    let file = std::fs::File::open(input)?;
+    let mut lines = io::BufReader::new(file).lines();
+    let mut report = ImportReport::default();
+    let mut obs = Vec::new();
+    let mut fmt = format;
+    let mut line_no = 0u64;
+    while let Some(line) = lines.next().transpose()? {
+        line_no += 1;
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let f = *fmt.get_or_insert_with(|| detect(line));
+        report.lines += 1;
+        match f {
+            Format::Csv => match parse_csv_row(line) {
+                Ok(Some((t, c))) => obs.push(Obs { t, span: 0, calls: c, e4: 0, e5: 0, bytes_out: 0 }),
+                Ok(None) => {} // header
+                Err(e) => report.bad_lines.push((line_no, e)),
+            },
+            Format::AccessLog => match parse_clf(line) {
+                Ok(l) => {
+                    if path_prefix.is_some_and(|p| !l.path.starts_with(p)) {
+                        continue;
+                    }
+                    obs.push(Obs {
+                        t: l.t,
+                        span: 1,
+                        calls: 1,
+                        e4: (400..500).contains(&l.status) as u64,
+                        e5: (l.status >= 500) as u64,
+                        bytes_out: l.bytes,
+                    })
+                }
+                Err(e) => report.bad_lines.push((line_no, e)),
+            },
+        }
+    }
+    if fmt == Some(Format::Csv) {
+        obs.sort_by_key(|o| o.t);
+        let step = obs.windows(2).map(|w| w[1].t - w[0].t).filter(|d| *d > 0).min().unwrap_or(60);
+        report.csv_step_s = Some(step);
+        for o in &mut obs {
+            o.span = step;
+        }
+    }
+    report.calls = obs.iter().map(|o| o.calls).sum();
+    report.first_s = obs.iter().map(|o| o.t).min();
+    report.last_s = obs.iter().map(|o| o.t + o.span.max(1) - 1).max();
+
+    let mut disk = Disk::open(data_dir)?;
+    let name: Arc<str> = Arc::from(endpoint);
+    let mut rows = Vec::new();
+    for (ti, spec) in tiers.iter().enumerate().filter(|(_, t)| t.persist) {
+        let mut buckets: BTreeMap<u64, FullBucket> = BTreeMap::new();
+        for o in &obs {
+            spread(o, spec.step_s, &mut buckets);
+        }
+        // An access log covers its span continuously: minutes without lines are zeros.
+        if fmt == Some(Format::AccessLog) {
+            if let (Some(&a), Some(&b)) = (buckets.keys().next(), buckets.keys().next_back()) {
+                for i in a..=b {
+                    buckets.entry(i).or_default();
+                }
+            }
+        }
+        report.buckets_written += buckets.len() as u64;
+        rows.extend(buckets.into_iter().map(|(i, f)| (ti, name.clone(), i, f)));
+    }
+    disk.append(tiers, &rows)?;
+    disk.sync();
+    Ok(report)
+}
+
+/// Adds an observation to the buckets of width `step`: whole into the bucket containing it
+/// when the bucket is at least as wide, else split evenly over the buckets it spans (the
+/// remainder going to the first ones), so counts stay exact integers.
+fn spread(o: &Obs, step: u64, out: &mut BTreeMap<u64, FullBucket>) {
+    let parts = (o.span / step).max(1);
+    let first = o.t / step;
+    for k in 0..parts {
+        let share = |v: u64| v / parts + u64::from(k < v % parts);
+        let b = out.entry(first + k).or_default();
+        b.calls += share(o.calls);
+        b.e4 += share(o.e4);
+        b.e5 += share(o.e5);
+        b.bytes_out += share(o.bytes_out);
+    }
+}
+
+/// `timestamp,count` (epoch seconds, non-negative integer count); `Ok(None)` for a header.
+fn parse_csv_row(line: &str) -> Result<Option<(u64, u64)>, String> {
+    let mut it = line.split(',').map(str::trim);
+    let (Some(a), Some(b), None) = (it.next(), it.next(), it.next()) else {
+        return Err(format!("expected `timestamp,count`, got {line:?}"));
+    };
+    match (a.parse::<u64>(), b.parse::<f64>()) {
+        (Ok(t), Ok(c)) if c >= 0.0 && c.fract() == 0.0 && c < 1e15 => Ok(Some((t, c as u64))),
+        (Ok(_), Ok(_)) => Err(format!("count {b:?} is not a non-negative integer")),
+        _ if a.chars().all(|c| c.is_ascii_alphabetic() || c == '_') => Ok(None),
+        _ => Err(format!("cannot read {line:?} as `timestamp,count`")),
+    }
+}
+
+struct LogLine {
+    t: u64,
+    path: String,
+    status: u16,
+    bytes: u64,
+}
+
+/// `host ident user [10/Oct/2000:13:55:36 -0700] "GET /a HTTP/1.0" 200 2326 …`
+fn parse_clf(line: &str) -> Result<LogLine, String> {
+    let open = line.find('[').ok_or("no [timestamp]")?;
+    let close = open + line[open..].find(']').ok_or("unterminated [timestamp]")?;
+    let t =
+        parse_clf_time(&line[open + 1..close]).ok_or_else(|| format!("bad timestamp {:?}", &line[open + 1..close]))?;
+    let rest = &line[close + 1..];
+    let q1 = rest.find('"').ok_or("no \"request\"")?;
+    let q2 = q1 + 1 + rest[q1 + 1..].find('"').ok_or("unterminated \"request\"")?;
+    let request = &rest[q1 + 1..q2];
+    let path = request.split_whitespace().nth(1).unwrap_or("").split('?').next().unwrap_or("").to_string();
+    let mut after = rest[q2 + 1..].split_whitespace();
+    let status: u16 =
+        after.next().and_then(|s| s.parse().ok()).filter(|s| (100..600).contains(s)).ok_or("missing or bad status")?;
+    let bytes = after.next().and_then(|b| b.parse().ok()).unwrap_or(0);
+    Ok(LogLine { t, path, status, bytes })
+}
+
+fn parse_clf_time(s: &str) -> Option<u64> {
+    // 10/Oct/2000:13:55:36 -0700
+    let (dt, zone) = s.split_once(' ')?;
+    let mut p = dt.split(['/', ':']);
+    let day: i64 = p.next()?.parse().ok()?;
+    let mon = p.next()?;
+    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        .iter()
+        .position(|m| *m == mon)? as i64
+        + 1;
+    let year: i64 = p.next()?.parse().ok()?;
+    let (h, mi, se): (i64, i64, i64) = (p.next()?.parse().ok()?, p.next()?.parse().ok()?, p.next()?.parse().ok()?);
+    if !(1..=31).contains(&day) || h > 23 || mi > 59 || se > 60 || zone.len() != 5 {
+        return None;
+    }
+    let sign = match &zone[..1] {
+        "+" => 1,
+        "-" => -1,
+        _ => return None,
+    };
+    let off = sign * (zone[1..3].parse::<i64>().ok()? * 3600 + zone[3..5].parse::<i64>().ok()? * 60);
+    let t = days_from_civil(year, month, day) * 86_400 + h * 3600 + mi * 60 + se - off;
+    u64::try_from(t).ok()
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clf_lines() {
+        let l = parse_clf(r#"199.72.81.55 - - [01/Jul/1995:00:00:01 -0400] "GET /history/apollo/ HTTP/1.0" 200 6245"#)
+            .unwrap();
+        assert_eq!(l.t, 804_571_201);
+        assert_eq!(l.path, "/history/apollo/");
+        assert_eq!((l.status, l.bytes), (200, 6245));
+        let l = parse_clf(r#"h - u [10/Oct/2000:13:55:36 -0700] "POST /a?x=1 HTTP/1.1" 404 - "ref" "agent""#).unwrap();
+        assert_eq!(l.t, 971_211_336);
+        assert_eq!((l.path.as_str(), l.status, l.bytes), ("/a", 404, 0));
+        assert!(parse_clf("garbage").is_err());
+        assert!(parse_clf(r#"h - - [32/Jul/1995:00:00:01 -0400] "GET / HTTP/1.0" 200 1"#).is_err());
+    }
+
+    #[test]
+    fn csv_rows() {
+        assert_eq!(parse_csv_row("timestamp,value"), Ok(None));
+        assert_eq!(parse_csv_row("804571200,42"), Ok(Some((804_571_200, 42))));
+        assert!(parse_csv_row("804571200,-1").is_err());
+        assert!(parse_csv_row("804571200").is_err());
+        assert!(parse_csv_row("x,y,z").is_err());
+    }
+
+    #[test]
+    fn spreading_keeps_counts_exact() {
+        let mut b = BTreeMap::new();
+        spread(&Obs { t: 600, span: 300, calls: 7, e4: 0, e5: 0, bytes_out: 0 }, 60, &mut b);
+        assert_eq!(b.values().map(|f| f.calls).collect::<Vec<_>>(), vec![2, 2, 1, 1, 1]);
+        let mut h = BTreeMap::new();
+        spread(&Obs { t: 3600 + 300, span: 300, calls: 7, e4: 0, e5: 0, bytes_out: 0 }, 3600, &mut h);
+        assert_eq!(h[&1].calls, 7);
+    }
+}

@@ -1,0 +1,239 @@
+//! `CallRecord`: one proxied call, as the proxy hands it over, and `StoredCall`, the same call
+//! after the historian has split, redacted and truncated its parameters.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::Method;
+use http::uri::{Authority, PathAndQuery};
+use serde::Serialize;
+
+/// How a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallOutcome {
+    /// 1xx–3xx delivered to the end.
+    Ok,
+    /// 4xx (including prescale's own 413/400 for this endpoint).
+    ClientError,
+    /// 5xx from the upstream, a connect failure, no healthy member, or a body broken mid-way.
+    UpstreamError,
+    /// The upstream did not answer in time (504).
+    Timeout,
+    /// The client went away before the response ended.
+    Cancelled,
+}
+
+/// What the proxy records. Built without copying strings: the path and query share the
+/// request's buffer, the endpoint name and member address are reference-counted.
+#[derive(Debug, Clone)]
+pub struct CallRecord {
+    /// Start of the call, microseconds since the epoch.
+    pub start_us: u64,
+    pub endpoint: Arc<str>,
+    pub method: Method,
+    /// Path and raw query, as received; split and redacted by the historian thread.
+    pub target: PathAndQuery,
+    pub status: u16,
+    pub outcome: CallOutcome,
+    /// To the end of the response body (or to the moment the client left).
+    pub latency_us: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub client: IpAddr,
+    pub upstream: Option<Authority>,
+}
+
+/// A call as kept in the ring of recent calls and served by `/admin/api/calls`. Cheap to
+/// build: the path and a clean, short query stay in the request's shared buffer; a string is
+/// allocated only when a secret had to be redacted or the query truncated.
+#[derive(Debug, Clone)]
+pub struct StoredCall {
+    pub start_us: u64,
+    pub endpoint: Arc<str>,
+    pub method: Method,
+    target: PathAndQuery,
+    /// Set when the query needed redaction or truncation; else the query is served as is.
+    params: Option<Box<str>>,
+    pub status: u16,
+    pub outcome: CallOutcome,
+    pub latency_us: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub client: IpAddr,
+    pub upstream: Option<Authority>,
+}
+
+/// Which query parameters are secrets, and how much of the query to keep.
+#[derive(Debug, Clone)]
+pub struct Redaction {
+    /// Lower-case names; a trailing `*` matches any suffix (`auth*`).
+    pub keys: Vec<String>,
+    pub max_len: usize,
+}
+
+pub const REDACTED: &str = "[redacted]";
+
+impl Default for Redaction {
+    fn default() -> Self {
+        Self {
+            keys: ["token", "password", "secret", "key", "auth*"].iter().map(|s| s.to_string()).collect(),
+            max_len: 256,
+        }
+    }
+}
+
+impl Redaction {
+    fn is_secret(&self, name: &str) -> bool {
+        self.keys.iter().any(|k| match k.strip_suffix('*') {
+            Some(prefix) => {
+                name.len() >= prefix.len() && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+            }
+            None => name.eq_ignore_ascii_case(k),
+        })
+    }
+
+    /// `Some(rewritten)` when the query holds a secret or is too long; `None` when it can be
+    /// kept as it is (the common case, which allocates nothing).
+    pub fn rewrite(&self, query: &str) -> Option<String> {
+        let secret =
+            query.split('&').any(|p| p.split_once('=').is_some_and(|(k, _)| self.is_secret(&percent_decode(k))));
+        (secret || query.len() > self.max_len).then(|| self.apply(query))
+    }
+
+    /// Redacts secret values (key matched case-insensitively, also when percent-encoded
+    /// names decode to a secret) and truncates to `max_len` bytes on a char boundary.
+    pub fn apply(&self, query: &str) -> String {
+        let mut out = String::with_capacity(query.len().min(self.max_len + 16));
+        for (i, pair) in query.split('&').enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            match pair.split_once('=') {
+                Some((k, _)) if self.is_secret(&percent_decode(k)) => {
+                    out.push_str(k);
+                    out.push('=');
+                    out.push_str(REDACTED);
+                }
+                _ => out.push_str(pair),
+            }
+            if out.len() > self.max_len {
+                break;
+            }
+        }
+        if out.len() > self.max_len {
+            let mut cut = self.max_len;
+            while !out.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.truncate(cut);
+            out.push('…');
+        }
+        out
+    }
+}
+
+/// The byte two hex digits spell, if they are hex digits.
+pub fn hex_pair(a: u8, b: u8) -> Option<u8> {
+    let d = |c: u8| (c as char).to_digit(16);
+    Some((d(a)? * 16 + d(b)?) as u8)
+}
+
+fn percent_decode(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains(['%', '+']) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Some(v) = hex_pair(b[i + 1], b[i + 2]) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    std::borrow::Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+impl StoredCall {
+    pub fn from_record(r: CallRecord, redaction: &Redaction) -> Self {
+        let params = r.target.query().and_then(|q| redaction.rewrite(q)).map(String::into_boxed_str);
+        Self {
+            start_us: r.start_us,
+            endpoint: r.endpoint,
+            method: r.method,
+            target: r.target,
+            params,
+            status: r.status,
+            outcome: r.outcome,
+            latency_us: r.latency_us,
+            bytes_in: r.bytes_in,
+            bytes_out: r.bytes_out,
+            client: r.client,
+            upstream: r.upstream,
+        }
+    }
+
+    pub fn path(&self) -> &str {
+        self.target.path()
+    }
+
+    /// The recorded parameters: redacted and truncated.
+    pub fn params(&self) -> &str {
+        self.params.as_deref().unwrap_or_else(|| self.target.query().unwrap_or(""))
+    }
+}
+
+impl Serialize for StoredCall {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("StoredCall", 13)?;
+        st.serialize_field("t_us", &self.start_us)?;
+        st.serialize_field("endpoint", &*self.endpoint)?;
+        st.serialize_field("method", self.method.as_str())?;
+        st.serialize_field("path", self.path())?;
+        st.serialize_field("params", self.params())?;
+        st.serialize_field("status", &self.status)?;
+        st.serialize_field("outcome", &self.outcome)?;
+        st.serialize_field("latency_ms", &(self.latency_us as f64 / 1000.0))?;
+        st.serialize_field("bytes_in", &self.bytes_in)?;
+        st.serialize_field("bytes_out", &self.bytes_out)?;
+        st.serialize_field("client", &self.client)?;
+        st.serialize_field("upstream", &self.upstream.as_ref().map(|a| a.as_str()))?;
+        st.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_default_keys_case_insensitively() {
+        let r = Redaction::default();
+        assert_eq!(
+            r.apply("q=shoes&token=abc&Password=x&api_key=1&key=2&Authorization=b&authz=c&limit=5"),
+            "q=shoes&token=[redacted]&Password=[redacted]&api_key=1&key=[redacted]&Authorization=[redacted]&authz=[redacted]&limit=5"
+        );
+        // A percent-encoded secret name is still a secret.
+        assert_eq!(r.apply("%74oken=abc"), "%74oken=[redacted]");
+        assert_eq!(r.apply("flag&secret"), "flag&secret");
+        assert_eq!(r.rewrite("q=1&limit=5"), None, "clean short queries are kept as they are");
+        assert!(r.rewrite("q=1&TOKEN=5").is_some());
+    }
+
+    #[test]
+    fn truncates_on_a_char_boundary() {
+        let r = Redaction { max_len: 10, ..Default::default() };
+        assert_eq!(r.apply("a=ééééééééé"), "a=éééé…");
+        assert_eq!(r.apply("short=1"), "short=1");
+        // Redaction happens before truncation: a secret is never cut in half and leaked.
+        let r = Redaction { max_len: 12, ..Default::default() };
+        assert_eq!(r.apply("x=1&token=supersecretvalue"), "x=1&token=[r…");
+    }
+}

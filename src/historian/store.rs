@@ -1,0 +1,396 @@
+//! The historian's data, owned by one thread: per-endpoint tiers, their open buckets, the ring
+//! of recent calls, and the disk log. Pure logic over explicit times (no clock, no channel),
+//! so tests drive it on virtual time.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use hdrhistogram::Histogram;
+
+use super::disk::Disk;
+use super::record::{CallOutcome, CallRecord, Redaction, StoredCall};
+use super::series::{Bucket, FullBucket, Tier};
+
+/// One resolution: bucket width, how long it is kept, whether closed buckets go to disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TierSpec {
+    pub step_s: u64,
+    pub keep_s: u64,
+    pub persist: bool,
+}
+
+impl TierSpec {
+    pub fn capacity(&self) -> usize {
+        (self.keep_s / self.step_s).max(1) as usize
+    }
+}
+
+/// The default tiers: 1 s for an hour, 1 min for 35 days, 1 h for 400 days.
+pub fn default_tiers() -> Vec<TierSpec> {
+    vec![
+        TierSpec { step_s: 1, keep_s: 3600, persist: false },
+        TierSpec { step_s: 60, keep_s: 35 * 86_400, persist: true },
+        TierSpec { step_s: 3600, keep_s: 400 * 86_400, persist: true },
+    ]
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub tiers: Vec<TierSpec>,
+    pub recent_calls: usize,
+    pub redaction: Redaction,
+    /// A bucket closes this long after its end, so calls that finish late (records are taken
+    /// when the response ends, bucketed by start) still land in it.
+    pub close_after_us: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            tiers: default_tiers(),
+            recent_calls: 100_000,
+            redaction: Redaction::default(),
+            close_after_us: 5_000_000,
+        }
+    }
+}
+
+/// Counters about the store itself.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct StoreCounters {
+    pub accepted: u64,
+    /// Calls whose buckets had already closed; counted in memory, not in quantiles or on disk.
+    pub late: u64,
+    pub disk_errors: u64,
+}
+
+struct Open {
+    full: FullBucket,
+    hist: Histogram<u32>,
+}
+
+struct Endpoint {
+    tiers: Vec<Tier>,
+    open: Vec<BTreeMap<u64, Open>>,
+    calls_total: u64,
+    errors_total: u64,
+}
+
+/// Calls per shared chunk of the recent-calls ring.
+const CALL_CHUNK: usize = 1024;
+
+/// The most recent calls, newest last, in shared chunks.
+#[derive(Clone, Default)]
+pub struct CallRing {
+    cap: usize,
+    chunks: VecDeque<Arc<Vec<StoredCall>>>,
+    tail: Vec<StoredCall>,
+}
+
+impl CallRing {
+    fn new(cap: usize) -> Self {
+        Self { cap: cap.max(1), chunks: VecDeque::new(), tail: Vec::with_capacity(CALL_CHUNK) }
+    }
+
+    fn push(&mut self, c: StoredCall) {
+        self.tail.push(c);
+        if self.tail.len() == CALL_CHUNK {
+            let full = std::mem::replace(&mut self.tail, Vec::with_capacity(CALL_CHUNK));
+            self.chunks.push_back(Arc::new(full));
+        }
+        while self.len() > self.cap && !self.chunks.is_empty() {
+            // Whole chunks go; the ring holds between cap and cap + one chunk.
+            if self.len() - CALL_CHUNK < self.cap {
+                break;
+            }
+            self.chunks.pop_front();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.chunks.len() * CALL_CHUNK + self.tail.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Newest first.
+    pub fn iter(&self) -> impl Iterator<Item = &StoredCall> {
+        self.tail.iter().rev().chain(self.chunks.iter().rev().flat_map(|c| c.iter().rev()))
+    }
+}
+
+/// A read-only view for queries.
+#[derive(Clone, Default)]
+pub struct Snapshot {
+    pub taken_us: u64,
+    pub endpoints: Vec<EndpointView>,
+    pub recent: CallRing,
+    pub counters: StoreCounters,
+    pub memory_bytes: usize,
+    pub disk_bytes: u64,
+}
+
+#[derive(Clone)]
+pub struct EndpointView {
+    pub name: Arc<str>,
+    pub tiers: Vec<Tier>,
+    pub calls_total: u64,
+    pub errors_total: u64,
+}
+
+impl Snapshot {
+    pub fn endpoint(&self, name: &str) -> Option<&EndpointView> {
+        self.endpoints.iter().find(|e| &*e.name == name)
+    }
+}
+
+impl EndpointView {
+    /// The finest tier whose step divides `step_s` (so points aggregate whole buckets), and
+    /// that still covers `from_s`; else the finest one dividing it.
+    pub fn tier_for(&self, step_s: u64, from_s: u64, now_s: u64) -> Option<&Tier> {
+        let fits: Vec<&Tier> = self.tiers.iter().filter(|t| step_s % t.step_s == 0).collect();
+        fits.iter()
+            .find(|t| {
+                let keep = t.next().saturating_sub(t.first_index()) * t.step_s;
+                now_s.saturating_sub(keep) <= from_s
+            })
+            .or(fits.last())
+            .copied()
+    }
+
+    /// Calls per second over the last `secs` closed seconds of the finest tier.
+    pub fn recent_rate(&self, secs: u64) -> f64 {
+        let Some(t) = self.tiers.first() else { return 0.0 };
+        let end = t.next() * t.step_s;
+        let pts = t.points(end.saturating_sub(secs.max(t.step_s)), end, t.step_s);
+        let span = (pts.len() as u64 * t.step_s).max(1);
+        pts.iter().map(|p| p.count).sum::<u64>() as f64 / span as f64
+    }
+}
+
+pub struct Store {
+    cfg: StoreConfig,
+    endpoints: BTreeMap<Arc<str>, Endpoint>,
+    recent: CallRing,
+    disk: Option<Disk>,
+    /// Second from which this process records: earlier gaps are missing, later ones zero.
+    live_from_s: u64,
+    counters: StoreCounters,
+    spare: Vec<Histogram<u32>>,
+}
+
+fn new_hist() -> Histogram<u32> {
+    // 1 µs … 1 h, two significant digits.
+    Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds")
+}
+
+impl Store {
+    /// A store starting at `now_us`; with a disk, closed buckets are loaded from it first.
+    pub fn new(cfg: StoreConfig, disk: Option<Disk>, now_us: u64) -> Self {
+        let mut s = Self {
+            recent: CallRing::new(cfg.recent_calls),
+            cfg,
+            endpoints: BTreeMap::new(),
+            disk,
+            live_from_s: now_us / 1_000_000,
+            counters: StoreCounters::default(),
+            spare: Vec::new(),
+        };
+        if let Some(disk) = s.disk.as_mut() {
+            let mut loaded = Vec::new();
+            for (ti, spec) in s.cfg.tiers.iter().enumerate() {
+                if spec.persist {
+                    disk.load(ti, spec, now_us / 1_000_000, &mut |name, index, full| {
+                        loaded.push((ti, name, index, full))
+                    });
+                }
+            }
+            for (ti, name, index, full) in loaded {
+                let ep = s.endpoint_entry(name);
+                ep.tiers[ti].put(index, &full, Bucket::MISSING);
+            }
+        }
+        s
+    }
+
+    fn endpoint_entry(&mut self, name: Arc<str>) -> &mut Endpoint {
+        let tiers = &self.cfg.tiers;
+        self.endpoints.entry(name).or_insert_with(|| Endpoint {
+            tiers: tiers.iter().map(|t| Tier::new(t.step_s, t.capacity())).collect(),
+            open: tiers.iter().map(|_| BTreeMap::new()).collect(),
+            calls_total: 0,
+            errors_total: 0,
+        })
+    }
+
+    /// Makes sure configured endpoints have series even before their first call (their quiet
+    /// minutes are real zeros).
+    pub fn register(&mut self, names: &[Arc<str>]) {
+        for n in names {
+            self.endpoint_entry(n.clone());
+        }
+    }
+
+    pub fn ingest(&mut self, r: CallRecord) {
+        self.counters.accepted += 1;
+        let start_s = r.start_us / 1_000_000;
+        let latency = r.latency_us.max(1);
+        let status = r.status;
+        let timeout = r.outcome == CallOutcome::Timeout;
+        let mut late = false;
+        let spare = &mut self.spare;
+        let tiers = &self.cfg.tiers;
+        let ep = self.endpoints.entry(r.endpoint.clone()).or_insert_with(|| Endpoint {
+            tiers: tiers.iter().map(|t| Tier::new(t.step_s, t.capacity())).collect(),
+            open: tiers.iter().map(|_| BTreeMap::new()).collect(),
+            calls_total: 0,
+            errors_total: 0,
+        });
+        ep.calls_total += 1;
+        if status >= 400 {
+            ep.errors_total += 1;
+        }
+        for (ti, tier) in ep.tiers.iter_mut().enumerate() {
+            let index = start_s / tier.step_s;
+            if !tier.is_empty() && index < tier.next() {
+                tier.add_late(index, status);
+                late = true;
+                continue;
+            }
+            let open = ep.open[ti]
+                .entry(index)
+                .or_insert_with(|| Open { full: FullBucket::default(), hist: spare.pop().unwrap_or_else(new_hist) });
+            let f = &mut open.full;
+            f.calls += 1;
+            match status {
+                400..=499 => f.e4 += 1,
+                500.. => f.e5 += 1,
+                _ => {}
+            }
+            f.timeouts += timeout as u64;
+            f.bytes_in += r.bytes_in;
+            f.bytes_out += r.bytes_out;
+            f.latency_sum_us += latency;
+            open.hist.saturating_record(latency);
+        }
+        self.counters.late += late as u64;
+        self.recent.push(StoredCall::from_record(r, &self.cfg.redaction));
+    }
+
+    /// Closes every bucket whose end is at least `close_after` before `now_us`: buckets with
+    /// calls get their quantiles, silent ones become zeros, and persisted tiers go to disk.
+    /// Returns true if anything closed.
+    pub fn advance(&mut self, now_us: u64) -> bool {
+        let horizon_s = now_us.saturating_sub(self.cfg.close_after_us) / 1_000_000;
+        let mut closed = false;
+        let mut writes: Vec<(usize, Arc<str>, u64, FullBucket)> = Vec::new();
+        for (name, ep) in self.endpoints.iter_mut() {
+            for (ti, spec) in self.cfg.tiers.iter().enumerate() {
+                let tier = &mut ep.tiers[ti];
+                let close_before = horizon_s / spec.step_s;
+                let live_from = self.live_from_s / spec.step_s;
+                if tier.is_empty() || tier.next() < live_from {
+                    tier.fill_to(live_from, Bucket::MISSING);
+                }
+                // Buckets that can never be shown again are not walked one by one.
+                let floor = close_before.saturating_sub(spec.capacity() as u64);
+                if tier.next() < floor {
+                    tier.fill_to(floor, Bucket::ZERO);
+                }
+                let open = &mut ep.open[ti];
+                while tier.next() < close_before {
+                    let index = tier.next();
+                    let full = match open.remove(&index) {
+                        Some(mut o) => {
+                            o.full.lat_us = [
+                                o.hist.value_at_quantile(0.5),
+                                o.hist.value_at_quantile(0.9),
+                                o.hist.value_at_quantile(0.99),
+                                o.hist.max(),
+                            ];
+                            o.hist.reset();
+                            self.spare.push(o.hist);
+                            o.full
+                        }
+                        None => FullBucket::default(),
+                    };
+                    tier.put(index, &full, Bucket::ZERO);
+                    if spec.persist {
+                        writes.push((ti, name.clone(), index, full));
+                    }
+                    closed = true;
+                }
+                // Open buckets behind the ring's end (clock stepped back): fold them in.
+                while let Some((&index, _)) = open.first_key_value() {
+                    if index >= tier.next() {
+                        break;
+                    }
+                    if let Some(o) = open.remove(&index) {
+                        self.spare.push(o.hist);
+                    }
+                }
+            }
+        }
+        if let Some(disk) = self.disk.as_mut() {
+            if !writes.is_empty() && disk.append(&self.cfg.tiers, &writes).is_err() {
+                self.counters.disk_errors += 1;
+            }
+            disk.enforce_retention(&self.cfg.tiers, horizon_s);
+        }
+        closed
+    }
+
+    pub fn snapshot(&self, now_us: u64) -> Snapshot {
+        let endpoints: Vec<EndpointView> = self
+            .endpoints
+            .iter()
+            .map(|(name, ep)| EndpointView {
+                name: name.clone(),
+                tiers: ep.tiers.iter().map(Tier::snapshot).collect(),
+                calls_total: ep.calls_total,
+                errors_total: ep.errors_total,
+            })
+            .collect();
+        Snapshot {
+            taken_us: now_us,
+            memory_bytes: self.memory_bytes(),
+            disk_bytes: self.disk.as_ref().map_or(0, |d| d.bytes()),
+            endpoints,
+            recent: self.recent.clone(),
+            counters: self.counters.clone(),
+        }
+    }
+
+    /// Approximate bytes held: series, open buckets' histograms, recent calls.
+    pub fn memory_bytes(&self) -> usize {
+        let series: usize = self.endpoints.values().flat_map(|e| e.tiers.iter()).map(Tier::memory_bytes).sum();
+        let open: usize = self.endpoints.values().flat_map(|e| e.open.iter()).map(|o| o.len()).sum();
+        let hist = (open + self.spare.len()) * new_hist_bytes();
+        series + hist + self.recent.len() * (std::mem::size_of::<StoredCall>() + 32)
+    }
+
+    pub fn counters(&self) -> &StoreCounters {
+        &self.counters
+    }
+
+    /// Flushes the disk log (fsync), e.g. at shutdown.
+    pub fn sync(&mut self) {
+        if let Some(d) = self.disk.as_mut() {
+            d.sync();
+        }
+    }
+}
+
+fn new_hist_bytes() -> usize {
+    static BYTES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *BYTES.get_or_init(|| new_hist().distinct_values() * 4 + 128)
+}
+
+impl Tier {
+    /// Index of the first slot held (for coverage checks).
+    pub fn first_index(&self) -> u64 {
+        self.next() - self.held() as u64
+    }
+}
