@@ -44,6 +44,9 @@ enum Command {
         /// Only count access-log requests whose path starts with this
         #[arg(long)]
         path_prefix: Option<String>,
+        /// Move an old trace forward by whole weeks so it ends within the last week
+        #[arg(long)]
+        shift_to_now: bool,
     },
     /// Start local demo backends and the proxy in front of them; no configuration needed.
     Demo {
@@ -85,8 +88,9 @@ fn main() -> ExitCode {
             };
             report(runtime().and_then(|rt| rt.block_on(run(settings, Some(config)))))
         }
-        Command::Import { config, endpoint, input, format, path_prefix } => {
-            match import(&config, &endpoint, &input, format.as_deref(), path_prefix.as_deref()) {
+        Command::Import { config, endpoint, input, format, path_prefix, shift_to_now } => {
+            let shift = shift_to_now.then(|| prescale::clock::now_us() / 1_000_000);
+            match import(&config, &endpoint, &input, format.as_deref(), path_prefix.as_deref(), shift) {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("prescale import: {e:#}");
@@ -104,6 +108,7 @@ fn import(
     input: &std::path::Path,
     format: Option<&str>,
     path_prefix: Option<&str>,
+    shift_to_s: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
     use prescale::historian::import::{self, Format};
     let settings = match config::load(config) {
@@ -124,7 +129,7 @@ fn import(
         Some("log" | "clf") => Some(Format::AccessLog),
         Some(other) => anyhow::bail!("--format {other:?}: use csv or log"),
     };
-    let r = import::import(input, format, endpoint, path_prefix, dir, &h.store.tiers)
+    let r = import::import(input, format, endpoint, path_prefix, dir, &h.store.tiers, shift_to_s)
         .with_context(|| format!("importing {}", input.display()))?;
     for (line, problem) in r.bad_lines.iter().take(50) {
         eprintln!("{}:{line}: {problem}", input.display());

@@ -53,7 +53,7 @@ fn run_with_a_bad_config_exits_2_without_listening() {
 }
 
 /// Starts `prescale run` and returns it with its proxy address (read from its first line).
-fn spawn_run(path: &std::path::Path) -> (Child, String) {
+fn spawn_run(path: &std::path::Path) -> (KillOnDrop, String) {
     let mut child = bin()
         .args(["run", "--config"])
         .arg(path)
@@ -65,7 +65,7 @@ fn spawn_run(path: &std::path::Path) -> (Child, String) {
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let addr = line.split("http://").nth(1).and_then(|s| s.split(',').next()).expect("address line").to_string();
-    (child, addr)
+    (KillOnDrop(child), addr)
 }
 
 fn signal(child: &Child, sig: &str) {
@@ -110,10 +110,10 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
         async move { get(&c, &format!("http://{addr}/a/sleep/800")).await }
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    signal(&child, "-TERM");
+    signal(&child.0, "-TERM");
     let got = slow.await.unwrap();
     assert_eq!(got.status, 200, "in-flight request finished");
-    assert_eq!(tokio::task::block_in_place(|| wait_exit(&mut child, Duration::from_secs(10))), Some(0));
+    assert_eq!(tokio::task::block_in_place(|| wait_exit(&mut child.0, Duration::from_secs(10))), Some(0));
     // The listener is gone.
     assert!(tokio::net::TcpStream::connect(&addr).await.is_err());
 }
@@ -130,18 +130,18 @@ async fn sighup_applies_a_good_config_and_keeps_the_old_one_on_a_bad_one() {
     assert_eq!(get(&c, &format!("http://{addr}/b/x")).await.status, 404);
 
     std::fs::write(&path, config(up.addr, true)).unwrap();
-    signal(&child, "-HUP");
+    signal(&child.0, "-HUP");
     let url_b = format!("http://{addr}/b/x");
     assert!(eventually(Duration::from_secs(5), async || get(&c, &url_b).await.status == 200).await, "reload applied");
 
     std::fs::write(&path, "[listen]\naddr = \"127.0.0.1:0\"\n[[endpoint]]\nname = \"broken\"\n").unwrap();
-    signal(&child, "-HUP");
+    signal(&child.0, "-HUP");
     tokio::time::sleep(Duration::from_millis(300)).await;
     for _ in 0..20 {
         assert_eq!(get(&c, &format!("http://{addr}/a/x")).await.status, 200);
         assert_eq!(get(&c, &url_b).await.status, 200, "old config kept after a bad reload");
     }
-    assert!(child.try_wait().unwrap().is_none(), "still running");
-    signal(&child, "-INT");
-    assert_eq!(tokio::task::block_in_place(|| wait_exit(&mut child, Duration::from_secs(10))), Some(0));
+    assert!(child.0.try_wait().unwrap().is_none(), "still running");
+    signal(&child.0, "-INT");
+    assert_eq!(tokio::task::block_in_place(|| wait_exit(&mut child.0, Duration::from_secs(10))), Some(0));
 }

@@ -6,6 +6,7 @@ mod balancing;
 mod cli;
 mod config_file;
 mod forwarding;
+mod historian;
 mod lifecycle;
 mod limits;
 mod protocols;

@@ -42,6 +42,9 @@ struct Segment {
     ids: HashMap<Arc<str>, u64>,
 }
 
+/// A closed bucket to write: tier position, endpoint, bucket index, contents.
+pub type Row = (usize, Arc<str>, u64, FullBucket);
+
 pub struct Disk {
     dir: PathBuf,
     open: Vec<Segment>,
@@ -253,8 +256,8 @@ impl Disk {
     }
 
     /// Appends closed buckets `(tier, endpoint, index, bucket)`, one write per segment file.
-    pub fn append(&mut self, tiers: &[TierSpec], rows: &[(usize, Arc<str>, u64, FullBucket)]) -> io::Result<()> {
-        let mut by_file: Vec<((usize, u64), Vec<&(usize, Arc<str>, u64, FullBucket)>)> = Vec::new();
+    pub fn append(&mut self, tiers: &[TierSpec], rows: &[Row]) -> io::Result<()> {
+        let mut by_file: Vec<((usize, u64), Vec<&Row>)> = Vec::new();
         for r in rows {
             let key = (r.0, r.2 / SEGMENT_BUCKETS);
             match by_file.iter_mut().find(|(k, _)| *k == key) {

@@ -54,6 +54,7 @@ pub fn import(
     path_prefix: Option<&str>,
     data_dir: &Path,
     tiers: &[TierSpec],
+    shift_to_s: Option<u64>,
 ) -> io::Result<ImportReport> {
     let file = std::fs::File::open(input)?;
     let mut lines = io::BufReader::new(file).lines();
@@ -61,6 +62,7 @@ pub fn import(
     let mut obs = Vec::new();
     let mut fmt = format;
     let mut line_no = 0u64;
+    let (mut prev_row, mut adjacent_step): (Option<(u64, u64)>, Option<u64>) = (None, None);
     while let Some(line) = lines.next().transpose()? {
         line_no += 1;
         let line = line.trim();
@@ -71,7 +73,18 @@ pub fn import(
         report.lines += 1;
         match f {
             Format::Csv => match parse_csv_row(line) {
-                Ok(Some((t, c))) => obs.push(Obs { t, span: 0, calls: c, e4: 0, e5: 0, bytes_out: 0 }),
+                Ok(Some((t, c))) => {
+                    // The row spacing is read from rows on adjacent lines, so a malformed row
+                    // in between does not look like a wider step.
+                    if let Some((prev_line, prev_t)) = prev_row
+                        && prev_line + 1 == line_no
+                        && t > prev_t
+                    {
+                        adjacent_step = Some(adjacent_step.map_or(t - prev_t, |s: u64| s.min(t - prev_t)));
+                    }
+                    prev_row = Some((line_no, t));
+                    obs.push(Obs { t, span: 0, calls: c, e4: 0, e5: 0, bytes_out: 0 })
+                }
                 Ok(None) => {} // header
                 Err(e) => report.bad_lines.push((line_no, e)),
             },
@@ -95,10 +108,20 @@ pub fn import(
     }
     if fmt == Some(Format::Csv) {
         obs.sort_by_key(|o| o.t);
-        let step = obs.windows(2).map(|w| w[1].t - w[0].t).filter(|d| *d > 0).min().unwrap_or(60);
+        let step =
+            adjacent_step.or_else(|| obs.windows(2).map(|w| w[1].t - w[0].t).filter(|d| *d > 0).min()).unwrap_or(60);
         report.csv_step_s = Some(step);
         for o in &mut obs {
             o.span = step;
+        }
+    }
+    // Move an old trace forward by whole weeks (keeping its daily and weekly phase) so that it
+    // ends within the week before `shift_to_s`.
+    if let (Some(now), Some(last)) = (shift_to_s, obs.iter().map(|o| o.t + o.span.max(1)).max()) {
+        const WEEK: u64 = 7 * 86_400;
+        let weeks = now.saturating_sub(last) / WEEK;
+        for o in &mut obs {
+            o.t += weeks * WEEK;
         }
     }
     report.calls = obs.iter().map(|o| o.calls).sum();
@@ -114,11 +137,11 @@ pub fn import(
             spread(o, spec.step_s, &mut buckets);
         }
         // An access log covers its span continuously: minutes without lines are zeros.
-        if fmt == Some(Format::AccessLog) {
-            if let (Some(&a), Some(&b)) = (buckets.keys().next(), buckets.keys().next_back()) {
-                for i in a..=b {
-                    buckets.entry(i).or_default();
-                }
+        if fmt == Some(Format::AccessLog)
+            && let (Some(&a), Some(&b)) = (buckets.keys().next(), buckets.keys().next_back())
+        {
+            for i in a..=b {
+                buckets.entry(i).or_default();
             }
         }
         report.buckets_written += buckets.len() as u64;

@@ -215,10 +215,10 @@ impl Tier {
     }
 
     fn errors(&self, index: u64, b: &Bucket) -> (u64, u64) {
-        if b.e4 == OVERFLOW || b.e5 == OVERFLOW {
-            if let Some((e4, e5)) = self.overflow.get(&index) {
-                return (*e4 as u64, *e5 as u64);
-            }
+        if (b.e4 == OVERFLOW || b.e5 == OVERFLOW)
+            && let Some((e4, e5)) = self.overflow.get(&index)
+        {
+            return (*e4 as u64, *e5 as u64);
         }
         (b.e4 as u64, b.e5 as u64)
     }

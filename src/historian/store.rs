@@ -150,7 +150,7 @@ impl EndpointView {
     /// The finest tier whose step divides `step_s` (so points aggregate whole buckets), and
     /// that still covers `from_s`; else the finest one dividing it.
     pub fn tier_for(&self, step_s: u64, from_s: u64, now_s: u64) -> Option<&Tier> {
-        let fits: Vec<&Tier> = self.tiers.iter().filter(|t| step_s % t.step_s == 0).collect();
+        let fits: Vec<&Tier> = self.tiers.iter().filter(|t| step_s.is_multiple_of(t.step_s)).collect();
         fits.iter()
             .find(|t| {
                 let keep = t.next().saturating_sub(t.first_index()) * t.step_s;
@@ -285,7 +285,7 @@ impl Store {
     pub fn advance(&mut self, now_us: u64) -> bool {
         let horizon_s = now_us.saturating_sub(self.cfg.close_after_us) / 1_000_000;
         let mut closed = false;
-        let mut writes: Vec<(usize, Arc<str>, u64, FullBucket)> = Vec::new();
+        let mut writes: Vec<super::disk::Row> = Vec::new();
         for (name, ep) in self.endpoints.iter_mut() {
             for (ti, spec) in self.cfg.tiers.iter().enumerate() {
                 let tier = &mut ep.tiers[ti];
@@ -392,5 +392,131 @@ impl Tier {
     /// Index of the first slot held (for coverage checks).
     pub fn first_index(&self) -> u64 {
         self.next() - self.held() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::historian::record::CallOutcome;
+
+    const T0: u64 = 1_800_000_000; // a minute and hour boundary: 1_800_000_000 % 3600 == 0
+
+    fn rec(endpoint: &str, t_s: f64, status: u16, latency_us: u64) -> CallRecord {
+        CallRecord {
+            start_us: (t_s * 1e6) as u64,
+            endpoint: Arc::from(endpoint),
+            method: http::Method::GET,
+            target: "/a?token=x&q=1".parse().unwrap(),
+            status,
+            outcome: if status >= 500 { CallOutcome::UpstreamError } else { CallOutcome::Ok },
+            latency_us,
+            bytes_in: 0,
+            bytes_out: 10,
+            client: "10.0.0.1".parse().unwrap(),
+            upstream: None,
+        }
+    }
+
+    fn cfg() -> StoreConfig {
+        StoreConfig { close_after_us: 2_000_000, ..Default::default() }
+    }
+
+    fn minute_counts(s: &Snapshot, ep: &str, from: u64, to: u64) -> Vec<(u64, bool)> {
+        let e = s.endpoint(ep).unwrap();
+        e.tiers[1].points(from, to, 60).iter().map(|p| (p.count, p.missing)).collect()
+    }
+
+    #[test]
+    fn buckets_across_minute_and_hour_boundaries_on_virtual_time() {
+        let start_us = (T0 - 120) * 1_000_000;
+        let mut s = Store::new(cfg(), None, start_us);
+        s.register(&[Arc::from("quiet")]);
+        // 3 calls in the minute before the hour boundary, 2 right after, 1 a minute later.
+        for (t, st) in [(T0 - 30, 200), (T0 - 1, 500), (T0 - 1, 404), (T0, 200), (T0 + 59, 200), (T0 + 60, 503)] {
+            s.ingest(rec("api", t as f64 + 0.5, st, 1500));
+        }
+        // Not closed yet: the minute ending at T0 closes only 2 s after T0.
+        s.advance((T0 + 1) * 1_000_000);
+        let snap = s.snapshot(0);
+        assert!(minute_counts(&snap, "api", T0 - 60, T0).iter().all(|(_, m)| *m));
+        s.advance((T0 + 125) * 1_000_000);
+        let snap = s.snapshot(0);
+        assert_eq!(minute_counts(&snap, "api", T0 - 60, T0 + 120), vec![(3, false), (2, false), (1, false)]);
+        let p = &snap.endpoint("api").unwrap().tiers[1].points(T0 - 60, T0, 60)[0];
+        assert_eq!((p.errors_4xx, p.errors_5xx), (1, 1));
+        assert!((p.p50_ms - 1.5).abs() < 0.05, "{}", p.p50_ms);
+        // The 1-s tier has each call in its own second.
+        let secs = snap.endpoint("api").unwrap().tiers[0].points(T0 - 1, T0 + 1, 1);
+        assert_eq!(secs.iter().map(|p| p.count).collect::<Vec<_>>(), vec![2, 1]);
+        // A registered endpoint without calls has real zeros since start, not missing.
+        assert_eq!(minute_counts(&snap, "quiet", T0 - 120, T0), vec![(0, false), (0, false)]);
+        assert!(minute_counts(&snap, "quiet", T0 - 180, T0 - 120)[0].1, "before start: missing");
+        // The hour before T0 holds 3, the hour from T0 holds 3 (once it closes).
+        s.advance((T0 + 3600 + 3) * 1_000_000);
+        let snap = s.snapshot(0);
+        let h = snap.endpoint("api").unwrap().tiers[2].points(T0 - 3600, T0 + 3600, 3600);
+        assert_eq!(h.iter().map(|p| p.count).collect::<Vec<_>>(), vec![3, 3]);
+        assert_eq!(snap.endpoint("api").unwrap().calls_total, 6);
+        // The recent-calls ring holds them newest first, with secrets redacted.
+        let calls: Vec<_> = snap.recent.iter().collect();
+        assert_eq!(calls.len(), 6);
+        assert_eq!(calls[0].status, 503);
+        assert_eq!(calls[0].params(), "token=[redacted]&q=1");
+    }
+
+    #[test]
+    fn late_calls_are_counted_not_lost() {
+        let mut s = Store::new(cfg(), None, T0 * 1_000_000);
+        s.ingest(rec("api", T0 as f64 + 1.0, 200, 100));
+        s.advance((T0 + 65) * 1_000_000);
+        // A long call that started in the closed minute finishes now.
+        s.ingest(rec("api", T0 as f64 + 2.0, 200, 60_000_000));
+        s.advance((T0 + 70) * 1_000_000);
+        let snap = s.snapshot(0);
+        assert_eq!(minute_counts(&snap, "api", T0, T0 + 60), vec![(2, false)]);
+        assert_eq!(snap.counters.late, 1);
+    }
+
+    #[test]
+    fn restart_keeps_history_and_marks_the_gap_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = T0 * 1_000_000;
+        let mut s = Store::new(cfg(), Some(Disk::open(dir.path()).unwrap()), now);
+        for m in 0..5u64 {
+            for _ in 0..=m {
+                s.ingest(rec("api", (T0 + m * 60) as f64 + 5.0, 200, 100));
+            }
+        }
+        s.advance((T0 + 5 * 60 + 3) * 1_000_000);
+        // One more call in a minute that never closes before the "crash".
+        s.ingest(rec("api", (T0 + 5 * 60) as f64 + 10.0, 200, 100));
+        drop(s);
+        // Restart 10 minutes later.
+        let later = (T0 + 15 * 60) * 1_000_000;
+        let mut s = Store::new(cfg(), Some(Disk::open(dir.path()).unwrap()), later);
+        s.advance(later + 63_000_000);
+        let snap = s.snapshot(0);
+        let got = minute_counts(&snap, "api", T0, T0 + 17 * 60);
+        let mut want: Vec<(u64, bool)> = (1..=5).map(|c| (c, false)).collect();
+        want.extend(std::iter::repeat_n((0, true), 10)); // down: missing, including the open minute
+        want.push((0, false)); // up again, quiet: zero
+        want.push((0, true)); // not closed yet
+        assert_eq!(got, want);
+        // Hours too.
+        let h = snap.endpoint("api").unwrap().tiers[2].points(T0, T0 + 3600, 3600);
+        assert!(h[0].missing, "the hour had not closed before the crash");
+    }
+
+    #[test]
+    fn recent_ring_is_bounded() {
+        let mut s = Store::new(StoreConfig { recent_calls: 2000, ..cfg() }, None, T0 * 1_000_000);
+        for i in 0..10_000 {
+            s.ingest(rec("api", T0 as f64 + i as f64 / 1000.0, 200, 100));
+        }
+        let snap = s.snapshot(0);
+        assert!((2000..2000 + CALL_CHUNK).contains(&snap.recent.len()));
+        let newest = snap.recent.iter().next().unwrap().start_us;
+        assert_eq!(newest, ((T0 as f64 + 9.999) * 1e6) as u64);
     }
 }

@@ -122,10 +122,10 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Counting<B> {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let r = ready!(Pin::new(&mut self.inner).poll_frame(cx));
-        if let Some(Ok(f)) = &r {
-            if let Some(d) = f.data_ref() {
-                self.count.fetch_add(d.len() as u64, Relaxed);
-            }
+        if let Some(Ok(f)) = &r
+            && let Some(d) = f.data_ref()
+        {
+            self.count.fetch_add(d.len() as u64, Relaxed);
         }
         Poll::Ready(r)
     }

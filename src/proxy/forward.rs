@@ -249,7 +249,7 @@ fn forwarded_client(h: &http::HeaderMap, hops: usize) -> Option<std::net::IpAddr
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .collect();
-    let i = all.len().checked_sub(hops).unwrap_or(0);
+    let i = all.len().saturating_sub(hops);
     all.get(i).and_then(|s| s.parse().ok())
 }
 

@@ -1,0 +1,344 @@
+//! The historian through the proxy: exact accounting, overflow, restart, crash, import.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use http::Request;
+use http_body_util::Full;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+
+use crate::util::*;
+
+async fn api(c: &TestClient, app: &prescale::app::App, path: &str) -> Value {
+    let got = get(c, &admin_url(app, path)).await;
+    assert_eq!(got.status, 200, "{path}: {}", String::from_utf8_lossy(&got.body));
+    got.json()
+}
+
+/// Sum of `count` over the 1-s series of an endpoint.
+async fn series_sum(c: &TestClient, app: &prescale::app::App, endpoint: &str, from: u64) -> (u64, u64) {
+    let to = prescale::clock::now_us() / 1_000_000 + 1;
+    let s = api(c, app, &format!("/admin/api/series?endpoint={endpoint}&step=1&from={from}&to={to}")).await;
+    let pts = s["points"].as_array().unwrap();
+    (pts.iter().map(|p| p["count"].as_u64().unwrap()).sum(), pts.iter().map(|p| p["errors"].as_u64().unwrap()).sum())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_is_accounted_for_exactly_once() {
+    let up = Upstream::start("u").await;
+    let dead = dead_addr();
+    let app = start(&format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n\
+         [upstream]\nresponse_timeout = \"1500ms\"\n\
+         [historian]\nclose_after = \"300ms\"\n\
+         [[endpoint]]\nname = \"a\"\npath_prefix = \"/a\"\npool = \"p\"\n\
+         [[endpoint]]\nname = \"b\"\npath_prefix = \"/b\"\npool = \"p\"\n\
+         [[endpoint]]\nname = \"dead\"\npath_prefix = \"/dead\"\npool = \"d\"\n\
+         [[pool]]\nname = \"p\"\nmembers = [\"{}\"]\n[[pool]]\nname = \"d\"\nmembers = [\"{dead}\"]\n",
+        up.addr
+    ))
+    .await;
+    let from = prescale::clock::now_us() / 1_000_000 - 1;
+    let c = client();
+    let mut expect: HashMap<&str, (u64, u64)> = HashMap::new(); // endpoint → (calls, errors)
+    let mut outcomes: HashMap<&str, u64> = HashMap::new();
+    for _ in 0..30 {
+        assert_eq!(get(&c, &url(&app, "/a/x?token=s3cret&q=1")).await.status, 200);
+    }
+    let r = send(&c, Request::post(url(&app, "/a/upload")).body(Full::from("hello world")).unwrap()).await;
+    assert_eq!(r.status, 200);
+    for _ in 0..10 {
+        assert_eq!(get(&c, &url(&app, "/a/status/404")).await.status, 404);
+    }
+    for _ in 0..5 {
+        assert_eq!(get(&c, &url(&app, "/b/status/500")).await.status, 500);
+    }
+    for _ in 0..7 {
+        let r = send(&c, Request::post(url(&app, "/dead/x")).body(Full::from("x")).unwrap()).await;
+        assert_eq!(r.status, 502);
+    }
+    let slow: Vec<_> = (0..3)
+        .map(|_| {
+            let (c, u) = (c.clone(), url(&app, "/b/sleep/3000"));
+            tokio::spawn(async move { get(&c, &u).await.status })
+        })
+        .collect();
+    // Clients that leave before the response starts.
+    for _ in 0..4 {
+        let mut s = tokio::net::TcpStream::connect(app.proxy_addr).await.unwrap();
+        s.write_all(b"GET /b/sleep/600 HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(s);
+    }
+    for s in slow {
+        assert_eq!(s.await.unwrap(), 504);
+    }
+    expect.insert("a", (41, 10));
+    expect.insert("b", (12, 12)); // 5 × 500, 3 × 504, 4 × 499
+    expect.insert("dead", (7, 7));
+    outcomes.insert("ok", 31);
+    outcomes.insert("client_error", 10);
+    outcomes.insert("upstream_error", 12);
+    outcomes.insert("timeout", 3);
+    outcomes.insert("cancelled", 4);
+
+    // Buckets close 300 ms after they end; the aborted calls end when their upstream answers.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    for (ep, (calls, errors)) in &expect {
+        let ok = eventually(Duration::from_secs(5), async || series_sum(&c, &app, ep, from).await == (*calls, *errors))
+            .await;
+        assert!(ok, "{ep}: series sums {:?}, expected {:?}", series_sum(&c, &app, ep, from).await, (calls, errors));
+    }
+    let eps = api(&c, &app, "/admin/api/endpoints").await;
+    for e in eps.as_array().unwrap() {
+        let name = e["name"].as_str().unwrap();
+        assert_eq!(e["calls_total"].as_u64(), Some(expect[name].0), "{name}");
+        assert_eq!(e["errors_total"].as_u64(), Some(expect[name].1), "{name}");
+        assert_eq!(e["dropped_records_total"].as_u64(), Some(0));
+    }
+    let calls = api(&c, &app, "/admin/api/calls?limit=1000").await;
+    let calls = calls.as_array().unwrap();
+    assert_eq!(calls.len(), 60);
+    let mut got: HashMap<String, u64> = HashMap::new();
+    for call in calls {
+        *got.entry(call["outcome"].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    for (k, v) in &outcomes {
+        assert_eq!(got.get(*k), Some(v), "outcome {k}: {got:?}");
+    }
+    let cancelled: Vec<_> = calls.iter().filter(|c| c["outcome"] == "cancelled").collect();
+    assert!(cancelled.iter().all(|c| c["status"] == 499 && c["path"] == "/b/sleep/600"));
+    // Parameters are stored redacted; filters work.
+    let a = api(&c, &app, "/admin/api/calls?endpoint=a&status=2xx&limit=5").await;
+    let a = a.as_array().unwrap();
+    assert_eq!(a.len(), 5);
+    assert!(a[1..].iter().all(|c| c["params"] == "token=[redacted]&q=1" && c["upstream"] == up.addr.to_string()));
+    let dead_calls = api(&c, &app, "/admin/api/calls?endpoint=dead&status=502").await;
+    assert_eq!(dead_calls.as_array().unwrap().len(), 7);
+    // The dead member never got the body: nothing was read from the client.
+    assert_eq!(dead_calls[0]["bytes_in"], 0);
+    let post = api(&c, &app, "/admin/api/calls?endpoint=a&status=2xx&limit=1").await;
+    assert_eq!(post[0]["method"], "POST");
+    assert_eq!(post[0]["bytes_in"], 11, "{}", post[0]);
+    // Bad parameters are 400 with a message naming them.
+    let bad = get(&c, &admin_url(&app, "/admin/api/series?endpoint=a&step=abc")).await;
+    assert_eq!(bad.status, 400);
+    assert!(String::from_utf8_lossy(&bad.body).contains("step"));
+    assert_eq!(get(&c, &admin_url(&app, "/admin/api/series?endpoint=nope")).await.status, 404);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_channel_drops_records_never_requests() {
+    let up = Upstream::start("u").await;
+    let app = start(&format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n[historian]\nchannel_capacity = 1\n\
+         [[endpoint]]\nname = \"a\"\npath_prefix = \"/\"\npool = \"p\"\n[[pool]]\nname = \"p\"\nmembers = [\"{}\"]\n",
+        up.addr
+    ))
+    .await;
+    let c = client();
+    let n = 400;
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (c, u) = (c.clone(), url(&app, "/x"));
+            tokio::spawn(async move { get(&c, &u).await.status })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200, "every request is served");
+    }
+    let text = async || String::from_utf8_lossy(&get(&c, &admin_url(&app, "/metrics")).await.body).into_owned();
+    let accounted = async || {
+        let t = text().await;
+        let acc = metric(&t, "prescale_historian_records_total{result=\"accepted\"}").unwrap_or(0.0);
+        let drop = metric(&t, "prescale_historian_records_total{result=\"dropped\"}").unwrap_or(0.0);
+        acc + drop == n as f64
+    };
+    assert!(eventually(Duration::from_secs(3), accounted).await);
+    let t = text().await;
+    let dropped = metric(&t, "prescale_historian_records_total{result=\"dropped\"}").unwrap();
+    assert!(dropped > 0.0, "a one-slot channel under concurrency drops: {t}");
+    app.stop().await;
+}
+
+fn persisted_config(up: std::net::SocketAddr, data: &std::path::Path) -> String {
+    format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n\
+         [historian]\ndata_dir = {data:?}\nclose_after = \"200ms\"\n\
+         tiers = [{{ step = \"1s\", keep = \"1h\", persist = true }}, {{ step = \"1m\", keep = \"1d\", persist = true }}]\n\
+         [[endpoint]]\nname = \"a\"\npath_prefix = \"/\"\npool = \"p\"\n[[pool]]\nname = \"p\"\nmembers = [\"{up}\"]\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_history() {
+    let up = Upstream::start("u").await;
+    let dir = tempfile::tempdir().unwrap();
+    let from = prescale::clock::now_us() / 1_000_000 - 1;
+    let app = start(&persisted_config(up.addr, dir.path())).await;
+    let c = client();
+    for _ in 0..25 {
+        get(&c, &url(&app, "/x")).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(series_sum(&c, &app, "a", from).await.0, 25);
+    app.stop().await;
+    let app = start(&persisted_config(up.addr, dir.path())).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(series_sum(&c, &app, "a", from).await.0, 25, "history survived the restart");
+    app.stop().await;
+}
+
+/// Kills `prescale run` with SIGKILL at random moments under load; after each restart the
+/// store loads and every second that had closed before the kill holds exactly the calls the
+/// client made in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_at_most_the_open_buckets() {
+    let up = Upstream::start("u").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("p.toml");
+    let data = dir.path().join("data");
+    std::fs::write(&cfg, persisted_config(up.addr, &data)).unwrap();
+    // Per second: calls certainly started in it, and calls that may have (the client's clock
+    // straddled a second boundary around the request).
+    let mut sent: HashMap<u64, (u64, u64)> = HashMap::new();
+    let c = client();
+    let mut rng = fastrand::Rng::with_seed(7);
+    for round in 0..3 {
+        let mut child = KillOnDrop(
+            Command::new(env!("CARGO_BIN_EXE_prescale"))
+                .args(["run", "--config"])
+                .arg(&cfg)
+                .env("PRESCALE_LOG", "warn")
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let mut line = String::new();
+        BufReader::new(child.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line.split("http://").nth(1).and_then(|s| s.split(',').next()).unwrap().to_string();
+        let admin = line.rsplit("http://").next().unwrap().trim().to_string();
+        // Earlier rounds' history is all there.
+        if round > 0 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let from = sent.keys().min().copied().unwrap_or(0);
+            let to = prescale::clock::now_us() / 1_000_000 + 1;
+            let got: Value =
+                get(&c, &format!("http://{admin}/admin/api/series?endpoint=a&step=1&from={from}&to={to}")).await.json();
+            let by_t: HashMap<u64, u64> = got["points"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| (p["t"].as_u64().unwrap(), p["count"].as_u64().unwrap()))
+                .collect();
+            for (t, (certain, maybe)) in &sent {
+                let got = by_t.get(t).copied().unwrap_or(0);
+                assert!(
+                    *certain <= got && got <= certain + maybe,
+                    "round {round}: second {t} holds {got}, client made {certain} (+{maybe} at a boundary)"
+                );
+            }
+        }
+        // Load for a random time, then SIGKILL without warning.
+        let until = Instant::now() + Duration::from_millis(rng.u64(1500..3000));
+        let mut this_round: HashMap<u64, (u64, u64)> = HashMap::new();
+        while Instant::now() < until {
+            let t0 = prescale::clock::now_us() / 1_000_000;
+            if get(&c, &format!("http://{addr}/x")).await.status == 200 {
+                let t1 = prescale::clock::now_us() / 1_000_000;
+                if t0 == t1 {
+                    this_round.entry(t0).or_default().0 += 1;
+                } else {
+                    this_round.entry(t0).or_default().1 += 1;
+                    this_round.entry(t1).or_default().1 += 1;
+                }
+            }
+        }
+        // Seconds that closed (end + close_after) well before the kill must be on disk.
+        tokio::time::sleep(Duration::from_millis(rng.u64(0..400))).await;
+        let kill_s = prescale::clock::now_us() as f64 / 1e6;
+        child.0.kill().unwrap();
+        child.0.wait().unwrap();
+        for (t, n) in this_round {
+            // A request's start second can differ from the client's by its latency; only
+            // seconds closed a safe margin before the kill are checked.
+            if (t as f64) + 1.0 + 0.2 + 0.6 < kill_s {
+                sent.insert(t, n);
+            }
+        }
+    }
+}
+
+#[test]
+fn import_reports_bad_lines_and_imports_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("p.toml");
+    std::fs::write(
+        &cfg,
+        "[historian]\ndata_dir = \"data\"\n[[endpoint]]\nname = \"e\"\npath_prefix = \"/\"\npool = \"p\"\n[[pool]]\nname = \"p\"\nmembers = [\"127.0.0.1:1\"]\n",
+    )
+    .unwrap();
+    let csv = dir.path().join("t.csv");
+    std::fs::write(
+        &csv,
+        "timestamp,value\n1800000000,5\n1800000060,seven\n1800000120,9\n1800000180\n1800000240,0\n1800000300,2\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_prescale"))
+        .args(["import", "--config"])
+        .arg(&cfg)
+        .args(["--endpoint", "e", "--input"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("t.csv:3: ") && err.contains("t.csv:5: "), "{err}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("imported 16 calls") && stdout.contains("csv step 60s"), "{stdout}");
+
+    let log = dir.path().join("access.log");
+    std::fs::write(
+        &log,
+        "1.2.3.4 - - [15/Jan/2027:08:00:01 +0000] \"GET /api/x HTTP/1.1\" 200 512\n\
+         1.2.3.4 - - [15/Jan/2027:08:00:30 +0000] \"GET /other HTTP/1.1\" 200 10\n\
+         not a log line\n\
+         1.2.3.4 - - [15/Jan/2027:08:02:00 +0000] \"POST /api/y HTTP/1.1\" 503 0 \"-\" \"curl\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_prescale"))
+        .args(["import", "--config"])
+        .arg(&cfg)
+        .args(["--endpoint", "logs", "--path-prefix", "/api", "--input"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("access.log:3: "));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("imported 2 calls from 4 lines into"), "{stdout}");
+
+    // What was written loads back: minutes of the CSV, and of the log with its quiet minute
+    // (08:01) as a real zero.
+    let settings = prescale::config::load(&cfg).unwrap();
+    let h = settings.historian.unwrap();
+    let mut disk = prescale::historian::disk::Disk::open(h.data_dir.as_ref().unwrap()).unwrap();
+    let mut rows = Vec::new();
+    let spec = &h.store.tiers[1];
+    let mut logs = Vec::new();
+    disk.load(1, spec, 1_800_000_300, &mut |n, i, f| {
+        if &*n == "e" {
+            rows.push((i * 60, f.calls));
+        } else {
+            logs.push((i * 60, f.calls, f.e5));
+        }
+    });
+    // Rows that were malformed are missing (absent), a 0 row is a real zero.
+    assert_eq!(rows, vec![(1_800_000_000, 5), (1_800_000_120, 9), (1_800_000_240, 0), (1_800_000_300, 2)]);
+    let t = 1_800_000_000; // 2027-01-15 08:00 UTC
+    assert_eq!(logs, vec![(t, 1, 0), (t + 60, 0, 0), (t + 120, 1, 1)]);
+}
