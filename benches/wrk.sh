@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Whole-proxy load benchmark: wrk against the same local backend directly, through prescale,
-# through nginx and through HAProxy — interleaved in rounds in one run — and a table of
-# req/s, p50 and p99 (median of the rounds, with min–max) and each one's ratio to nginx.
+# Whole-proxy load benchmark: wrk against the same local backend directly, through prescale
+# (call recording on, the default), through prescale with recording off, through nginx and
+# through HAProxy — interleaved in rounds in one run — and a table of req/s, p50 and p99
+# (median of the rounds, with min–max) and each one's ratio to nginx.
 #
 # Usage: benches/wrk.sh [ROUNDS] [SECONDS]      (defaults: 3 rounds of 5 s per cell)
 # Needs: wrk, nginx, haproxy (installed with apt-get when missing and running as root).
@@ -33,10 +34,11 @@ fi
 export PATH=$PATH:/usr/sbin
 
 cd "$ROOT"
-cargo build --release --quiet --bin prescale --example bench_backend
+cargo build --profile perf --quiet --bin prescale --example bench_backend
 BE=127.0.0.1:18000; PS=127.0.0.1:18001; NG=127.0.0.1:18002; HA=127.0.0.1:18003; ADM=127.0.0.1:18009
+PN=127.0.0.1:18004; ADN=127.0.0.1:18008
 
-target/release/examples/bench_backend $BE & PIDS+=($!)
+target/perf/examples/bench_backend $BE & PIDS+=($!)
 
 cat > "$WORK/prescale.toml" <<EOF
 [listen]
@@ -51,7 +53,10 @@ pool = "be"
 name = "be"
 members = ["$BE"]
 EOF
-PRESCALE_LOG=warn target/release/prescale run --config "$WORK/prescale.toml" >/dev/null & PS_PID=$!; PIDS+=($PS_PID)
+PRESCALE_LOG=warn target/perf/prescale run --config "$WORK/prescale.toml" >/dev/null & PS_PID=$!; PIDS+=($PS_PID)
+sed -e "s/$PS/$PN/; s/$ADM/$ADN/" "$WORK/prescale.toml" > "$WORK/norec.toml"
+printf '[historian]\nenabled = false\n' >> "$WORK/norec.toml"
+PRESCALE_LOG=warn target/perf/prescale run --config "$WORK/norec.toml" >/dev/null & PIDS+=($!)
 
 mkdir -p "$WORK/nginx"
 cat > "$WORK/nginx.conf" <<EOF
@@ -100,7 +105,7 @@ backend b
 EOF
 haproxy -f "$WORK/haproxy.cfg" -db & PIDS+=($!)
 
-for a in $BE $PS $NG $HA; do
+for a in $BE $PS $PN $NG $HA; do
   for _ in $(seq 100); do curl -sf "http://$a/" >/dev/null && break; sleep 0.1; done
 done
 
@@ -111,7 +116,7 @@ to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us/,"",v); print v/1000} else if (v ~
 for r in $(seq "$ROUNDS"); do
   for sc in $SCENARIOS; do
     c=${sc%%:*}; p=${sc#*:}
-    for t in direct:$BE prescale:$PS nginx:$NG haproxy:$HA; do
+    for t in direct:$BE prescale:$PS prescale_norec:$PN nginx:$NG haproxy:$HA; do
       name=${t%%:*}; addr=${t#*:}
       out=$(wrk -t2 -c"$c" -d"${SECS}s" --latency "http://$addr$p")
       rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
@@ -138,10 +143,14 @@ print("| conns | body | target | req/s median (min–max) | ×nginx | p50 ms | p
 print("|---:|---|---|---:|---:|---:|---:|")
 for (c, p) in sorted({(k[0], k[1]) for k in cells}, key=lambda k: (k[1], k[0])):
     ng = med([float(r["rps"]) for r in cells[(c, p, "nginx")]])
-    for t in ["direct", "prescale", "nginx", "haproxy"]:
+    for t in ["direct", "prescale", "prescale_norec", "nginx", "haproxy"]:
         rs = cells[(c, p, t)]
         rps = [float(r["rps"]) for r in rs]; p50 = [float(r["p50_ms"]) for r in rs]; p99 = [float(r["p99_ms"]) for r in rs]
         body = "16 KiB" if p == "/16k" else "~100 B"
         print(f"| {c} | {body} | {t} | {med(rps):,.0f} ({min(rps):,.0f}–{max(rps):,.0f}) | {med(rps)/ng:.2f} | {med(p50):.2f} | {med(p99):.2f} ({min(p99):.2f}–{max(p99):.2f}) |")
 print(f"\nprescale peak RSS under this load: {int(sys.argv[2])/1024:.1f} MiB")
+rec = [float(r["rps"]) for r in rows if r["target"] == "prescale"]
+norec = [float(r["rps"]) for r in rows if r["target"] == "prescale_norec"]
+ratios = [a / b for a, b in zip(rec, norec)]
+print(f"recording on / off, req/s per cell: median {statistics.median(ratios):.3f} (range {min(ratios):.3f}–{max(ratios):.3f})")
 PY

@@ -12,7 +12,8 @@ use crate::historian::{HistorianView, Snapshot};
 const MAX_POINTS: u64 = 100_000;
 const MAX_CALLS: usize = 10_000;
 
-pub type ApiResult = Result<Value, (StatusCode, String)>;
+/// Serialized JSON, or a status and message.
+pub type ApiResult = Result<String, (StatusCode, String)>;
 
 fn bad(msg: impl Into<String>) -> (StatusCode, String) {
     (StatusCode::BAD_REQUEST, msg.into())
@@ -74,7 +75,8 @@ pub fn endpoints(h: &HistorianView) -> ApiResult {
                 })
             })
             .collect(),
-    ))
+    )
+    .to_string())
 }
 
 pub fn series(h: &HistorianView, p: &HashMap<String, String>) -> ApiResult {
@@ -102,9 +104,15 @@ pub fn series(h: &HistorianView, p: &HashMap<String, String>) -> ApiResult {
         bad(format!("step: must be a multiple of one of the recorded steps {steps:?}"))
     })?;
     let points = tier.points(from, to, step);
-    Ok(
-        json!({ "endpoint": &*ep.name, "step": points.first().map_or(step, |_| step / tier.step_s * tier.step_s), "points": points }),
-    )
+    let step = step / tier.step_s * tier.step_s;
+    #[derive(serde::Serialize)]
+    struct Series<'a> {
+        endpoint: &'a str,
+        step: u64,
+        points: &'a [crate::historian::series::Point],
+    }
+    serde_json::to_string(&Series { endpoint: &ep.name, step, points: &points })
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
 pub fn calls(h: &HistorianView, p: &HashMap<String, String>) -> ApiResult {
@@ -135,5 +143,5 @@ pub fn calls(h: &HistorianView, p: &HashMap<String, String>) -> ApiResult {
         .filter(|c| to_us.is_none_or(|t| c.start_us < t))
         .take(limit)
         .collect();
-    Ok(serde_json::to_value(calls).unwrap_or(Value::Null))
+    serde_json::to_string(&calls).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }

@@ -110,7 +110,7 @@ fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) 
 fn json_response(r: api::ApiResult) -> Response<Full<Bytes>> {
     const JSON: &str = "application/json";
     match r {
-        Ok(v) => text(StatusCode::OK, JSON, v.to_string()),
+        Ok(body) => text(StatusCode::OK, JSON, body),
         Err((status, msg)) => text(status, JSON, serde_json::json!({ "error": msg }).to_string()),
     }
 }

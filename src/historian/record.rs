@@ -84,20 +84,29 @@ impl Default for Redaction {
 }
 
 impl Redaction {
-    fn is_secret(&self, name: &str) -> bool {
+    /// Whether a parameter name (raw bytes as sent) is a secret. Names are compared without
+    /// allocating; only a name holding `%` or `+` is decoded first.
+    fn is_secret(&self, raw: &[u8]) -> bool {
+        let decoded;
+        let name: &[u8] = if raw.iter().any(|b| *b == b'%' || *b == b'+') {
+            decoded = percent_decode(raw);
+            &decoded
+        } else {
+            raw
+        };
         self.keys.iter().any(|k| match k.strip_suffix('*') {
-            Some(prefix) => {
-                name.len() >= prefix.len() && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
-            }
-            None => name.eq_ignore_ascii_case(k),
+            Some(prefix) => name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes()),
+            None => name.eq_ignore_ascii_case(k.as_bytes()),
         })
     }
 
     /// `Some(rewritten)` when the query holds a secret or is too long; `None` when it can be
     /// kept as it is (the common case, which allocates nothing).
     pub fn rewrite(&self, query: &str) -> Option<String> {
-        let secret =
-            query.split('&').any(|p| p.split_once('=').is_some_and(|(k, _)| self.is_secret(&percent_decode(k))));
+        let secret = query.as_bytes().split(|b| *b == b'&').any(|pair| {
+            let name_end = pair.iter().position(|b| *b == b'=');
+            name_end.is_some_and(|e| self.is_secret(&pair[..e]))
+        });
         (secret || query.len() > self.max_len).then(|| self.apply(query))
     }
 
@@ -110,7 +119,7 @@ impl Redaction {
                 out.push('&');
             }
             match pair.split_once('=') {
-                Some((k, _)) if self.is_secret(&percent_decode(k)) => {
+                Some((k, _)) if self.is_secret(k.as_bytes()) => {
                     out.push_str(k);
                     out.push('=');
                     out.push_str(REDACTED);
@@ -139,26 +148,21 @@ pub fn hex_pair(a: u8, b: u8) -> Option<u8> {
     Some((d(a)? * 16 + d(b)?) as u8)
 }
 
-fn percent_decode(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.contains(['%', '+']) {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    let b = s.as_bytes();
+fn percent_decode(b: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Some(v) = hex_pair(b[i + 1], b[i + 2])
-        {
-            out.push(v);
-            i += 3;
-            continue;
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Some(v) = hex_pair(b[i + 1], b[i + 2]) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
         }
         out.push(if b[i] == b'+' { b' ' } else { b[i] });
         i += 1;
     }
-    std::borrow::Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+    out
 }
 
 impl StoredCall {
