@@ -18,7 +18,11 @@ use prescale::historian::{CallOutcome, CallRecord, Recorder};
 const T0_US: u64 = 1_800_000_000_000_000;
 
 fn parts() -> (Arc<str>, PathAndQuery, Authority) {
-    (Arc::from("orders"), PathAndQuery::from_static("/api/orders/42?limit=10&token=abc"), Authority::from_static("10.0.0.7:8080"))
+    (
+        Arc::from("orders"),
+        PathAndQuery::from_static("/api/orders/42?limit=10&token=abc"),
+        Authority::from_static("10.0.0.7:8080"),
+    )
 }
 
 fn record_at(name: &Arc<str>, target: &PathAndQuery, up: &Authority, start_us: u64, status: u16) -> CallRecord {
@@ -98,8 +102,14 @@ fn query(c: &mut Criterion) {
     let mut tier = Tier::new(60, 35 * 1440);
     let first = T0_US / 60_000_000;
     for i in 0..35 * 1440 {
-        let calls = 500 + (i % 1440) as u64;
-        let f = FullBucket { calls, e4: calls / 50, e5: calls / 200, lat_us: [900, 2500, 9000, 40_000], ..Default::default() };
+        let calls = 500 + (i % 1440);
+        let f = FullBucket {
+            calls,
+            e4: calls / 50,
+            e5: calls / 200,
+            lat_us: [900, 2500, 9000, 40_000],
+            ..Default::default()
+        };
         tier.put(first + i, &f, Bucket::ZERO);
     }
     let to = (first + 35 * 1440) * 60;

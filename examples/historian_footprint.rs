@@ -43,7 +43,11 @@ fn main() {
         }
     }
     let minute_buckets_per_endpoint = 35 * 1440;
-    println!("in memory: {} bytes per bucket (packed); {endpoints} endpoints × all tiers full = {:.1} MiB", std::mem::size_of::<Bucket>(), memory as f64 / 1048576.0);
+    println!(
+        "in memory: {} bytes per bucket (packed); {endpoints} endpoints × all tiers full = {:.1} MiB",
+        std::mem::size_of::<Bucket>(),
+        memory as f64 / 1048576.0
+    );
     println!(
         "in memory per endpoint-minute (all tiers, amortised over the 35-day minute tier): {:.1} bytes",
         memory as f64 / (endpoints * minute_buckets_per_endpoint) as f64
@@ -61,7 +65,8 @@ fn main() {
         disk.append(&tiers, &rows).expect("write");
         disk.bytes()
     };
-    let hours: Vec<_> = (0..35 * 24).map(|h| (2usize, name.clone(), first_min / 60 + h, bucket(h * 60, &mut rng))).collect();
+    let hours: Vec<_> =
+        (0..35 * 24).map(|h| (2usize, name.clone(), first_min / 60 + h, bucket(h * 60, &mut rng))).collect();
     disk.append(&tiers, &hours).expect("write");
     let total = disk.bytes();
     println!(

@@ -6,25 +6,34 @@
 //! | module | owns | threads |
 //! |---|---|---|
 //! | [`config`] | `proxy.toml`: raw serde structs → validated [`config::Settings`], every error reported with key path and line | — |
-//! | [`proxy`] | the data plane: listener + TLS, routing, forwarding, upstream pools, balancing, health checks, per-endpoint counters | tokio multi-thread runtime |
-//! | [`admin`] | `/live`, `/ready`, `/metrics` on a separate listener; reads only | its own OS thread + current-thread runtime |
-//! | [`app`] | composition root: binds, starts, reloads (SIGHUP), stops in order (SIGTERM/SIGINT) | — |
-//! | [`demo`] | `prescale demo`: in-process backends + the proxy, the Quick start's default | runs on the proxy runtime |
+//! | [`proxy`] | the data plane: listener + TLS, routing, forwarding, upstream pools, balancing, health checks, per-endpoint counters | `listen.workers` threads, each a current-thread runtime with its own SO_REUSEPORT socket and upstream pool |
+//! | [`historian`] | every call recorded: `CallRecord` hand-over (`try_send`), tiered per-endpoint series, recent-calls ring, disk log, import | one ingest thread (`prescale-historian`) |
+//! | [`admin`] | `/live`, `/ready`, `/metrics`, `/admin/api/*` on a separate listener; reads only | its own thread + current-thread runtime |
+//! | [`app`] | composition root: binds, starts, reloads (SIGHUP), stops in order (SIGTERM/SIGINT) | control runtime (signals, health checks) |
+//! | [`clock`] | real and virtual time | — |
+//! | [`demo`] | `prescale demo`: in-process backends + the proxy, the Quick start's default | control runtime |
 //!
 //! # Data flow
 //!
 //! ```text
-//! client ──► proxy::listener ──► proxy::forward ──► router ──► pool.pick ──► upstream member
-//!                                      │ response body ends / client leaves
-//!                                      ▼
-//!                              proxy::body::CallDone ──► per-endpoint counters, access log
-//!                                                          ▲ read by admin (/metrics)
+//! client ──► proxy::listener (worker) ──► proxy::forward ──► router ──► pool.pick ──► member
+//!                                              │ response body ends / client leaves
+//!                                              ▼
+//!                                  proxy::body::CallDone ──► counters (/metrics), access log
+//!                                              │ try_send(CallRecord), dropped + counted if full
+//!                                              ▼
+//!                                  historian thread: store (tiers, ring) ──► disk log
+//!                                              │ ArcSwap<Snapshot>
+//!                                              ▼
+//!                                  admin (/admin/api/*)
 //! ```
 //!
-//! Shared read-mostly state (route table, pool members) has one writer and lock-free readers
-//! (`ArcSwap`); the request path never takes a lock.
+//! Shared read-mostly state (route table, pool members, historian snapshots) has one writer and
+//! lock-free readers (`ArcSwap`); the request path never takes a lock and never waits for the
+//! historian.
 //!
-//! Dependency order: `config` ← `proxy` ← `admin` ← `app`. `proxy` never imports `admin`.
+//! Dependency order: `config`, `clock` ← `historian` ← `proxy` ← `admin` ← `app`. `proxy` never
+//! imports `admin`; `historian` never imports `proxy`.
 
 pub mod admin;
 pub mod app;

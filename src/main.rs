@@ -187,7 +187,10 @@ async fn run_demo(listen: String, admin: String) -> anyhow::Result<()> {
     println!("prescale demo: proxy on http://{p}, admin on http://{a}");
     println!("  backends (stand-ins for VMs): orders {} {}, search {}", backends[0], backends[1], backends[2]);
     println!("  try:  curl -i http://{p}/api/orders/42");
-    println!("        curl -i 'http://{p}/api/search?q=rust&delay_ms=20'");
+    println!("        curl -i 'http://{p}/api/search?q=rust&token=secret&delay_ms=20'");
+    println!("        curl http://{a}/admin/api/endpoints");
+    println!("        curl 'http://{a}/admin/api/calls?limit=5'");
+    println!("        curl 'http://{a}/admin/api/series?endpoint=orders&step=1&from='$(($(date +%s)-60))");
     println!("        curl http://{a}/metrics");
     println!("        wrk -t2 -c64 -d10s http://{p}/api/orders/1");
     println!("  Ctrl-C stops.");

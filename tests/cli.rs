@@ -68,8 +68,10 @@ fn spawn_run(path: &std::path::Path) -> (KillOnDrop, String) {
     (KillOnDrop(child), addr)
 }
 
+/// Sends a signal with the shell's built-in `kill` (no procps needed).
 fn signal(child: &Child, sig: &str) {
-    assert!(Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success());
+    let cmd = format!("kill {sig} {}", child.id());
+    assert!(Command::new("sh").args(["-c", &cmd]).status().unwrap().success());
 }
 
 fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {

@@ -48,7 +48,7 @@ async fn chunked_and_large_bodies_stream_both_ways() {
     let app = one_pool(&up).await;
     // 10 MiB request body sent chunked (no Content-Length), counted by the upstream.
     let chunks = (0..160).map(|_| Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(vec![7u8; 65536]))));
-    let stream = StreamBody::new(tokio_stream_iter(chunks));
+    let stream = StreamBody::new(stream_of(chunks));
     let hc: hyper_util::client::legacy::Client<_, _> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
     let req = Request::post(url(&app, "/api/upload")).body(stream).unwrap();
@@ -64,20 +64,6 @@ async fn chunked_and_large_bodies_stream_both_ways() {
     assert_eq!(got.status, 200);
     assert_eq!(got.body.len(), 10 * 1024 * 1024);
     app.stop().await;
-}
-
-fn tokio_stream_iter<I: Iterator + Send + Unpin>(it: I) -> impl futures_core::Stream<Item = I::Item> + Send {
-    struct S<I>(I);
-    impl<I: Iterator + Unpin> futures_core::Stream for S<I> {
-        type Item = I::Item;
-        fn poll_next(
-            mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<I::Item>> {
-            std::task::Poll::Ready(self.0.next())
-        }
-    }
-    S(it)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -131,7 +131,7 @@ async fn answer(
         let total: usize = n.parse().unwrap_or(0);
         let chunks = (0..total.div_ceil(65536))
             .map(move |i| Ok::<_, Infallible>(Frame::data(Bytes::from(vec![b'x'; (total - i * 65536).min(65536)]))));
-        let body = StreamBody::new(futures_stream(chunks)).map_err(|e: Infallible| match e {}).boxed();
+        let body = StreamBody::new(stream_of(chunks)).map_err(|e: Infallible| match e {}).boxed();
         let mut r = Response::new(body);
         r.headers_mut().insert("x-upstream", name.parse().unwrap());
         return Ok(r);
@@ -160,7 +160,8 @@ fn after<'a>(path: &'a str, marker: &str) -> Option<&'a str> {
     path.find(marker).map(|i| &path[i + marker.len()..])
 }
 
-fn futures_stream<I: Iterator + Send + Unpin>(it: I) -> impl futures_core::Stream<Item = I::Item> + Send {
+/// A stream over an iterator (for streaming request and response bodies).
+pub fn stream_of<I: Iterator + Send + Unpin>(it: I) -> impl futures_core::Stream<Item = I::Item> + Send {
     struct S<I>(I);
     impl<I: Iterator + Unpin> futures_core::Stream for S<I> {
         type Item = I::Item;

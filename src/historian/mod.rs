@@ -25,8 +25,9 @@ use crate::clock::SharedClock;
 pub use record::{CallOutcome, CallRecord, Redaction, StoredCall};
 pub use store::{Snapshot, StoreConfig, TierSpec};
 
-/// How often the thread closes buckets and publishes a snapshot when records are flowing.
-const TICK: Duration = Duration::from_millis(100);
+/// How often the thread looks for new records (and closes buckets) when not busy. At 64 Ki
+/// records of channel capacity this absorbs 6.5 M records/s before dropping.
+const POLL: Duration = Duration::from_millis(10);
 /// Snapshots are published at most this often.
 const PUBLISH_EVERY_US: u64 = 250_000;
 /// Records ingested between clock reads.
@@ -174,21 +175,22 @@ fn run(
     let mut dirty = false;
     let mut last_publish = 0;
     loop {
-        crossbeam_channel::select! {
-            recv(rx) -> r => {
-                let Ok(first) = r else { break };
-                store.ingest(first);
-                for r in rx.try_iter().take(BATCH) {
-                    store.ingest(r);
-                }
-                dirty = true;
-            }
-            recv(control) -> c => match c {
-                Ok(Control::Register(names)) => {
+        // Drain by polling rather than blocking in `recv`: a receiver parked on the channel
+        // makes every `try_send` on the request path pay a futex wake-up (measured: −30 %
+        // requests/s under wrk); a sleeping poller costs the senders nothing.
+        let mut got = 0;
+        for r in rx.try_iter().take(BATCH) {
+            store.ingest(r);
+            got += 1;
+        }
+        dirty |= got > 0;
+        while let Ok(c) = control.try_recv() {
+            match c {
+                Control::Register(names) => {
                     store.register(&names);
                     dirty = true;
                 }
-                Ok(Control::Stop) | Err(_) => {
+                Control::Stop => {
                     for r in rx.try_iter() {
                         store.ingest(r);
                     }
@@ -197,8 +199,7 @@ fn run(
                     publish.store(Arc::new(store.snapshot(clock.now_us())));
                     return;
                 }
-            },
-            default(TICK) => {}
+            }
         }
         let now = clock.now_us();
         if store.advance(now) {
@@ -208,6 +209,9 @@ fn run(
             publish.store(Arc::new(store.snapshot(now)));
             last_publish = now;
             dirty = false;
+        }
+        if got < BATCH {
+            std::thread::sleep(POLL);
         }
     }
 }

@@ -44,16 +44,19 @@ pub struct CallRecord {
     pub upstream: Option<Authority>,
 }
 
-/// A call as kept in the ring of recent calls and served by `/admin/api/calls`. Cheap to
-/// build: the path and a clean, short query stay in the request's shared buffer; a string is
-/// allocated only when a secret had to be redacted or the query truncated.
+/// A call as kept in the ring of recent calls and served by `/admin/api/calls`: one string
+/// for path and query, a second only when a secret had to be redacted or the query truncated.
 #[derive(Debug, Clone)]
 pub struct StoredCall {
     pub start_us: u64,
     pub endpoint: Arc<str>,
     pub method: Method,
-    target: PathAndQuery,
-    /// Set when the query needed redaction or truncation; else the query is served as is.
+    /// Path, then (unless redacted or truncated) `?query`. An owned copy: keeping the
+    /// request's `PathAndQuery` would pin the connection's whole read buffer per stored call.
+    target: Box<str>,
+    /// Length of the path within `target`.
+    path_len: u32,
+    /// Set when the query needed redaction or truncation; else it is read from `target`.
     params: Option<Box<str>>,
     pub status: u16,
     pub outcome: CallOutcome,
@@ -152,12 +155,13 @@ fn percent_decode(b: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Some(v) = hex_pair(b[i + 1], b[i + 2]) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Some(v) = hex_pair(b[i + 1], b[i + 2])
+        {
+            out.push(v);
+            i += 3;
+            continue;
         }
         out.push(if b[i] == b'+' { b' ' } else { b[i] });
         i += 1;
@@ -168,11 +172,17 @@ fn percent_decode(b: &[u8]) -> Vec<u8> {
 impl StoredCall {
     pub fn from_record(r: CallRecord, redaction: &Redaction) -> Self {
         let params = r.target.query().and_then(|q| redaction.rewrite(q)).map(String::into_boxed_str);
+        let path = r.target.path();
+        let target: Box<str> = match (&params, r.target.query()) {
+            (None, Some(_)) => r.target.as_str().into(),
+            _ => path.into(),
+        };
         Self {
             start_us: r.start_us,
             endpoint: r.endpoint,
             method: r.method,
-            target: r.target,
+            path_len: path.len() as u32,
+            target,
             params,
             status: r.status,
             outcome: r.outcome,
@@ -185,12 +195,12 @@ impl StoredCall {
     }
 
     pub fn path(&self) -> &str {
-        self.target.path()
+        &self.target[..self.path_len as usize]
     }
 
     /// The recorded parameters: redacted and truncated.
     pub fn params(&self) -> &str {
-        self.params.as_deref().unwrap_or_else(|| self.target.query().unwrap_or(""))
+        self.params.as_deref().unwrap_or_else(|| self.target.get(self.path_len as usize + 1..).unwrap_or(""))
     }
 }
 
