@@ -10,6 +10,7 @@
 //! | [`historian`] | every call recorded: `CallRecord` hand-over (`try_send`), tiered per-endpoint series, recent-calls ring, disk log, import | one ingest thread (`prescale-historian`) |
 //! | [`admin`] | `/live`, `/ready`, `/metrics`, `/admin/api/*` on a separate listener; reads only | its own thread + current-thread runtime |
 //! | [`app`] | composition root: binds, starts, reloads (SIGHUP), stops in order (SIGTERM/SIGINT) | control runtime (signals, health checks) |
+//! | [`forecast`] | models as pure code (Holt–Winters, seasonal naive) and the rolling-origin backtest | — (the forecast thread is not built yet) |
 //! | [`clock`] | real and virtual time | — |
 //! | [`demo`] | `prescale demo`: in-process backends + the proxy, the Quick start's default | control runtime |
 //!
@@ -40,5 +41,6 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod forecast;
 pub mod historian;
 pub mod proxy;

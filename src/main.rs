@@ -48,6 +48,17 @@ enum Command {
         #[arg(long)]
         shift_to_now: bool,
     },
+    /// Score forecast models on a `timestamp,value` trace with the project's rolling-origin
+    /// protocol (origins hourly over the last 48 h, horizons 5 and 60 min).
+    Backtest {
+        #[arg(long)]
+        input: PathBuf,
+        /// hw, snaive or all
+        #[arg(long, default_value = "all")]
+        model: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Start local demo backends and the proxy in front of them; no configuration needed.
     Demo {
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -98,6 +109,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Backtest { input, model, json } => match backtest(&input, &model, json) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("prescale backtest: {e:#}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
         Command::Demo { listen, admin } => report(runtime().and_then(|rt| rt.block_on(run_demo(listen, admin)))),
     }
 }
@@ -148,6 +166,39 @@ fn import(
         r.bad_lines.len()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn backtest(input: &std::path::Path, model: &str, json: bool) -> anyhow::Result<()> {
+    use prescale::forecast::backtest;
+    let text = std::fs::read_to_string(input).with_context(|| format!("cannot read {}", input.display()))?;
+    let series = backtest::read_csv(&text).map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
+    let models: Vec<&str> = match model {
+        "all" => backtest::MODELS.to_vec(),
+        m if backtest::MODELS.contains(&m) => vec![m],
+        m => anyhow::bail!("--model {m:?}: use one of {:?} or all", backtest::MODELS),
+    };
+    let mut results = Vec::new();
+    for m in models {
+        results.extend(backtest::run(&series, m).map_err(|e| anyhow::anyhow!("{m}: {e}"))?);
+    }
+    if json {
+        let out =
+            serde_json::json!({ "input": input.display().to_string(), "step": series.step_s, "results": results });
+        println!("{out}");
+    } else {
+        println!("{} ({} points, step {} s)", input.display(), series.values.len(), series.step_s);
+        println!(
+            "{:<8} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9}",
+            "model", "horizon", "MASE", "sMAPE", "under", "cov80", "cov95", "fit ms"
+        );
+        for r in &results {
+            println!(
+                "{:<8} {:>5}m {:>7.3} {:>7.2} {:>7.3} {:>7.3} {:>7.3} {:>9.1}",
+                r.model, r.horizon_minutes, r.mase, r.smape, r.under_rate, r.coverage80, r.coverage95, r.fit_ms
+            );
+        }
+    }
+    Ok(())
 }
 
 fn report(r: anyhow::Result<()>) -> ExitCode {

@@ -147,3 +147,44 @@ async fn sighup_applies_a_good_config_and_keeps_the_old_one_on_a_bad_one() {
     signal(&child.0, "-INT");
     assert_eq!(tokio::task::block_in_place(|| wait_exit(&mut child.0, Duration::from_secs(10))), Some(0));
 }
+
+#[test]
+fn backtest_scores_models_and_rejects_bad_traces() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("gen.csv");
+    // 6 days at 5-min steps: a daily cycle with noise.
+    let mut rng = fastrand::Rng::with_seed(11);
+    let mut csv = String::from("timestamp,value\n");
+    for t in 0..288 * 6 {
+        let v = 40.0 + 25.0 * (t as f64 / 288.0 * std::f64::consts::TAU).sin() + 6.0 * rng.f64();
+        csv.push_str(&format!("{},{}\n", 1_700_000_000 + t * 300, v.round()));
+    }
+    std::fs::write(&good, csv).unwrap();
+    let out = bin().args(["backtest", "--json", "--input"]).arg(&good).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["step"], 300);
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4);
+    let get = |m: &str, h: u64| results.iter().find(|r| r["model"] == m && r["horizon_minutes"] == h).unwrap().clone();
+    let (hw, sn) = (get("hw", 60), get("snaive", 60));
+    assert!(hw["mase"].as_f64().unwrap() < sn["mase"].as_f64().unwrap(), "{hw} vs {sn}");
+    for r in results {
+        for k in ["mase", "smape", "under_rate", "coverage80", "coverage95", "fit_ms"] {
+            assert!(r[k].as_f64().unwrap().is_finite(), "{k} in {r}");
+        }
+    }
+
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "timestamp,value\n0,1\n60,2\n120,-3\n").unwrap();
+    let out = bin().args(["backtest", "--input"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 4: value \"-3\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&bad, "0,1\n60,2\n").unwrap();
+    let out = bin().args(["backtest", "--input"]).arg(&bad).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("too short"));
+}
