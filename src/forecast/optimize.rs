@@ -64,10 +64,10 @@ pub fn minimize(
             } else {
                 // Shrink towards the best point.
                 let b = simplex[0].0.clone();
-                for k in 1..=n {
-                    let p: Vec<f64> = (0..n).map(|j| b[j] + 0.5 * (simplex[k].0[j] - b[j])).collect();
+                for point in simplex.iter_mut().skip(1) {
+                    let p: Vec<f64> = (0..n).map(|j| b[j] + 0.5 * (point.0[j] - b[j])).collect();
                     let v = eval(&p, &mut evals);
-                    simplex[k] = (p, v);
+                    *point = (p, v);
                 }
             }
         }
