@@ -68,6 +68,13 @@ fn spawn_run(path: &std::path::Path) -> (KillOnDrop, String) {
     (KillOnDrop(child), addr)
 }
 
+/// Writes `config` to `p.toml` in `dir` and starts `prescale run` on it.
+fn run_with(dir: &tempfile::TempDir, config: String) -> (KillOnDrop, String) {
+    let path = dir.path().join("p.toml");
+    std::fs::write(&path, config).unwrap();
+    spawn_run(&path)
+}
+
 /// Sends a signal with the shell's built-in `kill` (no procps needed).
 fn signal(child: &Child, sig: &str) {
     let cmd = format!("kill {sig} {}", child.id());
@@ -100,11 +107,8 @@ fn config(upstream: std::net::SocketAddr, extra_endpoint: bool) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
-    let up = Upstream::start("u").await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("p.toml");
-    std::fs::write(&path, config(up.addr, false)).unwrap();
-    let (mut child, addr) = spawn_run(&path);
+    let (up, dir) = (Upstream::start("u").await, tempfile::tempdir().unwrap());
+    let (mut child, addr) = run_with(&dir, config(up.addr, false));
     let c = client();
     let slow = tokio::spawn({
         let c = c.clone();
@@ -122,11 +126,9 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_applies_a_good_config_and_keeps_the_old_one_on_a_bad_one() {
-    let up = Upstream::start("u").await;
-    let dir = tempfile::tempdir().unwrap();
+    let (up, dir) = (Upstream::start("u").await, tempfile::tempdir().unwrap());
     let path = dir.path().join("p.toml");
-    std::fs::write(&path, config(up.addr, false)).unwrap();
-    let (mut child, addr) = spawn_run(&path);
+    let (mut child, addr) = run_with(&dir, config(up.addr, false));
     let c = client();
     assert_eq!(get(&c, &format!("http://{addr}/a/x")).await.status, 200);
     assert_eq!(get(&c, &format!("http://{addr}/b/x")).await.status, 404);

@@ -12,6 +12,30 @@ fn label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
+/// One line per pool member for a metric.
+fn member_series(
+    out: &mut String,
+    pools: &[std::sync::Arc<crate::proxy::Pool>],
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: impl Fn(&crate::proxy::Member) -> u64,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for p in pools {
+        for m in p.members().iter() {
+            let _ = writeln!(
+                out,
+                "{name}{{pool=\"{}\",member=\"{}\"}} {}",
+                label(&p.name),
+                label(m.addr.as_str()),
+                value(m)
+            );
+        }
+    }
+}
+
 pub fn render(proxy: &Proxy, historian: Option<&HistorianView>) -> String {
     let mut out = String::with_capacity(4096);
     let g = &proxy.global;
@@ -77,47 +101,20 @@ pub fn render(proxy: &Proxy, historian: Option<&HistorianView>) -> String {
     }
 
     let pools = proxy.pools();
-    let _ = writeln!(
-        out,
-        "# HELP prescale_member_healthy 1 if the member can take traffic (healthy, not draining, not ejected)."
+    member_series(
+        &mut out,
+        &pools,
+        "prescale_member_healthy",
+        "gauge",
+        "1 if the member can take traffic (healthy, not draining, not ejected).",
+        |m| (m.is_healthy() && !m.is_draining() && !m.is_ejected()) as u64,
     );
-    let _ = writeln!(out, "# TYPE prescale_member_healthy gauge");
-    for p in &pools {
-        for m in p.members().iter() {
-            let up = m.is_healthy() && !m.is_draining() && !m.is_ejected();
-            let _ = writeln!(
-                out,
-                "prescale_member_healthy{{pool=\"{}\",member=\"{}\"}} {}",
-                label(&p.name),
-                label(m.addr.as_str()),
-                up as u8
-            );
-        }
-    }
-    let _ = writeln!(out, "# TYPE prescale_member_outstanding gauge");
-    for p in &pools {
-        for m in p.members().iter() {
-            let _ = writeln!(
-                out,
-                "prescale_member_outstanding{{pool=\"{}\",member=\"{}\"}} {}",
-                label(&p.name),
-                label(m.addr.as_str()),
-                m.outstanding()
-            );
-        }
-    }
-    let _ = writeln!(out, "# TYPE prescale_member_requests_total counter");
-    for p in &pools {
-        for m in p.members().iter() {
-            let _ = writeln!(
-                out,
-                "prescale_member_requests_total{{pool=\"{}\",member=\"{}\"}} {}",
-                label(&p.name),
-                label(m.addr.as_str()),
-                m.requests_total()
-            );
-        }
-    }
+    member_series(&mut out, &pools, "prescale_member_outstanding", "gauge", "Requests sent and not finished.", |m| {
+        m.outstanding() as u64
+    });
+    member_series(&mut out, &pools, "prescale_member_requests_total", "counter", "Requests sent.", |m| {
+        m.requests_total()
+    });
     if let Some(h) = historian {
         let snap = h.snapshot();
         let c = &snap.counters;
