@@ -90,6 +90,14 @@ impl Redaction {
     /// Whether a parameter name (raw bytes as sent) is a secret. Names are compared without
     /// allocating; only a name holding `%` or `+` is decoded first.
     fn is_secret(&self, raw: &[u8]) -> bool {
+        // Quick reject: no secret name starts with this letter (and no escape hides it).
+        if let Some(&c) = raw.first()
+            && c != b'%'
+            && c != b'+'
+            && !self.keys.iter().any(|k| k.as_bytes().first().is_some_and(|f| f.eq_ignore_ascii_case(&c)))
+        {
+            return false;
+        }
         let decoded;
         let name: &[u8] = if raw.iter().any(|b| *b == b'%' || *b == b'+') {
             decoded = percent_decode(raw);

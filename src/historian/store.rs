@@ -95,15 +95,17 @@ impl CallRing {
     fn push(&mut self, c: StoredCall) {
         self.tail.push(c);
         if self.tail.len() == CALL_CHUNK {
-            let full = std::mem::replace(&mut self.tail, Vec::with_capacity(CALL_CHUNK));
-            self.chunks.push_back(Arc::new(full));
-        }
-        while self.len() > self.cap && !self.chunks.is_empty() {
-            // Whole chunks go; the ring holds between cap and cap + one chunk.
-            if self.len() - CALL_CHUNK < self.cap {
-                break;
+            // Whole chunks go; the ring holds between cap and cap + one chunk. An evicted
+            // chunk no snapshot still holds is reused as the next tail (no 200 KB allocation).
+            let mut reuse = None;
+            while !self.chunks.is_empty() && self.len() - CALL_CHUNK >= self.cap {
+                if let Some(Ok(mut v)) = self.chunks.pop_front().map(Arc::try_unwrap) {
+                    v.clear();
+                    reuse = Some(v);
+                }
             }
-            self.chunks.pop_front();
+            let full = std::mem::replace(&mut self.tail, reuse.unwrap_or_else(|| Vec::with_capacity(CALL_CHUNK)));
+            self.chunks.push_back(Arc::new(full));
         }
     }
 
@@ -242,16 +244,25 @@ impl Store {
         let mut late = false;
         let spare = &mut self.spare;
         let tiers = &self.cfg.tiers;
-        let ep = self.endpoints.entry(r.endpoint.clone()).or_insert_with(|| Endpoint {
-            tiers: tiers.iter().map(|t| Tier::new(t.step_s, t.capacity())).collect(),
-            open: tiers.iter().map(|_| BTreeMap::new()).collect(),
-            calls_total: 0,
-            errors_total: 0,
-        });
+        if !self.endpoints.contains_key(&*r.endpoint) {
+            self.endpoints.insert(
+                r.endpoint.clone(),
+                Endpoint {
+                    tiers: tiers.iter().map(|t| Tier::new(t.step_s, t.capacity())).collect(),
+                    open: tiers.iter().map(|_| BTreeMap::new()).collect(),
+                    calls_total: 0,
+                    errors_total: 0,
+                },
+            );
+        }
+        let Some(ep) = self.endpoints.get_mut(&*r.endpoint) else { return };
         ep.calls_total += 1;
         if status >= 400 {
             ep.errors_total += 1;
         }
+        // Latency goes into the finest open bucket's histogram only; a closing bucket's
+        // histogram is merged into the coarser tier's (see `advance`): one record per call.
+        let mut hist_done = false;
         for (ti, tier) in ep.tiers.iter_mut().enumerate() {
             let index = start_s / tier.step_s;
             if !tier.is_empty() && index < tier.next() {
@@ -273,7 +284,10 @@ impl Store {
             f.bytes_in += r.bytes_in;
             f.bytes_out += r.bytes_out;
             f.latency_sum_us += latency;
-            open.hist.saturating_record(latency);
+            if !hist_done {
+                open.hist.saturating_record(latency);
+                hist_done = true;
+            }
         }
         self.counters.late += late as u64;
         self.recent.push(StoredCall::from_record(r, &self.cfg.redaction));
@@ -299,7 +313,8 @@ impl Store {
                 if tier.next() < floor {
                     tier.fill_to(floor, Bucket::ZERO);
                 }
-                let open = &mut ep.open[ti];
+                let (this, coarser) = ep.open.split_at_mut(ti + 1);
+                let open = &mut this[ti];
                 while tier.next() < close_before {
                     let index = tier.next();
                     let full = match open.remove(&index) {
@@ -310,6 +325,13 @@ impl Store {
                                 o.hist.value_at_quantile(0.99),
                                 o.hist.max(),
                             ];
+                            // Hand the latencies up to the next tier's bucket holding this one.
+                            if let Some(next) = coarser.first_mut() {
+                                let up = index * spec.step_s / self.cfg.tiers[ti + 1].step_s;
+                                if let Some(c) = next.get_mut(&up) {
+                                    let _ = c.hist.add(&o.hist);
+                                }
+                            }
                             o.hist.reset();
                             self.spare.push(o.hist);
                             o.full
