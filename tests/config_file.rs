@@ -11,6 +11,9 @@ fn shipped_proxy_toml_loads_and_shows_every_section() {
     assert_eq!(orders.members[1].weight, 2);
     assert!(orders.health_check.is_some());
     assert_eq!(orders.passive.max_failures, 3);
+    let h = s.historian.as_ref().expect("historian on by default");
+    assert_eq!(h.store.tiers, prescale::historian::store::default_tiers());
+    assert_eq!(h.store.recent_calls, 100_000);
     // Every key the parser knows appears in the file (commented or not), so the example
     // cannot fall behind the parser.
     let text = std::fs::read_to_string(&path).unwrap();

@@ -342,3 +342,36 @@ fn import_reports_bad_lines_and_imports_the_rest() {
     let t = 1_800_000_000; // 2027-01-15 08:00 UTC
     assert_eq!(logs, vec![(t, 1, 0), (t + 60, 0, 0), (t + 120, 1, 1)]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_comes_from_the_trusted_forwarded_hop_and_filters_apply() {
+    let up = Upstream::start("u").await;
+    let app = start(&format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n[historian]\ntrusted_hops = 2\n\
+         [[endpoint]]\nname = \"a\"\npath_prefix = \"/\"\npool = \"p\"\n[[pool]]\nname = \"p\"\nmembers = [\"{}\"]\n",
+        up.addr
+    ))
+    .await;
+    let c = client();
+    for (xff, n) in [("198.51.100.7, 10.0.0.2", 3), ("203.0.113.9, 198.51.100.1, 10.0.0.2", 2)] {
+        for _ in 0..n {
+            let req = Request::get(url(&app, "/x")).header("x-forwarded-for", xff).body(Full::default()).unwrap();
+            assert_eq!(send(&c, req).await.status, 200);
+        }
+    }
+    // Fewer entries than hops: the leftmost; none at all: the peer.
+    let req = Request::get(url(&app, "/x")).header("x-forwarded-for", "192.0.2.1").body(Full::default()).unwrap();
+    send(&c, req).await;
+    get(&c, &url(&app, "/x")).await;
+    let count = async |client: &str| {
+        api(&c, &app, &format!("/admin/api/calls?client={client}")).await.as_array().unwrap().len()
+    };
+    assert!(eventually(Duration::from_secs(3), async || count("198.51.100.7").await == 3).await);
+    assert_eq!(count("198.51.100.1").await, 2);
+    assert_eq!(count("192.0.2.1").await, 1);
+    assert_eq!(count("127.0.0.1").await, 1);
+    // Time-range filter: nothing before the epoch's 2000s, everything after.
+    assert_eq!(api(&c, &app, "/admin/api/calls?to=946684800").await.as_array().unwrap().len(), 0);
+    assert_eq!(api(&c, &app, "/admin/api/calls?from=946684800").await.as_array().unwrap().len(), 7);
+    app.stop().await;
+}

@@ -125,3 +125,39 @@ async fn idle_connections_are_closed() {
     assert!(t.elapsed() >= Duration::from_millis(250), "{:?}", t.elapsed());
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_wait_until_one_closes() {
+    let up = Upstream::start("u").await;
+    let app = app_with(&up, "max_connections = 2\nworkers = 1").await;
+    let held: Vec<_> = open_kept_alive(2, app.proxy_addr).await;
+    // A third connection is accepted by the kernel but not served while two are open.
+    let mut third = tokio::net::TcpStream::connect(app.proxy_addr).await.unwrap();
+    third.write_all(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 64];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), third.read(&mut buf)).await.is_err(),
+        "served beyond the connection cap"
+    );
+    drop(held);
+    let n = tokio::time::timeout(Duration::from_secs(3), third.read(&mut buf))
+        .await
+        .expect("served once a slot frees")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    app.stop().await;
+}
+
+/// Opens `n` connections that each complete one request and stay open (keep-alive).
+async fn open_kept_alive(n: usize, addr: std::net::SocketAddr) -> Vec<tokio::net::TcpStream> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        out.push(s);
+    }
+    out
+}
