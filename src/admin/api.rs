@@ -103,6 +103,8 @@ pub fn series(h: &HistorianView, p: &HashMap<String, String>) -> ApiResult {
         let steps: Vec<u64> = ep.tiers.iter().map(|t| t.step_s).collect();
         bad(format!("step: must be a multiple of one of the recorded steps {steps:?}"))
     })?;
+    // Buckets still open are not "missing": the series ends at the last closed one.
+    let to = to.min(tier.next() * tier.step_s).max(from);
     let points = tier.points(from, to, step);
     let step = step / tier.step_s * tier.step_s;
     #[derive(serde::Serialize)]
