@@ -158,6 +158,24 @@ impl HwSpec {
 }
 
 impl HwFit {
+    /// Takes one new observation into the state (O(1); NaN = missing). Parameters and band
+    /// quantiles stay until the next refit.
+    pub fn update(&mut self, v: f64) {
+        let HwParams { alpha, beta, gamma, phi } = self.params;
+        let i = self.n % self.period;
+        let (l, b, s) = (self.level, self.trend, self.season[i]);
+        self.n += 1;
+        if !v.is_finite() {
+            self.level = l + phi * b;
+            self.trend = phi * b;
+            return;
+        }
+        let nl = alpha * (v - s) + (1.0 - alpha) * (l + phi * b);
+        self.trend = beta * (nl - l) + (1.0 - beta) * phi * b;
+        self.season[i] = gamma * (v - l - phi * b) + (1.0 - gamma) * s;
+        self.level = nl;
+    }
+
     /// Forecast for the next `h` points with 80 % and 95 % bands, clipped at zero.
     pub fn predict(&self, h: usize) -> Forecast {
         let mean: Vec<f64> = (1..=h)
@@ -218,6 +236,22 @@ mod tests {
         let (c80, c95) = (hits[0] as f64 / total as f64, hits[1] as f64 / total as f64);
         assert!((0.65..=0.92).contains(&c80), "80 % band covered {c80}");
         assert!((0.85..=1.0).contains(&c95), "95 % band covered {c95}");
+    }
+
+    #[test]
+    fn incremental_updates_match_a_refilter() {
+        let m = 24;
+        let y = synthetic(24 * 30, m, 3.0, 9);
+        let spec = HwSpec { period: m, horizon: 6 };
+        let mut fit = spec.fit(&y[..24 * 25]).unwrap();
+        for &v in &y[24 * 25..] {
+            fit.update(v);
+        }
+        let again = spec.refilter(fit.params, &y).unwrap();
+        let (a, b) = (fit.predict(6).mean, again.predict(6).mean);
+        for (x, z) in a.iter().zip(&b) {
+            assert!((x - z).abs() < 1e-9, "{a:?} vs {b:?}");
+        }
     }
 
     #[test]
