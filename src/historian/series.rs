@@ -110,9 +110,9 @@ impl Tier {
         self.chunks.len() * CHUNK + self.tail.len()
     }
 
-    /// Buckets held (including missing ones).
-    pub fn held(&self) -> usize {
-        self.len()
+    /// Index of the first slot held (for coverage checks).
+    pub fn first_index(&self) -> u64 {
+        self.first
     }
 
     /// Index of the next bucket to append (`first` when empty).

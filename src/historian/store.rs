@@ -76,6 +76,17 @@ struct Endpoint {
     errors_total: u64,
 }
 
+impl Endpoint {
+    fn new(tiers: &[TierSpec]) -> Self {
+        Self {
+            tiers: tiers.iter().map(|t| Tier::new(t.step_s, t.capacity())).collect(),
+            open: tiers.iter().map(|_| BTreeMap::new()).collect(),
+            calls_total: 0,
+            errors_total: 0,
+        }
+    }
+}
+
 /// Calls per shared chunk of the recent-calls ring.
 const CALL_CHUNK: usize = 1024;
 
@@ -219,12 +230,7 @@ impl Store {
 
     fn endpoint_entry(&mut self, name: Arc<str>) -> &mut Endpoint {
         let tiers = &self.cfg.tiers;
-        self.endpoints.entry(name).or_insert_with(|| Endpoint {
-            tiers: tiers.iter().map(|t| Tier::new(t.step_s, t.capacity())).collect(),
-            open: tiers.iter().map(|_| BTreeMap::new()).collect(),
-            calls_total: 0,
-            errors_total: 0,
-        })
+        self.endpoints.entry(name).or_insert_with(|| Endpoint::new(tiers))
     }
 
     /// Makes sure configured endpoints have series even before their first call (their quiet
@@ -244,16 +250,9 @@ impl Store {
         let mut late = false;
         let spare = &mut self.spare;
         let tiers = &self.cfg.tiers;
+        // Look up by &str first: no reference-count traffic for the common case.
         if !self.endpoints.contains_key(&*r.endpoint) {
-            self.endpoints.insert(
-                r.endpoint.clone(),
-                Endpoint {
-                    tiers: tiers.iter().map(|t| Tier::new(t.step_s, t.capacity())).collect(),
-                    open: tiers.iter().map(|_| BTreeMap::new()).collect(),
-                    calls_total: 0,
-                    errors_total: 0,
-                },
-            );
+            self.endpoints.insert(r.endpoint.clone(), Endpoint::new(tiers));
         }
         let Some(ep) = self.endpoints.get_mut(&*r.endpoint) else { return };
         ep.calls_total += 1;
@@ -408,13 +407,6 @@ impl Store {
 fn new_hist_bytes() -> usize {
     static BYTES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *BYTES.get_or_init(|| new_hist().distinct_values() * 4 + 128)
-}
-
-impl Tier {
-    /// Index of the first slot held (for coverage checks).
-    pub fn first_index(&self) -> u64 {
-        self.next() - self.held() as u64
-    }
 }
 
 #[cfg(test)]
