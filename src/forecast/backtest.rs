@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::dshw::{DshwParams, DshwSpec};
 use super::hw::{HwParams, HwSpec};
 use super::naive::SeasonalNaive;
 use super::{Forecast, ForecastError};
@@ -78,10 +79,11 @@ pub struct Score {
 }
 
 /// The models the backtest knows.
-pub const MODELS: [&str; 2] = ["hw", "snaive"];
+pub const MODELS: [&str; 3] = ["hw", "dshw", "snaive"];
 
 enum Fitted {
     Hw(super::hw::HwFit),
+    Dshw(super::dshw::DshwFit),
     Naive(SeasonalNaive),
 }
 
@@ -89,6 +91,7 @@ impl Fitted {
     fn predict(&self, h: usize) -> Forecast {
         match self {
             Fitted::Hw(f) => f.predict(h),
+            Fitted::Dshw(f) => f.predict(h),
             Fitted::Naive(f) => f.predict(h),
         }
     }
@@ -108,7 +111,9 @@ pub fn run(s: &Series, model: &str) -> Result<Vec<Score>, ForecastError> {
     let mut acc = [Acc::default(), Acc::default()];
     let mut fit_ms = Vec::new();
     let mut params: Option<HwParams> = None;
+    let mut dparams: Option<DshwParams> = None;
     let spec = HwSpec { period: m, horizon: h60 };
+    let dspec = DshwSpec { daily: m, weekly: 7 * m, horizon: h60 };
     for (k, &o) in origins.iter().enumerate() {
         let train = &y[..o];
         let fitted = match model {
@@ -125,6 +130,19 @@ pub fn run(s: &Series, model: &str) -> Result<Vec<Score>, ForecastError> {
                 params = Some(f.params);
                 Fitted::Hw(f)
             }
+            "dshw" => {
+                let f = match dparams {
+                    Some(p) if k % 12 != 0 => dspec.refilter(p, train)?,
+                    _ => {
+                        let t = Instant::now();
+                        let f = dspec.fit(train)?;
+                        fit_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                        f
+                    }
+                };
+                dparams = Some(f.params);
+                Fitted::Dshw(f)
+            }
             "snaive" => {
                 let t = Instant::now();
                 let f = SeasonalNaive::fit(train, m, h60)?;
@@ -133,7 +151,7 @@ pub fn run(s: &Series, model: &str) -> Result<Vec<Score>, ForecastError> {
                 }
                 Fitted::Naive(f)
             }
-            _ => return Err(ForecastError::BadSpec("unknown model (use hw or snaive)")),
+            _ => return Err(ForecastError::BadSpec("unknown model (use hw, dshw or snaive)")),
         };
         let f = fitted.predict(h60);
         let scale = snaive_mae(train, m);
