@@ -177,9 +177,17 @@ fn backtest(input: &std::path::Path, model: &str, json: bool) -> anyhow::Result<
         m if backtest::MODELS.contains(&m) => vec![m],
         m => anyhow::bail!("--model {m:?}: use one of {:?} or all", backtest::MODELS),
     };
+    let all = model == "all";
     let mut results = Vec::new();
     for m in models {
-        results.extend(backtest::run(&series, m).map_err(|e| anyhow::anyhow!("{m}: {e}"))?);
+        match backtest::run(&series, m) {
+            Ok(r) => results.extend(r),
+            // With `all`, a model the trace is too short for is skipped, and said so.
+            Err(e @ prescale::forecast::ForecastError::NotEnoughData { .. }) if all => {
+                eprintln!("{m}: skipped ({e})")
+            }
+            Err(e) => anyhow::bail!("{m}: {e}"),
+        }
     }
     if json {
         let out =

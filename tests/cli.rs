@@ -164,6 +164,8 @@ fn backtest_scores_models_and_rejects_bad_traces() {
     std::fs::write(&good, csv).unwrap();
     let out = bin().args(["backtest", "--json", "--input"]).arg(&good).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Six days are too few for the weekly model: skipped, and said so.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("dshw: skipped (not enough data"));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["step"], 300);
     let results = v["results"].as_array().unwrap();
