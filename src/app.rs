@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::RealClock;
 use crate::config::{self, Settings};
+use crate::forecast::thread::Forecaster;
 use crate::historian::Historian;
 use crate::proxy::listener::{self, ConnSettings};
 use crate::proxy::stats::GlobalStats;
@@ -27,6 +28,8 @@ pub enum StartError {
     AccessLog(std::io::Error),
     #[error("cannot start the admin thread: {0}")]
     Admin(std::io::Error),
+    #[error("cannot start the forecast thread: {0}")]
+    Forecast(std::io::Error),
     #[error("cannot start the historian (data_dir): {0}")]
     Historian(std::io::Error),
     #[error("cannot start a worker thread: {0}")]
@@ -51,6 +54,7 @@ pub struct App {
     workers: Vec<JoinHandle<()>>,
     admin: Option<JoinHandle<()>>,
     historian: Option<Historian>,
+    forecaster: Option<Forecaster>,
 }
 
 impl App {
@@ -86,9 +90,22 @@ impl App {
         let recorder = historian.as_ref().map(Historian::recorder);
         let proxy = Proxy::new(&settings, access, global, shutdown.clone(), recorder);
         let view = historian.as_ref().map(Historian::view);
-        let admin =
-            crate::admin::start(admin_listener, proxy.clone(), view, settings.admin.token.clone(), shutdown.clone())
-                .map_err(StartError::Admin)?;
+        let forecaster = match (&settings.forecast, &view) {
+            (Some(cfg), Some(v)) => {
+                Some(Forecaster::start(cfg.clone(), v.clone(), Arc::new(RealClock)).map_err(StartError::Forecast)?)
+            }
+            _ => None,
+        };
+        let forecasts = forecaster.as_ref().map(Forecaster::view);
+        let admin = crate::admin::start(
+            admin_listener,
+            proxy.clone(),
+            view,
+            forecasts,
+            settings.admin.token.clone(),
+            shutdown.clone(),
+        )
+        .map_err(StartError::Admin)?;
         let conn_settings = ConnSettings::from(&settings.listen, &settings.upstream);
         let mut workers = Vec::new();
         for (i, l) in listeners.into_iter().enumerate() {
@@ -101,7 +118,17 @@ impl App {
             workers.push(handle);
         }
         tracing::info!(%proxy_addr, %admin_addr, endpoints = settings.endpoints.len(), pools = settings.pools.len(), "prescale started");
-        Ok(Self { proxy_addr, admin_addr, proxy, settings, shutdown, workers, admin: Some(admin), historian })
+        Ok(Self {
+            proxy_addr,
+            admin_addr,
+            proxy,
+            settings,
+            shutdown,
+            workers,
+            admin: Some(admin),
+            historian,
+            forecaster,
+        })
     }
 
     /// Swaps in new routing, pools and limits atomically. Listener and upstream-client
@@ -138,6 +165,9 @@ impl App {
         {
             report.needs_restart.push("historian");
         }
+        if old.forecast != n.forecast {
+            report.needs_restart.push("forecast");
+        }
         self.proxy.apply(&new);
         if let Some(h) = &self.historian {
             h.register(new.endpoints.iter().map(|e| Arc::from(e.name.as_str())).collect());
@@ -163,6 +193,9 @@ impl App {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.proxy.tasks.wait()).await;
         // After the workers: every finished call has been handed over; closed buckets are
         // written and synced.
+        if let Some(f) = self.forecaster.take() {
+            let _ = tokio::task::spawn_blocking(move || f.stop()).await;
+        }
         if let Some(h) = self.historian.take() {
             let _ = tokio::task::spawn_blocking(move || h.stop()).await;
         }

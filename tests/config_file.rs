@@ -48,6 +48,22 @@ fn shipped_proxy_toml_loads_and_shows_every_section() {
         "fall",
         "max_failures",
         "eject_for",
+        "workers",
+        "enabled",
+        "data_dir",
+        "recent_calls",
+        "channel_capacity",
+        "params_max_len",
+        "redact",
+        "trusted_hops",
+        "close_after",
+        "tiers",
+        "step",
+        "keep",
+        "persist",
+        "horizon",
+        "refit_every",
+        "history",
     ] {
         assert!(text.contains(&format!("{key} =")), "proxy.toml does not document `{key}`");
     }

@@ -5,6 +5,7 @@ mod util;
 mod balancing;
 mod cli;
 mod config_file;
+mod forecast;
 mod forwarding;
 mod historian;
 mod lifecycle;

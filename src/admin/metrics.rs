@@ -3,6 +3,7 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
+use crate::forecast::thread::ForecastView;
 use crate::historian::HistorianView;
 use crate::proxy::Proxy;
 use crate::proxy::stats::LATENCY_BOUNDS_US;
@@ -36,7 +37,7 @@ fn member_series(
     }
 }
 
-pub fn render(proxy: &Proxy, historian: Option<&HistorianView>) -> String {
+pub fn render(proxy: &Proxy, historian: Option<&HistorianView>, forecasts: Option<&ForecastView>) -> String {
     let mut out = String::with_capacity(4096);
     let g = &proxy.global;
     let _ = writeln!(out, "# HELP prescale_connections_active Client connections open now.");
@@ -137,6 +138,23 @@ pub fn render(proxy: &Proxy, historian: Option<&HistorianView>) -> String {
         let _ = writeln!(out, "prescale_historian_disk_bytes {}", snap.disk_bytes);
         let _ = writeln!(out, "# TYPE prescale_historian_disk_errors_total counter");
         let _ = writeln!(out, "prescale_historian_disk_errors_total {}", c.disk_errors);
+    }
+    if let Some(f) = forecasts {
+        let all = f.all();
+        let mut names: Vec<&String> = all.keys().collect();
+        names.sort();
+        let _ =
+            writeln!(out, "# HELP prescale_forecast_rate Forecast calls per second for the next minute, with bands.");
+        let _ = writeln!(out, "# TYPE prescale_forecast_rate gauge");
+        for n in names {
+            if let Some(p) = all[n].points.first() {
+                for (band, v) in
+                    [("mean", p.rate), ("lo80", p.lo80), ("hi80", p.hi80), ("lo95", p.lo95), ("hi95", p.hi95)]
+                {
+                    let _ = writeln!(out, "prescale_forecast_rate{{endpoint=\"{}\",band=\"{band}\"}} {v}", label(n));
+                }
+            }
+        }
     }
     out
 }

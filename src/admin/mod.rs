@@ -19,6 +19,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio_util::sync::CancellationToken;
 
+use crate::forecast::thread::ForecastView;
 use crate::historian::HistorianView;
 use crate::proxy::Proxy;
 
@@ -27,6 +28,7 @@ pub fn start(
     listener: std::net::TcpListener,
     proxy: Arc<Proxy>,
     historian: Option<HistorianView>,
+    forecasts: Option<ForecastView>,
     token: Option<String>,
     shutdown: CancellationToken,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -39,7 +41,7 @@ pub fn start(
                 return;
             }
         };
-        rt.block_on(serve(listener, Arc::new(Shared { proxy, historian }), token.map(Arc::from), shutdown));
+        rt.block_on(serve(listener, Arc::new(Shared { proxy, historian, forecasts }), token.map(Arc::from), shutdown));
     })
 }
 
@@ -47,6 +49,7 @@ pub fn start(
 struct Shared {
     proxy: Arc<Proxy>,
     historian: Option<HistorianView>,
+    forecasts: Option<ForecastView>,
 }
 
 async fn serve(
@@ -150,7 +153,7 @@ fn route(shared: &Shared, token: Option<&str>, req: Request<Incoming>) -> Respon
         "/metrics" => text(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            metrics::render(proxy, shared.historian.as_ref()),
+            metrics::render(proxy, shared.historian.as_ref(), shared.forecasts.as_ref()),
         ),
         path if path.starts_with("/admin/api/") => {
             let Some(h) = &shared.historian else {
@@ -161,6 +164,7 @@ fn route(shared: &Shared, token: Option<&str>, req: Request<Incoming>) -> Respon
                 "endpoints" => api::endpoints(h),
                 "series" => api::series(h, &params),
                 "calls" => api::calls(h, &params),
+                "forecast" => api::forecast(shared.forecasts.as_ref(), &params),
                 other => Err((StatusCode::NOT_FOUND, format!("no API named {other:?}"))),
             })
         }

@@ -15,6 +15,7 @@ pub struct RawConfig {
     pub admin: RawAdmin,
     pub upstream: RawUpstream,
     pub historian: RawHistorian,
+    pub forecast: RawForecast,
     pub endpoint: Vec<RawEndpoint>,
     pub pool: Vec<RawPool>,
 }
@@ -127,4 +128,14 @@ pub struct RawTier {
     pub step: Option<String>,
     pub keep: Option<String>,
     pub persist: Option<bool>,
+}
+
+/// `[forecast]`: per-endpoint forecasts from the historian's 1-minute series.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawForecast {
+    pub enabled: Option<bool>,
+    pub horizon: Option<String>,
+    pub refit_every: Option<String>,
+    pub history: Option<String>,
 }

@@ -54,6 +54,8 @@ pub struct Settings {
     pub upstream: UpstreamSettings,
     /// `None` when recording is switched off.
     pub historian: Option<crate::historian::HistorianConfig>,
+    /// `None` when forecasting is off (or the historian is).
+    pub forecast: Option<crate::forecast::thread::ForecastConfig>,
     pub endpoints: Vec<EndpointSettings>,
     pub pools: Vec<PoolSettings>,
 }

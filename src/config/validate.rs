@@ -90,6 +90,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, Vec<ConfigError
     let admin = admin(&mut c, raw.admin, base);
     let upstream = upstream(&mut c, raw.upstream);
     let historian = historian(&mut c, raw.historian, base);
+    let forecast = forecast(&mut c, raw.forecast, historian.as_ref());
     let pools: Vec<PoolSettings> = raw.pool.into_iter().enumerate().filter_map(|(i, p)| pool(&mut c, i, p)).collect();
 
     let mut pool_names = HashSet::new();
@@ -117,7 +118,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, Vec<ConfigError
         c.err("admin.addr", "must differ from listen.addr");
     }
     if c.errors.is_empty() {
-        Ok(Settings { listen, admin, upstream, historian, endpoints, pools })
+        Ok(Settings { listen, admin, upstream, historian, forecast, endpoints, pools })
     } else {
         Err(c.errors)
     }
@@ -278,6 +279,33 @@ fn historian(c: &mut Check, r: RawHistorian, base: &Path) -> Option<crate::histo
         trusted_hops: c.count("historian.trusted_hops", r.trusted_hops, 0, 16, 0) as usize,
     };
     r.enabled.unwrap_or(true).then_some(cfg)
+}
+
+fn forecast(
+    c: &mut Check,
+    r: RawForecast,
+    historian: Option<&crate::historian::HistorianConfig>,
+) -> Option<crate::forecast::thread::ForecastConfig> {
+    use crate::forecast::thread::ForecastConfig;
+    let d = ForecastConfig::default();
+    let horizon = c.duration("forecast.horizon", &r.horizon, Duration::from_secs(d.horizon_min as u64 * 60));
+    if !horizon.as_secs().is_multiple_of(60) || horizon.as_secs() > 86_400 {
+        c.err("forecast.horizon", "must be whole minutes, at most 1 day");
+    }
+    let history = c.duration("forecast.history", &r.history, Duration::from_secs(d.history_days * 86_400));
+    if !history.as_secs().is_multiple_of(86_400) || history.as_secs() < 2 * 86_400 {
+        c.err("forecast.history", "must be whole days, at least 2d (a daily season needs two)");
+    }
+    let cfg = ForecastConfig {
+        horizon_min: (horizon.as_secs() / 60).max(1) as usize,
+        refit_every: c.duration("forecast.refit_every", &r.refit_every, d.refit_every),
+        history_days: (history.as_secs() / 86_400).max(2),
+    };
+    let enabled = r.enabled.unwrap_or(true);
+    if enabled && historian.is_some_and(|h| !h.store.tiers.iter().any(|t| t.step_s == 60)) {
+        c.err("forecast.enabled", "needs a 1-minute historian tier (historian.tiers)");
+    }
+    (enabled && historian.is_some()).then_some(cfg)
 }
 
 fn name(c: &mut Check, path: String, v: Option<String>) -> Option<String> {

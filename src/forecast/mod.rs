@@ -12,6 +12,7 @@ pub mod dshw;
 pub mod hw;
 pub mod naive;
 pub mod optimize;
+pub mod thread;
 
 /// Why a model could not be fitted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
