@@ -3,9 +3,9 @@
 //!
 //! A model spec `fit`s a series into a fitted model that `predict`s the next points with 80 %
 //! and 95 % bands. Built so far: Holt–Winters (additive damped trend, additive seasonality of
-//! any period), its double-seasonal (daily + weekly) variant, and seasonal naive. Model
-//! selection, the ARIMA- and Prophet-style models, the demand conversion and the forecast thread
-//! are not built yet.
+//! any period), its double-seasonal (daily + weekly) variant, and seasonal naive; the forecast
+//! thread ([`thread`]) runs Holt–Winters per endpoint. Model selection, the ARIMA- and
+//! Prophet-style models and the demand conversion are not built yet.
 
 pub mod backtest;
 pub mod dshw;
