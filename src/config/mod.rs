@@ -1,7 +1,7 @@
 //! `proxy.toml`: parsing and validation.
 //!
-//! Two steps, as in most production proxies: [`raw`] mirrors the file with serde, then
-//! [`validate`] turns it into [`Settings`] and collects *every* problem, each with its key path
+//! Two steps, as in most production proxies: `raw` mirrors the file with serde, then
+//! `validate` turns it into [`Settings`] and collects *every* problem, each with its key path
 //! (`pool[1].members[0]`) and, where the file has it, its line. Unknown keys are errors, all of
 //! them reported in one run. This module reads files but binds no sockets.
 
