@@ -74,7 +74,6 @@ impl AccessLogger {
         Ok((Self { tx, stats }, handle))
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub fn pending(
         &self,
         client: IpAddr,

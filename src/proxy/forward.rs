@@ -93,7 +93,6 @@ pub async fn handle(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn forward(
     proxy: &Arc<Proxy>,
     table: &RouteTable,
