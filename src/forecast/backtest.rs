@@ -118,28 +118,13 @@ pub fn run(s: &Series, model: &str) -> Result<Vec<Score>, ForecastError> {
         let train = &y[..o];
         let fitted = match model {
             "hw" => {
-                let f = match params {
-                    Some(p) if k % 12 != 0 => spec.refilter(p, train)?,
-                    _ => {
-                        let t = Instant::now();
-                        let f = spec.fit(train)?;
-                        fit_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-                        f
-                    }
-                };
+                let f = fit_or_refilter(k, &mut params, &mut fit_ms, || spec.fit(train), |p| spec.refilter(p, train))?;
                 params = Some(f.params);
                 Fitted::Hw(f)
             }
             "dshw" => {
-                let f = match dparams {
-                    Some(p) if k % 12 != 0 => dspec.refilter(p, train)?,
-                    _ => {
-                        let t = Instant::now();
-                        let f = dspec.fit(train)?;
-                        fit_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-                        f
-                    }
-                };
+                let f =
+                    fit_or_refilter(k, &mut dparams, &mut fit_ms, || dspec.fit(train), |p| dspec.refilter(p, train))?;
                 dparams = Some(f.params);
                 Fitted::Dshw(f)
             }
@@ -161,6 +146,26 @@ pub fn run(s: &Series, model: &str) -> Result<Vec<Score>, ForecastError> {
     }
     let mean_fit = fit_ms.iter().sum::<f64>() / fit_ms.len().max(1) as f64;
     Ok([5, 60].iter().zip(acc).map(|(hm, a)| a.score(model, *hm, mean_fit)).collect())
+}
+
+/// The protocol's schedule: full estimation at every 12th origin (timed), otherwise the last
+/// parameters with the state re-run over the new training data.
+fn fit_or_refilter<P: Copy, F>(
+    origin: usize,
+    last: &mut Option<P>,
+    fit_ms: &mut Vec<f64>,
+    fit: impl FnOnce() -> Result<F, ForecastError>,
+    refilter: impl FnOnce(P) -> Result<F, ForecastError>,
+) -> Result<F, ForecastError> {
+    match *last {
+        Some(p) if !origin.is_multiple_of(12) => refilter(p),
+        _ => {
+            let t = Instant::now();
+            let f = fit()?;
+            fit_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            Ok(f)
+        }
+    }
 }
 
 /// In-sample MAE of the seasonal naive forecast (season m) on `y`.
