@@ -20,7 +20,7 @@ fn series(n: usize) -> Vec<f64> {
 
 fn bench(c: &mut Criterion) {
     let y = series(14 * 1440);
-    let spec = HwSpec { period: 1440, horizon: 60 };
+    let spec = HwSpec::additive(1440, 60);
     let mut g = c.benchmark_group("holt_winters");
     g.sample_size(10);
     g.bench_function("fit_14d_1min", |b| b.iter(|| black_box(spec.fit(&y).unwrap())));

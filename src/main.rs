@@ -53,7 +53,7 @@ enum Command {
     Backtest {
         #[arg(long)]
         input: PathBuf,
-        /// hw, snaive or all
+        /// auto, hw, hw_mul, dshw, arima, prophet, snaive, holt, naive, or all
         #[arg(long, default_value = "all")]
         model: String,
         #[arg(long)]
@@ -182,10 +182,9 @@ fn backtest(input: &std::path::Path, model: &str, json: bool) -> anyhow::Result<
     for m in models {
         match backtest::run(&series, m) {
             Ok(r) => results.extend(r),
-            // With `all`, a model the trace is too short for is skipped, and said so.
-            Err(e @ prescale::forecast::ForecastError::NotEnoughData { .. }) if all => {
-                eprintln!("{m}: skipped ({e})")
-            }
+            // With `all`, a model that does not apply to the trace (too short, zeros for a
+            // multiplicative season) is skipped, and said so.
+            Err(e) if all => eprintln!("{m}: skipped ({e})"),
             Err(e) => anyhow::bail!("{m}: {e}"),
         }
     }
@@ -196,13 +195,21 @@ fn backtest(input: &std::path::Path, model: &str, json: bool) -> anyhow::Result<
     } else {
         println!("{} ({} points, step {} s)", input.display(), series.values.len(), series.step_s);
         println!(
-            "{:<8} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9}",
+            "{:<8} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9}  chosen at refits",
             "model", "horizon", "MASE", "sMAPE", "under", "cov80", "cov95", "fit ms"
         );
         for r in &results {
             println!(
-                "{:<8} {:>5}m {:>7.3} {:>7.2} {:>7.3} {:>7.3} {:>7.3} {:>9.1}",
-                r.model, r.horizon_minutes, r.mase, r.smape, r.under_rate, r.coverage80, r.coverage95, r.fit_ms
+                "{:<8} {:>5}m {:>7.3} {:>7.2} {:>7.3} {:>7.3} {:>7.3} {:>9.1}  {}",
+                r.model,
+                r.horizon_minutes,
+                r.mase,
+                r.smape,
+                r.under_rate,
+                r.coverage80,
+                r.coverage95,
+                r.fit_ms,
+                r.selected.as_ref().map_or(String::new(), |s| s.join(", "))
             );
         }
     }

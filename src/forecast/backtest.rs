@@ -9,9 +9,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::dshw::{DshwParams, DshwSpec};
-use super::hw::{HwParams, HwSpec};
-use super::naive::SeasonalNaive;
+use super::auto::{AutoFit, AutoSpec, Kind, snaive_mae};
 use super::{Forecast, ForecastError};
 
 /// A regular series read from a `timestamp,value` CSV.
@@ -76,28 +74,37 @@ pub struct Score {
     pub coverage80: f64,
     pub coverage95: f64,
     pub fit_ms: f64,
+    /// `auto` only: the model chosen at each refit, in order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selected: Option<Vec<String>>,
 }
 
-/// The models the backtest knows.
-pub const MODELS: [&str; 3] = ["hw", "dshw", "snaive"];
+/// The models the backtest knows: `auto` and every family of [`Kind`].
+pub const MODELS: [&str; 9] = ["auto", "hw", "hw_mul", "dshw", "arima", "prophet", "snaive", "holt", "naive"];
 
+/// A model under test: one family, or the automatic choice.
 enum Fitted {
-    Hw(super::hw::HwFit),
-    Dshw(super::dshw::DshwFit),
-    Naive(SeasonalNaive),
+    One(super::auto::Fitted),
+    Auto(AutoFit),
 }
 
 impl Fitted {
     fn predict(&self, h: usize) -> Forecast {
         match self {
-            Fitted::Hw(f) => f.predict(h),
-            Fitted::Dshw(f) => f.predict(h),
-            Fitted::Naive(f) => f.predict(h),
+            Fitted::One(f) => f.predict(h),
+            Fitted::Auto(f) => f.predict(h),
+        }
+    }
+    fn update(&mut self, v: f64) {
+        match self {
+            Fitted::One(f) => f.update(v),
+            Fitted::Auto(f) => f.update(v),
         }
     }
 }
 
-/// Runs the protocol for `model` on `s`.
+/// Runs the protocol for `model` on `s`. Named families use the daily season of the protocol;
+/// `auto` detects its own and chooses at every refit (the choices are in `Score::selected`).
 pub fn run(s: &Series, model: &str) -> Result<Vec<Score>, ForecastError> {
     let step_min = (s.step_s / 60).max(1) as usize;
     let m = (86_400 / s.step_s) as usize;
@@ -107,78 +114,50 @@ pub fn run(s: &Series, model: &str) -> Result<Vec<Score>, ForecastError> {
     let first = n.checked_sub(48 * per_hour).ok_or(ForecastError::NotEnoughData { need: 48 * per_hour, have: n })?;
     let origins: Vec<usize> = (0..48).map(|k| first + k * per_hour).filter(|o| o + h60 <= n).collect();
     let y = &s.values;
+    let kind = match model {
+        "auto" => None,
+        m => Some(Kind::parse(m).ok_or(ForecastError::BadSpec("unknown model (see prescale backtest --help)"))?),
+    };
 
     let mut acc = [Acc::default(), Acc::default()];
     let mut fit_ms = Vec::new();
-    let mut params: Option<HwParams> = None;
-    let mut dparams: Option<DshwParams> = None;
-    let spec = HwSpec { period: m, horizon: h60 };
-    let dspec = DshwSpec { daily: m, weekly: 7 * m, horizon: h60 };
+    let mut selected = Vec::new();
+    let mut current: Option<(usize, Fitted)> = None;
     for (k, &o) in origins.iter().enumerate() {
         let train = &y[..o];
-        let fitted = match model {
-            "hw" => {
-                let f = fit_or_refilter(k, &mut params, &mut fit_ms, || spec.fit(train), |p| spec.refilter(p, train))?;
-                params = Some(f.params);
-                Fitted::Hw(f)
-            }
-            "dshw" => {
-                let f =
-                    fit_or_refilter(k, &mut dparams, &mut fit_ms, || dspec.fit(train), |p| dspec.refilter(p, train))?;
-                dparams = Some(f.params);
-                Fitted::Dshw(f)
-            }
-            "snaive" => {
-                let t = Instant::now();
-                let f = SeasonalNaive::fit(train, m, h60)?;
-                if k % 12 == 0 {
-                    fit_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        // Full estimation every 12 origins (timed); in between the last parameters are kept and
+        // the state runs on over the new points — the same recursion as re-running it over y[:o].
+        let fitted = match current.take() {
+            Some((at, mut f)) if !k.is_multiple_of(12) => {
+                for &v in &y[at..o] {
+                    f.update(v);
                 }
-                Fitted::Naive(f)
+                f
             }
-            _ => return Err(ForecastError::BadSpec("unknown model (use hw, dshw or snaive)")),
+            _ => {
+                let t = Instant::now();
+                let f = match kind {
+                    Some(kind) => Fitted::One(kind.fit(train, Some(m), h60)?),
+                    None => {
+                        let a = AutoSpec::new(s.step_s, h60).fit(train)?;
+                        selected.push(a.model());
+                        Fitted::Auto(a)
+                    }
+                };
+                fit_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                f
+            }
         };
         let f = fitted.predict(h60);
         let scale = snaive_mae(train, m);
         for (i, h) in [h5, h60].into_iter().enumerate() {
             acc[i].add(&y[o..o + h], &f, h, scale);
         }
+        current = Some((o, fitted));
     }
     let mean_fit = fit_ms.iter().sum::<f64>() / fit_ms.len().max(1) as f64;
-    Ok([5, 60].iter().zip(acc).map(|(hm, a)| a.score(model, *hm, mean_fit)).collect())
-}
-
-/// The protocol's schedule: full estimation at every 12th origin (timed), otherwise the last
-/// parameters with the state re-run over the new training data.
-fn fit_or_refilter<P: Copy, F>(
-    origin: usize,
-    last: &mut Option<P>,
-    fit_ms: &mut Vec<f64>,
-    fit: impl FnOnce() -> Result<F, ForecastError>,
-    refilter: impl FnOnce(P) -> Result<F, ForecastError>,
-) -> Result<F, ForecastError> {
-    match *last {
-        Some(p) if !origin.is_multiple_of(12) => refilter(p),
-        _ => {
-            let t = Instant::now();
-            let f = fit()?;
-            fit_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-            Ok(f)
-        }
-    }
-}
-
-/// In-sample MAE of the seasonal naive forecast (season m) on `y`.
-fn snaive_mae(y: &[f64], m: usize) -> f64 {
-    let (mut sum, mut n) = (0.0, 0);
-    for t in m..y.len() {
-        let (a, b) = (y[t], y[t - m]);
-        if a.is_finite() && b.is_finite() {
-            sum += (a - b).abs();
-            n += 1;
-        }
-    }
-    if n == 0 || sum == 0.0 { 1.0 } else { sum / n as f64 }
+    let sel = kind.is_none().then_some(selected);
+    Ok([5, 60].iter().zip(acc).map(|(hm, a)| a.score(model, *hm, mean_fit, sel.clone())).collect())
 }
 
 #[derive(Default)]
@@ -206,7 +185,7 @@ impl Acc {
         self.mase.push(abs / h as f64 / scale);
     }
 
-    fn score(self, model: &str, horizon_minutes: u64, fit_ms: f64) -> Score {
+    fn score(self, model: &str, horizon_minutes: u64, fit_ms: f64, selected: Option<Vec<String>>) -> Score {
         let n = self.points.max(1) as f64;
         Score {
             model: model.to_string(),
@@ -217,6 +196,7 @@ impl Acc {
             coverage80: self.in80 as f64 / n,
             coverage95: self.in95 as f64 / n,
             fit_ms,
+            selected,
         }
     }
 }

@@ -180,18 +180,38 @@ fn forecast_at(s: &State, p: &DshwParams, spec: &DshwSpec, t: usize, j: usize) -
 }
 
 impl DshwFit {
-    pub fn predict(&self, h: usize) -> Forecast {
-        let st = State { level: self.level, trend: self.trend, day: Vec::new(), week: Vec::new() };
-        let mean = (1..=h)
+    /// Takes one new observation into the state (O(1); NaN = missing).
+    pub fn update(&mut self, v: f64) {
+        let p = self.params;
+        let (i, j) = (self.n % self.spec.daily, self.n % self.spec.weekly);
+        self.n += 1;
+        let fc = self.level + p.phi * self.trend + self.day[i] + self.week[j];
+        if !v.is_finite() {
+            self.level += p.phi * self.trend;
+            self.trend *= p.phi;
+            return;
+        }
+        let e = v - fc;
+        self.level += p.phi * self.trend + p.alpha * e;
+        self.trend = p.phi * self.trend + p.beta * e;
+        self.day[i] += p.gamma * e;
+        self.week[j] += p.delta * e;
+    }
+
+    pub fn mean(&self, h: usize) -> Vec<f64> {
+        (1..=h)
             .map(|j| {
                 let k = self.n + j - 1;
-                st.level
-                    + damp_sum(self.params.phi, j) * st.trend
+                self.level
+                    + damp_sum(self.params.phi, j) * self.trend
                     + self.day[k % self.spec.daily]
                     + self.week[k % self.spec.weekly]
             })
-            .collect();
-        Forecast::with_bands(mean, &self.bands)
+            .collect()
+    }
+
+    pub fn predict(&self, h: usize) -> Forecast {
+        Forecast::with_bands(self.mean(h), &self.bands)
     }
 }
 
@@ -214,7 +234,7 @@ mod tests {
         // Forecast the first 24 steps of a Saturday from the end of Friday.
         let cut = m2 * 5 + 5 * m1;
         let f = DshwSpec { daily: m1, weekly: m2, horizon: 24 }.fit(&y[..cut]).unwrap().predict(24);
-        let d = super::super::hw::HwSpec { period: m1, horizon: 24 }.fit(&y[..cut]).unwrap().predict(24);
+        let d = super::super::hw::HwSpec::additive(m1, 24).fit(&y[..cut]).unwrap().predict(24);
         let mae = |p: &[f64]| p.iter().zip(&y[cut..cut + 24]).map(|(a, b)| (a - b).abs()).sum::<f64>() / 24.0;
         assert!(mae(&f.mean) < 0.5 * mae(&d.mean), "double {} vs daily {}", mae(&f.mean), mae(&d.mean));
         assert!(mae(&f.mean) < 3.0, "{}", mae(&f.mean));

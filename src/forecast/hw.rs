@@ -1,14 +1,30 @@
-//! Holt–Winters: additive damped trend, additive seasonality of any period (1,440 at 1-min
-//! data is fine: the state is one array, each step O(1)). Parameters (α, β, γ, φ) minimise the
-//! one-step squared error with a bounded Nelder–Mead; the initial state comes from the first two
+//! Holt–Winters (exponential smoothing): additive damped trend with additive, multiplicative or
+//! no seasonality (the last is Holt's linear method). Seasons of any period — 1,440 at 1-min
+//! data is fine: the state is one array and each step is O(1). Parameters (α, β, γ, φ) minimise
+//! the one-step squared error with a bounded Nelder–Mead; the initial state comes from the first
 //! seasons. Missing points (NaN) are skipped: the state moves on without correcting.
 //!
+//! Robustness, on by default (`robust`): an error beyond seven times the running mean absolute
+//! error (seven, not three: real traffic is bursty) is clipped before it updates the state, so
+//! one spike does not leave a ghost in the seasonal profile a day later; a run of clipped errors of one sign is a level shift, and the
+//! level jumps by the run's mean error instead of crawling there.
+//!
 //! Prediction intervals are empirical: the model is run over the last days of its training data,
-//! forecasting 1…H steps from every point; the errors, scaled by the forecast's size (traffic is
-//! heteroscedastic — noisier when busier), give per-horizon quantiles.
+//! forecasting 1…H steps from every other point; the errors, scaled by the forecast's size
+//! (traffic is noisier when busier), give per-horizon quantiles.
 
 use super::optimize::minimize;
 use super::{ErrorQuantiles, Forecast, ForecastError, empirical_bands};
+
+/// The seasonal component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seasonality {
+    Additive,
+    /// Seasonal factors multiply the level; needs every value > 0.
+    Multiplicative,
+    /// Holt's linear (damped) trend, no season.
+    None,
+}
 
 /// What to fit.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -16,6 +32,23 @@ pub struct HwSpec {
     pub period: usize,
     /// Longest horizon intervals are calibrated for.
     pub horizon: usize,
+    pub seasonality: Seasonality,
+    /// Clip outlying errors and jump level shifts (see the module doc).
+    pub robust: bool,
+}
+
+impl HwSpec {
+    /// Additive seasonality of `period`, robust.
+    pub fn additive(period: usize, horizon: usize) -> Self {
+        Self { period, horizon, seasonality: Seasonality::Additive, robust: true }
+    }
+    pub fn multiplicative(period: usize, horizon: usize) -> Self {
+        Self { period, horizon, seasonality: Seasonality::Multiplicative, robust: true }
+    }
+    /// Holt's damped trend without season.
+    pub fn holt(horizon: usize) -> Self {
+        Self { period: 1, horizon, seasonality: Seasonality::None, robust: true }
+    }
 }
 
 /// Smoothing parameters.
@@ -27,112 +60,228 @@ pub struct HwParams {
     pub phi: f64,
 }
 
-/// A fitted model: parameters, the state after the last point, interval quantiles.
+/// The recursion's state plus the robustness tracker; one `step` per observation.
+#[derive(Debug, Clone)]
+struct State {
+    level: f64,
+    trend: f64,
+    /// Seasonal terms by phase (`t % period`); all 0 (additive) or 1 (multiplicative) without a
+    /// season.
+    season: Vec<f64>,
+    /// Index of the next point.
+    n: usize,
+    /// Running mean absolute one-step error (NaN until warmed up).
+    mae: f64,
+    warm_sum: f64,
+    warm_n: usize,
+    /// Current run of clipped errors of one sign: length and sum of raw errors.
+    run: usize,
+    run_sum: f64,
+    level_shifts: usize,
+}
+
+/// Running-MAE weight; clipping threshold in running MAEs; warm-up points.
+const MAE_W: f64 = 0.02;
+const CLIP: f64 = 7.0;
+const WARM: usize = 60;
+
+impl State {
+    fn new(level: f64, trend: f64, season: Vec<f64>) -> Self {
+        Self {
+            level,
+            trend,
+            season,
+            n: 0,
+            mae: f64::NAN,
+            warm_sum: 0.0,
+            warm_n: 0,
+            run: 0,
+            run_sum: 0.0,
+            level_shifts: 0,
+        }
+    }
+
+    fn mean_at(&self, kind: Seasonality, phi: f64, j: usize) -> f64 {
+        let s = self.season[(self.n + j - 1) % self.season.len()];
+        let base = self.level + damp_sum(phi, j) * self.trend;
+        match kind {
+            Seasonality::Multiplicative => base * s,
+            _ => base + s,
+        }
+    }
+
+    /// Takes observation `v` (NaN = missing); returns the squared (clipped) one-step error.
+    fn step(&mut self, v: f64, kind: Seasonality, p: &HwParams, robust: bool, shift_run: usize) -> f64 {
+        let m = self.season.len();
+        let i = self.n % m;
+        self.n += 1;
+        let HwParams { alpha, beta, gamma, phi } = *p;
+        let (l, b, s) = (self.level, self.trend, self.season[i]);
+        let base = l + phi * b;
+        if !v.is_finite() {
+            self.level = base;
+            self.trend = phi * b;
+            return 0.0;
+        }
+        let fc = if kind == Seasonality::Multiplicative { base * s } else { base + s };
+        let raw = v - fc;
+        let mut e = raw;
+        if robust {
+            if self.mae.is_finite() {
+                let lim = CLIP * self.mae.max(1e-9);
+                if raw.abs() > lim {
+                    e = lim.copysign(raw);
+                    if self.run > 0 && self.run_sum.signum() != raw.signum() {
+                        self.run = 0;
+                        self.run_sum = 0.0;
+                    }
+                    self.run += 1;
+                    self.run_sum += raw;
+                } else {
+                    self.run = 0;
+                    self.run_sum = 0.0;
+                }
+                self.mae += MAE_W * (e.abs() - self.mae);
+            } else {
+                self.warm_sum += raw.abs();
+                self.warm_n += 1;
+                if self.warm_n >= WARM {
+                    self.mae = self.warm_sum / self.warm_n as f64;
+                }
+            }
+        }
+        let y = fc + e;
+        match kind {
+            Seasonality::Multiplicative => {
+                let s = s.max(1e-6);
+                let nl = alpha * (y / s) + (1.0 - alpha) * base;
+                self.trend = beta * (nl - l) + (1.0 - beta) * phi * b;
+                if base.abs() > 1e-9 {
+                    self.season[i] = (gamma * (y / base) + (1.0 - gamma) * s).max(1e-6);
+                }
+                self.level = nl;
+            }
+            _ => {
+                let nl = alpha * (y - s) + (1.0 - alpha) * base;
+                self.trend = beta * (nl - l) + (1.0 - beta) * phi * b;
+                if kind == Seasonality::Additive {
+                    self.season[i] = gamma * (y - base) + (1.0 - gamma) * s;
+                }
+                self.level = nl;
+            }
+        }
+        if robust && self.run >= shift_run {
+            // A level shift: move the level by what the run's errors said, in level units.
+            let mean = self.run_sum / self.run as f64;
+            self.level += if kind == Seasonality::Multiplicative { mean / s.max(1e-6) } else { mean };
+            self.run = 0;
+            self.run_sum = 0.0;
+            self.level_shifts += 1;
+        }
+        e * e
+    }
+}
+
+/// A fitted model: specification, parameters, state after the last point, interval quantiles.
 #[derive(Debug, Clone)]
 pub struct HwFit {
     pub params: HwParams,
-    pub period: usize,
-    level: f64,
-    trend: f64,
-    /// Seasonal terms by phase (`t % period`).
-    season: Vec<f64>,
-    /// Number of points filtered (the next point's index).
-    n: usize,
+    pub spec: HwSpec,
+    state: State,
     bands: ErrorQuantiles,
     pub sse: f64,
 }
 
-struct State {
-    level: f64,
-    trend: f64,
-    season: Vec<f64>,
+fn mean_finite(s: &[f64]) -> f64 {
+    let (sum, n) = s.iter().filter(|v| v.is_finite()).fold((0.0, 0usize), |(a, n), v| (a + v, n + 1));
+    if n == 0 { 0.0 } else { sum / n as f64 }
 }
 
-fn init(y: &[f64], m: usize) -> State {
-    let mean = |s: &[f64]| {
-        let v: Vec<f64> = s.iter().copied().filter(|x| x.is_finite()).collect();
-        if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 }
-    };
+fn init(y: &[f64], spec: &HwSpec) -> State {
+    let m = spec.period;
+    if spec.seasonality == Seasonality::None {
+        let k = y.len().min(10);
+        let neutral = 0.0;
+        return State::new(mean_finite(&y[..k]), 0.0, vec![neutral; 1]);
+    }
     let seasons = (y.len() / m).clamp(1, 3);
-    let means: Vec<f64> = (0..seasons).map(|k| mean(&y[k * m..(k + 1) * m])).collect();
+    let means: Vec<f64> = (0..seasons).map(|k| mean_finite(&y[k * m..(k + 1) * m])).collect();
     let trend = if seasons >= 2 { (means[seasons - 1] - means[0]) / ((seasons - 1) * m) as f64 } else { 0.0 };
+    let mul = spec.seasonality == Seasonality::Multiplicative;
     let mut season = vec![0.0; m];
     for (i, s) in season.iter_mut().enumerate() {
-        let mut acc = 0.0;
-        let mut k_n = 0;
+        let (mut acc, mut k_n) = (0.0, 0);
         for (k, mk) in means.iter().enumerate() {
             let v = y[k * m + i];
             if v.is_finite() {
                 // Remove the within-season trend so it is not mistaken for seasonality.
-                acc += v - (mk + trend * (i as f64 - (m as f64 - 1.0) / 2.0));
+                let base = mk + trend * (i as f64 - (m as f64 - 1.0) / 2.0);
+                acc += if mul { v / base.max(1e-9) } else { v - base };
                 k_n += 1;
             }
         }
-        *s = if k_n > 0 { acc / k_n as f64 } else { 0.0 };
+        *s = if k_n > 0 {
+            acc / k_n as f64
+        } else if mul {
+            1.0
+        } else {
+            0.0
+        };
     }
     let avg = season.iter().sum::<f64>() / m as f64;
-    season.iter_mut().for_each(|s| *s -= avg);
-    State { level: means[0] - trend * (m as f64 - 1.0) / 2.0, trend, season }
-}
-
-/// Runs the recursions over `y`; returns the final state and the sum of squared one-step
-/// errors. `each(t, level, trend, season)` sees the state *before* point `t`.
-fn filter(y: &[f64], m: usize, p: &HwParams, each: impl FnMut(usize, f64, f64, &[f64])) -> (State, f64) {
-    filter_from(init(y, m), y, m, p, each)
-}
-
-fn filter_from(
-    mut st: State,
-    y: &[f64],
-    m: usize,
-    p: &HwParams,
-    mut each: impl FnMut(usize, f64, f64, &[f64]),
-) -> (State, f64) {
-    let mut sse = 0.0;
-    let HwParams { alpha, beta, gamma, phi } = *p;
-    for (t, &v) in y.iter().enumerate() {
-        each(t, st.level, st.trend, &st.season);
-        let i = t % m;
-        let (l, b, s) = (st.level, st.trend, st.season[i]);
-        if !v.is_finite() {
-            st.level = l + phi * b;
-            st.trend = phi * b;
-            continue;
-        }
-        let e = v - (l + phi * b + s);
-        sse += e * e;
-        let nl = alpha * (v - s) + (1.0 - alpha) * (l + phi * b);
-        st.trend = beta * (nl - l) + (1.0 - beta) * phi * b;
-        st.season[i] = gamma * (v - l - phi * b) + (1.0 - gamma) * s;
-        st.level = nl;
+    if mul {
+        season.iter_mut().for_each(|s| *s = (*s / avg.max(1e-9)).max(1e-3));
+    } else {
+        season.iter_mut().for_each(|s| *s -= avg);
     }
-    (st, sse)
+    State::new(means[0] - trend * (m as f64 - 1.0) / 2.0, trend, season)
 }
 
 /// Sum φ + φ² + … + φ^h.
-fn damp_sum(phi: f64, h: usize) -> f64 {
+pub(crate) fn damp_sum(phi: f64, h: usize) -> f64 {
     if (phi - 1.0).abs() < 1e-12 { h as f64 } else { phi * (1.0 - phi.powi(h as i32)) / (1.0 - phi) }
 }
 
 impl HwSpec {
-    /// Points needed: two full seasons plus a little.
+    /// Points needed: two full seasons plus a little (Holt: 10).
     pub fn min_points(&self) -> usize {
-        2 * self.period + 10
+        if self.seasonality == Seasonality::None { 10 } else { 2 * self.period + 10 }
+    }
+
+    /// Length of a run of clipped same-sign errors that counts as a level shift: a quarter hour
+    /// at 1-min data, 20 minutes at 5-min data.
+    fn shift_run(&self) -> usize {
+        (self.period / 96).clamp(4, 15)
+    }
+
+    /// Runs the recursion over `y` from the initial state; `each(t, state)` sees the state
+    /// before point `t`. Returns the final state and the sum of squared (clipped) errors.
+    fn filter(&self, p: &HwParams, y: &[f64], mut each: impl FnMut(usize, &State)) -> (State, f64) {
+        let mut st = init(y, self);
+        let shift = self.shift_run();
+        let mut sse = 0.0;
+        for (t, &v) in y.iter().enumerate() {
+            each(t, &st);
+            sse += st.step(v, self.seasonality, p, self.robust, shift);
+        }
+        (st, sse)
     }
 
     /// Estimates the parameters on `y`, then filters.
     pub fn fit(&self, y: &[f64]) -> Result<HwFit, ForecastError> {
         self.check(y)?;
-        let m = self.period;
-        let mut obj = |x: &[f64]| {
-            let p = HwParams { alpha: x[0], beta: x[1] * x[0], gamma: x[2] * (1.0 - x[0]), phi: x[3] };
-            filter(y, m, &p, |_, _, _, _| {}).1
+        let seasonal = self.seasonality != Seasonality::None;
+        let to_params = |x: &[f64]| HwParams {
+            alpha: x[0],
+            beta: x[1] * x[0],
+            gamma: if seasonal { x[2] * (1.0 - x[0]) } else { 0.0 },
+            phi: x[3],
         };
+        let mut obj = |x: &[f64]| self.filter(&to_params(x), y, |_, _| {}).1;
         // β ≤ α and γ ≤ 1 − α (the usual admissible region) through the parametrisation.
         let (x, _) =
             minimize(&mut obj, &[0.3, 0.1, 0.1, 0.95], &[0.001, 0.0, 0.0, 0.8], &[0.999, 1.0, 1.0, 0.98], 300, 1e-7);
-        let params = HwParams { alpha: x[0], beta: x[1] * x[0], gamma: x[2] * (1.0 - x[0]), phi: x[3] };
-        self.refilter(params, y)
+        self.refilter(to_params(&x), y)
     }
 
     /// Keeps `params` and re-runs the state over `y` (the cheap update between refits).
@@ -141,22 +290,26 @@ impl HwSpec {
         let m = self.period;
         let h = self.horizon.max(1);
         // Forecasts made inside the calibration window, checked against what followed.
-        let window = (y.len() - 2 * m).min(7 * 1440).min(4 * m.max(288));
+        let window = (y.len() - self.min_points() + 10).min(4 * m.max(288));
         let from = y.len() - window;
         let mut preds: Vec<(usize, Vec<f64>)> = Vec::new();
-        let (st, sse) = filter(y, m, &params, |t, l, b, s| {
+        let kind = self.seasonality;
+        let (state, sse) = self.filter(&params, y, |t, s| {
             if t >= from && t + 1 < y.len() && (t - from).is_multiple_of(2) {
                 let k = h.min(y.len() - t);
-                preds.push((t, (1..=k).map(|j| l + damp_sum(params.phi, j) * b + s[(t + j - 1) % m]).collect()));
+                preds.push((t, (1..=k).map(|j| s.mean_at(kind, params.phi, j)).collect()));
             }
         });
         let bands = empirical_bands(y, &preds, h);
-        Ok(HwFit { params, period: m, level: st.level, trend: st.trend, season: st.season, n: y.len(), bands, sse })
+        Ok(HwFit { params, spec: *self, state, bands, sse })
     }
 
     fn check(&self, y: &[f64]) -> Result<(), ForecastError> {
-        if self.period < 2 {
+        if self.period < 2 && self.seasonality != Seasonality::None {
             return Err(ForecastError::BadSpec("season period must be at least 2"));
+        }
+        if self.seasonality == Seasonality::Multiplicative && y.iter().any(|v| *v <= 0.0) {
+            return Err(ForecastError::BadSpec("multiplicative seasonality needs every value > 0"));
         }
         let have = y.iter().filter(|v| v.is_finite()).count();
         if y.len() < self.min_points() || have < self.min_points() / 2 {
@@ -167,52 +320,37 @@ impl HwSpec {
 }
 
 impl HwFit {
-    /// Runs the recursions from a given initial state (no estimation, no bands): for checking
-    /// the equations against other implementations.
+    /// Runs the additive recursions from a given initial state (no estimation, no bands, no
+    /// clipping): for checking the equations against other implementations.
     pub fn from_state(params: HwParams, level: f64, trend: f64, season: Vec<f64>, y: &[f64]) -> Self {
-        let period = season.len();
-        let (st, sse) = filter_from(State { level, trend, season }, y, period, &params, |_, _, _, _| {});
-        HwFit {
-            params,
-            period,
-            level: st.level,
-            trend: st.trend,
-            season: st.season,
-            n: y.len(),
-            bands: ErrorQuantiles::default(),
-            sse,
-        }
+        let spec = HwSpec { period: season.len(), horizon: 1, seasonality: Seasonality::Additive, robust: false };
+        let mut state = State::new(level, trend, season);
+        let sse = y.iter().map(|&v| state.step(v, spec.seasonality, &params, false, usize::MAX)).sum();
+        HwFit { params, spec, state, bands: ErrorQuantiles::default(), sse }
     }
 
     /// Takes one new observation into the state (O(1); NaN = missing). Parameters and band
     /// quantiles stay until the next refit.
     pub fn update(&mut self, v: f64) {
-        let HwParams { alpha, beta, gamma, phi } = self.params;
-        let i = self.n % self.period;
-        let (l, b, s) = (self.level, self.trend, self.season[i]);
-        self.n += 1;
-        if !v.is_finite() {
-            self.level = l + phi * b;
-            self.trend = phi * b;
-            return;
-        }
-        let nl = alpha * (v - s) + (1.0 - alpha) * (l + phi * b);
-        self.trend = beta * (nl - l) + (1.0 - beta) * phi * b;
-        self.season[i] = gamma * (v - l - phi * b) + (1.0 - gamma) * s;
-        self.level = nl;
+        let shift = self.spec.shift_run();
+        self.state.step(v, self.spec.seasonality, &self.params, self.spec.robust, shift);
+    }
+
+    /// Level shifts detected (and jumped) so far.
+    pub fn level_shifts(&self) -> usize {
+        self.state.level_shifts
+    }
+
+    /// Point forecasts for the next `h` points (not clipped).
+    pub fn mean(&self, h: usize) -> Vec<f64> {
+        (1..=h).map(|j| self.state.mean_at(self.spec.seasonality, self.params.phi, j)).collect()
     }
 
     /// Forecast for the next `h` points with 80 % and 95 % bands, clipped at zero.
     pub fn predict(&self, h: usize) -> Forecast {
-        let mean: Vec<f64> = (1..=h)
-            .map(|j| {
-                self.level + damp_sum(self.params.phi, j) * self.trend + self.season[(self.n + j - 1) % self.period]
-            })
-            .collect();
-        Forecast::with_bands(mean, &self.bands)
+        Forecast::with_bands(self.mean(h), &self.bands)
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,7 +371,7 @@ mod tests {
     fn forecasts_a_clean_seasonal_series() {
         let m = 48;
         let y = synthetic(48 * 20, m, 0.0, 1);
-        let spec = HwSpec { period: m, horizon: 24 };
+        let spec = HwSpec::additive(m, 24);
         let fit = spec.fit(&y).unwrap();
         let truth = synthetic(48 * 20 + 24, m, 0.0, 1);
         let f = fit.predict(24);
@@ -250,7 +388,7 @@ mod tests {
         let mut total = 0;
         for seed in 0..40 {
             let y = synthetic(n + h, m, 4.0, seed);
-            let fit = HwSpec { period: m, horizon: h }.fit(&y[..n]).unwrap();
+            let fit = HwSpec::additive(m, h).fit(&y[..n]).unwrap();
             let f = fit.predict(h);
             for j in 0..h {
                 let v = y[n + j];
@@ -299,8 +437,8 @@ mod tests {
         ];
         // The in-sample recursions agree exactly: SSE and final level and trend.
         assert!((fit.sse - 685.058043).abs() < 1e-4, "sse {}", fit.sse);
-        assert!((fit.level - 145.36550974628668).abs() < 1e-9, "level {}", fit.level);
-        assert!((fit.trend - 0.26166066667110777).abs() < 1e-9, "trend {}", fit.trend);
+        assert!((fit.state.level - 145.36550974628668).abs() < 1e-9, "level {}", fit.state.level);
+        assert!((fit.state.trend - 0.26166066667110777).abs() < 1e-9, "trend {}", fit.state.trend);
         // Forecasts agree for h < m. At h = m statsmodels uses the seasonal term of one season
         // earlier (s_{t−m}); we use the textbook s_{t+h−m} = s_t, the one just updated.
         let got = fit.predict(12).mean;
@@ -314,7 +452,7 @@ mod tests {
     fn incremental_updates_match_a_refilter() {
         let m = 24;
         let y = synthetic(24 * 30, m, 3.0, 9);
-        let spec = HwSpec { period: m, horizon: 6 };
+        let spec = HwSpec::additive(m, 6);
         let mut fit = spec.fit(&y[..24 * 25]).unwrap();
         for &v in &y[24 * 25..] {
             fit.update(v);
@@ -328,7 +466,7 @@ mod tests {
 
     #[test]
     fn too_little_data_is_a_typed_error() {
-        let e = HwSpec { period: 1440, horizon: 60 }.fit(&[1.0; 100]).unwrap_err();
+        let e = HwSpec::additive(1440, 60).fit(&[1.0; 100]).unwrap_err();
         assert_eq!(e, ForecastError::NotEnoughData { need: 2890, have: 100 });
     }
 
@@ -339,7 +477,7 @@ mod tests {
         for v in &mut y[500..560] {
             *v = f64::NAN;
         }
-        let fit = HwSpec { period: m, horizon: 12 }.fit(&y).unwrap();
+        let fit = HwSpec::additive(m, 12).fit(&y).unwrap();
         let truth = synthetic(48 * 20 + 12, m, 0.0, 3);
         let f = fit.predict(12);
         assert!(f.mean.iter().enumerate().all(|(j, v)| (v - truth[48 * 20 + j]).abs() < 2.0), "{:?}", f.mean);

@@ -7,11 +7,15 @@
 //! thread ([`thread`]) runs Holt–Winters per endpoint. Model selection, the ARIMA- and
 //! Prophet-style models and the demand conversion are not built yet.
 
+pub mod arima;
+pub mod auto;
 pub mod backtest;
 pub mod dshw;
 pub mod hw;
 pub mod naive;
 pub mod optimize;
+pub mod prophet;
+pub mod season;
 pub mod thread;
 
 /// Why a model could not be fitted.

@@ -1,4 +1,4 @@
-//! Seasonal naive: the value one season ago. The baseline every model must beat; its bands
+//! Seasonal naive: the value one season ago (period 1: the last value, plain naive). The baseline every model must beat; its bands
 //! come from its own recent errors, like every model's.
 
 use super::{ErrorQuantiles, Forecast, ForecastError, empirical_bands};
@@ -6,8 +6,10 @@ use super::{ErrorQuantiles, Forecast, ForecastError, empirical_bands};
 #[derive(Debug, Clone)]
 pub struct SeasonalNaive {
     period: usize,
-    /// The last season of data (NaN where missing).
+    /// The last season of data by phase (`t % period`).
     last: Vec<f64>,
+    /// Index of the next point.
+    n: usize,
     bands: ErrorQuantiles,
 }
 
@@ -29,13 +31,31 @@ impl SeasonalNaive {
             .collect();
         let bands = empirical_bands(y, &preds, h);
         let n = y.len();
-        let last = (0..period).map(|i| value_at(n + i)).collect();
-        Ok(Self { period, last, bands })
+        let mut last = vec![0.0; period];
+        for t in n..n + period {
+            last[t % period] = value_at(t);
+        }
+        Ok(Self { period, last, n, bands })
+    }
+
+    pub fn bands(&self) -> &ErrorQuantiles {
+        &self.bands
+    }
+
+    /// Takes one observation (NaN = missing: the older value at that phase stays).
+    pub fn update(&mut self, v: f64) {
+        if v.is_finite() {
+            self.last[self.n % self.period] = v;
+        }
+        self.n += 1;
+    }
+
+    pub fn mean(&self, h: usize) -> Vec<f64> {
+        (0..h).map(|j| self.last[(self.n + j) % self.period]).collect()
     }
 
     pub fn predict(&self, h: usize) -> Forecast {
-        let mean = (0..h).map(|j| self.last[j % self.period]).collect();
-        Forecast::with_bands(mean, &self.bands)
+        Forecast::with_bands(self.mean(h), &self.bands)
     }
 }
 

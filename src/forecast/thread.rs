@@ -153,7 +153,7 @@ fn run(
                     .collect();
                 // Leading missing minutes (before any history) are not part of the series.
                 let first = y.iter().position(|v| v.is_finite()).unwrap_or(y.len());
-                let spec = HwSpec { period: DAY, horizon: cfg.horizon_min };
+                let spec = HwSpec::additive(DAY, cfg.horizon_min);
                 match spec.fit(&y[first..]) {
                     Ok(fit) => {
                         models.insert(name.clone(), Model { fit, next: end, fitted_at: now_s });
