@@ -1,11 +1,15 @@
 //! Forecasting speed on fixed, generated data: Holt–Winters fit of 14 days of 1-min data
-//! (20,160 points, season 1,440), one state update, a 60-step prediction.
+//! (20,160 points, season 1,440), one state update, a 60-step prediction; ARIMA and
+//! Prophet-style fits and the automatic choice on the same data.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use prescale::forecast::arima::ArimaSpec;
+use prescale::forecast::auto::AutoSpec;
 use prescale::forecast::hw::HwSpec;
+use prescale::forecast::prophet::ProphetSpec;
 
 fn series(n: usize) -> Vec<f64> {
     let mut rng = fastrand::Rng::with_seed(42);
@@ -36,6 +40,16 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.bench_function("predict_60", |b| b.iter(|| black_box(fit.predict(60))));
+    g.finish();
+    let mut g = c.benchmark_group("other_models");
+    g.sample_size(10);
+    g.bench_function("arima_fit_14d_1min", |b| {
+        b.iter(|| black_box(ArimaSpec { period: 1440, horizon: 60 }.fit(&y).unwrap()))
+    });
+    g.bench_function("prophet_fit_14d_1min", |b| {
+        b.iter(|| black_box(ProphetSpec { daily: 1440, horizon: 60 }.fit(&y).unwrap()))
+    });
+    g.bench_function("auto_choice_14d_1min", |b| b.iter(|| black_box(AutoSpec::new(60, 60).fit(&y).unwrap())));
     g.finish();
 }
 

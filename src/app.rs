@@ -91,9 +91,10 @@ impl App {
         let proxy = Proxy::new(&settings, access, global, shutdown.clone(), recorder);
         let view = historian.as_ref().map(Historian::view);
         let forecaster = match (&settings.forecast, &view) {
-            (Some(cfg), Some(v)) => {
-                Some(Forecaster::start(cfg.clone(), v.clone(), Arc::new(RealClock)).map_err(StartError::Forecast)?)
-            }
+            (Some(cfg), Some(v)) => Some(
+                Forecaster::start(cfg.clone(), v.clone(), Arc::new(RealClock), routes(&settings))
+                    .map_err(StartError::Forecast)?,
+            ),
             _ => None,
         };
         let forecasts = forecaster.as_ref().map(Forecaster::view);
@@ -172,6 +173,9 @@ impl App {
         if let Some(h) = &self.historian {
             h.register(new.endpoints.iter().map(|e| Arc::from(e.name.as_str())).collect());
         }
+        if let Some(f) = &self.forecaster {
+            f.set_routes(routes(&new));
+        }
         // Remember the values actually in force: `[listen]` stays as started except the body
         // limit, which is read per request from the route table.
         let max_body = new.listen.max_body_bytes;
@@ -239,4 +243,9 @@ impl App {
         self.stop().await;
         Ok(())
     }
+}
+
+/// Endpoint → pool, for the forecast's pool sums.
+fn routes(s: &Settings) -> std::collections::HashMap<String, String> {
+    s.endpoints.iter().map(|e| (e.name.clone(), e.pool.clone())).collect()
 }

@@ -169,10 +169,16 @@ fn backtest_scores_models_and_rejects_bad_traces() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["step"], 300);
     let results = v["results"].as_array().unwrap();
-    assert_eq!(results.len(), 4);
+    // Every model but dshw, at two horizons.
+    assert_eq!(results.len(), 2 * 8, "{v}");
     let get = |m: &str, h: u64| results.iter().find(|r| r["model"] == m && r["horizon_minutes"] == h).unwrap().clone();
-    let (hw, sn) = (get("hw", 60), get("snaive", 60));
+    let (hw, sn, auto) = (get("hw", 60), get("snaive", 60), get("auto", 60));
     assert!(hw["mase"].as_f64().unwrap() < sn["mase"].as_f64().unwrap(), "{hw} vs {sn}");
+    assert!(auto["mase"].as_f64().unwrap() < sn["mase"].as_f64().unwrap(), "{auto} vs {sn}");
+    // auto says what it chose at each refit.
+    let chosen = auto["selected"].as_array().unwrap();
+    assert!(!chosen.is_empty() && chosen.iter().all(|c| c.as_str().is_some_and(|s| !s.is_empty())), "{auto}");
+    assert!(get("hw", 5).get("selected").is_none());
     for r in results {
         for k in ["mase", "smape", "under_rate", "coverage80", "coverage95", "fit_ms"] {
             assert!(r[k].as_f64().unwrap().is_finite(), "{k} in {r}");

@@ -41,10 +41,28 @@ async fn forecasts_are_served_from_imported_history() {
     let url = admin_url(&app, "/admin/api/forecast?endpoint=api");
     let ready = async || {
         let g = get(&c, &url).await;
-        g.status == 200 && g.json()["model"] == "hw"
+        g.status == 200 && g.json()["model"] != "none"
     };
-    assert!(eventually(Duration::from_secs(20), ready).await, "a Holt-Winters forecast is published");
+    assert!(eventually(Duration::from_secs(30), ready).await, "a forecast is published");
     let f: Value = get(&c, &url).await.json();
+    // The daily cycle was found and the choice is shown with every candidate's score.
+    assert_eq!(f["season_minutes"], 1440, "{}", f["selection"]);
+    assert_eq!(f["fit_reason"], "first");
+    let sel = f["selection"].as_array().unwrap();
+    assert!(sel.iter().any(|s| s["model"] == "hw" && s["mase"].as_f64().is_some()), "{sel:?}");
+    assert!(sel.iter().any(|s| s["model"] == "arima"), "{sel:?}");
+    // Demand follows the rate through the cost model (10 ms of CPU per request by default).
+    let d = &f["demand"];
+    assert_eq!(d["cpu_ms_per_request"], 10.0);
+    let (p0, d0) = (&f["points"][0], &d["points"][0]);
+    assert!((d0["cpu_cores"].as_f64().unwrap() - p0["rate"].as_f64().unwrap() * 0.01).abs() < 1e-9, "{d0}");
+    assert!(d0["cpu_cores_hi95"].as_f64().unwrap() >= d0["cpu_cores"].as_f64().unwrap());
+    // The pool's forecast sums its endpoints.
+    let pool: Value = get(&c, &admin_url(&app, "/admin/api/forecast?pool=p")).await.json();
+    assert_eq!(pool["endpoints"], serde_json::json!(["api"]));
+    assert_eq!(pool["rate"][0]["rate"], p0["rate"]);
+    assert_eq!(pool["demand"][0]["cpu_cores"], d0["cpu_cores"]);
+    assert_eq!(get(&c, &admin_url(&app, "/admin/api/forecast")).await.status, 400);
     let pts = f["points"].as_array().unwrap();
     assert_eq!(pts.len(), 60);
     assert_eq!(f["step"], 60);

@@ -150,7 +150,19 @@ pub fn calls(h: &HistorianView, p: &HashMap<String, String>) -> ApiResult {
 
 pub fn forecast(f: Option<&crate::forecast::thread::ForecastView>, p: &HashMap<String, String>) -> ApiResult {
     let f = f.ok_or_else(|| (StatusCode::NOT_FOUND, "forecasting is disabled".to_string()))?;
-    let name = p.get("endpoint").ok_or_else(|| bad("endpoint: required"))?;
-    let fc = f.get(name).ok_or_else(|| (StatusCode::NOT_FOUND, format!("endpoint: no forecast for {name:?} (yet)")))?;
-    serde_json::to_string(&*fc).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    let json = match (p.get("endpoint"), p.get("pool")) {
+        (Some(name), None) => {
+            let fc = f
+                .get(name)
+                .ok_or_else(|| (StatusCode::NOT_FOUND, format!("endpoint: no forecast for {name:?} (yet)")))?;
+            serde_json::to_string(&*fc)
+        }
+        (None, Some(name)) => {
+            let fc =
+                f.pool(name).ok_or_else(|| (StatusCode::NOT_FOUND, format!("pool: no forecast for {name:?} (yet)")))?;
+            serde_json::to_string(&*fc)
+        }
+        _ => return Err(bad("give exactly one of endpoint=NAME or pool=NAME")),
+    };
+    json.map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }

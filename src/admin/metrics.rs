@@ -141,13 +141,13 @@ pub fn render(proxy: &Proxy, historian: Option<&HistorianView>, forecasts: Optio
     }
     if let Some(f) = forecasts {
         let all = f.all();
-        let mut names: Vec<&String> = all.keys().collect();
+        let mut names: Vec<&String> = all.endpoints.keys().collect();
         names.sort();
         let _ =
             writeln!(out, "# HELP prescale_forecast_rate Forecast calls per second for the next minute, with bands.");
         let _ = writeln!(out, "# TYPE prescale_forecast_rate gauge");
         for n in names {
-            if let Some(p) = all[n].points.first() {
+            if let Some(p) = all.endpoints[n].points.first() {
                 for (band, v) in
                     [("mean", p.rate), ("lo80", p.lo80), ("hi80", p.hi80), ("lo95", p.lo95), ("hi95", p.hi95)]
                 {

@@ -359,6 +359,21 @@ members = ["127.0.0.1:1", "10.0.0.1"]
     }
 
     #[test]
+    fn forecast_keys_are_checked() {
+        let errs = errors(
+            "[forecast]\ncpu_ms_per_request = -1.0\nmemory_mib_per_request = 0.0\nrefit_every = \"1h\"\nselect_every = \"10m\"\n",
+        );
+        assert_eq!(
+            errs,
+            vec![
+                "line 2: forecast.cpu_ms_per_request: -1 must be a positive number",
+                "line 3: forecast.memory_mib_per_request: 0 must be a positive number",
+                "line 5: forecast.select_every: must be at least refit_every",
+            ]
+        );
+    }
+
+    #[test]
     fn syntax_and_type_errors_name_the_line() {
         let errs = errors("[listen]\naddr = \n");
         assert_eq!(errs.len(), 1);

@@ -137,5 +137,8 @@ pub struct RawForecast {
     pub enabled: Option<bool>,
     pub horizon: Option<String>,
     pub refit_every: Option<String>,
+    pub select_every: Option<String>,
     pub history: Option<String>,
+    pub cpu_ms_per_request: Option<f64>,
+    pub memory_mib_per_request: Option<f64>,
 }

@@ -296,10 +296,36 @@ fn forecast(
     if !history.as_secs().is_multiple_of(86_400) || history.as_secs() < 2 * 86_400 {
         c.err("forecast.history", "must be whole days, at least 2d (a daily season needs two)");
     }
+    let mut positive = |path: &str, v: Option<f64>, default: f64| match v {
+        Some(x) if !(x.is_finite() && x > 0.0) => {
+            c.err(path, format!("{x} must be a positive number"));
+            default
+        }
+        Some(x) => x,
+        None => default,
+    };
+    let cost = crate::forecast::thread::CostModel {
+        cpu_ms_per_request: positive("forecast.cpu_ms_per_request", r.cpu_ms_per_request, d.cost.cpu_ms_per_request),
+        memory_mib_per_request: positive(
+            "forecast.memory_mib_per_request",
+            r.memory_mib_per_request,
+            d.cost.memory_mib_per_request,
+        ),
+    };
+    let refit_every = c.duration("forecast.refit_every", &r.refit_every, d.refit_every);
+    let select_every = c.duration("forecast.select_every", &r.select_every, d.select_every);
+    if refit_every < Duration::from_secs(60) {
+        c.err("forecast.refit_every", "must be at least 1m");
+    }
+    if select_every < refit_every {
+        c.err("forecast.select_every", "must be at least refit_every");
+    }
     let cfg = ForecastConfig {
         horizon_min: (horizon.as_secs() / 60).max(1) as usize,
-        refit_every: c.duration("forecast.refit_every", &r.refit_every, d.refit_every),
+        refit_every,
+        select_every,
         history_days: (history.as_secs() / 86_400).max(2),
+        cost,
     };
     let enabled = r.enabled.unwrap_or(true);
     if enabled && historian.is_some_and(|h| !h.store.tiers.iter().any(|t| t.step_s == 60)) {

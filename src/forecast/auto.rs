@@ -176,6 +176,7 @@ pub enum Level {
 #[derive(Debug, Clone)]
 pub struct AutoFit {
     members: Vec<(Kind, Fitted, f64)>,
+    horizon: usize,
     bands: ErrorQuantiles,
     pub seasons: Seasons,
     pub level: Level,
@@ -260,6 +261,7 @@ impl AutoSpec {
             };
             return Ok(AutoFit {
                 members: vec![(Kind::Naive, f, 1.0)],
+                horizon: h,
                 bands,
                 seasons,
                 level: Level::Naive,
@@ -295,7 +297,7 @@ impl AutoSpec {
         for (k, w) in chosen {
             members.push((k, k.fit(y, period, h)?, w));
         }
-        Ok(AutoFit { members, bands, seasons, level, fallback, scores })
+        Ok(AutoFit { members, horizon: h, bands, seasons, level, fallback, scores })
     }
 }
 
@@ -349,6 +351,17 @@ impl AutoFit {
     /// Members and weights.
     pub fn members(&self) -> impl Iterator<Item = (Kind, f64)> + '_ {
         self.members.iter().map(|m| (m.0, m.2))
+    }
+
+    /// Re-estimates the chosen members on `y` without choosing again (the cheap refit between
+    /// selections); bands and scores stay from the selection.
+    pub fn refit(&self, y: &[f64]) -> Result<AutoFit, ForecastError> {
+        let mut members = Vec::with_capacity(self.members.len());
+        for (k, _, w) in &self.members {
+            let period = if *k == Kind::Naive { None } else { self.seasons.period };
+            members.push((*k, k.fit(y, period, self.horizon)?, *w));
+        }
+        Ok(AutoFit { members, ..self.clone() })
     }
 
     pub fn update(&mut self, v: f64) {
@@ -455,5 +468,27 @@ mod tests {
         let (c80, c95) = (hits[0] as f64 / total as f64, hits[1] as f64 / total as f64);
         assert!((0.6..=0.95).contains(&c80), "80 %: {c80}");
         assert!(c95 >= 0.85, "95 %: {c95}");
+    }
+
+    #[test]
+    fn missing_spans_are_skipped_by_every_family() {
+        let mut y = daily_series(8, 300, 7);
+        let n = y.len();
+        // Half a day missing in the training part and an hour in the holdout.
+        for v in &mut y[288 * 3..288 * 3 + 144] {
+            *v = f64::NAN;
+        }
+        for v in &mut y[n - 100..n - 88] {
+            *v = f64::NAN;
+        }
+        let fit = AutoSpec::new(300, 12).fit(&y).unwrap();
+        let scored = fit.scores.iter().filter(|s| s.mase.is_some_and(f64::is_finite)).count();
+        assert!(scored >= 6, "{:?}", fit.scores);
+        let f = fit.predict(12);
+        for (j, v) in f.mean.iter().enumerate() {
+            let t = (n + j) as f64;
+            let want = 104.0 + 60.0 * (t / 288.0 * std::f64::consts::TAU).sin();
+            assert!((v - want).abs() < 12.0, "h={j}: {v} vs {want} ({})", fit.model());
+        }
     }
 }

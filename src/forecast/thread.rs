@@ -1,46 +1,85 @@
 //! The forecast thread: reads the historian's 1-minute series through its snapshot (never
 //! blocking it), fits each endpoint's model on a schedule, feeds it every newly closed minute in
-//! between (an O(1) state update for Holt–Winters), and publishes immutable forecasts through
-//! `ArcSwap` for the admin API (and, later, the allocator).
+//! between (an O(1) state update), and publishes immutable forecasts through `ArcSwap` for the
+//! admin API and the allocator.
 //!
-//! Model choice for now: Holt–Winters with a daily season when at least two days of history
-//! exist, else nothing (the endpoint says how much history it still needs). Selection among
-//! several models is not built yet.
+//! Schedule per endpoint: the model is *chosen* ([`AutoSpec`], a backtest of every family on
+//! the endpoint's own recent history) every `select_every`, *re-estimated* (same family, new
+//! parameters) every `refit_every`, and *updated* every minute. Refits are staggered: each
+//! endpoint's first refit comes at its own phase of the interval, and one tick spends at most
+//! half a second of every second fitting, so a hundred endpoints never refit in one burst. Ten
+//! minutes in a row outside the 95 % band on the same side is a level shift: the endpoint is
+//! re-chosen at once.
+//!
+//! Demand: calls/s with bands become CPU cores, memory and I/O through a cost model — CPU
+//! seconds per request (configured prior), memory per request in flight × in-flight requests
+//! by Little's law (rate × mean latency, measured from recent calls), bytes per request
+//! (measured). Pools sum their endpoints' demand; summing the upper bands is conservative
+//! (the bands of a sum are narrower), which is the right side to err on for capacity.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
 
-use super::hw::{HwFit, HwSpec};
+use super::auto::{AutoFit, AutoSpec, CandidateScore, Level};
 use crate::clock::SharedClock;
 use crate::historian::HistorianView;
 
+/// Cost of one request, before the feedback loop learns it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CostModel {
+    /// CPU time per request, milliseconds.
+    pub cpu_ms_per_request: f64,
+    /// Memory held per request in flight, MiB.
+    pub memory_mib_per_request: f64,
+}
+
+impl Default for CostModel {
+    fn default() -> Self {
+        Self { cpu_ms_per_request: 10.0, memory_mib_per_request: 8.0 }
+    }
+}
+
 /// `[forecast]` settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ForecastConfig {
     /// Minutes ahead to forecast.
     pub horizon_min: usize,
     /// Parameters are re-estimated this often; the state is updated every minute in between.
     pub refit_every: Duration,
+    /// The model family is chosen again this often.
+    pub select_every: Duration,
     /// History used for a fit, in days.
     pub history_days: u64,
+    pub cost: CostModel,
 }
 
 impl Default for ForecastConfig {
     fn default() -> Self {
-        Self { horizon_min: 60, refit_every: Duration::from_secs(15 * 60), history_days: 14 }
+        Self {
+            horizon_min: 60,
+            refit_every: Duration::from_secs(15 * 60),
+            select_every: Duration::from_secs(6 * 3600),
+            history_days: 14,
+            cost: CostModel::default(),
+        }
     }
 }
 
 /// How often the thread looks for newly closed minutes.
-const TICK: Duration = Duration::from_secs(5);
+const TICK: Duration = Duration::from_secs(1);
+/// Fitting time per tick at most.
+const BUDGET: Duration = Duration::from_millis(500);
 const STEP_S: u64 = 60;
-const DAY: usize = 1440;
+const DAY: u64 = 1440;
+/// Consecutive minutes outside the 95 % band, on one side, that count as a level shift.
+const SHIFT_MINUTES: usize = 10;
 
 /// One forecast point: calls per second over the minute starting at `t`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -53,23 +92,79 @@ pub struct RatePoint {
     pub hi95: f64,
 }
 
-/// What `/admin/api/forecast` serves for one endpoint.
+/// Resources one forecast point needs.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Default)]
+pub struct DemandPoint {
+    pub t: u64,
+    pub cpu_cores: f64,
+    pub cpu_cores_hi80: f64,
+    pub cpu_cores_hi95: f64,
+    pub memory_mib: f64,
+    pub memory_mib_hi95: f64,
+    pub io_bytes_per_s: f64,
+    pub io_bytes_per_s_hi95: f64,
+}
+
+/// The cost model as applied to one endpoint, and the demand it gives.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Demand {
+    pub cpu_ms_per_request: f64,
+    pub memory_mib_per_request: f64,
+    /// Mean latency of recent calls (Little's law); 0 with none recorded.
+    pub latency_ms: f64,
+    /// Mean bytes in + out of recent calls.
+    pub bytes_per_request: f64,
+    pub points: Vec<DemandPoint>,
+}
+
+/// What `/admin/api/forecast?endpoint=NAME` serves.
 #[derive(Debug, Clone, Serialize)]
 pub struct EndpointForecast {
     pub endpoint: String,
-    /// `"hw"`, or `"none"` while history is too short.
-    pub model: &'static str,
-    /// Epoch seconds of the last parameter fit.
+    /// The chosen family (`"hw"`), a weighted mean (`"hw+arima"`), or `"none"` while history is
+    /// too short.
+    pub model: String,
+    /// Epoch seconds of the last parameter fit and of the last model choice.
     pub fitted_at: u64,
+    pub selected_at: u64,
+    /// Why the last fit happened: `"first"`, `"schedule"`, `"selection"`, `"level_shift"`.
+    pub fit_reason: &'static str,
     pub step: u64,
     pub points: Vec<RatePoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub demand: Option<Demand>,
+    /// Every candidate's holdout MASE at the last choice.
+    pub selection: Vec<CandidateScore>,
+    /// Detected season in minutes, if any, and whether a weekly cycle was found.
+    pub season_minutes: Option<usize>,
+    pub weekly: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level: Option<Level>,
+    /// Why a simpler model than double-seasonal was used, when one was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
     /// Why there is no forecast, when there is none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
 
-/// Published forecasts by endpoint.
-pub type Forecasts = HashMap<String, Arc<EndpointForecast>>;
+/// A pool's summed forecast: what the allocator plans with.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolForecast {
+    pub pool: String,
+    /// Endpoints with a forecast that route to this pool.
+    pub endpoints: Vec<String>,
+    pub step: u64,
+    pub rate: Vec<RatePoint>,
+    pub demand: Vec<DemandPoint>,
+}
+
+/// Everything published at one tick.
+#[derive(Debug, Default)]
+pub struct Forecasts {
+    pub endpoints: HashMap<String, Arc<EndpointForecast>>,
+    pub pools: HashMap<String, Arc<PoolForecast>>,
+}
 
 /// Read side.
 #[derive(Clone)]
@@ -77,7 +172,10 @@ pub struct ForecastView(Arc<ArcSwap<Forecasts>>);
 
 impl ForecastView {
     pub fn get(&self, endpoint: &str) -> Option<Arc<EndpointForecast>> {
-        self.0.load().get(endpoint).cloned()
+        self.0.load().endpoints.get(endpoint).cloned()
+    }
+    pub fn pool(&self, pool: &str) -> Option<Arc<PoolForecast>> {
+        self.0.load().pools.get(pool).cloned()
     }
     pub fn all(&self) -> Arc<Forecasts> {
         self.0.load_full()
@@ -86,30 +184,49 @@ impl ForecastView {
 
 pub struct Forecaster {
     view: ForecastView,
+    routes: Arc<ArcSwap<HashMap<String, String>>>,
     stop: Sender<()>,
     thread: Option<JoinHandle<()>>,
 }
 
 struct Model {
-    fit: HwFit,
+    fit: AutoFit,
     /// Index (epoch minute) of the next minute the state has not seen.
     next: u64,
     fitted_at: u64,
+    selected_at: u64,
+    next_refit: u64,
+    reason: &'static str,
+    /// Consecutive minutes above (+) or below (−) the 95 % band.
+    outside: i64,
 }
 
 impl Forecaster {
-    pub fn start(cfg: ForecastConfig, historian: HistorianView, clock: SharedClock) -> std::io::Result<Self> {
-        let view = ForecastView(Arc::new(ArcSwap::from_pointee(HashMap::new())));
+    /// `routes` maps endpoint names to pool names (for the pool sums).
+    pub fn start(
+        cfg: ForecastConfig,
+        historian: HistorianView,
+        clock: SharedClock,
+        routes: HashMap<String, String>,
+    ) -> std::io::Result<Self> {
+        let view = ForecastView(Arc::new(ArcSwap::from_pointee(Forecasts::default())));
+        let routes = Arc::new(ArcSwap::from_pointee(routes));
         let (stop, stopped) = crossbeam_channel::bounded(1);
         let publish = view.0.clone();
+        let r = routes.clone();
         let thread = std::thread::Builder::new()
             .name("prescale-forecast".into())
-            .spawn(move || run(cfg, historian, clock, publish, stopped))?;
-        Ok(Self { view, stop, thread: Some(thread) })
+            .spawn(move || run(cfg, historian, clock, r, publish, stopped))?;
+        Ok(Self { view, routes, stop, thread: Some(thread) })
     }
 
     pub fn view(&self) -> ForecastView {
         self.view.clone()
+    }
+
+    /// New endpoint → pool routes (after a reload).
+    pub fn set_routes(&self, routes: HashMap<String, String>) {
+        self.routes.store(Arc::new(routes));
     }
 
     pub fn stop(mut self) {
@@ -126,65 +243,164 @@ impl Drop for Forecaster {
     }
 }
 
+/// A stable phase in `[0, 1)` per endpoint, for staggering.
+fn phase(name: &str) -> f64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    (h.finish() % 1000) as f64 / 1000.0
+}
+
+/// Mean latency (ms) and bytes per call by endpoint, from the most recent calls.
+fn call_costs(snap: &crate::historian::store::Snapshot) -> HashMap<Arc<str>, (f64, f64)> {
+    let mut acc: HashMap<Arc<str>, (f64, f64, u64)> = HashMap::new();
+    for c in snap.recent.iter().take(20_000) {
+        let e = acc.entry(c.endpoint.clone()).or_default();
+        e.0 += c.latency_us as f64 / 1000.0;
+        e.1 += (c.bytes_in + c.bytes_out) as f64;
+        e.2 += 1;
+    }
+    acc.into_iter().map(|(k, (l, b, n))| (k, (l / n as f64, b / n as f64))).collect()
+}
+
+fn demand(cost: CostModel, latency_ms: f64, bytes: f64, points: &[RatePoint]) -> Demand {
+    let cpu = |r: f64| r * cost.cpu_ms_per_request / 1000.0;
+    let mem = |r: f64| r * latency_ms / 1000.0 * cost.memory_mib_per_request;
+    Demand {
+        cpu_ms_per_request: cost.cpu_ms_per_request,
+        memory_mib_per_request: cost.memory_mib_per_request,
+        latency_ms,
+        bytes_per_request: bytes,
+        points: points
+            .iter()
+            .map(|p| DemandPoint {
+                t: p.t,
+                cpu_cores: cpu(p.rate),
+                cpu_cores_hi80: cpu(p.hi80),
+                cpu_cores_hi95: cpu(p.hi95),
+                memory_mib: mem(p.rate),
+                memory_mib_hi95: mem(p.hi95),
+                io_bytes_per_s: p.rate * bytes,
+                io_bytes_per_s_hi95: p.hi95 * bytes,
+            })
+            .collect(),
+    }
+}
+
 fn run(
     cfg: ForecastConfig,
     historian: HistorianView,
     clock: SharedClock,
+    routes: Arc<ArcSwap<HashMap<String, String>>>,
     publish: Arc<ArcSwap<Forecasts>>,
     stop: Receiver<()>,
 ) {
     let mut models: HashMap<String, Model> = HashMap::new();
+    let mut notes: HashMap<String, String> = HashMap::new();
+    let h = cfg.horizon_min;
+    let spec = AutoSpec::new(STEP_S, h);
     loop {
+        let tick = Instant::now();
         let snap = historian.snapshot();
         let now_s = clock.now_us() / 1_000_000;
-        let mut out: Forecasts = HashMap::new();
-        for ep in &snap.endpoints {
+        let costs = call_costs(&snap);
+        // Feed closed minutes; collect who is due, most overdue first.
+        let mut due: Vec<(u64, usize, &'static str)> = Vec::new();
+        for (i, ep) in snap.endpoints.iter().enumerate() {
             let Some(tier) = ep.tiers.iter().find(|t| t.step_s == STEP_S) else { continue };
-            let end = tier.next(); // first minute not closed yet
+            let end = tier.next();
+            let (when, reason) = match models.get_mut(&*ep.name) {
+                None => (0, "first"),
+                Some(m) if m.next > end => (0, "first"),
+                Some(m) => {
+                    if m.next < end {
+                        for p in tier.points(m.next * STEP_S, end * STEP_S, STEP_S) {
+                            let v = if p.missing { f64::NAN } else { p.count as f64 };
+                            if v.is_finite() {
+                                let f = m.fit.predict(1);
+                                let side = if v > f.hi95[0] {
+                                    1
+                                } else if v < f.lo95[0] {
+                                    -1
+                                } else {
+                                    0
+                                };
+                                m.outside =
+                                    if side != 0 && m.outside.signum() == side { m.outside + side } else { side };
+                            }
+                            m.fit.update(v);
+                        }
+                        m.next = end;
+                    }
+                    if m.outside.unsigned_abs() as usize >= SHIFT_MINUTES {
+                        (0, "level_shift")
+                    } else if now_s >= m.selected_at + cfg.select_every.as_secs() {
+                        (m.selected_at + cfg.select_every.as_secs(), "selection")
+                    } else {
+                        (m.next_refit, "schedule")
+                    }
+                }
+            };
+            if now_s >= when {
+                due.push((when, i, reason));
+            }
+        }
+        due.sort();
+        for (_, i, reason) in due {
+            if tick.elapsed() >= BUDGET {
+                break;
+            }
+            let ep = &snap.endpoints[i];
+            let Some(tier) = ep.tiers.iter().find(|t| t.step_s == STEP_S) else { continue };
+            let end = tier.next();
+            let from = end.saturating_sub(cfg.history_days * DAY);
+            let y: Vec<f64> = tier
+                .points(from * STEP_S, end * STEP_S, STEP_S)
+                .iter()
+                .map(|p| if p.missing { f64::NAN } else { p.count as f64 })
+                .collect();
+            // Leading missing minutes (before any history) are not part of the series.
+            let first = y.iter().position(|v| v.is_finite()).unwrap_or(y.len());
+            let y = &y[first..];
             let name = ep.name.to_string();
-            let due =
-                models.get(&name).is_none_or(|m| now_s >= m.fitted_at + cfg.refit_every.as_secs() || m.next > end);
-            if due {
-                let from = end.saturating_sub(cfg.history_days * DAY as u64);
-                let y: Vec<f64> = tier
-                    .points(from * STEP_S, end * STEP_S, STEP_S)
-                    .iter()
-                    .map(|p| if p.missing { f64::NAN } else { p.count as f64 })
-                    .collect();
-                // Leading missing minutes (before any history) are not part of the series.
-                let first = y.iter().position(|v| v.is_finite()).unwrap_or(y.len());
-                let spec = HwSpec::additive(DAY, cfg.horizon_min);
-                match spec.fit(&y[first..]) {
-                    Ok(fit) => {
-                        models.insert(name.clone(), Model { fit, next: end, fitted_at: now_s });
-                    }
-                    Err(e) => {
-                        models.remove(&name);
-                        out.insert(
-                            name.clone(),
-                            Arc::new(EndpointForecast {
-                                endpoint: name,
-                                model: "none",
-                                fitted_at: 0,
-                                step: STEP_S,
-                                points: Vec::new(),
-                                note: Some(format!("{e} (1-minute buckets)")),
-                            }),
-                        );
-                        continue;
-                    }
+            let refit = if reason == "schedule" { models.get(&name).map(|m| m.fit.refit(y)) } else { None };
+            let selected = refit.is_none();
+            match refit.unwrap_or_else(|| spec.fit(y)) {
+                Ok(fit) => {
+                    let period = cfg.refit_every.as_secs().max(60);
+                    let next_refit = if reason == "first" {
+                        now_s + ((phase(&name) * period as f64) as u64).max(60)
+                    } else {
+                        now_s + period
+                    };
+                    let selected_at = match models.get(&name) {
+                        Some(m) if !selected => m.selected_at,
+                        _ => now_s,
+                    };
+                    notes.remove(&name);
+                    models.insert(
+                        name,
+                        Model { fit, next: end, fitted_at: now_s, selected_at, next_refit, reason, outside: 0 },
+                    );
+                }
+                Err(e) => {
+                    models.remove(&name);
+                    notes.insert(name, format!("{e} (1-minute buckets)"));
                 }
             }
-            let Some(m) = models.get_mut(&name) else { continue };
-            // Feed the minutes closed since the last look.
-            if m.next < end {
-                for p in tier.points(m.next * STEP_S, end * STEP_S, STEP_S) {
-                    m.fit.update(if p.missing { f64::NAN } else { p.count as f64 });
+        }
+        let routes = routes.load();
+        let mut out = Forecasts::default();
+        for ep in &snap.endpoints {
+            let name = ep.name.to_string();
+            let Some(end) = ep.tiers.iter().find(|t| t.step_s == STEP_S).map(|t| t.next()) else { continue };
+            let Some(m) = models.get(&name) else {
+                if let Some(note) = notes.get(&name) {
+                    out.endpoints.insert(name.clone(), Arc::new(none(name, note.clone())));
                 }
-                m.next = end;
-            }
-            let f = m.fit.predict(cfg.horizon_min);
-            let points = (0..cfg.horizon_min)
+                continue;
+            };
+            let f = m.fit.predict(h);
+            let points: Vec<RatePoint> = (0..h)
                 .map(|j| RatePoint {
                     t: (end + j as u64) * STEP_S,
                     rate: f.mean[j] / STEP_S as f64,
@@ -194,22 +410,84 @@ fn run(
                     hi95: f.hi95[j] / STEP_S as f64,
                 })
                 .collect();
-            out.insert(
+            let (lat, bytes) = costs.get(&ep.name).copied().unwrap_or((0.0, 0.0));
+            let d = demand(cfg.cost, lat, bytes, &points);
+            if let Some(pool) = routes.get(&name) {
+                let pf = out.pools.entry(pool.clone()).or_insert_with(|| {
+                    Arc::new(PoolForecast {
+                        pool: pool.clone(),
+                        endpoints: Vec::new(),
+                        step: STEP_S,
+                        rate: points
+                            .iter()
+                            .map(|p| RatePoint { rate: 0.0, lo80: 0.0, hi80: 0.0, lo95: 0.0, hi95: 0.0, ..*p })
+                            .collect(),
+                        demand: points.iter().map(|p| DemandPoint { t: p.t, ..Default::default() }).collect(),
+                    })
+                });
+                let pf = Arc::make_mut(pf);
+                pf.endpoints.push(name.clone());
+                for (a, b) in pf.rate.iter_mut().zip(&points) {
+                    a.rate += b.rate;
+                    a.lo80 += b.lo80;
+                    a.hi80 += b.hi80;
+                    a.lo95 += b.lo95;
+                    a.hi95 += b.hi95;
+                }
+                for (a, b) in pf.demand.iter_mut().zip(&d.points) {
+                    a.cpu_cores += b.cpu_cores;
+                    a.cpu_cores_hi80 += b.cpu_cores_hi80;
+                    a.cpu_cores_hi95 += b.cpu_cores_hi95;
+                    a.memory_mib += b.memory_mib;
+                    a.memory_mib_hi95 += b.memory_mib_hi95;
+                    a.io_bytes_per_s += b.io_bytes_per_s;
+                    a.io_bytes_per_s_hi95 += b.io_bytes_per_s_hi95;
+                }
+            }
+            out.endpoints.insert(
                 name.clone(),
                 Arc::new(EndpointForecast {
                     endpoint: name,
-                    model: "hw",
+                    model: m.fit.model(),
                     fitted_at: m.fitted_at,
+                    selected_at: m.selected_at,
+                    fit_reason: m.reason,
                     step: STEP_S,
                     points,
+                    demand: Some(d),
+                    selection: m.fit.scores.clone(),
+                    season_minutes: m.fit.seasons.period,
+                    weekly: m.fit.seasons.weekly,
+                    level: Some(m.fit.level),
+                    fallback: m.fit.fallback.clone(),
                     note: None,
                 }),
             );
         }
         publish.store(Arc::new(out));
         // Stop on a message or when the handle is gone; else look again after a tick.
-        if !matches!(stop.recv_timeout(TICK), Err(crossbeam_channel::RecvTimeoutError::Timeout)) {
+        let wait = TICK.saturating_sub(tick.elapsed()).max(Duration::from_millis(200));
+        if !matches!(stop.recv_timeout(wait), Err(crossbeam_channel::RecvTimeoutError::Timeout)) {
             return;
         }
+    }
+}
+
+fn none(endpoint: String, note: String) -> EndpointForecast {
+    EndpointForecast {
+        endpoint,
+        model: "none".into(),
+        fitted_at: 0,
+        selected_at: 0,
+        fit_reason: "first",
+        step: STEP_S,
+        points: Vec::new(),
+        demand: None,
+        selection: Vec::new(),
+        season_minutes: None,
+        weekly: false,
+        level: None,
+        fallback: None,
+        note: Some(note),
     }
 }
