@@ -105,13 +105,18 @@ impl State {
         }
     }
 
-    fn mean_at(&self, kind: Seasonality, phi: f64, j: usize) -> f64 {
-        let s = self.season[(self.phase + j - 1) % self.season.len()];
-        let base = self.level + damp_sum(phi, j) * self.trend;
-        match kind {
-            Seasonality::Multiplicative => base * s,
-            _ => base + s,
-        }
+    /// Forecasts 1…`damp.len()` steps ahead; `damp[j − 1]` = φ + … + φʲ.
+    fn means(&self, kind: Seasonality, damp: &[f64]) -> Vec<f64> {
+        let m = self.season.len();
+        let mut i = self.phase;
+        damp.iter()
+            .map(|d| {
+                let s = self.season[i];
+                i = if i + 1 == m { 0 } else { i + 1 };
+                let base = self.level + d * self.trend;
+                if kind == Seasonality::Multiplicative { base * s } else { base + s }
+            })
+            .collect()
     }
 
     /// Takes observation `v` (NaN = missing); returns the squared (clipped) one-step error.
@@ -338,10 +343,11 @@ impl HwSpec {
         let from = y.len() - window;
         let mut preds: Vec<(usize, Vec<f64>)> = Vec::new();
         let kind = self.seasonality;
+        let damp: Vec<f64> = (1..=h).map(|j| damp_sum(params.phi, j)).collect();
         let (state, sse) = self.filter(&params, y, |t, s| {
             if t >= from && t + 1 < y.len() && (t - from).is_multiple_of(2) {
                 let k = h.min(y.len() - t);
-                preds.push((t, (1..=k).map(|j| s.mean_at(kind, params.phi, j)).collect()));
+                preds.push((t, s.means(kind, &damp[..k])));
             }
         });
         let bands = empirical_bands(y, &preds, h);
@@ -387,7 +393,8 @@ impl HwFit {
 
     /// Point forecasts for the next `h` points (not clipped).
     pub fn mean(&self, h: usize) -> Vec<f64> {
-        (1..=h).map(|j| self.state.mean_at(self.spec.seasonality, self.params.phi, j)).collect()
+        let damp: Vec<f64> = (1..=h).map(|j| damp_sum(self.params.phi, j)).collect();
+        self.state.means(self.spec.seasonality, &damp)
     }
 
     /// Forecast for the next `h` points with 80 % and 95 % bands, clipped at zero.
