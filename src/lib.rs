@@ -10,7 +10,7 @@
 //! | [`historian`] | every call recorded: `CallRecord` hand-over (`try_send`), tiered per-endpoint series, recent-calls ring, disk log, import | one ingest thread (`prescale-historian`) |
 //! | [`admin`] | `/live`, `/ready`, `/metrics`, `/admin/api/*` on a separate listener; reads only | its own thread + current-thread runtime |
 //! | [`app`] | composition root: binds, starts, reloads (SIGHUP), stops in order (SIGTERM/SIGINT) | control runtime (signals, health checks) |
-//! | [`forecast`] | models as pure code (Holt–Winters, double-seasonal, seasonal naive), the rolling-origin backtest, the forecast thread | `prescale-forecast`: reads historian snapshots, publishes forecasts (`ArcSwap`) |
+//! | [`forecast`] | models as pure code (Holt–Winters, double-seasonal, ARIMA, Prophet-style, naive), season detection, automatic choice, the rolling-origin backtest, the forecast thread with demand conversion | `prescale-forecast`: reads historian snapshots, publishes forecasts (`ArcSwap`) |
 //! | [`clock`] | real and virtual time | — |
 //! | [`demo`] | `prescale demo`: in-process backends + the proxy, the Quick start's default | control runtime |
 //!

@@ -1,11 +1,14 @@
-//! Forecasting: models as pure code (no clock, no threads, no I/O) and the rolling-origin
-//! backtest that scores them.
+//! Forecasting: models as pure code (no clock, no threads, no I/O), the automatic choice among
+//! them, the rolling-origin backtest that scores them, and the thread that runs them.
 //!
-//! A model spec `fit`s a series into a fitted model that `predict`s the next points with 80 %
-//! and 95 % bands. Built so far: Holt–Winters (additive damped trend, additive seasonality of
-//! any period), its double-seasonal (daily + weekly) variant, and seasonal naive; the forecast
-//! thread ([`thread`]) runs Holt–Winters per endpoint. Model selection, the ARIMA- and
-//! Prophet-style models and the demand conversion are not built yet.
+//! A model spec `fit`s a series (NaN = missing) into a fitted model that `update`s with each new
+//! point and `predict`s the next points with 80 % and 95 % bands. Families: Holt–Winters
+//! ([`hw`]: additive/multiplicative/no season, damped trend, robust), double-seasonal
+//! Holt–Winters ([`dshw`]), ARIMA on the deseasonalised series ([`arima`]), a Prophet-style
+//! regression ([`prophet`]), seasonal naive and naive ([`naive`]). [`season`] finds the period;
+//! [`auto`] chooses per series by backtest and falls back along a chain when history is short;
+//! [`backtest`] is the project's evaluation protocol; [`thread`] is the forecast thread with the
+//! demand (CPU, memory, I/O) conversion.
 
 pub mod arima;
 pub mod auto;
