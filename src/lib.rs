@@ -43,4 +43,5 @@ pub mod config;
 pub mod demo;
 pub mod forecast;
 pub mod historian;
+pub mod hypervisor;
 pub mod proxy;

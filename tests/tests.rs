@@ -8,6 +8,7 @@ mod config_file;
 mod forecast;
 mod forwarding;
 mod historian;
+mod hypervisor;
 mod lifecycle;
 mod limits;
 mod protocols;

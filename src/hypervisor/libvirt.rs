@@ -1,0 +1,461 @@
+//! The libvirt implementation, on the `virt` crate.
+//!
+//! One connection per host URI, opened lazily; a failed open or a dead connection is retried
+//! with exponential back-off (1 s doubling to 30 s) and the host reported down meanwhile — a
+//! pool with a host down is degraded, never a crash. The `virt` crate panics when libvirt fails
+//! to free a handle; every call runs under `catch_unwind` and a connection that panicked is
+//! abandoned (leaked, not freed again) and reopened.
+//!
+//! Clones are defined from the template's inactive XML with a new name, no UUID and no MAC
+//! (libvirt generates fresh ones), each file-backed disk replaced by a qcow2 overlay on the
+//! template's image (`qemu-img create -b`), the qemu user-networking forward
+//! (`hostfwd=tcp:127.0.0.1:PORT-:`) moved to the clone's own port, and prescale's metadata.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
+
+use virt::connect::Connect;
+use virt::domain::Domain;
+use virt::sys;
+
+use super::{CloneSpec, HostInfo, HvError, HvResult, Hypervisor, METADATA_NS, VmInfo, VmState, attr, metadata_xml};
+
+struct Host {
+    uri: String,
+    conn: Option<Connect>,
+    next_try: Instant,
+    backoff: Duration,
+    last_error: Option<String>,
+}
+
+pub struct Libvirt {
+    hosts: Vec<Host>,
+}
+
+fn lv(e: virt::error::Error) -> HvError {
+    HvError::Libvirt(e.message().to_string())
+}
+
+impl Libvirt {
+    /// Connections open on first use; nothing fails here.
+    pub fn new(uris: &[String]) -> Self {
+        // libvirt prints every error to stderr by default; they come back as values here and
+        // are logged where they matter.
+        virt::error::clear_error_callback();
+        let now = Instant::now();
+        Self {
+            hosts: uris
+                .iter()
+                .map(|u| Host {
+                    uri: u.clone(),
+                    conn: None,
+                    next_try: now,
+                    backoff: Duration::from_secs(1),
+                    last_error: None,
+                })
+                .collect(),
+        }
+    }
+
+    /// Runs `f` on host `i`'s connection, opening it if due; a panic inside abandons it.
+    fn on<T>(&mut self, i: usize, f: impl FnOnce(&Connect) -> HvResult<T>) -> HvResult<T> {
+        let h = &mut self.hosts[i];
+        if h.conn.is_none() {
+            if Instant::now() < h.next_try {
+                return Err(HvError::Connect {
+                    uri: h.uri.clone(),
+                    message: h.last_error.clone().unwrap_or_else(|| "down".into()),
+                });
+            }
+            match catch_unwind(|| Connect::open(Some(&h.uri))) {
+                Ok(Ok(c)) => {
+                    h.conn = Some(c);
+                    h.backoff = Duration::from_secs(1);
+                    h.last_error = None;
+                }
+                Ok(Err(e)) => return Err(self.failed(i, e.message().to_string())),
+                Err(_) => return Err(self.failed(i, "libvirt panicked while connecting".into())),
+            }
+        }
+        let h = &mut self.hosts[i];
+        let conn = h.conn.as_ref().expect("opened above");
+        match catch_unwind(AssertUnwindSafe(|| f(conn))) {
+            Ok(Err(HvError::Libvirt(m))) if !conn.is_alive().unwrap_or(false) => {
+                // The connection died under the call: drop it (carefully) and back off.
+                Err(self.failed(i, m))
+            }
+            Ok(r) => r,
+            Err(_) => Err(self.failed(i, "libvirt panicked (failed to free a handle)".into())),
+        }
+    }
+
+    fn failed(&mut self, i: usize, message: String) -> HvError {
+        let h = &mut self.hosts[i];
+        if let Some(c) = h.conn.take() {
+            // Closing a broken connection can fail, and the crate panics on that: leak it.
+            std::mem::forget(c);
+        }
+        h.next_try = Instant::now() + h.backoff;
+        h.backoff = (h.backoff * 2).min(Duration::from_secs(30));
+        h.last_error = Some(message.clone());
+        tracing::warn!(uri = %h.uri, error = %message, "libvirt host unavailable");
+        HvError::Connect { uri: h.uri.clone(), message }
+    }
+
+    /// Finds the host that has `vm` (a host that cannot be asked makes "not found" a
+    /// connection error: the VM may be there).
+    fn locate(&mut self, vm: &str) -> HvResult<usize> {
+        let mut down = None;
+        for i in 0..self.hosts.len() {
+            match self.on(i, |c| Ok(c.lookup_domain_by_name(vm).is_ok())) {
+                Ok(true) => return Ok(i),
+                Ok(false) => {}
+                Err(e) => down = Some(e),
+            }
+        }
+        Err(down.unwrap_or_else(|| HvError::NotFound(vm.into())))
+    }
+
+    fn with_vm<T>(&mut self, vm: &str, f: impl FnOnce(&Connect, &Domain) -> HvResult<T>) -> HvResult<T> {
+        let i = self.locate(vm)?;
+        self.on(i, |c| {
+            let d = c.lookup_domain_by_name(vm).map_err(|_| HvError::NotFound(vm.into()))?;
+            f(c, &d)
+        })
+    }
+}
+
+fn state(d: &Domain) -> VmState {
+    match d.state().map(|s| s.0.known()) {
+        Ok(Some(virt::domain::DomainState::Running | virt::domain::DomainState::Blocked)) => VmState::Running,
+        Ok(Some(virt::domain::DomainState::Paused)) => VmState::Paused,
+        Ok(Some(virt::domain::DomainState::Shutoff)) => VmState::Shutoff,
+        _ => VmState::Other,
+    }
+}
+
+/// prescale's metadata of a domain, if it has some.
+fn meta(d: &Domain) -> Option<String> {
+    d.metadata(sys::VIR_DOMAIN_METADATA_ELEMENT as i32, Some(METADATA_NS), 0).ok().or_else(|| {
+        // Drivers without the metadata API: look in the XML.
+        let xml = d.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE).ok()?;
+        let i = xml.find(METADATA_NS)?;
+        let start = xml[..i].rfind('<')?;
+        let end = xml[i..].find("/>")? + i + 2;
+        Some(xml[start..end].to_string())
+    })
+}
+
+fn info(uri: &str, d: &Domain, m: &str) -> HvResult<VmInfo> {
+    let i = d.info().map_err(lv)?;
+    let active = d.is_active().unwrap_or(false);
+    let live = if active { sys::VIR_DOMAIN_AFFECT_LIVE } else { sys::VIR_DOMAIN_AFFECT_CONFIG };
+    let vcpus = d.vcpus_flags(live).map(|v| v).unwrap_or(i.nr_virt_cpu);
+    let max_vcpus = d.vcpus_flags(sys::VIR_DOMAIN_VCPU_MAXIMUM | sys::VIR_DOMAIN_AFFECT_CONFIG).unwrap_or(vcpus);
+    Ok(VmInfo {
+        name: d.name().map_err(lv)?,
+        pool: attr(m, "pool").unwrap_or_default(),
+        host: uri.to_string(),
+        state: state(d),
+        vcpus,
+        max_vcpus,
+        memory_mib: i.memory / 1024,
+        max_memory_mib: i.max_mem / 1024,
+        addr: attr(m, "addr").filter(|a| !a.is_empty()),
+        created_at: attr(m, "created").and_then(|c| c.parse().ok()).unwrap_or(0),
+        cpu_time_ns: i.cpu_time,
+    })
+}
+
+/// Replaces the text of the first `<tag>…</tag>`.
+fn set_element(xml: &str, tag: &str, text: &str) -> Option<String> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    let a = xml.find(&open)? + open.len();
+    let b = a + xml[a..].find(&close)?;
+    Some(format!("{}{}{}", &xml[..a], text, &xml[b..]))
+}
+
+/// Removes every `<tag …/>` or `<tag>…</tag>`.
+fn remove_elements(mut xml: String, tag: &str) -> String {
+    let open = format!("<{tag}");
+    while let Some(a) = xml.find(&open).filter(|a| {
+        let c = xml.as_bytes().get(a + open.len()).copied();
+        matches!(c, Some(b' ' | b'>' | b'/'))
+    }) {
+        let rest = &xml[a..];
+        let end = match (rest.find("/>"), rest.find(&format!("</{tag}>"))) {
+            (Some(s), Some(e)) if s < rest.find('>').unwrap_or(usize::MAX) + 1 && s < e => s + 2,
+            (_, Some(e)) => e + tag.len() + 3,
+            (Some(s), None) => s + 2,
+            (None, None) => break,
+        };
+        xml.replace_range(a..a + end, "");
+    }
+    xml
+}
+
+/// The clone's XML from the template's: see the module doc. Returns the XML and the overlay
+/// disks to create as `(backing file, overlay file)`.
+pub(crate) fn clone_xml(template_xml: &str, spec: &CloneSpec, created: u64) -> HvResult<(String, Vec<(String, String)>)> {
+    let bad = |m: &str| HvError::Other(format!("template {:?}: {m}", spec.template));
+    let mut xml = set_element(template_xml, "name", &spec.name).ok_or_else(|| bad("no <name>"))?;
+    xml = remove_elements(xml, "uuid");
+    xml = remove_elements(xml, "mac");
+    // Disks: a file-backed disk gets a qcow2 overlay next to its backing file.
+    let mut overlays = Vec::new();
+    let mut out = String::with_capacity(xml.len());
+    let mut rest = xml.as_str();
+    while let Some(i) = rest.find("<source file=") {
+        out.push_str(&rest[..i]);
+        let tag_end = rest[i..].find('>').map(|e| i + e + 1).ok_or_else(|| bad("broken <source>"))?;
+        let tag = &rest[i..tag_end];
+        let file = attr(tag, "file").ok_or_else(|| bad("broken <source file>"))?;
+        let dir = std::path::Path::new(&file).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        let overlay = format!("{dir}/{}.qcow2", spec.name);
+        out.push_str(&tag.replace(&file, &overlay));
+        overlays.push((file, overlay));
+        rest = &rest[tag_end..];
+    }
+    out.push_str(rest);
+    xml = out;
+    if overlays.len() == 1 || overlays.is_empty() {
+        // A qcow2 overlay needs the driver type to say so.
+        xml = xml.replace("type='raw'", "type='qcow2'").replace("type=\"raw\"", "type=\"qcow2\"");
+    }
+    // qemu user networking: the clone's own forwarded port.
+    if let Some(i) = xml.find("hostfwd=tcp:127.0.0.1:") {
+        let p = i + "hostfwd=tcp:127.0.0.1:".len();
+        let e = p + xml[p..].find('-').ok_or_else(|| bad("broken hostfwd"))?;
+        xml.replace_range(p..e, &spec.port.to_string());
+    }
+    let addr = format!("127.0.0.1:{}", spec.port);
+    let m = metadata_xml(&spec.pool, &addr, &spec.template, overlays.first().map(|o| o.1.as_str()), created);
+    xml = if let Some(i) = xml.find("</metadata>") {
+        format!("{}{}{}", &xml[..i], m, &xml[i..])
+    } else if let Some(i) = xml.find("<metadata/>") {
+        format!("{}<metadata>{m}</metadata>{}", &xml[..i], &xml[i + "<metadata/>".len()..])
+    } else {
+        let i = xml.rfind("</domain>").ok_or_else(|| bad("no </domain>"))?;
+        format!("{}<metadata>{m}</metadata>\n{}", &xml[..i], &xml[i..])
+    };
+    Ok((xml, overlays))
+}
+
+impl Hypervisor for Libvirt {
+    fn list(&mut self, pool: &str) -> HvResult<Vec<VmInfo>> {
+        let mut out = Vec::new();
+        let mut errors = Vec::new();
+        for i in 0..self.hosts.len() {
+            let uri = self.hosts[i].uri.clone();
+            let r = self.on(i, |c| {
+                let mut v = Vec::new();
+                for d in c.list_all_domains(0).map_err(lv)? {
+                    if let Some(m) = meta(&d).filter(|m| attr(m, "pool").as_deref() == Some(pool)) {
+                        v.push(info(&uri, &d, &m)?);
+                    }
+                }
+                Ok(v)
+            });
+            match r {
+                Ok(v) => out.extend(v),
+                Err(e) => errors.push(e),
+            }
+        }
+        // One host down: the others' VMs still count (the pool shows as degraded via hosts()).
+        if out.is_empty() && errors.len() == self.hosts.len() && !errors.is_empty() {
+            return Err(errors.remove(0));
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn hosts(&mut self) -> Vec<HostInfo> {
+        (0..self.hosts.len())
+            .map(|i| {
+                let uri = self.hosts[i].uri.clone();
+                match self.on(i, |c| {
+                    let n = c.node_info().map_err(lv)?;
+                    let free = match c.free_memory() {
+                        Ok(bytes) => bytes / (1024 * 1024),
+                        // Drivers without it (the test driver): node memory less what the
+                        // running domains hold.
+                        Err(_) => {
+                            let used: u64 = c
+                                .list_all_domains(sys::VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+                                .map_err(lv)?
+                                .iter()
+                                .filter_map(|d| d.info().ok())
+                                .map(|i| i.memory)
+                                .sum();
+                            n.memory.saturating_sub(used) / 1024
+                        }
+                    };
+                    Ok((n.cpus, free))
+                }) {
+                    Ok((cpus, free)) => HostInfo { uri, up: true, cpus, free_memory_mib: free, error: None },
+                    Err(e) => HostInfo { uri, up: false, cpus: 0, free_memory_mib: 0, error: Some(e.to_string()) },
+                }
+            })
+            .collect()
+    }
+
+    fn set_vcpus(&mut self, vm: &str, n: u32) -> HvResult<()> {
+        self.with_vm(vm, |_, d| {
+            let max = d.vcpus_flags(sys::VIR_DOMAIN_VCPU_MAXIMUM | sys::VIR_DOMAIN_AFFECT_CONFIG).map_err(lv)?;
+            if n > max {
+                return Err(HvError::AboveMax { vm: vm.into(), what: "vcpus", asked: n.into(), max: max.into() });
+            }
+            let flags = if d.is_active().unwrap_or(false) { sys::VIR_DOMAIN_AFFECT_LIVE } else { sys::VIR_DOMAIN_AFFECT_CONFIG };
+            d.set_vcpus_flags(n, flags).map_err(lv)
+        })
+    }
+
+    fn set_memory(&mut self, vm: &str, mib: u64) -> HvResult<()> {
+        self.with_vm(vm, |_, d| {
+            let max = d.info().map_err(lv)?.max_mem / 1024;
+            if mib > max {
+                return Err(HvError::AboveMax { vm: vm.into(), what: "memory MiB", asked: mib, max });
+            }
+            let flags = if d.is_active().unwrap_or(false) { sys::VIR_DOMAIN_AFFECT_LIVE } else { sys::VIR_DOMAIN_AFFECT_CONFIG };
+            d.set_memory_flags(mib * 1024, flags).map_err(lv)
+        })
+    }
+
+    fn set_cpu_cap(&mut self, vm: &str, percent: Option<u32>) -> HvResult<()> {
+        self.with_vm(vm, |_, d| {
+            let mut s = d.scheduler_parameters().map_err(lv)?;
+            let period = 100_000u64;
+            s.vcpu_bw.period = Some(period);
+            s.vcpu_bw.quota = Some(percent.map_or(-1, |p| (period * p as u64 / 100) as i64));
+            d.set_scheduler_parameters(&s).map_err(lv)
+        })
+    }
+
+    fn clone_vm(&mut self, spec: &CloneSpec) -> HvResult<VmInfo> {
+        // Placement: the named host, else the one with the most free memory that has the
+        // template.
+        let order: Vec<usize> = match &spec.host {
+            Some(h) => vec![self.hosts.iter().position(|x| &x.uri == h).ok_or_else(|| HvError::Other(format!("unknown host {h}")))?],
+            None => {
+                let hosts = self.hosts();
+                let mut idx: Vec<usize> = (0..hosts.len()).filter(|i| hosts[*i].up).collect();
+                idx.sort_by_key(|i| std::cmp::Reverse(hosts[*i].free_memory_mib));
+                idx
+            }
+        };
+        let created = crate::clock::now_us() / 1_000_000;
+        let mut last = HvError::NotFound(spec.template.clone());
+        for i in order {
+            let uri = self.hosts[i].uri.clone();
+            let r = self.on(i, |c| {
+                if c.lookup_domain_by_name(&spec.name).is_ok() {
+                    return Err(HvError::Other(format!("a VM named {:?} already exists on {uri}", spec.name)));
+                }
+                let t = c.lookup_domain_by_name(&spec.template).map_err(|_| HvError::NotFound(spec.template.clone()))?;
+                let txml = t.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE).map_err(lv)?;
+                let (xml, overlays) = clone_xml(&txml, spec, created)?;
+                for (base, ov) in &overlays {
+                    let out = std::process::Command::new("qemu-img")
+                        .args(["create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", ov])
+                        .output()
+                        .map_err(|e| HvError::Other(format!("qemu-img: {e}")))?;
+                    if !out.status.success() {
+                        return Err(HvError::Other(format!(
+                            "qemu-img create {ov}: {}",
+                            String::from_utf8_lossy(&out.stderr).trim()
+                        )));
+                    }
+                }
+                let d = c.define_domain_xml(&xml).map_err(lv)?;
+                let m = meta(&d).unwrap_or_default();
+                info(&uri, &d, &m)
+            });
+            match r {
+                Ok(v) => return Ok(v),
+                Err(e @ HvError::NotFound(_)) => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    fn start(&mut self, vm: &str) -> HvResult<()> {
+        self.with_vm(vm, |_, d| d.create().map(|_| ()).map_err(lv))
+    }
+
+    fn stop(&mut self, vm: &str, grace: Duration) -> HvResult<()> {
+        self.with_vm(vm, |_, d| {
+            if !d.is_active().unwrap_or(false) {
+                return Ok(());
+            }
+            let _ = d.shutdown();
+            let until = Instant::now() + grace;
+            while Instant::now() < until {
+                if !d.is_active().unwrap_or(false) {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if d.is_active().unwrap_or(false) { d.destroy().map_err(lv) } else { Ok(()) }
+        })
+    }
+
+    fn delete(&mut self, vm: &str) -> HvResult<()> {
+        self.with_vm(vm, |_, d| {
+            if d.is_active().unwrap_or(false) {
+                d.destroy().map_err(lv)?;
+            }
+            let overlay = meta(d).and_then(|m| attr(&m, "overlay")).filter(|o| !o.is_empty());
+            d.undefine_flags(sys::VIR_DOMAIN_UNDEFINE_NVRAM).or_else(|_| d.undefine()).map_err(lv)?;
+            if let Some(o) = overlay {
+                let _ = std::fs::remove_file(o);
+            }
+            Ok(())
+        })
+    }
+
+    fn suspend(&mut self, vm: &str) -> HvResult<()> {
+        self.with_vm(vm, |_, d| d.suspend().map_err(lv))
+    }
+
+    fn resume(&mut self, vm: &str) -> HvResult<()> {
+        self.with_vm(vm, |_, d| d.resume().map_err(lv))
+    }
+
+    fn migrate(&mut self, vm: &str, to_uri: &str) -> HvResult<()> {
+        let to = self
+            .hosts
+            .iter()
+            .position(|h| h.uri == to_uri)
+            .ok_or_else(|| HvError::Other(format!("{to_uri} is not one of the pool's hosts")))?;
+        // The destination connection is opened (and checked) first.
+        let dest = self.on(to, |c| Ok(c.clone()))?;
+        let r = self.with_vm(vm, |_, d| {
+            let flags = sys::VIR_MIGRATE_LIVE | sys::VIR_MIGRATE_PERSIST_DEST | sys::VIR_MIGRATE_UNDEFINE_SOURCE;
+            d.migrate(&dest, flags, None, None, 0).map(|_| ()).map_err(lv)
+        });
+        std::mem::forget(dest);
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clone_xml_renames_and_rewires() {
+        let t = "<domain type='qemu'>\n  <name>tpl</name>\n  <uuid>1234</uuid>\n  <devices>\n    <disk type='file'><driver name='qemu' type='qcow2'/><source file='/img/base.qcow2'/></disk>\n    <interface type='user'><mac address='52:54:00:00:00:01'/></interface>\n  </devices>\n  <qemu:commandline><qemu:arg value='user,id=n0,hostfwd=tcp:127.0.0.1:8000-:80'/></qemu:commandline>\n</domain>";
+        let spec =
+            CloneSpec { template: "tpl".into(), name: "api-3".into(), pool: "api".into(), port: 8013, host: None };
+        let (x, ov) = clone_xml(t, &spec, 42).unwrap();
+        assert!(x.contains("<name>api-3</name>"), "{x}");
+        assert!(!x.contains("<uuid>") && !x.contains("<mac"), "{x}");
+        assert!(x.contains("hostfwd=tcp:127.0.0.1:8013-:80"), "{x}");
+        assert!(x.contains("<source file='/img/api-3.qcow2'/>"), "{x}");
+        assert_eq!(ov, vec![("/img/base.qcow2".to_string(), "/img/api-3.qcow2".to_string())]);
+        assert!(x.contains(METADATA_NS) && x.contains(r#"pool="api""#) && x.contains(r#"addr="127.0.0.1:8013""#));
+        assert!(x.contains(r#"created="42""#));
+        assert!(clone_xml("<domain></domain>", &spec, 0).is_err());
+    }
+}
