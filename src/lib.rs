@@ -37,6 +37,7 @@
 //! imports `admin`; `historian` never imports `proxy`.
 
 pub mod admin;
+pub mod allocator;
 pub mod app;
 pub mod clock;
 pub mod config;

@@ -1,0 +1,536 @@
+//! Planning as a pure function: `(forecast, pool state, policy, now) → decisions`. The live
+//! manager and the simulator call it unchanged.
+//!
+//! Required capacity (requests/s) = the forecast's upper band (80 %) at its highest over
+//! `[now + lead time, now + lead time + window]` × (1 + headroom) ÷ target utilisation; a
+//! measured rate that already exceeds what the running VMs serve at the target utilisation
+//! raises it (the reactive safety net, recorded as such). Capacity = Σ vCPUs × requests/s per
+//! vCPU over VMs serving or on their way (booting, resuming, resizing): what is in flight is
+//! counted, so nothing is launched twice.
+//!
+//! Short of capacity: first vertical (hot-add vCPUs to running VMs up to the policy's and the
+//! VM's maxima, memory following in proportion: seconds), then horizontal (resume a suspended
+//! VM, else launch a clone: minutes), within max_vms and a step limit. Long on capacity — one VM
+//! fewer would still cover the requirement with a 10 % margin — for the whole stabilisation
+//! window: drain one VM (the newest), stop it once drained. Never below min_vms, never above
+//! max_vms, never a second action on a VM with one in flight, nothing during the cooldown after
+//! the last scaling action except reactive scale-out. Balancer weights follow vCPUs, so a VM
+//! resized up takes its share before it would overload.
+
+use serde::Serialize;
+
+/// The pool's scaling policy (from `[pool.scaling]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub min_vms: u32,
+    pub max_vms: u32,
+    pub vcpus: (u32, u32),
+    pub memory_mib: (u64, u64),
+    pub capacity_rps_per_vcpu: f64,
+    pub target_utilization: f64,
+    pub headroom: f64,
+    /// Lead time in force (configured, or learned when `auto`).
+    pub lead_time_s: u64,
+    /// Width of the window the requirement looks at, after the lead time.
+    pub window_s: u64,
+    pub cooldown_s: u64,
+    pub scale_in_stabilization_s: u64,
+    /// VMs launched in one decision at most.
+    pub max_step: u32,
+}
+
+/// What a VM is doing, as the manager tracks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Defined or started, not yet healthy.
+    Booting,
+    /// Healthy and in the upstream pool.
+    Serving,
+    /// Out of the pool's rotation, finishing in-flight requests.
+    Draining,
+    /// Suspended (a warm spare).
+    Suspended,
+    /// Shut off.
+    Stopped,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VmView {
+    pub name: String,
+    pub phase: Phase,
+    pub vcpus: u32,
+    pub max_vcpus: u32,
+    pub memory_mib: u64,
+    pub max_memory_mib: u64,
+    /// An action on this VM not finished yet.
+    pub busy: bool,
+    /// Draining and no request in flight any more (or the drain timed out).
+    pub drained: bool,
+    pub weight: u32,
+    pub created_at: u64,
+}
+
+/// Everything the planner knows about the pool now.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PoolState {
+    pub vms: Vec<VmView>,
+    /// Requests/s measured over the last minute.
+    pub measured_rps: f64,
+    /// Epoch seconds of the last scale-out / scale-in action.
+    pub last_scale_out: Option<u64>,
+    pub last_scale_in: Option<u64>,
+    /// Since when capacity has been more than needed.
+    pub low_since: Option<u64>,
+}
+
+/// The forecast as the planner sees it: requests/s by minute start.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ForecastInput {
+    /// `(t, mean, hi80)` per step.
+    pub points: Vec<(u64, f64, f64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    SetVcpus { vm: String, from: u32, to: u32 },
+    SetMemory { vm: String, from_mib: u64, to_mib: u64 },
+    Resume { vm: String },
+    Launch { count: u32, vcpus: u32 },
+    Drain { vm: String },
+    Stop { vm: String },
+    SetWeight { vm: String, weight: u32 },
+}
+
+/// The arithmetic behind a decision, for the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct Inputs {
+    /// Highest upper band (80 %) in the window, requests/s; `None` without a forecast.
+    pub forecast_hi: Option<f64>,
+    pub forecast_mean: Option<f64>,
+    pub window_from: u64,
+    pub window_to: u64,
+    pub measured_rps: f64,
+    /// Requirement after headroom and target utilisation.
+    pub required_rps: f64,
+    /// Capacity of VMs serving or on their way.
+    pub capacity_rps: f64,
+    pub serving_vms: usize,
+    pub lead_time_s: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub action: Option<Action>,
+    pub reason: String,
+    /// Taken because measured load exceeded capacity (a forecast miss), not ahead of it.
+    pub reactive: bool,
+}
+
+/// The plan for one tick.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    pub inputs: Inputs,
+    pub decisions: Vec<Decision>,
+    /// Capacity exceeds need (for the manager to keep `low_since`).
+    pub low: bool,
+}
+
+fn counts(p: Phase) -> bool {
+    matches!(p, Phase::Booting | Phase::Serving)
+}
+
+/// Memory that goes with `vcpus` under the policy (linear between the minima and maxima).
+pub fn memory_for(p: &Policy, vcpus: u32) -> u64 {
+    let (v0, v1) = p.vcpus;
+    let (m0, m1) = p.memory_mib;
+    if v1 <= v0 {
+        return m1;
+    }
+    let f = (vcpus.clamp(v0, v1) - v0) as f64 / (v1 - v0) as f64;
+    m0 + ((m1 - m0) as f64 * f).round() as u64
+}
+
+pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
+    let per = p.capacity_rps_per_vcpu.max(1e-9);
+    let util = p.target_utilization.clamp(0.05, 1.0);
+    let (from, to) = (now + p.lead_time_s, now + p.lead_time_s + p.window_s.max(60));
+    // Points whose minute overlaps the window.
+    let window: Vec<&(u64, f64, f64)> = f.points.iter().filter(|(t, _, _)| *t + 60 > from && *t < to).collect();
+    let forecast_hi = window.iter().map(|x| x.2).reduce(f64::max);
+    let forecast_mean = window.iter().map(|x| x.1).reduce(f64::max);
+    let planned = forecast_hi.unwrap_or(0.0) * (1.0 + p.headroom) / util;
+    let serving_cap: f64 = s.vms.iter().filter(|v| v.phase == Phase::Serving).map(|v| v.vcpus as f64 * per).sum();
+    let capacity: f64 = s.vms.iter().filter(|v| counts(v.phase)).map(|v| v.vcpus as f64 * per).sum();
+    // Reactive: the load now is above what serving VMs handle at the target utilisation.
+    let reactive_need = s.measured_rps * (1.0 + p.headroom) / util;
+    let reactive = s.measured_rps > serving_cap * util && reactive_need > planned && reactive_need > capacity;
+    let required = planned.max(if reactive { reactive_need } else { 0.0 });
+    let inputs = Inputs {
+        forecast_hi,
+        forecast_mean,
+        window_from: from,
+        window_to: to,
+        measured_rps: s.measured_rps,
+        required_rps: required,
+        capacity_rps: capacity,
+        serving_vms: s.vms.iter().filter(|v| v.phase == Phase::Serving).count(),
+        lead_time_s: p.lead_time_s,
+    };
+    let mut d = Vec::new();
+    let active = s.vms.iter().filter(|v| counts(v.phase)).count() as u32;
+    let in_cooldown = |last: Option<u64>| last.is_some_and(|t| now < t + p.cooldown_s);
+
+    // Drained VMs are stopped, whatever else happens.
+    for v in s.vms.iter().filter(|v| v.phase == Phase::Draining && v.drained && !v.busy) {
+        d.push(Decision { action: Some(Action::Stop { vm: v.name.clone() }), reason: format!("{} drained", v.name), reactive: false });
+    }
+    // Below the minimum: launch regardless of the forecast.
+    if active < p.min_vms {
+        let n = (p.min_vms - active).min(p.max_step.max(1));
+        d.push(Decision {
+            action: Some(Action::Launch { count: n, vcpus: p.vcpus.0 }),
+            reason: format!("{active} VMs serving or booting, below min_vms {}", p.min_vms),
+            reactive: false,
+        });
+        return Plan { inputs, decisions: d, low: false };
+    }
+    let low = capacity > 0.0 && {
+        let smallest = s.vms.iter().filter(|v| counts(v.phase)).map(|v| v.vcpus as f64 * per).fold(f64::MAX, f64::min);
+        capacity - smallest >= required * 1.1 && forecast_hi.is_some()
+    };
+    if required > capacity + 1e-9 {
+        if in_cooldown(s.last_scale_out) && !reactive {
+            d.push(Decision {
+                action: None,
+                reason: format!(
+                    "need {required:.1} rps > capacity {capacity:.1}, but in cooldown until {}",
+                    s.last_scale_out.unwrap_or(0) + p.cooldown_s
+                ),
+                reactive: false,
+            });
+            return Plan { inputs, decisions: d, low: false };
+        }
+        let why = if reactive {
+            format!("measured {:.1} rps exceeds serving capacity {:.1} × {util}", s.measured_rps, serving_cap)
+        } else {
+            format!(
+                "forecast upper band {:.1} rps in [{from}, {to}) × (1 + {}) ÷ {util} = {required:.1} > capacity {capacity:.1}",
+                forecast_hi.unwrap_or(0.0),
+                p.headroom
+            )
+        };
+        let mut deficit = required - capacity;
+        // Vertical first: running, idle VMs below their maxima, largest headroom first.
+        let mut vs: Vec<&VmView> =
+            s.vms.iter().filter(|v| v.phase == Phase::Serving && !v.busy && v.vcpus < v.max_vcpus.min(p.vcpus.1)).collect();
+        vs.sort_by_key(|v| std::cmp::Reverse(v.max_vcpus.min(p.vcpus.1) - v.vcpus));
+        for v in vs {
+            if deficit <= 1e-9 {
+                break;
+            }
+            let top = v.max_vcpus.min(p.vcpus.1);
+            let add = ((deficit / per).ceil() as u32).clamp(1, top - v.vcpus);
+            let to = v.vcpus + add;
+            deficit -= add as f64 * per;
+            d.push(Decision {
+                action: Some(Action::SetVcpus { vm: v.name.clone(), from: v.vcpus, to }),
+                reason: format!("{why}: hot-add {add} vCPU(s)"),
+                reactive,
+            });
+            let mem = memory_for(p, to).min(v.max_memory_mib);
+            if mem > v.memory_mib {
+                d.push(Decision {
+                    action: Some(Action::SetMemory { vm: v.name.clone(), from_mib: v.memory_mib, to_mib: mem }),
+                    reason: format!("memory follows vCPUs ({to} vCPUs → {mem} MiB)"),
+                    reactive,
+                });
+            }
+        }
+        // Then horizontal: warm spares first, then clones.
+        let mut room = p.max_vms.saturating_sub(active);
+        if deficit > 1e-9 {
+            for v in s.vms.iter().filter(|v| v.phase == Phase::Suspended && !v.busy) {
+                if deficit <= 1e-9 || room == 0 {
+                    break;
+                }
+                deficit -= v.vcpus as f64 * per;
+                room -= 1;
+                d.push(Decision { action: Some(Action::Resume { vm: v.name.clone() }), reason: format!("{why}: resume a warm spare"), reactive });
+            }
+        }
+        if deficit > 1e-9 {
+            // New VMs start at the policy's maximum vCPUs (their template allows it), so one
+            // launch covers as much as possible.
+            let per_vm = p.vcpus.1.max(1) as f64 * per;
+            let want = (deficit / per_vm).ceil() as u32;
+            let n = want.min(room).min(p.max_step.max(1));
+            if n > 0 {
+                d.push(Decision {
+                    action: Some(Action::Launch { count: n, vcpus: p.vcpus.1 }),
+                    reason: format!("{why}: launch {n} VM(s) of {} vCPUs", p.vcpus.1),
+                    reactive,
+                });
+            } else {
+                d.push(Decision { action: None, reason: format!("{why}, but the pool is at max_vms {}", p.max_vms), reactive });
+            }
+        }
+        return Plan { inputs, decisions: d, low: false };
+    }
+    // Long on capacity for the whole stabilisation window: drain the newest VM.
+    if low {
+        let since = s.low_since.unwrap_or(now);
+        let draining = s.vms.iter().any(|v| v.phase == Phase::Draining);
+        if now >= since + p.scale_in_stabilization_s
+            && active > p.min_vms
+            && !draining
+            && !in_cooldown(s.last_scale_in)
+            && !in_cooldown(s.last_scale_out)
+        {
+            if let Some(v) = s.vms.iter().filter(|v| v.phase == Phase::Serving && !v.busy).max_by_key(|v| (v.created_at, v.name.clone())) {
+                d.push(Decision {
+                    action: Some(Action::Drain { vm: v.name.clone() }),
+                    reason: format!(
+                        "capacity {capacity:.1} rps exceeds the need {required:.1} even without {} for {} s",
+                        v.name,
+                        now - since
+                    ),
+                    reactive: false,
+                });
+            }
+        }
+    }
+    // Weights follow vCPUs (pre-emptive rebalancing after vertical changes).
+    for v in s.vms.iter().filter(|v| v.phase == Phase::Serving && !v.busy) {
+        if v.weight != v.vcpus.max(1) {
+            d.push(Decision {
+                action: Some(Action::SetWeight { vm: v.name.clone(), weight: v.vcpus.max(1) }),
+                reason: format!("{} has {} vCPUs: weight follows", v.name, v.vcpus),
+                reactive: false,
+            });
+        }
+    }
+    Plan { inputs, decisions: d, low }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy {
+            min_vms: 1,
+            max_vms: 4,
+            vcpus: (1, 4),
+            memory_mib: (256, 1024),
+            capacity_rps_per_vcpu: 100.0,
+            target_utilization: 0.5,
+            headroom: 0.0,
+            lead_time_s: 120,
+            window_s: 300,
+            cooldown_s: 60,
+            scale_in_stabilization_s: 600,
+            max_step: 2,
+        }
+    }
+
+    fn vm(name: &str, phase: Phase, vcpus: u32) -> VmView {
+        VmView {
+            name: name.into(),
+            phase,
+            vcpus,
+            max_vcpus: 4,
+            memory_mib: memory_for(&policy(), vcpus),
+            max_memory_mib: 1024,
+            busy: false,
+            drained: false,
+            weight: vcpus,
+            created_at: name.len() as u64,
+        }
+    }
+
+    /// A forecast from `now` on: `rate(minute)` as the mean, hi80 = mean × 1.2.
+    fn forecast(now: u64, rate: impl Fn(u64) -> f64) -> ForecastInput {
+        ForecastInput { points: (0..60).map(|k| (now + k * 60, rate(k), rate(k) * 1.2)).collect() }
+    }
+
+    fn actions(p: &Plan) -> Vec<Action> {
+        p.decisions.iter().filter_map(|d| d.action.clone()).collect()
+    }
+
+    const NOW: u64 = 1_800_000_000;
+
+    #[test]
+    fn table() {
+        struct Case {
+            name: &'static str,
+            rate: fn(u64) -> f64,
+            vms: Vec<VmView>,
+            state: PoolState,
+            want: Vec<Action>,
+        }
+        let flat = |_| 40.0; // hi80 48 → need 96 rps at 0.5 utilisation: one vCPU.
+        let cases = vec![
+            Case { name: "flat, enough", rate: flat, vms: vec![vm("a", Phase::Serving, 1)], state: PoolState::default(), want: vec![] },
+            Case {
+                name: "ramp inside the lead window: vertical first",
+                rate: |k| if k >= 2 { 120.0 } else { 40.0 }, // hi80 144 → 288 rps → 3 vCPUs
+                vms: vec![vm("a", Phase::Serving, 1)],
+                state: PoolState::default(),
+                want: vec![
+                    Action::SetVcpus { vm: "a".into(), from: 1, to: 3 },
+                    Action::SetMemory { vm: "a".into(), from_mib: 256, to_mib: 768 },
+                ],
+            },
+            Case {
+                name: "ramp beyond the maxima: vertical then horizontal",
+                rate: |k| if k >= 2 { 300.0 } else { 40.0 }, // 720 rps → 7.2 vCPUs
+                vms: vec![vm("a", Phase::Serving, 2)],
+                state: PoolState::default(),
+                want: vec![
+                    Action::SetVcpus { vm: "a".into(), from: 2, to: 4 },
+                    Action::SetMemory { vm: "a".into(), from_mib: 512, to_mib: 1024 },
+                    Action::Launch { count: 1, vcpus: 4 },
+                ],
+            },
+            Case {
+                name: "ramp after the window: nothing yet",
+                rate: |k| if k >= 20 { 300.0 } else { 40.0 },
+                vms: vec![vm("a", Phase::Serving, 1)],
+                state: PoolState::default(),
+                want: vec![],
+            },
+            Case {
+                name: "boot already in flight covers the need: no double launch",
+                rate: |_| 300.0,
+                vms: vec![vm("a", Phase::Serving, 4), vm("b", Phase::Booting, 4)],
+                state: PoolState::default(),
+                want: vec![],
+            },
+            Case {
+                name: "max_vms caps the launch",
+                rate: |_| 2000.0,
+                vms: (0..4).map(|i| vm(&format!("v{i}"), Phase::Serving, 4)).collect(),
+                state: PoolState::default(),
+                want: vec![],
+            },
+            Case {
+                name: "warm spare resumed before a clone",
+                rate: |_| 300.0,
+                vms: vec![vm("a", Phase::Serving, 4), vm("s", Phase::Suspended, 4)],
+                state: PoolState::default(),
+                want: vec![Action::Resume { vm: "s".into() }],
+            },
+            Case {
+                name: "below min_vms: launch",
+                rate: flat,
+                vms: vec![],
+                state: PoolState::default(),
+                want: vec![Action::Launch { count: 1, vcpus: 1 }],
+            },
+            Case {
+                name: "cooldown holds a forecast scale-out",
+                rate: |_| 300.0,
+                vms: vec![vm("a", Phase::Serving, 4)],
+                state: PoolState { last_scale_out: Some(NOW - 30), ..Default::default() },
+                want: vec![],
+            },
+            Case {
+                name: "reactive scale-out ignores the cooldown",
+                rate: flat,
+                vms: vec![vm("a", Phase::Serving, 4)],
+                state: PoolState { last_scale_out: Some(NOW - 30), measured_rps: 500.0, ..Default::default() },
+                want: vec![Action::Launch { count: 2, vcpus: 4 }],
+            },
+            Case {
+                name: "decline, not yet stable: keep",
+                rate: |_| 10.0,
+                vms: vec![vm("a", Phase::Serving, 1), vm("bb", Phase::Serving, 1)],
+                state: PoolState { low_since: Some(NOW - 100), ..Default::default() },
+                want: vec![],
+            },
+            Case {
+                name: "decline, stable: drain the newest",
+                rate: |_| 10.0,
+                vms: vec![vm("a", Phase::Serving, 1), vm("bb", Phase::Serving, 1)],
+                state: PoolState { low_since: Some(NOW - 700), ..Default::default() },
+                want: vec![Action::Drain { vm: "bb".into() }],
+            },
+            Case {
+                name: "never below min_vms",
+                rate: |_| 0.0,
+                vms: vec![vm("a", Phase::Serving, 1)],
+                state: PoolState { low_since: Some(NOW - 7000), ..Default::default() },
+                want: vec![],
+            },
+            Case {
+                name: "drained VM is stopped, no second drain meanwhile",
+                rate: |_| 10.0,
+                vms: vec![vm("a", Phase::Serving, 1), vm("bb", Phase::Serving, 1), VmView { drained: true, ..vm("ccc", Phase::Draining, 1) }],
+                state: PoolState { low_since: Some(NOW - 7000), ..Default::default() },
+                want: vec![Action::Stop { vm: "ccc".into() }],
+            },
+            Case {
+                name: "a VM with an action in flight gets no other",
+                rate: |_| 120.0,
+                vms: vec![VmView { busy: true, ..vm("a", Phase::Serving, 1) }],
+                state: PoolState::default(),
+                want: vec![Action::Launch { count: 1, vcpus: 4 }],
+            },
+            Case {
+                name: "weights follow vCPUs",
+                rate: flat,
+                vms: vec![VmView { weight: 1, ..vm("a", Phase::Serving, 3) }],
+                state: PoolState::default(),
+                want: vec![Action::SetWeight { vm: "a".into(), weight: 3 }],
+            },
+        ];
+        for c in cases {
+            let s = PoolState { vms: c.vms, ..c.state };
+            let p = plan(&forecast(NOW, c.rate), &s, &policy(), NOW);
+            assert_eq!(actions(&p), c.want, "{}: {:#?}", c.name, p);
+            // Invariants: never above max_vms, never two actions on one VM.
+            let launched: u32 = actions(&p).iter().map(|a| if let Action::Launch { count, .. } = a { *count } else { 0 }).sum();
+            let active = s.vms.iter().filter(|v| counts(v.phase)).count() as u32;
+            assert!(active + launched <= policy().max_vms.max(active), "{}", c.name);
+            for d in &p.decisions {
+                assert!(!d.reason.is_empty(), "{}: every decision has a reason", c.name);
+            }
+        }
+    }
+
+    #[test]
+    fn reasons_carry_the_arithmetic() {
+        let s = PoolState { vms: vec![vm("a", Phase::Serving, 1)], ..Default::default() };
+        let p = plan(&forecast(NOW, |_| 120.0), &s, &policy(), NOW);
+        assert_eq!(p.inputs.forecast_hi, Some(144.0));
+        assert!((p.inputs.required_rps - 288.0).abs() < 1e-9);
+        assert_eq!(p.inputs.capacity_rps, 100.0);
+        assert!(p.decisions[0].reason.contains("144.0") && p.decisions[0].reason.contains("288.0"), "{:?}", p.decisions);
+        assert!(!p.decisions[0].reactive);
+    }
+
+    #[test]
+    fn no_flapping_on_a_noisy_flat_forecast() {
+        // A flat load with noise around what 2 VMs of 1 vCPU serve comfortably: over a day of
+        // minutes, the planner must not alternate launches and drains.
+        let mut rng = fastrand::Rng::with_seed(1);
+        let mut s = PoolState { vms: vec![vm("a", Phase::Serving, 1), vm("bb", Phase::Serving, 1)], ..Default::default() };
+        let mut changes = 0;
+        for minute in 0..1440u64 {
+            let now = NOW + minute * 60;
+            let noise: Vec<f64> = (0..60).map(|_| 60.0 + 10.0 * (rng.f64() - 0.5)).collect();
+            let f = ForecastInput { points: (0..60).map(|k| (now + k * 60, noise[k as usize], noise[k as usize] * 1.2)).collect() };
+            let p = plan(&f, &s, &policy(), now);
+            s.low_since = if p.low { s.low_since.or(Some(now)) } else { None };
+            for a in actions(&p) {
+                match a {
+                    Action::Launch { .. } | Action::Drain { .. } | Action::SetVcpus { .. } => changes += 1,
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(changes, 0, "steady noisy load caused {changes} scaling actions");
+    }
+}
