@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::RealClock;
 use crate::config::{self, Settings};
+use crate::allocator::manager::{Allocator, ManagedPool};
 use crate::forecast::thread::Forecaster;
 use crate::historian::Historian;
 use crate::proxy::listener::{self, ConnSettings};
@@ -28,6 +29,8 @@ pub enum StartError {
     AccessLog(std::io::Error),
     #[error("cannot start the admin thread: {0}")]
     Admin(std::io::Error),
+    #[error("cannot start the allocator thread: {0}")]
+    Allocator(std::io::Error),
     #[error("cannot start the forecast thread: {0}")]
     Forecast(std::io::Error),
     #[error("cannot start the historian (data_dir): {0}")]
@@ -55,6 +58,7 @@ pub struct App {
     admin: Option<JoinHandle<()>>,
     historian: Option<Historian>,
     forecaster: Option<Forecaster>,
+    allocator: Option<Allocator>,
 }
 
 impl App {
@@ -98,11 +102,13 @@ impl App {
             _ => None,
         };
         let forecasts = forecaster.as_ref().map(Forecaster::view);
+        let allocator = allocator(&settings, &proxy, forecasts.clone(), view.clone()).map_err(StartError::Allocator)?;
         let admin = crate::admin::start(
             admin_listener,
             proxy.clone(),
             view,
             forecasts,
+            allocator.as_ref().map(Allocator::view),
             settings.admin.token.clone(),
             shutdown.clone(),
         )
@@ -129,6 +135,7 @@ impl App {
             admin: Some(admin),
             historian,
             forecaster,
+            allocator,
         })
     }
 
@@ -197,6 +204,9 @@ impl App {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.proxy.tasks.wait()).await;
         // After the workers: every finished call has been handed over; closed buckets are
         // written and synced.
+        if let Some(a) = self.allocator.take() {
+            a.stop();
+        }
         if let Some(f) = self.forecaster.take() {
             let _ = tokio::task::spawn_blocking(move || f.stop()).await;
         }
@@ -248,4 +258,32 @@ impl App {
 /// Endpoint → pool, for the forecast's pool sums.
 fn routes(s: &Settings) -> std::collections::HashMap<String, String> {
     s.endpoints.iter().map(|e| (e.name.clone(), e.pool.clone())).collect()
+}
+
+/// The allocator thread, when a pool has `[pool.scaling]`: each such pool with its libvirt
+/// hosts. Decisions are appended to `decisions.jsonl` in the historian's data_dir, if it has one.
+fn allocator(
+    s: &Settings,
+    proxy: &Arc<Proxy>,
+    forecasts: Option<crate::forecast::thread::ForecastView>,
+    historian: Option<crate::historian::HistorianView>,
+) -> std::io::Result<Option<Allocator>> {
+    let pools: Vec<ManagedPool> = s
+        .pools
+        .iter()
+        .filter_map(|p| {
+            let sc = p.scaling.clone()?;
+            Some(ManagedPool {
+                name: p.name.clone(),
+                hypervisor: Box::new(crate::hypervisor::libvirt::Libvirt::new(&sc.uris)),
+                settings: sc,
+                endpoints: s.endpoints.iter().filter(|e| e.pool == p.name).map(|e| e.name.clone()).collect(),
+            })
+        })
+        .collect();
+    if pools.is_empty() {
+        return Ok(None);
+    }
+    let log = s.historian.as_ref().and_then(|h| h.data_dir.as_ref()).map(|d| d.join("decisions.jsonl"));
+    Allocator::start(pools, proxy.clone(), forecasts, historian, Arc::new(RealClock), log).map(Some)
 }

@@ -166,3 +166,26 @@ pub fn forecast(f: Option<&crate::forecast::thread::ForecastView>, p: &HashMap<S
     };
     json.map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
+
+/// `/admin/api/pools` (each scaled pool: mode, VMs, capacity against forecast, lead time) and
+/// `/admin/api/decisions` (most recent first; `pool=NAME`, `limit=N`).
+pub fn allocator(
+    a: Option<&crate::allocator::manager::AllocatorView>,
+    path: &str,
+    p: &HashMap<String, String>,
+) -> ApiResult {
+    let a = a.ok_or_else(|| (StatusCode::NOT_FOUND, "no pool has [pool.scaling]".to_string()))?;
+    let st = a.state();
+    let json = if path.ends_with("pools") {
+        serde_json::to_string(&st.pools)
+    } else {
+        let limit = match p.get("limit") {
+            None => 100,
+            Some(l) => l.parse::<usize>().map_err(|_| bad("limit: not a number"))?,
+        };
+        let pool = p.get("pool");
+        let d: Vec<_> = st.decisions.iter().filter(|d| pool.is_none_or(|n| &d.pool == n)).take(limit).collect();
+        serde_json::to_string(&d)
+    };
+    json.map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}

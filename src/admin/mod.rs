@@ -19,6 +19,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio_util::sync::CancellationToken;
 
+use crate::allocator::manager::AllocatorView;
 use crate::forecast::thread::ForecastView;
 use crate::historian::HistorianView;
 use crate::proxy::Proxy;
@@ -29,6 +30,7 @@ pub fn start(
     proxy: Arc<Proxy>,
     historian: Option<HistorianView>,
     forecasts: Option<ForecastView>,
+    allocator: Option<AllocatorView>,
     token: Option<String>,
     shutdown: CancellationToken,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -41,7 +43,7 @@ pub fn start(
                 return;
             }
         };
-        rt.block_on(serve(listener, Arc::new(Shared { proxy, historian, forecasts }), token.map(Arc::from), shutdown));
+        rt.block_on(serve(listener, Arc::new(Shared { proxy, historian, forecasts, allocator }), token.map(Arc::from), shutdown));
     })
 }
 
@@ -50,6 +52,7 @@ struct Shared {
     proxy: Arc<Proxy>,
     historian: Option<HistorianView>,
     forecasts: Option<ForecastView>,
+    allocator: Option<AllocatorView>,
 }
 
 async fn serve(
@@ -153,8 +156,12 @@ fn route(shared: &Shared, token: Option<&str>, req: Request<Incoming>) -> Respon
         "/metrics" => text(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            metrics::render(proxy, shared.historian.as_ref(), shared.forecasts.as_ref()),
+            metrics::render(proxy, shared.historian.as_ref(), shared.forecasts.as_ref(), shared.allocator.as_ref()),
         ),
+        path @ ("/admin/api/pools" | "/admin/api/decisions") => {
+            let params = api::query_params(req.uri().query());
+            json_response(api::allocator(shared.allocator.as_ref(), path, &params))
+        }
         path if path.starts_with("/admin/api/") => {
             let Some(h) = &shared.historian else {
                 return json_response(Err((StatusCode::NOT_FOUND, "the historian is disabled".into())));

@@ -2,3 +2,70 @@
 //! enough that capacity is ready when traffic arrives. [`plan`] is the pure planning function.
 
 pub mod plan;
+
+use std::time::Duration;
+
+use plan::Policy;
+
+/// `lead_time`: fixed, or learned from measured action durations (starting from the default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeadTime {
+    Auto,
+    Fixed(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Compute and log decisions, do nothing.
+    DryRun,
+    Enabled,
+}
+
+/// `[pool.scaling]`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalingSettings {
+    /// libvirt URIs of the hosts the pool may use.
+    pub uris: Vec<String>,
+    /// Name of the template domain new VMs are cloned from.
+    pub template: String,
+    pub policy: Policy,
+    pub lead_time: LeadTime,
+    pub mode: Mode,
+    /// Range new VMs' forwarded ports are taken from.
+    pub ports: (u16, u16),
+    /// Health check a new VM must pass before it joins the upstream pool.
+    pub health_path: String,
+    /// Longest wait for in-flight requests of a draining VM.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ScalingSettings {
+    fn default() -> Self {
+        Self {
+            uris: Vec::new(),
+            template: String::new(),
+            policy: Policy {
+                min_vms: 1,
+                max_vms: 4,
+                vcpus: (1, 2),
+                memory_mib: (256, 512),
+                capacity_rps_per_vcpu: 100.0,
+                target_utilization: 0.6,
+                headroom: 0.2,
+                lead_time_s: 120,
+                window_s: 300,
+                cooldown_s: 60,
+                scale_in_stabilization_s: 600,
+                max_step: 2,
+            },
+            lead_time: LeadTime::Auto,
+            mode: Mode::DryRun,
+            ports: (18000, 18999),
+            health_path: "/".into(),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+pub mod manager;

@@ -359,6 +359,31 @@ members = ["127.0.0.1:1", "10.0.0.1"]
     }
 
     #[test]
+    fn scaling_keys_are_checked() {
+        let ok = "[[pool]]\nname = \"p\"\n[pool.scaling]\nuri = \"test:///default\"\ntemplate = \"t\"\nmode = \"enabled\"\nvcpus = [1, 4]\nlead_time = \"90s\"\n";
+        let s = parse(ok, Path::new(".")).unwrap();
+        let sc = s.pools[0].scaling.as_ref().unwrap();
+        assert_eq!(sc.policy.vcpus, (1, 4));
+        assert_eq!(sc.lead_time, crate::allocator::LeadTime::Fixed(90));
+        assert_eq!(sc.mode, crate::allocator::Mode::Enabled);
+        let errs = errors(
+            "[[pool]]\nname = \"p\"\n[pool.scaling]\nhypervisor = \"xen\"\ntemplate = \"t\"\nmin_vms = 5\nmax_vms = 2\nvcpus = [4, 1]\ntarget_utilization = 1.5\nlead_time = \"soon\"\nmode = \"on\"\n",
+        );
+        assert_eq!(
+            errs,
+            vec![
+                "line 3: pool[0].scaling.uri: missing (a libvirt URI such as \"qemu:///system\", or uris = [...])",
+                "line 4: pool[0].scaling.hypervisor: \"xen\" is not supported (use \"libvirt\")",
+                "line 6: pool[0].scaling.min_vms: 5 is above max_vms 2",
+                "line 8: pool[0].scaling.vcpus: [4, 1] is not [min, max] with 1 <= min <= max <= 1024",
+                "line 9: pool[0].scaling.target_utilization: 1.5 is out of range (0 < x <= 1)",
+                "line 10: pool[0].scaling.lead_time: \"soon\" is neither \"auto\" nor a duration like \"90s\"",
+                "line 11: pool[0].scaling.mode: \"on\" is not one of \"dry_run\", \"enabled\"",
+            ]
+        );
+    }
+
+    #[test]
     fn forecast_keys_are_checked() {
         let errs = errors(
             "[forecast]\ncpu_ms_per_request = -1.0\nmemory_mib_per_request = 0.0\nrefit_every = \"1h\"\nselect_every = \"10m\"\n",

@@ -85,6 +85,33 @@ pub struct RawPool {
     pub retry: Option<bool>,
     pub health_check: Option<RawHealthCheck>,
     pub passive: Option<RawPassive>,
+    pub scaling: Option<RawScaling>,
+}
+
+/// `[pool.scaling]`: the allocator's policy and hypervisor for this pool.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawScaling {
+    pub hypervisor: Option<String>,
+    pub uri: Option<String>,
+    pub uris: Option<Vec<String>>,
+    pub template: Option<String>,
+    pub min_vms: Option<i64>,
+    pub max_vms: Option<i64>,
+    pub vcpus: Option<Vec<i64>>,
+    pub memory_mib: Option<Vec<i64>>,
+    pub capacity_rps_per_vcpu: Option<f64>,
+    pub target_utilization: Option<f64>,
+    pub headroom: Option<f64>,
+    pub lead_time: Option<String>,
+    pub window: Option<String>,
+    pub cooldown: Option<String>,
+    pub scale_in_stabilization: Option<String>,
+    pub max_step: Option<i64>,
+    pub mode: Option<String>,
+    pub ports: Option<Vec<i64>>,
+    pub health_path: Option<String>,
+    pub drain_timeout: Option<String>,
 }
 
 /// `[pool.health_check]`: active HTTP checks.

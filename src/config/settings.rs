@@ -133,6 +133,8 @@ pub struct PoolSettings {
     pub retry: bool,
     pub health_check: Option<HealthCheckSettings>,
     pub passive: PassiveSettings,
+    /// `[pool.scaling]`, when the allocator manages this pool's VMs.
+    pub scaling: Option<crate::allocator::ScalingSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -486,7 +486,135 @@ fn pool(c: &mut Check, i: usize, r: RawPool) -> Option<PoolSettings> {
             eject_for: c.duration(&format!("{p}.passive.eject_for"), &ps.eject_for, DEFAULT_EJECT_FOR),
         })
         .unwrap_or_default();
-    Some(PoolSettings { name: name?, members, balance, retry: r.retry.unwrap_or(true), health_check, passive })
+    let scaling = r.scaling.map(|sc| scaling(c, &p, sc, health_check.as_ref()));
+    Some(PoolSettings { name: name?, members, balance, retry: r.retry.unwrap_or(true), health_check, passive, scaling })
+}
+
+/// `[pool.scaling]`.
+fn scaling(
+    c: &mut Check,
+    p: &str,
+    r: crate::config::raw::RawScaling,
+    hc: Option<&HealthCheckSettings>,
+) -> crate::allocator::ScalingSettings {
+    use crate::allocator::{LeadTime, Mode, ScalingSettings};
+    let sp = format!("{p}.scaling");
+    let d = ScalingSettings::default();
+    let k = |key: &str| format!("{sp}.{key}");
+    match r.hypervisor.as_deref() {
+        None | Some("libvirt") => {}
+        Some(h) => c.err(k("hypervisor"), format!("{h:?} is not supported (use \"libvirt\")")),
+    }
+    let uris = match (r.uri, r.uris) {
+        (Some(_), Some(_)) => {
+            c.err(k("uris"), "give uri or uris, not both");
+            Vec::new()
+        }
+        (Some(u), None) => vec![u],
+        (None, Some(v)) if !v.is_empty() => v,
+        _ => {
+            c.err(k("uri"), "missing (a libvirt URI such as \"qemu:///system\", or uris = [...])");
+            Vec::new()
+        }
+    };
+    for (i, u) in uris.iter().enumerate() {
+        if !u.contains("://") {
+            c.err(format!("{sp}.uris[{i}]"), format!("{u:?} is not a libvirt URI"));
+        }
+    }
+    let template = r.template.unwrap_or_else(|| {
+        c.err(k("template"), "missing (the name of the template domain)");
+        String::new()
+    });
+    let min_vms = c.count(&k("min_vms"), r.min_vms, 0, 1000, d.policy.min_vms as i64) as u32;
+    let max_vms = c.count(&k("max_vms"), r.max_vms, 1, 1000, d.policy.max_vms as i64) as u32;
+    if min_vms > max_vms {
+        c.err(k("min_vms"), format!("{min_vms} is above max_vms {max_vms}"));
+    }
+    let mut pair = |key: &str, v: Option<Vec<i64>>, lo: i64, hi: i64, def: (u64, u64)| -> (u64, u64) {
+        match v {
+            None => def,
+            Some(v) if v.len() == 2 && lo <= v[0] && v[0] <= v[1] && v[1] <= hi => (v[0] as u64, v[1] as u64),
+            Some(v) => {
+                c.err(k(key), format!("{v:?} is not [min, max] with {lo} <= min <= max <= {hi}"));
+                def
+            }
+        }
+    };
+    let vcpus = pair("vcpus", r.vcpus, 1, 1024, (d.policy.vcpus.0 as u64, d.policy.vcpus.1 as u64));
+    let memory = pair("memory_mib", r.memory_mib, 16, 16 << 20, d.policy.memory_mib);
+    let ports = pair("ports", r.ports, 1, 65535, (d.ports.0 as u64, d.ports.1 as u64));
+    let mut frac = |key: &str, v: Option<f64>, lo: f64, hi: f64, def: f64| match v {
+        Some(x) if !(x.is_finite() && lo < x && x <= hi) => {
+            c.err(k(key), format!("{x} is out of range ({lo} < x <= {hi})"));
+            def
+        }
+        Some(x) => x,
+        None => def,
+    };
+    let capacity = frac("capacity_rps_per_vcpu", r.capacity_rps_per_vcpu, 0.0, 1e9, d.policy.capacity_rps_per_vcpu);
+    let target = frac("target_utilization", r.target_utilization, 0.0, 1.0, d.policy.target_utilization);
+    let headroom = match r.headroom {
+        Some(x) if !(x.is_finite() && (0.0..=10.0).contains(&x)) => {
+            c.err(k("headroom"), format!("{x} is out of range (0..=10)"));
+            d.policy.headroom
+        }
+        Some(x) => x,
+        None => d.policy.headroom,
+    };
+    let lead_time = match r.lead_time.as_deref() {
+        None => d.lead_time,
+        Some("auto") => LeadTime::Auto,
+        Some(s) => match parse_duration(s) {
+            Some(v) => LeadTime::Fixed(v.as_secs()),
+            None => {
+                c.err(k("lead_time"), format!("{s:?} is neither \"auto\" nor a duration like \"90s\""));
+                d.lead_time
+            }
+        },
+    };
+    let mode = match r.mode.as_deref() {
+        None | Some("dry_run") => Mode::DryRun,
+        Some("enabled") => Mode::Enabled,
+        Some(m) => {
+            c.err(k("mode"), format!("{m:?} is not one of \"dry_run\", \"enabled\""));
+            Mode::DryRun
+        }
+    };
+    let health_path = r.health_path.or_else(|| hc.map(|h| h.path.clone())).unwrap_or_else(|| "/".into());
+    if !health_path.starts_with('/') {
+        c.err(k("health_path"), format!("{health_path:?} must start with '/'"));
+    }
+    let secs = |c: &mut Check, key: &str, v: &Option<String>, def: u64| {
+        c.duration(&k(key), v, std::time::Duration::from_secs(def)).as_secs()
+    };
+    let policy = crate::allocator::plan::Policy {
+        min_vms,
+        max_vms,
+        vcpus: (vcpus.0 as u32, vcpus.1 as u32),
+        memory_mib: memory,
+        capacity_rps_per_vcpu: capacity,
+        target_utilization: target,
+        headroom,
+        lead_time_s: match lead_time {
+            LeadTime::Fixed(s) => s,
+            LeadTime::Auto => d.policy.lead_time_s,
+        },
+        window_s: secs(c, "window", &r.window, d.policy.window_s),
+        cooldown_s: secs(c, "cooldown", &r.cooldown, d.policy.cooldown_s),
+        scale_in_stabilization_s: secs(c, "scale_in_stabilization", &r.scale_in_stabilization, d.policy.scale_in_stabilization_s),
+        max_step: c.count(&k("max_step"), r.max_step, 1, 100, d.policy.max_step as i64) as u32,
+    };
+    ScalingSettings {
+        uris,
+        template,
+        policy,
+        lead_time,
+        mode,
+        ports: (ports.0 as u16, ports.1 as u16),
+        health_path,
+        drain_timeout: c.duration(&k("drain_timeout"), &r.drain_timeout, d.drain_timeout),
+    }
 }
 
 /// `host:port` with a non-zero port and nothing else (no scheme, path or userinfo).

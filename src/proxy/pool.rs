@@ -450,6 +450,7 @@ mod tests {
             retry: false,
             health_check: None,
             passive: PassiveSettings::default(),
+            scaling: None,
         };
         p.reconcile(&s);
         let list = p.members();

@@ -1,0 +1,628 @@
+//! The live manager: one `prescale-allocator` thread (libvirt calls block) that, every second,
+//! for each pool with `[pool.scaling]`:
+//!
+//! 1. lists the pool's VMs through the hypervisor (adopting those whose metadata names the
+//!    pool — after a restart nothing leaks) and tracks what each is doing;
+//! 2. health-checks booting VMs (HTTP GET of `health_path` on their address) and adds a VM to
+//!    the upstream pool only once it answers 2xx — timing clone→healthy;
+//! 3. finishes drains: a draining VM is stopped once it has no request in flight (or after
+//!    `drain_timeout`), and leaves the upstream pool before it is stopped;
+//! 4. plans ([`plan::plan`]) from the pool's forecast and measured rate and, in `enabled` mode,
+//!    executes; in `dry_run` mode it only logs what it would do.
+//!
+//! Every decision goes to a ring (served at `/admin/api/decisions`) and, with a `log` path, to a
+//! JSON-lines file. The lead time in `auto` mode is the p90 of measured clone→healthy durations
+//! plus 30 s once there is one, the configured default before.
+//!
+//! A hypervisor that fails (host down, libvirt error) marks the pool degraded with the error;
+//! the loop retries (the libvirt layer backs off), never panics.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use crossbeam_channel::Sender;
+use serde::Serialize;
+
+use super::plan::{self, Action, ForecastInput, Phase, PoolState, VmView};
+use super::{LeadTime, Mode, ScalingSettings};
+use crate::clock::SharedClock;
+use crate::forecast::thread::ForecastView;
+use crate::historian::HistorianView;
+use crate::hypervisor::{CloneSpec, HostInfo, Hypervisor, VmInfo, VmState};
+use crate::proxy::Proxy;
+
+const TICK: Duration = Duration::from_secs(1);
+const RING: usize = 2000;
+/// Margin added to the learned p90.
+const LEAD_MARGIN_S: u64 = 30;
+
+/// One pool the manager runs.
+pub struct ManagedPool {
+    pub name: String,
+    pub settings: ScalingSettings,
+    pub hypervisor: Box<dyn Hypervisor>,
+    /// Endpoints routed to this pool (their measured rate is the pool's load).
+    pub endpoints: Vec<String>,
+}
+
+/// A logged decision.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoggedDecision {
+    pub t: u64,
+    pub pool: String,
+    pub mode: Mode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    pub reason: String,
+    pub reactive: bool,
+    pub inputs: plan::Inputs,
+    /// `"ok"`, `"dry_run"`, `"skipped"`, or `"error: …"`.
+    pub outcome: String,
+    /// How long the action took, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VmStatus {
+    #[serde(flatten)]
+    pub info: VmInfo,
+    pub phase: Phase,
+    pub in_pool: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LeadStats {
+    pub lead_time_s: u64,
+    pub auto: bool,
+    /// Measured clone/start → healthy durations, seconds.
+    pub launches: usize,
+    pub launch_p50_s: Option<f64>,
+    pub launch_p90_s: Option<f64>,
+    /// Measured hot-plug → visible durations, milliseconds.
+    pub hotplug_p50_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolStatus {
+    pub pool: String,
+    pub mode: Mode,
+    /// Set while the hypervisor cannot be reached or fails.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<String>,
+    pub hosts: Vec<HostInfo>,
+    pub vms: Vec<VmStatus>,
+    pub capacity_rps: f64,
+    pub required_rps: f64,
+    pub forecast_hi_rps: Option<f64>,
+    pub measured_rps: f64,
+    pub lead: LeadStats,
+}
+
+#[derive(Debug, Default)]
+pub struct AllocatorState {
+    pub pools: Vec<PoolStatus>,
+    pub decisions: VecDeque<LoggedDecision>,
+}
+
+#[derive(Clone)]
+pub struct AllocatorView(Arc<ArcSwap<AllocatorState>>);
+
+impl AllocatorView {
+    pub fn state(&self) -> Arc<AllocatorState> {
+        self.0.load_full()
+    }
+}
+
+pub struct Allocator {
+    view: AllocatorView,
+    stop: Sender<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// What the manager knows of a VM beyond the hypervisor's view.
+#[derive(Debug, Clone)]
+struct Track {
+    phase: Phase,
+    /// Action in flight and when it started.
+    busy: Option<(String, Instant)>,
+    drain_started: Option<Instant>,
+    /// Set when we started it: timing clone/start → healthy.
+    launched_at: Option<Instant>,
+    weight: u32,
+}
+
+struct PoolRun {
+    p: ManagedPool,
+    tracks: HashMap<String, Track>,
+    state: PoolState,
+    launches: Vec<f64>,
+    hotplugs: Vec<f64>,
+    degraded: Option<String>,
+    hosts: Vec<HostInfo>,
+    last_vms: Vec<VmInfo>,
+    last_plan: Option<plan::Plan>,
+    last_reason: HashMap<String, String>,
+    hosts_checked: Option<Instant>,
+}
+
+impl Allocator {
+    /// Starts the thread; `log` is the JSON-lines decision file, if any.
+    pub fn start(
+        pools: Vec<ManagedPool>,
+        proxy: Arc<Proxy>,
+        forecasts: Option<ForecastView>,
+        historian: Option<HistorianView>,
+        clock: SharedClock,
+        log: Option<std::path::PathBuf>,
+    ) -> std::io::Result<Self> {
+        let view = AllocatorView(Arc::new(ArcSwap::from_pointee(AllocatorState::default())));
+        let (stop, stopped) = crossbeam_channel::bounded(1);
+        let publish = view.0.clone();
+        let thread = std::thread::Builder::new().name("prescale-allocator".into()).spawn(move || {
+            let mut runs: Vec<PoolRun> = pools
+                .into_iter()
+                .map(|p| PoolRun {
+                    p,
+                    tracks: HashMap::new(),
+                    state: PoolState::default(),
+                    launches: Vec::new(),
+                    hotplugs: Vec::new(),
+                    degraded: None,
+                    hosts: Vec::new(),
+                    last_vms: Vec::new(),
+                    last_plan: None,
+                    last_reason: HashMap::new(),
+                    hosts_checked: None,
+                })
+                .collect();
+            let mut decisions: VecDeque<LoggedDecision> = VecDeque::new();
+            let mut file = log.and_then(|p| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&p)
+                    .map_err(|e| tracing::warn!(path = %p.display(), error = %e, "cannot open the decision log"))
+                    .ok()
+            });
+            loop {
+                let now = clock.now_us() / 1_000_000;
+                for r in &mut runs {
+                    let new = tick(r, &proxy, forecasts.as_ref(), historian.as_ref(), now);
+                    for d in new {
+                        if let Some(f) = file.as_mut()
+                            && let Ok(line) = serde_json::to_string(&d)
+                        {
+                            let _ = writeln!(f, "{line}");
+                        }
+                        decisions.push_front(d);
+                        decisions.truncate(RING);
+                    }
+                }
+                publish.store(Arc::new(AllocatorState {
+                    pools: runs.iter().map(status).collect(),
+                    decisions: decisions.clone(),
+                }));
+                if !matches!(stopped.recv_timeout(TICK), Err(crossbeam_channel::RecvTimeoutError::Timeout)) {
+                    return;
+                }
+            }
+        })?;
+        Ok(Self { view, stop, thread: Some(thread) })
+    }
+
+    pub fn view(&self) -> AllocatorView {
+        self.view.clone()
+    }
+
+    pub fn stop(mut self) {
+        let _ = self.stop.try_send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Allocator {
+    fn drop(&mut self) {
+        let _ = self.stop.try_send(());
+    }
+}
+
+fn percentile(v: &[f64], q: f64) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    Some(s[((s.len() - 1) as f64 * q).round() as usize])
+}
+
+fn lead_time(r: &PoolRun) -> u64 {
+    match r.p.settings.lead_time {
+        LeadTime::Fixed(s) => s,
+        LeadTime::Auto => percentile(&r.launches, 0.9)
+            .map_or(r.p.settings.policy.lead_time_s, |p90| p90.ceil() as u64 + LEAD_MARGIN_S),
+    }
+}
+
+fn status(r: &PoolRun) -> PoolStatus {
+    let vms = r
+        .last_vms
+        .iter()
+        .map(|v| {
+            let t = r.tracks.get(&v.name);
+            VmStatus {
+                info: v.clone(),
+                phase: t.map_or(Phase::Stopped, |t| t.phase),
+                in_pool: t.is_some_and(|t| matches!(t.phase, Phase::Serving | Phase::Draining)),
+                in_flight: t.and_then(|t| t.busy.as_ref().map(|b| b.0.clone())),
+            }
+        })
+        .collect();
+    let inputs = r.last_plan.as_ref().map(|p| p.inputs.clone()).unwrap_or_default();
+    PoolStatus {
+        pool: r.p.name.clone(),
+        mode: r.p.settings.mode,
+        degraded: r.degraded.clone(),
+        hosts: r.hosts.clone(),
+        vms,
+        capacity_rps: inputs.capacity_rps,
+        required_rps: inputs.required_rps,
+        forecast_hi_rps: inputs.forecast_hi,
+        measured_rps: r.state.measured_rps,
+        lead: LeadStats {
+            lead_time_s: lead_time(r),
+            auto: r.p.settings.lead_time == LeadTime::Auto,
+            launches: r.launches.len(),
+            launch_p50_s: percentile(&r.launches, 0.5),
+            launch_p90_s: percentile(&r.launches, 0.9),
+            hotplug_p50_ms: percentile(&r.hotplugs, 0.5),
+        },
+    }
+}
+
+/// HTTP GET `path` on `addr`, 2xx within a second.
+fn healthy(addr: &str, path: &str) -> bool {
+    use std::io::Read;
+    let Ok(sa) = addr.parse::<std::net::SocketAddr>() else { return false };
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&sa, Duration::from_secs(1)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
+    if write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: prescale-allocator\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    let mut n = 0;
+    while n < 12 {
+        match s.read(&mut buf[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    n >= 12 && buf.starts_with(b"HTTP/1.") && buf[9] == b'2'
+}
+
+fn authority(addr: &str) -> Option<http::uri::Authority> {
+    addr.parse().ok()
+}
+
+fn tick(
+    r: &mut PoolRun,
+    proxy: &Proxy,
+    forecasts: Option<&ForecastView>,
+    historian: Option<&HistorianView>,
+    now: u64,
+) -> Vec<LoggedDecision> {
+    let mut out = Vec::new();
+    let pool = proxy.pool(&r.p.name);
+    if r.hosts_checked.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
+        r.hosts = r.p.hypervisor.hosts();
+        r.hosts_checked = Some(Instant::now());
+    }
+    let vms = match r.p.hypervisor.list(&r.p.name) {
+        Ok(v) => {
+            r.degraded = r.hosts.iter().find(|h| !h.up).map(|h| format!("host {} down: {}", h.uri, h.error.clone().unwrap_or_default()));
+            v
+        }
+        Err(e) => {
+            r.degraded = Some(e.to_string());
+            return out;
+        }
+    };
+    // Track every VM; adopted ones get their phase from what they are doing.
+    let members: Vec<String> =
+        pool.as_ref().map(|p| p.members().iter().map(|m| m.addr.to_string()).collect()).unwrap_or_default();
+    r.tracks.retain(|name, _| vms.iter().any(|v| &v.name == name));
+    for v in &vms {
+        let t = r.tracks.entry(v.name.clone()).or_insert_with(|| Track {
+            phase: match v.state {
+                VmState::Running if v.addr.as_ref().is_some_and(|a| members.contains(a)) => Phase::Serving,
+                VmState::Running => Phase::Booting,
+                VmState::Paused => Phase::Suspended,
+                _ => Phase::Stopped,
+            },
+            busy: None,
+            drain_started: None,
+            launched_at: None,
+            weight: v.vcpus.max(1),
+        });
+        // The hypervisor's truth wins over stale tracking.
+        match (v.state, t.phase) {
+            (VmState::Shutoff, Phase::Serving | Phase::Booting) if t.busy.is_none() => t.phase = Phase::Stopped,
+            (VmState::Running, Phase::Suspended | Phase::Stopped) if t.busy.is_none() => t.phase = Phase::Booting,
+            _ => {}
+        }
+        // Vertical changes finish when the hypervisor shows them.
+        if let Some((what, since)) = &t.busy
+            && let Some(n) = what.strip_prefix("set_vcpus ").and_then(|n| n.parse::<u32>().ok())
+            && v.vcpus == n
+        {
+            r.hotplugs.push(since.elapsed().as_secs_f64() * 1000.0);
+            t.busy = None;
+        }
+        if t.busy.as_ref().is_some_and(|b| b.1.elapsed() > Duration::from_secs(600)) {
+            t.busy = None; // never stuck forever
+        }
+    }
+    // Booting → Serving once healthy; joins the upstream pool then.
+    for v in &vms {
+        let Some(t) = r.tracks.get_mut(&v.name) else { continue };
+        if t.phase == Phase::Booting && v.state == VmState::Running {
+            let Some(addr) = v.addr.as_deref() else { continue };
+            if healthy(addr, &r.p.settings.health_path) {
+                if r.p.settings.mode == Mode::Enabled
+                    && let (Some(p), Some(a)) = (&pool, authority(addr))
+                {
+                    p.add_member(a, v.vcpus.max(1));
+                }
+                t.phase = Phase::Serving;
+                t.weight = v.vcpus.max(1);
+                let took = t.launched_at.take().map(|s| s.elapsed());
+                if let Some(d) = took {
+                    r.launches.push(d.as_secs_f64());
+                }
+                t.busy = None;
+                out.push(LoggedDecision {
+                    t: now,
+                    pool: r.p.name.clone(),
+                    mode: r.p.settings.mode,
+                    action: None,
+                    reason: format!(
+                        "{} healthy at {addr}{}; joined the upstream pool",
+                        v.name,
+                        took.map_or(String::new(), |d| format!(" {:.1} s after launch", d.as_secs_f64()))
+                    ),
+                    reactive: false,
+                    inputs: Default::default(),
+                    outcome: "ok".into(),
+                    duration_ms: took.map(|d| d.as_millis() as u64),
+                });
+            }
+        }
+        // Serving VMs stay members (a reload may have reset the member list).
+        if t.phase == Phase::Serving
+            && r.p.settings.mode == Mode::Enabled
+            && let (Some(p), Some(a)) = (&pool, v.addr.as_deref().and_then(authority))
+            && !p.members().iter().any(|m| m.addr == a)
+        {
+            p.add_member(a, t.weight);
+        }
+    }
+    // Drains finish when nothing is in flight (or on timeout).
+    let drained: Vec<String> = vms
+        .iter()
+        .filter(|v| {
+            let Some(t) = r.tracks.get(&v.name) else { return false };
+            if t.phase != Phase::Draining {
+                return false;
+            }
+            let idle = match (&pool, v.addr.as_deref().and_then(authority)) {
+                (Some(p), Some(a)) => p.members().iter().find(|m| m.addr == a).is_none_or(|m| m.outstanding() == 0),
+                _ => true,
+            };
+            idle || t.drain_started.is_some_and(|s| s.elapsed() > r.p.settings.drain_timeout)
+        })
+        .map(|v| v.name.clone())
+        .collect();
+
+    // Load and forecast.
+    let measured = historian.map_or(0.0, |h| {
+        let snap = h.snapshot();
+        r.p.endpoints.iter().filter_map(|e| snap.endpoint(e)).map(|e| e.recent_rate(60)).sum()
+    });
+    let forecast = forecasts
+        .and_then(|f| f.pool(&r.p.name))
+        .map(|pf| ForecastInput { points: pf.rate.iter().map(|p| (p.t, p.rate, p.hi80)).collect() })
+        .unwrap_or_default();
+    let mut policy = r.p.settings.policy.clone();
+    policy.lead_time_s = lead_time(r);
+    r.state.measured_rps = measured;
+    r.state.vms = vms
+        .iter()
+        .filter_map(|v| {
+            let t = r.tracks.get(&v.name)?;
+            Some(VmView {
+                name: v.name.clone(),
+                phase: t.phase,
+                vcpus: v.vcpus,
+                max_vcpus: v.max_vcpus,
+                memory_mib: v.memory_mib,
+                max_memory_mib: v.max_memory_mib,
+                busy: t.busy.is_some(),
+                drained: drained.contains(&v.name),
+                weight: t.weight,
+                created_at: v.created_at,
+            })
+        })
+        .collect();
+    let p = plan::plan(&forecast, &r.state, &policy, now);
+    r.state.low_since = if p.low { r.state.low_since.or(Some(now)) } else { None };
+    for d in &p.decisions {
+        // A decision without an action is logged when its reason changes, not every second.
+        if d.action.is_none() {
+            let key = d.reason.split(':').next().unwrap_or("").to_string();
+            if r.last_reason.get("none") == Some(&key) {
+                continue;
+            }
+            r.last_reason.insert("none".into(), key);
+        }
+        let mut logged = LoggedDecision {
+            t: now,
+            pool: r.p.name.clone(),
+            mode: r.p.settings.mode,
+            action: d.action.clone(),
+            reason: d.reason.clone(),
+            reactive: d.reactive,
+            inputs: p.inputs.clone(),
+            outcome: "skipped".into(),
+            duration_ms: None,
+        };
+        if let Some(a) = &d.action {
+            if r.p.settings.mode == Mode::DryRun {
+                logged.outcome = "dry_run".into();
+                // A dry run does not repeat the same action every second.
+                let key = format!("{a:?}");
+                if r.last_reason.get("dry") == Some(&key) {
+                    continue;
+                }
+                r.last_reason.insert("dry".into(), key);
+            } else {
+                let started = Instant::now();
+                logged.outcome = match execute(r, pool.as_deref(), &vms, a, now) {
+                    Ok(()) => "ok".into(),
+                    Err(e) => format!("error: {e}"),
+                };
+                logged.duration_ms = Some(started.elapsed().as_millis() as u64);
+                match a {
+                    Action::Launch { .. } | Action::Resume { .. } | Action::SetVcpus { .. } => {
+                        r.state.last_scale_out = Some(now)
+                    }
+                    Action::Drain { .. } => r.state.last_scale_in = Some(now),
+                    _ => {}
+                }
+            }
+        }
+        out.push(logged);
+    }
+    r.last_plan = Some(p);
+    r.last_vms = r.p.hypervisor.list(&r.p.name).unwrap_or(vms);
+    out
+}
+
+/// Carries out one action (enabled mode).
+fn execute(
+    r: &mut PoolRun,
+    pool: Option<&crate::proxy::pool::Pool>,
+    vms: &[VmInfo],
+    a: &Action,
+    _now: u64,
+) -> Result<(), String> {
+    let hv = &mut r.p.hypervisor;
+    let addr_of = |vm: &str| vms.iter().find(|v| v.name == vm).and_then(|v| v.addr.clone());
+    match a {
+        Action::SetVcpus { vm, to, .. } => {
+            hv.set_vcpus(vm, *to).map_err(|e| e.to_string())?;
+            if let Some(t) = r.tracks.get_mut(vm) {
+                t.busy = Some((format!("set_vcpus {to}"), Instant::now()));
+            }
+            Ok(())
+        }
+        Action::SetMemory { vm, to_mib, .. } => hv.set_memory(vm, *to_mib).map_err(|e| e.to_string()),
+        Action::Resume { vm } => {
+            hv.resume(vm).map_err(|e| e.to_string())?;
+            if let Some(t) = r.tracks.get_mut(vm) {
+                t.phase = Phase::Booting;
+                t.launched_at = Some(Instant::now());
+            }
+            Ok(())
+        }
+        Action::Launch { count, vcpus } => {
+            for _ in 0..*count {
+                // A stopped VM of the pool starts faster than a clone.
+                let stopped = vms.iter().find(|v| {
+                    v.state == VmState::Shutoff && r.tracks.get(&v.name).is_some_and(|t| t.phase == Phase::Stopped && t.busy.is_none())
+                });
+                let name = match stopped {
+                    Some(v) => v.name.clone(),
+                    None => {
+                        let name = (1..)
+                            .map(|n| format!("{}-{n}", r.p.name))
+                            .find(|n| !vms.iter().any(|v| &v.name == n) && !r.tracks.contains_key(n))
+                            .unwrap_or_default();
+                        let used: Vec<u16> = vms
+                            .iter()
+                            .filter_map(|v| v.addr.as_deref()?.rsplit(':').next()?.parse().ok())
+                            .collect();
+                        let (lo, hi) = r.p.settings.ports;
+                        let port = (lo..=hi)
+                            .find(|p| !used.contains(p) && std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+                            .ok_or("no free port left in ports")?;
+                        let spec = CloneSpec {
+                            template: r.p.settings.template.clone(),
+                            name: name.clone(),
+                            pool: r.p.name.clone(),
+                            port,
+                            host: None,
+                        };
+                        let v = hv.clone_vm(&spec).map_err(|e| e.to_string())?;
+                        if v.vcpus < *vcpus {
+                            // Offline VM: the config's count (within the template's maximum).
+                            let _ = hv.set_vcpus(&name, (*vcpus).min(v.max_vcpus));
+                        }
+                        name
+                    }
+                };
+                hv.start(&name).map_err(|e| e.to_string())?;
+                r.tracks.insert(
+                    name,
+                    Track {
+                        phase: Phase::Booting,
+                        busy: Some(("launch".into(), Instant::now())),
+                        drain_started: None,
+                        launched_at: Some(Instant::now()),
+                        weight: (*vcpus).max(1),
+                    },
+                );
+            }
+            Ok(())
+        }
+        Action::Drain { vm } => {
+            if let (Some(p), Some(a)) = (pool, addr_of(vm).as_deref().and_then(authority)) {
+                p.drain(&a);
+            }
+            if let Some(t) = r.tracks.get_mut(vm) {
+                t.phase = Phase::Draining;
+                t.drain_started = Some(Instant::now());
+            }
+            Ok(())
+        }
+        Action::Stop { vm } => {
+            // Out of the upstream pool first, then stopped.
+            if let (Some(p), Some(a)) = (pool, addr_of(vm).as_deref().and_then(authority)) {
+                p.remove(&a);
+            }
+            hv.stop(vm, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+            if let Some(t) = r.tracks.get_mut(vm) {
+                t.phase = Phase::Stopped;
+                t.drain_started = None;
+            }
+            Ok(())
+        }
+        Action::SetWeight { vm, weight } => {
+            if let (Some(p), Some(a)) = (pool, addr_of(vm).as_deref().and_then(authority)) {
+                p.set_weight(&a, *weight);
+            }
+            if let Some(t) = r.tracks.get_mut(vm) {
+                t.weight = *weight;
+            }
+            Ok(())
+        }
+    }
+}
