@@ -11,9 +11,9 @@ use std::thread::JoinHandle;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::allocator::manager::{Allocator, ManagedPool};
 use crate::clock::RealClock;
 use crate::config::{self, Settings};
-use crate::allocator::manager::{Allocator, ManagedPool};
 use crate::forecast::thread::Forecaster;
 use crate::historian::Historian;
 use crate::proxy::listener::{self, ConnSettings};

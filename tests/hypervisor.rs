@@ -38,7 +38,7 @@ fn spec(name: &str, port: u16) -> CloneSpec {
 fn clone_start_resize_stop_delete() {
     let dir = tempfile::tempdir().unwrap();
     let uri = fixture(dir.path(), "node.xml", 4, 8, "");
-    let mut hv = Libvirt::new(&[uri.clone()]);
+    let mut hv = Libvirt::new(std::slice::from_ref(&uri));
     assert!(hv.list("api").unwrap().is_empty(), "the template is not a pool member");
     let v = hv.clone_vm(&spec("api-1", 18001)).unwrap();
     assert_eq!((v.name.as_str(), v.pool.as_str(), v.state), ("api-1", "api", VmState::Shutoff));
@@ -69,7 +69,10 @@ fn clone_start_resize_stop_delete() {
     hv.delete("api-1").unwrap();
     assert!(hv.list("api").unwrap().is_empty());
     assert_eq!(hv.start("api-1").unwrap_err(), HvError::NotFound("api-1".into()));
-    assert_eq!(hv.clone_vm(&CloneSpec { template: "nope".into(), ..spec("x", 1) }).unwrap_err(), HvError::NotFound("nope".into()));
+    assert_eq!(
+        hv.clone_vm(&CloneSpec { template: "nope".into(), ..spec("x", 1) }).unwrap_err(),
+        HvError::NotFound("nope".into())
+    );
 }
 
 #[test]

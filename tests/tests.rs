@@ -2,6 +2,7 @@
 
 mod util;
 
+mod allocator;
 mod balancing;
 mod cli;
 mod config_file;

@@ -170,38 +170,67 @@ pub fn render(
                 let n = p
                     .vms
                     .iter()
-                    .filter(|v| serde_json::to_value(v.phase).ok().and_then(|x| x.as_str().map(str::to_owned)).as_deref() == Some(phase))
+                    .filter(|v| {
+                        serde_json::to_value(v.phase).ok().and_then(|x| x.as_str().map(str::to_owned)).as_deref()
+                            == Some(phase)
+                    })
                     .count();
                 let _ = writeln!(out, "prescale_pool_vms{{pool=\"{}\",phase=\"{phase}\"}} {n}", label(&p.pool));
             }
         }
-        let _ = writeln!(out, "# HELP prescale_pool_capacity_rps Capacity of serving and booting VMs, and the requirement.");
+        let _ = writeln!(
+            out,
+            "# HELP prescale_pool_capacity_rps Capacity of serving and booting VMs, and the requirement."
+        );
         let _ = writeln!(out, "# TYPE prescale_pool_capacity_rps gauge");
         for p in &st.pools {
-            let _ = writeln!(out, "prescale_pool_capacity_rps{{pool=\"{}\",kind=\"capacity\"}} {}", label(&p.pool), p.capacity_rps);
-            let _ = writeln!(out, "prescale_pool_capacity_rps{{pool=\"{}\",kind=\"required\"}} {}", label(&p.pool), p.required_rps);
+            let _ = writeln!(
+                out,
+                "prescale_pool_capacity_rps{{pool=\"{}\",kind=\"capacity\"}} {}",
+                label(&p.pool),
+                p.capacity_rps
+            );
+            let _ = writeln!(
+                out,
+                "prescale_pool_capacity_rps{{pool=\"{}\",kind=\"required\"}} {}",
+                label(&p.pool),
+                p.required_rps
+            );
         }
         let _ = writeln!(out, "# HELP prescale_pool_lead_time_seconds Lead time the planner uses.");
         let _ = writeln!(out, "# TYPE prescale_pool_lead_time_seconds gauge");
         for p in &st.pools {
-            let _ = writeln!(out, "prescale_pool_lead_time_seconds{{pool=\"{}\"}} {}", label(&p.pool), p.lead.lead_time_s);
+            let _ =
+                writeln!(out, "prescale_pool_lead_time_seconds{{pool=\"{}\"}} {}", label(&p.pool), p.lead.lead_time_s);
         }
         let _ = writeln!(out, "# HELP prescale_pool_degraded 1 while the pool's hypervisor cannot be reached.");
         let _ = writeln!(out, "# TYPE prescale_pool_degraded gauge");
         for p in &st.pools {
-            let _ = writeln!(out, "prescale_pool_degraded{{pool=\"{}\"}} {}", label(&p.pool), p.degraded.is_some() as u8);
+            let _ =
+                writeln!(out, "prescale_pool_degraded{{pool=\"{}\"}} {}", label(&p.pool), p.degraded.is_some() as u8);
         }
         let mut by: std::collections::BTreeMap<(String, String, String), u64> = Default::default();
         for d in &st.decisions {
-            let kind = d.action.as_ref().and_then(|a| serde_json::to_value(a).ok()).and_then(|v| v["kind"].as_str().map(str::to_owned));
+            let kind = d
+                .action
+                .as_ref()
+                .and_then(|a| serde_json::to_value(a).ok())
+                .and_then(|v| v["kind"].as_str().map(str::to_owned));
             let Some(kind) = kind else { continue };
             let outcome = d.outcome.split(':').next().unwrap_or("").to_string();
             *by.entry((d.pool.clone(), kind, outcome)).or_default() += 1;
         }
-        let _ = writeln!(out, "# HELP prescale_pool_actions Scaling actions among the recent decisions, by kind and outcome.");
+        let _ = writeln!(
+            out,
+            "# HELP prescale_pool_actions Scaling actions among the recent decisions, by kind and outcome."
+        );
         let _ = writeln!(out, "# TYPE prescale_pool_actions gauge");
         for ((pool, kind, outcome), n) in by {
-            let _ = writeln!(out, "prescale_pool_actions{{pool=\"{}\",kind=\"{kind}\",outcome=\"{outcome}\"}} {n}", label(&pool));
+            let _ = writeln!(
+                out,
+                "prescale_pool_actions{{pool=\"{}\",kind=\"{kind}\",outcome=\"{outcome}\"}} {n}",
+                label(&pool)
+            );
         }
     }
     out

@@ -43,7 +43,12 @@ pub fn start(
                 return;
             }
         };
-        rt.block_on(serve(listener, Arc::new(Shared { proxy, historian, forecasts, allocator }), token.map(Arc::from), shutdown));
+        rt.block_on(serve(
+            listener,
+            Arc::new(Shared { proxy, historian, forecasts, allocator }),
+            token.map(Arc::from),
+            shutdown,
+        ));
     })
 }
 

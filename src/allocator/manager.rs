@@ -328,7 +328,11 @@ fn tick(
     }
     let vms = match r.p.hypervisor.list(&r.p.name) {
         Ok(v) => {
-            r.degraded = r.hosts.iter().find(|h| !h.up).map(|h| format!("host {} down: {}", h.uri, h.error.clone().unwrap_or_default()));
+            r.degraded = r
+                .hosts
+                .iter()
+                .find(|h| !h.up)
+                .map(|h| format!("host {} down: {}", h.uri, h.error.clone().unwrap_or_default()));
             v
         }
         Err(e) => {
@@ -544,10 +548,12 @@ fn execute(
             Ok(())
         }
         Action::Launch { count, vcpus } => {
+            let mut taken: Vec<u16> = Vec::new();
             for _ in 0..*count {
                 // A stopped VM of the pool starts faster than a clone.
                 let stopped = vms.iter().find(|v| {
-                    v.state == VmState::Shutoff && r.tracks.get(&v.name).is_some_and(|t| t.phase == Phase::Stopped && t.busy.is_none())
+                    v.state == VmState::Shutoff
+                        && r.tracks.get(&v.name).is_some_and(|t| t.phase == Phase::Stopped && t.busy.is_none())
                 });
                 let name = match stopped {
                     Some(v) => v.name.clone(),
@@ -559,6 +565,7 @@ fn execute(
                         let used: Vec<u16> = vms
                             .iter()
                             .filter_map(|v| v.addr.as_deref()?.rsplit(':').next()?.parse().ok())
+                            .chain(taken.iter().copied())
                             .collect();
                         let (lo, hi) = r.p.settings.ports;
                         let port = (lo..=hi)
@@ -571,6 +578,7 @@ fn execute(
                             port,
                             host: None,
                         };
+                        taken.push(port);
                         let v = hv.clone_vm(&spec).map_err(|e| e.to_string())?;
                         if v.vcpus < *vcpus {
                             // Offline VM: the config's count (within the template's maximum).

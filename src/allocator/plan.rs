@@ -184,7 +184,11 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
 
     // Drained VMs are stopped, whatever else happens.
     for v in s.vms.iter().filter(|v| v.phase == Phase::Draining && v.drained && !v.busy) {
-        d.push(Decision { action: Some(Action::Stop { vm: v.name.clone() }), reason: format!("{} drained", v.name), reactive: false });
+        d.push(Decision {
+            action: Some(Action::Stop { vm: v.name.clone() }),
+            reason: format!("{} drained", v.name),
+            reactive: false,
+        });
     }
     // Below the minimum: launch regardless of the forecast.
     if active < p.min_vms {
@@ -223,8 +227,11 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
         };
         let mut deficit = required - capacity;
         // Vertical first: running, idle VMs below their maxima, largest headroom first.
-        let mut vs: Vec<&VmView> =
-            s.vms.iter().filter(|v| v.phase == Phase::Serving && !v.busy && v.vcpus < v.max_vcpus.min(p.vcpus.1)).collect();
+        let mut vs: Vec<&VmView> = s
+            .vms
+            .iter()
+            .filter(|v| v.phase == Phase::Serving && !v.busy && v.vcpus < v.max_vcpus.min(p.vcpus.1))
+            .collect();
         vs.sort_by_key(|v| std::cmp::Reverse(v.max_vcpus.min(p.vcpus.1) - v.vcpus));
         for v in vs {
             if deficit <= 1e-9 {
@@ -257,7 +264,11 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
                 }
                 deficit -= v.vcpus as f64 * per;
                 room -= 1;
-                d.push(Decision { action: Some(Action::Resume { vm: v.name.clone() }), reason: format!("{why}: resume a warm spare"), reactive });
+                d.push(Decision {
+                    action: Some(Action::Resume { vm: v.name.clone() }),
+                    reason: format!("{why}: resume a warm spare"),
+                    reactive,
+                });
             }
         }
         if deficit > 1e-9 {
@@ -273,7 +284,11 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
                     reactive,
                 });
             } else {
-                d.push(Decision { action: None, reason: format!("{why}, but the pool is at max_vms {}", p.max_vms), reactive });
+                d.push(Decision {
+                    action: None,
+                    reason: format!("{why}, but the pool is at max_vms {}", p.max_vms),
+                    reactive,
+                });
             }
         }
         return Plan { inputs, decisions: d, low: false };
@@ -287,18 +302,21 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
             && !draining
             && !in_cooldown(s.last_scale_in)
             && !in_cooldown(s.last_scale_out)
+            && let Some(v) = s
+                .vms
+                .iter()
+                .filter(|v| v.phase == Phase::Serving && !v.busy)
+                .max_by_key(|v| (v.created_at, v.name.clone()))
         {
-            if let Some(v) = s.vms.iter().filter(|v| v.phase == Phase::Serving && !v.busy).max_by_key(|v| (v.created_at, v.name.clone())) {
-                d.push(Decision {
-                    action: Some(Action::Drain { vm: v.name.clone() }),
-                    reason: format!(
-                        "capacity {capacity:.1} rps exceeds the need {required:.1} even without {} for {} s",
-                        v.name,
-                        now - since
-                    ),
-                    reactive: false,
-                });
-            }
+            d.push(Decision {
+                action: Some(Action::Drain { vm: v.name.clone() }),
+                reason: format!(
+                    "capacity {capacity:.1} rps exceeds the need {required:.1} even without {} for {} s",
+                    v.name,
+                    now - since
+                ),
+                reactive: false,
+            });
         }
     }
     // Weights follow vCPUs (pre-emptive rebalancing after vertical changes).
@@ -372,7 +390,13 @@ mod tests {
         }
         let flat = |_| 40.0; // hi80 48 → need 96 rps at 0.5 utilisation: one vCPU.
         let cases = vec![
-            Case { name: "flat, enough", rate: flat, vms: vec![vm("a", Phase::Serving, 1)], state: PoolState::default(), want: vec![] },
+            Case {
+                name: "flat, enough",
+                rate: flat,
+                vms: vec![vm("a", Phase::Serving, 1)],
+                state: PoolState::default(),
+                want: vec![],
+            },
             Case {
                 name: "ramp inside the lead window: vertical first",
                 rate: |k| if k >= 2 { 120.0 } else { 40.0 }, // hi80 144 → 288 rps → 3 vCPUs
@@ -467,7 +491,11 @@ mod tests {
             Case {
                 name: "drained VM is stopped, no second drain meanwhile",
                 rate: |_| 10.0,
-                vms: vec![vm("a", Phase::Serving, 1), vm("bb", Phase::Serving, 1), VmView { drained: true, ..vm("ccc", Phase::Draining, 1) }],
+                vms: vec![
+                    vm("a", Phase::Serving, 1),
+                    vm("bb", Phase::Serving, 1),
+                    VmView { drained: true, ..vm("ccc", Phase::Draining, 1) },
+                ],
                 state: PoolState { low_since: Some(NOW - 7000), ..Default::default() },
                 want: vec![Action::Stop { vm: "ccc".into() }],
             },
@@ -491,7 +519,8 @@ mod tests {
             let p = plan(&forecast(NOW, c.rate), &s, &policy(), NOW);
             assert_eq!(actions(&p), c.want, "{}: {:#?}", c.name, p);
             // Invariants: never above max_vms, never two actions on one VM.
-            let launched: u32 = actions(&p).iter().map(|a| if let Action::Launch { count, .. } = a { *count } else { 0 }).sum();
+            let launched: u32 =
+                actions(&p).iter().map(|a| if let Action::Launch { count, .. } = a { *count } else { 0 }).sum();
             let active = s.vms.iter().filter(|v| counts(v.phase)).count() as u32;
             assert!(active + launched <= policy().max_vms.max(active), "{}", c.name);
             for d in &p.decisions {
@@ -507,7 +536,11 @@ mod tests {
         assert_eq!(p.inputs.forecast_hi, Some(144.0));
         assert!((p.inputs.required_rps - 288.0).abs() < 1e-9);
         assert_eq!(p.inputs.capacity_rps, 100.0);
-        assert!(p.decisions[0].reason.contains("144.0") && p.decisions[0].reason.contains("288.0"), "{:?}", p.decisions);
+        assert!(
+            p.decisions[0].reason.contains("144.0") && p.decisions[0].reason.contains("288.0"),
+            "{:?}",
+            p.decisions
+        );
         assert!(!p.decisions[0].reactive);
     }
 
@@ -516,12 +549,15 @@ mod tests {
         // A flat load with noise around what 2 VMs of 1 vCPU serve comfortably: over a day of
         // minutes, the planner must not alternate launches and drains.
         let mut rng = fastrand::Rng::with_seed(1);
-        let mut s = PoolState { vms: vec![vm("a", Phase::Serving, 1), vm("bb", Phase::Serving, 1)], ..Default::default() };
+        let mut s =
+            PoolState { vms: vec![vm("a", Phase::Serving, 1), vm("bb", Phase::Serving, 1)], ..Default::default() };
         let mut changes = 0;
         for minute in 0..1440u64 {
             let now = NOW + minute * 60;
             let noise: Vec<f64> = (0..60).map(|_| 60.0 + 10.0 * (rng.f64() - 0.5)).collect();
-            let f = ForecastInput { points: (0..60).map(|k| (now + k * 60, noise[k as usize], noise[k as usize] * 1.2)).collect() };
+            let f = ForecastInput {
+                points: (0..60).map(|k| (now + k * 60, noise[k as usize], noise[k as usize] * 1.2)).collect(),
+            };
             let p = plan(&f, &s, &policy(), now);
             s.low_since = if p.low { s.low_since.or(Some(now)) } else { None };
             for a in actions(&p) {

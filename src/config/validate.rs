@@ -602,7 +602,12 @@ fn scaling(
         },
         window_s: secs(c, "window", &r.window, d.policy.window_s),
         cooldown_s: secs(c, "cooldown", &r.cooldown, d.policy.cooldown_s),
-        scale_in_stabilization_s: secs(c, "scale_in_stabilization", &r.scale_in_stabilization, d.policy.scale_in_stabilization_s),
+        scale_in_stabilization_s: secs(
+            c,
+            "scale_in_stabilization",
+            &r.scale_in_stabilization,
+            d.policy.scale_in_stabilization_s,
+        ),
         max_step: c.count(&k("max_step"), r.max_step, 1, 100, d.policy.max_step as i64) as u32,
     };
     ScalingSettings {

@@ -150,7 +150,7 @@ fn info(uri: &str, d: &Domain, m: &str) -> HvResult<VmInfo> {
     let i = d.info().map_err(lv)?;
     let active = d.is_active().unwrap_or(false);
     let live = if active { sys::VIR_DOMAIN_AFFECT_LIVE } else { sys::VIR_DOMAIN_AFFECT_CONFIG };
-    let vcpus = d.vcpus_flags(live).map(|v| v).unwrap_or(i.nr_virt_cpu);
+    let vcpus = d.vcpus_flags(live).unwrap_or(i.nr_virt_cpu);
     let max_vcpus = d.vcpus_flags(sys::VIR_DOMAIN_VCPU_MAXIMUM | sys::VIR_DOMAIN_AFFECT_CONFIG).unwrap_or(vcpus);
     Ok(VmInfo {
         name: d.name().map_err(lv)?,
@@ -196,7 +196,11 @@ fn remove_elements(mut xml: String, tag: &str) -> String {
 
 /// The clone's XML from the template's: see the module doc. Returns the XML and the overlay
 /// disks to create as `(backing file, overlay file)`.
-pub(crate) fn clone_xml(template_xml: &str, spec: &CloneSpec, created: u64) -> HvResult<(String, Vec<(String, String)>)> {
+pub(crate) fn clone_xml(
+    template_xml: &str,
+    spec: &CloneSpec,
+    created: u64,
+) -> HvResult<(String, Vec<(String, String)>)> {
     let bad = |m: &str| HvError::Other(format!("template {:?}: {m}", spec.template));
     let mut xml = set_element(template_xml, "name", &spec.name).ok_or_else(|| bad("no <name>"))?;
     xml = remove_elements(xml, "uuid");
@@ -305,7 +309,11 @@ impl Hypervisor for Libvirt {
             if n > max {
                 return Err(HvError::AboveMax { vm: vm.into(), what: "vcpus", asked: n.into(), max: max.into() });
             }
-            let flags = if d.is_active().unwrap_or(false) { sys::VIR_DOMAIN_AFFECT_LIVE } else { sys::VIR_DOMAIN_AFFECT_CONFIG };
+            let flags = if d.is_active().unwrap_or(false) {
+                sys::VIR_DOMAIN_AFFECT_LIVE
+            } else {
+                sys::VIR_DOMAIN_AFFECT_CONFIG
+            };
             d.set_vcpus_flags(n, flags).map_err(lv)
         })
     }
@@ -316,7 +324,11 @@ impl Hypervisor for Libvirt {
             if mib > max {
                 return Err(HvError::AboveMax { vm: vm.into(), what: "memory MiB", asked: mib, max });
             }
-            let flags = if d.is_active().unwrap_or(false) { sys::VIR_DOMAIN_AFFECT_LIVE } else { sys::VIR_DOMAIN_AFFECT_CONFIG };
+            let flags = if d.is_active().unwrap_or(false) {
+                sys::VIR_DOMAIN_AFFECT_LIVE
+            } else {
+                sys::VIR_DOMAIN_AFFECT_CONFIG
+            };
             d.set_memory_flags(mib * 1024, flags).map_err(lv)
         })
     }
@@ -335,7 +347,12 @@ impl Hypervisor for Libvirt {
         // Placement: the named host, else the one with the most free memory that has the
         // template.
         let order: Vec<usize> = match &spec.host {
-            Some(h) => vec![self.hosts.iter().position(|x| &x.uri == h).ok_or_else(|| HvError::Other(format!("unknown host {h}")))?],
+            Some(h) => vec![
+                self.hosts
+                    .iter()
+                    .position(|x| &x.uri == h)
+                    .ok_or_else(|| HvError::Other(format!("unknown host {h}")))?,
+            ],
             None => {
                 let hosts = self.hosts();
                 let mut idx: Vec<usize> = (0..hosts.len()).filter(|i| hosts[*i].up).collect();
@@ -351,7 +368,8 @@ impl Hypervisor for Libvirt {
                 if c.lookup_domain_by_name(&spec.name).is_ok() {
                     return Err(HvError::Other(format!("a VM named {:?} already exists on {uri}", spec.name)));
                 }
-                let t = c.lookup_domain_by_name(&spec.template).map_err(|_| HvError::NotFound(spec.template.clone()))?;
+                let t =
+                    c.lookup_domain_by_name(&spec.template).map_err(|_| HvError::NotFound(spec.template.clone()))?;
                 let txml = t.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE).map_err(lv)?;
                 let (xml, overlays) = clone_xml(&txml, spec, created)?;
                 for (base, ov) in &overlays {

@@ -1,0 +1,182 @@
+//! The allocator end to end on libvirt's test driver (in-process, no daemon): imported history
+//! predicts a ramp a few minutes ahead; prescale clones and starts VMs for it, admits each to
+//! the upstream pool only once its address answers the health check, and traffic then reaches
+//! it. In `dry_run` mode the same situation only logs decisions. (A test-driver VM boots no
+//! guest: the test plays the guest by starting an HTTP server on the address prescale gave it.)
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::hypervisor::fixture;
+use crate::util::*;
+
+/// Three days of 1-min history for endpoint `api` where, every day, a 40-minute peak of
+/// 600 calls/min starts three minutes after the current minute (30 calls/min otherwise).
+fn history(dir: &std::path::Path, cfg: &std::path::Path) -> u64 {
+    let now_min = prescale::clock::now_us() / 60_000_000;
+    let peak_start = (now_min + 3) % 1440;
+    let mut csv = String::from("timestamp,value\n");
+    for m in now_min - 3 * 1440..now_min {
+        let in_peak = (m % 1440 + 1440 - peak_start) % 1440 < 40;
+        csv.push_str(&format!("{},{}\n", m * 60, if in_peak { 600 } else { 30 }));
+    }
+    std::fs::write(dir.join("h.csv"), csv).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_prescale"))
+        .args(["import", "--config"])
+        .arg(cfg)
+        .args(["--endpoint", "api", "--input"])
+        .arg(dir.join("h.csv"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (now_min + 3) * 60
+}
+
+fn config(dir: &std::path::Path, uri: &str, mode: &str, port: u16) -> std::path::PathBuf {
+    let cfg = dir.join("p.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n[historian]\ndata_dir = \"data\"\n\
+             [[endpoint]]\nname = \"api\"\npath_prefix = \"/api\"\npool = \"p\"\n\
+             [[pool]]\nname = \"p\"\nmembers = []\n\
+             [pool.scaling]\nuri = \"{uri}\"\ntemplate = \"tpl\"\nmode = \"{mode}\"\nmin_vms = 0\nmax_vms = 2\n\
+             vcpus = [1, 1]\nmemory_mib = [256, 512]\ncapacity_rps_per_vcpu = 5.0\ntarget_utilization = 1.0\n\
+             headroom = 0.0\nlead_time = \"60s\"\nwindow = \"5m\"\nmax_step = 2\nports = [{port}, {}]\n\
+             health_path = \"/health\"\n",
+            port + 50
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+async fn pools(c: &TestClient, app: &prescale::app::App) -> Value {
+    get(c, &admin_url(app, "/admin/api/pools")).await.json()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forecast_ramp_launches_vms_that_join_after_their_health_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = fixture(dir.path(), "node.xml", 4, 8, "");
+    let port = 20_000 + fastrand::u16(0..20_000);
+    let cfg = config(dir.path(), &uri, "enabled", port);
+    let ramp_at = history(dir.path(), &cfg);
+    let app = prescale::app::App::start(prescale::config::load(&cfg).unwrap()).await.unwrap();
+    let c = client();
+
+    // The forecast predicts the ramp; the planner launches two VMs ahead of it.
+    let launched = async || {
+        let p = pools(&c, &app).await;
+        p[0]["vms"].as_array().is_some_and(|v| v.len() == 2 && v.iter().all(|v| v["addr"].is_string()))
+    };
+    assert!(eventually(Duration::from_secs(60), launched).await, "{}", pools(&c, &app).await);
+    let p = pools(&c, &app).await;
+    let vms = p[0]["vms"].as_array().unwrap().clone();
+    assert_eq!(p[0]["mode"], "enabled");
+    for v in &vms {
+        assert_eq!(v["state"], "running", "{v}");
+        assert_eq!(v["phase"], "booting", "not admitted before its health check: {v}");
+        assert_eq!(v["in_pool"], false);
+    }
+    let names: Vec<&str> = vms.iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["p-1", "p-2"]);
+    let d: Value = get(&c, &admin_url(&app, "/admin/api/decisions?pool=p")).await.json();
+    let launch =
+        d.as_array().unwrap().iter().find(|d| d["action"]["kind"] == "launch").expect("a launch decision").clone();
+    assert_eq!(launch["outcome"], "ok", "{launch}");
+    assert_eq!(launch["reactive"], false, "ahead of the load, not after it: {launch}");
+    assert!(launch["reason"].as_str().unwrap().contains("forecast upper band"), "{launch}");
+    assert!(launch["inputs"]["forecast_hi"].as_f64().unwrap() >= 8.0, "{launch}");
+    assert!(launch["t"].as_u64().unwrap() < ramp_at, "decided before the ramp");
+    // Meanwhile no traffic can reach them: the pool is empty.
+    assert_eq!(get(&c, &url(&app, "/api/x")).await.status, 503);
+
+    // The "guests" come up: each VM's address starts answering.
+    let mut up = Vec::new();
+    for v in &vms {
+        let addr: std::net::SocketAddr = v["addr"].as_str().unwrap().parse().unwrap();
+        up.push(Upstream::start_on(v["name"].as_str().unwrap(), addr).await);
+    }
+    let serving = async || {
+        let p = pools(&c, &app).await;
+        p[0]["vms"].as_array().is_some_and(|v| v.iter().all(|v| v["phase"] == "serving" && v["in_pool"] == true))
+    };
+    assert!(eventually(Duration::from_secs(20), serving).await, "{}", pools(&c, &app).await);
+    for _ in 0..20 {
+        assert_eq!(get(&c, &url(&app, "/api/x")).await.status, 200);
+    }
+    assert!(up.iter().all(|u| u.hits() > 0), "both new VMs take traffic");
+    let p = pools(&c, &app).await;
+    assert_eq!(p[0]["lead"]["launches"], 2, "launch→healthy durations measured: {}", p[0]["lead"]);
+    assert!(p[0]["capacity_rps"].as_f64().unwrap() >= 10.0);
+    let metrics = String::from_utf8_lossy(&get(&c, &admin_url(&app, "/metrics")).await.body).into_owned();
+    assert_eq!(metric(&metrics, "prescale_pool_vms{pool=\"p\",phase=\"serving\"}"), Some(2.0));
+    assert!(std::fs::read_to_string(dir.path().join("data/decisions.jsonl")).unwrap().contains("\"launch\""));
+    app.stop().await;
+    for u in up {
+        u.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_logs_decisions_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = fixture(dir.path(), "node.xml", 4, 8, "");
+    let cfg = config(dir.path(), &uri, "dry_run", 20_000 + fastrand::u16(0..20_000));
+    history(dir.path(), &cfg);
+    let app = prescale::app::App::start(prescale::config::load(&cfg).unwrap()).await.unwrap();
+    let c = client();
+    let logged = async || {
+        let d: Value = get(&c, &admin_url(&app, "/admin/api/decisions")).await.json();
+        d.as_array().is_some_and(|d| d.iter().any(|d| d["action"]["kind"] == "launch" && d["outcome"] == "dry_run"))
+    };
+    assert!(eventually(Duration::from_secs(60), logged).await);
+    let p = pools(&c, &app).await;
+    assert_eq!(p[0]["mode"], "dry_run");
+    assert_eq!(p[0]["vms"].as_array().unwrap().len(), 0, "nothing created: {p}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_hypervisor_is_a_degraded_pool_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = format!("test://{}/nope.xml", dir.path().display());
+    let cfg = config(dir.path(), &missing, "enabled", 20_000 + fastrand::u16(0..20_000));
+    let app = prescale::app::App::start(prescale::config::load(&cfg).unwrap()).await.unwrap();
+    let c = client();
+    let degraded = async || pools(&c, &app).await[0]["degraded"].is_string();
+    assert!(eventually(Duration::from_secs(10), degraded).await, "{}", pools(&c, &app).await);
+    let metrics = String::from_utf8_lossy(&get(&c, &admin_url(&app, "/metrics")).await.body).into_owned();
+    assert_eq!(metric(&metrics, "prescale_pool_degraded{pool=\"p\"}"), Some(1.0));
+    assert_eq!(get(&c, &admin_url(&app, "/live")).await.status, 200);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_prescale_adopts_its_running_vms() {
+    // What a restart finds: a running VM whose metadata names the pool and its address.
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Upstream::start("p-7").await;
+    let extra = format!(
+        r#"<domain type="test"><name>p-7</name><memory unit="MiB">512</memory><vcpu current="1">2</vcpu><os><type>hvm</type></os>
+          <metadata><prescale:vm xmlns:prescale="urn:prescale:vm" pool="p" addr="{}" template="tpl" overlay="" created="1800000000"/></metadata></domain>"#,
+        backend.addr
+    );
+    let uri = fixture(dir.path(), "node.xml", 4, 8, &extra);
+    let cfg = config(dir.path(), &uri, "enabled", 20_000 + fastrand::u16(0..20_000));
+    let app = prescale::app::App::start(prescale::config::load(&cfg).unwrap()).await.unwrap();
+    let c = client();
+    let adopted = async || {
+        let p = pools(&c, &app).await;
+        p[0]["vms"].as_array().is_some_and(|v| v.len() == 1 && v[0]["name"] == "p-7" && v[0]["in_pool"] == true)
+    };
+    assert!(eventually(Duration::from_secs(15), adopted).await, "{}", pools(&c, &app).await);
+    assert_eq!(get(&c, &url(&app, "/api/x")).await.status, 200);
+    assert!(backend.hits() > 0);
+    // No history, no forecast: nothing launched beside it.
+    assert_eq!(pools(&c, &app).await[0]["vms"].as_array().unwrap().len(), 1);
+    app.stop().await;
+    backend.stop().await;
+}
