@@ -11,6 +11,8 @@
 //! | [`admin`] | `/live`, `/ready`, `/metrics`, `/admin/api/*` on a separate listener; reads only | its own thread + current-thread runtime |
 //! | [`app`] | composition root: binds, starts, reloads (SIGHUP), stops in order (SIGTERM/SIGINT) | control runtime (signals, health checks) |
 //! | [`forecast`] | models as pure code (Holt–Winters, double-seasonal, ARIMA, Prophet-style, naive), season detection, automatic choice, the rolling-origin backtest, the forecast thread with demand conversion | `prescale-forecast`: reads historian snapshots, publishes forecasts (`ArcSwap`) |
+//! | [`allocator`] | planning as a pure function (forecast, pool state, policy, now → decisions with reasons); the live manager: adopts VMs, health-gated join, drain-then-stop, dry_run/enabled, learned lead time, decision log | `prescale-allocator` (libvirt calls block) |
+//! | [`hypervisor`] | the `Hypervisor` trait; libvirt implementation (`virt` crate: placement across hosts, back-off, panic guard, clone with overlay/port/metadata); an in-memory fake for the simulator | runs on the allocator's thread |
 //! | [`clock`] | real and virtual time | — |
 //! | [`demo`] | `prescale demo`: in-process backends + the proxy, the Quick start's default | control runtime |
 //!
@@ -27,14 +29,21 @@
 //!                                              │ ArcSwap<Snapshot>
 //!                                              ▼
 //!                                  admin (/admin/api/*) ◄── forecast thread (ArcSwap<Forecasts>)
+//!                                       ▲                          │ pool forecasts
+//!                                       │ ArcSwap<AllocatorState>  ▼
+//!                                       └──────────────── allocator thread ──► hypervisor (libvirt)
+//!                                                                  │ add/drain/remove members
+//!                                                                  ▼
+//!                                                            proxy pools
 //! ```
 //!
 //! Shared read-mostly state (route table, pool members, historian snapshots) has one writer and
 //! lock-free readers (`ArcSwap`); the request path never takes a lock and never waits for the
 //! historian.
 //!
-//! Dependency order: `config`, `clock` ← `historian` ← `proxy` ← `admin` ← `app`. `proxy` never
-//! imports `admin`; `historian` never imports `proxy`.
+//! Dependency order: `config`, `clock` ← `historian` ← `forecast` ← `proxy` ← `hypervisor` ←
+//! `allocator` ← `admin` ← `app`. `proxy` never imports `forecast`, `allocator` or `admin`;
+//! `historian` never imports `proxy`; only `hypervisor` talks to libvirt.
 
 pub mod admin;
 pub mod allocator;

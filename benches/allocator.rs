@@ -1,0 +1,63 @@
+//! Planner decision time: one planning round for 100 pools (each 4 VMs, a 60-minute forecast
+//! with a ramp), the work the allocator thread does per tick besides hypervisor calls.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use prescale::allocator::plan::{ForecastInput, Phase, Policy, PoolState, VmView, plan};
+
+fn bench(c: &mut Criterion) {
+    let now = 1_800_000_000u64;
+    let policy = Policy {
+        min_vms: 1,
+        max_vms: 8,
+        vcpus: (1, 4),
+        memory_mib: (256, 1024),
+        capacity_rps_per_vcpu: 100.0,
+        target_utilization: 0.6,
+        headroom: 0.2,
+        lead_time_s: 120,
+        window_s: 300,
+        cooldown_s: 60,
+        scale_in_stabilization_s: 600,
+        max_step: 2,
+    };
+    let pools: Vec<(ForecastInput, PoolState)> = (0..100)
+        .map(|i| {
+            let base = 50.0 + i as f64 * 10.0;
+            let f = ForecastInput {
+                points: (0..60).map(|k| (now + k * 60, base + k as f64 * 5.0, (base + k as f64 * 5.0) * 1.2)).collect(),
+            };
+            let vms = (0..4)
+                .map(|j| VmView {
+                    name: format!("p{i}-{j}"),
+                    phase: Phase::Serving,
+                    vcpus: 1 + (j % 2),
+                    max_vcpus: 4,
+                    memory_mib: 256,
+                    max_memory_mib: 1024,
+                    busy: false,
+                    drained: false,
+                    weight: 1,
+                    created_at: j as u64,
+                })
+                .collect();
+            (f, PoolState { vms, measured_rps: base, ..Default::default() })
+        })
+        .collect();
+    c.bench_function("plan_100_pools", |b| {
+        b.iter(|| {
+            for (f, s) in &pools {
+                black_box(plan(f, s, &policy, now));
+            }
+        })
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = bench
+}
+criterion_main!(benches);
