@@ -41,6 +41,7 @@ fn bench(c: &mut Criterion) {
                     drained: false,
                     weight: 1,
                     created_at: j as u64,
+                    host: "h1".into(),
                 })
                 .collect();
             (f, PoolState { vms, measured_rps: base, ..Default::default() })

@@ -114,3 +114,33 @@ fn placement_picks_the_host_with_most_free_memory_and_survives_a_dead_one() {
     // The dead host is retried with back-off, not hammered: still down right after.
     assert!(!hv.hosts().iter().find(|h| h.uri == dead).unwrap().up);
 }
+
+#[test]
+fn a_clone_gets_a_qcow2_overlay_that_delete_removes() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base.qcow2");
+    let made = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&base)
+        .arg("16M")
+        .status()
+        .expect("qemu-img (qemu-utils) is installed");
+    assert!(made.success());
+    let extra = format!(
+        r#"<domain type="test"><name>disk-tpl</name><memory unit="MiB">512</memory><vcpu>2</vcpu><os><type>hvm</type></os>
+          <devices><disk type="file" device="disk"><driver name="qemu" type="qcow2"/><source file="{}"/><target dev="vda" bus="virtio"/></disk></devices>
+          <test:runstate xmlns:test="http://libvirt.org/schemas/domain/test/1.0">5</test:runstate></domain>"#,
+        base.display()
+    );
+    let uri = fixture(dir.path(), "node.xml", 4, 8, &extra);
+    let mut hv = Libvirt::new(std::slice::from_ref(&uri));
+    let v = hv.clone_vm(&CloneSpec { template: "disk-tpl".into(), ..spec("api-9", 18009) }).unwrap();
+    assert_eq!(v.name, "api-9");
+    let overlay = dir.path().join("api-9.qcow2");
+    let info = std::process::Command::new("qemu-img").arg("info").arg(&overlay).output().unwrap();
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(info.contains("backing file") && info.contains("base.qcow2"), "{info}");
+    hv.delete("api-9").unwrap();
+    assert!(!overlay.exists(), "the overlay goes with the VM");
+    assert!(base.exists(), "the template's image stays");
+}

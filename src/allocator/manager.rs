@@ -448,6 +448,7 @@ fn tick(
     let mut policy = r.p.settings.policy.clone();
     policy.lead_time_s = lead_time(r);
     r.state.measured_rps = measured;
+    r.state.hosts = r.hosts.iter().map(|h| plan::HostView { uri: h.uri.clone(), cpus: h.cpus, up: h.up }).collect();
     r.state.vms = vms
         .iter()
         .filter_map(|v| {
@@ -463,6 +464,7 @@ fn tick(
                 drained: drained.contains(&v.name),
                 weight: t.weight,
                 created_at: v.created_at,
+                host: v.host.clone(),
             })
         })
         .collect();
@@ -622,6 +624,17 @@ fn execute(
                 t.drain_started = None;
             }
             Ok(())
+        }
+        Action::Migrate { vm, to, .. } => {
+            if let Some(t) = r.tracks.get_mut(vm) {
+                t.busy = Some(("migrate".into(), Instant::now()));
+            }
+            let res = hv.migrate(vm, to).map_err(|e| e.to_string());
+            if let Some(t) = r.tracks.get_mut(vm) {
+                t.busy = None;
+            }
+            r.hosts_checked = None;
+            res
         }
         Action::SetWeight { vm, weight } => {
             if let (Some(p), Some(a)) = (pool, addr_of(vm).as_deref().and_then(authority)) {

@@ -69,6 +69,16 @@ pub struct VmView {
     pub drained: bool,
     pub weight: u32,
     pub created_at: u64,
+    /// URI of the host it runs on.
+    pub host: String,
+}
+
+/// A host the pool may use: its CPUs and the vCPUs of the pool's VMs running there.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HostView {
+    pub uri: String,
+    pub cpus: u32,
+    pub up: bool,
 }
 
 /// Everything the planner knows about the pool now.
@@ -82,6 +92,8 @@ pub struct PoolState {
     pub last_scale_in: Option<u64>,
     /// Since when capacity has been more than needed.
     pub low_since: Option<u64>,
+    /// The pool's hosts (one for a single-host pool).
+    pub hosts: Vec<HostView>,
 }
 
 /// The forecast as the planner sees it: requests/s by minute start.
@@ -101,6 +113,7 @@ pub enum Action {
     Drain { vm: String },
     Stop { vm: String },
     SetWeight { vm: String, weight: u32 },
+    Migrate { vm: String, from: String, to: String },
 }
 
 /// The arithmetic behind a decision, for the log.
@@ -319,6 +332,37 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
             });
         }
     }
+    // Across hosts: a host whose guests' vCPUs exceed its CPUs (after vertical growth) gives
+    // its smallest idle VM to the host with the most spare CPUs, live, before it overloads.
+    if s.hosts.iter().filter(|h| h.up).count() >= 2 {
+        let used =
+            |uri: &str| -> u32 { s.vms.iter().filter(|v| v.host == uri && counts(v.phase)).map(|v| v.vcpus).sum() };
+        let spare = |h: &HostView| h.cpus as i64 - used(&h.uri) as i64;
+        if let Some(hot) = s.hosts.iter().filter(|h| h.up && spare(h) < 0).min_by_key(|h| spare(h))
+            && let Some(cool) = s.hosts.iter().filter(|h| h.up && h.uri != hot.uri).max_by_key(|h| spare(h))
+            && let Some(v) = s
+                .vms
+                .iter()
+                .filter(|v| {
+                    v.host == hot.uri && v.phase == Phase::Serving && !v.busy && (v.vcpus as i64) <= spare(cool)
+                })
+                .min_by_key(|v| v.vcpus)
+        {
+            d.push(Decision {
+                action: Some(Action::Migrate { vm: v.name.clone(), from: hot.uri.clone(), to: cool.uri.clone() }),
+                reason: format!(
+                    "{} runs {} vCPUs of guests on {} CPUs; {} has {} spare: live-migrate {}",
+                    hot.uri,
+                    used(&hot.uri),
+                    hot.cpus,
+                    cool.uri,
+                    spare(cool),
+                    v.name
+                ),
+                reactive: false,
+            });
+        }
+    }
     // Weights follow vCPUs (pre-emptive rebalancing after vertical changes).
     for v in s.vms.iter().filter(|v| v.phase == Phase::Serving && !v.busy) {
         if v.weight != v.vcpus.max(1) {
@@ -365,6 +409,7 @@ mod tests {
             drained: false,
             weight: vcpus,
             created_at: name.len() as u64,
+            host: "h1".into(),
         }
     }
 
@@ -505,6 +550,32 @@ mod tests {
                 vms: vec![VmView { busy: true, ..vm("a", Phase::Serving, 1) }],
                 state: PoolState::default(),
                 want: vec![Action::Launch { count: 1, vcpus: 4 }],
+            },
+            Case {
+                name: "an overcommitted host gives a VM to the host with room",
+                rate: flat,
+                vms: vec![vm("a", Phase::Serving, 4), VmView { host: "h1".into(), ..vm("bb", Phase::Serving, 2) }],
+                state: PoolState {
+                    hosts: vec![
+                        HostView { uri: "h1".into(), cpus: 4, up: true },
+                        HostView { uri: "h2".into(), cpus: 8, up: true },
+                    ],
+                    ..Default::default()
+                },
+                want: vec![Action::Migrate { vm: "bb".into(), from: "h1".into(), to: "h2".into() }],
+            },
+            Case {
+                name: "no migration to a host that is down",
+                rate: flat,
+                vms: vec![vm("a", Phase::Serving, 4), vm("bb", Phase::Serving, 2)],
+                state: PoolState {
+                    hosts: vec![
+                        HostView { uri: "h1".into(), cpus: 4, up: true },
+                        HostView { uri: "h2".into(), cpus: 8, up: false },
+                    ],
+                    ..Default::default()
+                },
+                want: vec![],
             },
             Case {
                 name: "weights follow vCPUs",
