@@ -1,28 +1,15 @@
 //! Planner decision time: one planning round for 100 pools (each 4 VMs, a 60-minute forecast
-//! with a ramp), the work the allocator thread does per tick besides hypervisor calls.
+//! with a ramp, the default policy), the work the allocator thread does per tick besides hypervisor calls.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use prescale::allocator::plan::{ForecastInput, Phase, Policy, PoolState, VmView, plan};
+use prescale::allocator::plan::{ForecastInput, Phase, PoolState, VmView, plan};
 
 fn bench(c: &mut Criterion) {
     let now = 1_800_000_000u64;
-    let policy = Policy {
-        min_vms: 1,
-        max_vms: 8,
-        vcpus: (1, 4),
-        memory_mib: (256, 1024),
-        capacity_rps_per_vcpu: 100.0,
-        target_utilization: 0.6,
-        headroom: 0.2,
-        lead_time_s: 120,
-        window_s: 300,
-        cooldown_s: 60,
-        scale_in_stabilization_s: 600,
-        max_step: 2,
-    };
+    let policy = prescale::allocator::ScalingSettings::default().policy;
     let pools: Vec<(ForecastInput, PoolState)> = (0..100)
         .map(|i| {
             let base = 50.0 + i as f64 * 10.0;

@@ -91,21 +91,28 @@ fn filter(y: &[f64], spec: &DshwSpec, p: &DshwParams, mut each: impl FnMut(usize
     let mut sse = 0.0;
     for (t, &v) in y.iter().enumerate() {
         each(t, &st);
-        let (i, j) = (t % m1, t % m2);
-        let fc = st.level + p.phi * st.trend + st.day[i] + st.week[j];
-        if !v.is_finite() {
-            st.level += p.phi * st.trend;
-            st.trend *= p.phi;
-            continue;
-        }
-        let e = v - fc;
-        sse += e * e;
-        st.level += p.phi * st.trend + p.alpha * e;
-        st.trend = p.phi * st.trend + p.beta * e;
-        st.day[i] += p.gamma * e;
-        st.week[j] += p.delta * e;
+        sse += st.step(p, t % m1, t % m2, v);
     }
     (st, sse)
+}
+
+impl State {
+    /// Takes observation `v` (NaN = missing) at daily phase `i`, weekly phase `j`; returns the
+    /// squared one-step error.
+    fn step(&mut self, p: &DshwParams, i: usize, j: usize, v: f64) -> f64 {
+        let fc = self.level + p.phi * self.trend + self.day[i] + self.week[j];
+        if !v.is_finite() {
+            self.level += p.phi * self.trend;
+            self.trend *= p.phi;
+            return 0.0;
+        }
+        let e = v - fc;
+        self.level += p.phi * self.trend + p.alpha * e;
+        self.trend = p.phi * self.trend + p.beta * e;
+        self.day[i] += p.gamma * e;
+        self.week[j] += p.delta * e;
+        e * e
+    }
 }
 
 fn damp_sum(phi: f64, h: usize) -> f64 {
@@ -182,20 +189,16 @@ fn forecast_at(s: &State, p: &DshwParams, spec: &DshwSpec, t: usize, j: usize) -
 impl DshwFit {
     /// Takes one new observation into the state (O(1); NaN = missing).
     pub fn update(&mut self, v: f64) {
-        let p = self.params;
         let (i, j) = (self.n % self.spec.daily, self.n % self.spec.weekly);
         self.n += 1;
-        let fc = self.level + p.phi * self.trend + self.day[i] + self.week[j];
-        if !v.is_finite() {
-            self.level += p.phi * self.trend;
-            self.trend *= p.phi;
-            return;
-        }
-        let e = v - fc;
-        self.level += p.phi * self.trend + p.alpha * e;
-        self.trend = p.phi * self.trend + p.beta * e;
-        self.day[i] += p.gamma * e;
-        self.week[j] += p.delta * e;
+        let mut st = State {
+            level: self.level,
+            trend: self.trend,
+            day: std::mem::take(&mut self.day),
+            week: std::mem::take(&mut self.week),
+        };
+        st.step(&self.params, i, j, v);
+        (self.level, self.trend, self.day, self.week) = (st.level, st.trend, st.day, st.week);
     }
 
     pub fn mean(&self, h: usize) -> Vec<f64> {
@@ -244,5 +247,20 @@ mod tests {
     fn needs_two_weeks() {
         let e = DshwSpec { daily: 24, weekly: 168, horizon: 6 }.fit(&[1.0; 200]).unwrap_err();
         assert_eq!(e, ForecastError::NotEnoughData { need: 346, have: 200 });
+    }
+
+    #[test]
+    fn updates_match_a_refilter() {
+        let (m1, m2) = (12, 84);
+        let y: Vec<f64> = (0..m2 * 4).map(|t| 50.0 + 20.0 * (t as f64 / m1 as f64).sin() + (t % 5) as f64).collect();
+        let spec = DshwSpec { daily: m1, weekly: m2, horizon: 6 };
+        let mut fit = spec.fit(&y[..m2 * 3]).unwrap();
+        for &v in &y[m2 * 3..] {
+            fit.update(v);
+        }
+        let again = spec.refilter(fit.params, &y).unwrap();
+        for (a, b) in fit.mean(6).iter().zip(again.mean(6)) {
+            assert!((a - b).abs() < 1e-9, "{a} vs {b}");
+        }
     }
 }
