@@ -13,6 +13,7 @@
 //! | [`forecast`] | models as pure code (Holt–Winters, double-seasonal, ARIMA, Prophet-style, naive), season detection, automatic choice, the rolling-origin backtest, the forecast thread with demand conversion | `prescale-forecast`: reads historian snapshots, publishes forecasts (`ArcSwap`) |
 //! | [`allocator`] | planning as a pure function (forecast, pool state, policy, now → decisions with reasons); the live manager: adopts VMs, health-gated join, drain-then-stop, dry_run/enabled, learned lead time, decision log | `prescale-allocator` (libvirt calls block) |
 //! | [`hypervisor`] | the `Hypervisor` trait; libvirt implementation (`virt` crate: placement across hosts, back-off, panic guard, clone with overlay/port/metadata); an in-memory fake for the simulator | runs on the allocator's thread |
+//! | [`feedback`] | forecast scoring (rolling MASE, sMAPE, under-rate, coverage per horizon group) and the online cost model (RLS with forgetting); fed by the forecast thread | — |
 //! | [`clock`] | real and virtual time | — |
 //! | [`demo`] | `prescale demo`: in-process backends + the proxy, the Quick start's default | control runtime |
 //!
@@ -51,6 +52,7 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod feedback;
 pub mod forecast;
 pub mod historian;
 pub mod hypervisor;

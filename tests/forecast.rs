@@ -63,6 +63,16 @@ async fn forecasts_are_served_from_imported_history() {
     assert_eq!(pool["rate"][0]["rate"], p0["rate"]);
     assert_eq!(pool["demand"][0]["cpu_cores"], d0["cpu_cores"]);
     assert_eq!(get(&c, &admin_url(&app, "/admin/api/forecast")).await.status, 400);
+    // Scoring is wired: every forecast is kept for the 5- and 60-minute groups (points arrive as
+    // minutes close; the arithmetic is unit-tested in feedback::score).
+    let acc: Value = get(&c, &admin_url(&app, "/admin/api/accuracy?endpoint=api")).await.json();
+    assert_eq!(acc["endpoint"], "api");
+    let hs: Vec<u64> =
+        acc["horizons"].as_array().unwrap().iter().map(|h| h["horizon_minutes"].as_u64().unwrap()).collect();
+    assert_eq!(hs, [5, 60]);
+    for w in ["hour", "day", "week"] {
+        assert!(acc["horizons"][1][w]["points"].is_u64(), "{acc}");
+    }
     let pts = f["points"].as_array().unwrap();
     assert_eq!(pts.len(), 60);
     assert_eq!(f["step"], 60);

@@ -189,3 +189,28 @@ pub fn allocator(
     };
     json.map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
+
+/// `/admin/api/accuracy?endpoint=NAME` (or every endpoint without it): rolling forecast scores
+/// per horizon group (5 and 60 min) over the last hour, day and week.
+pub fn accuracy(f: Option<&crate::forecast::thread::ForecastView>, p: &HashMap<String, String>) -> ApiResult {
+    let f = f.ok_or_else(|| (StatusCode::NOT_FOUND, "forecasting is disabled".to_string()))?;
+    let json = match p.get("endpoint") {
+        Some(name) => {
+            let a = f
+                .accuracy(name)
+                .ok_or_else(|| (StatusCode::NOT_FOUND, format!("endpoint: no scores for {name:?} (yet)")))?;
+            serde_json::to_string(&serde_json::json!({ "endpoint": name, "horizons": &*a }))
+        }
+        None => {
+            let all = f.all();
+            let mut names: Vec<&String> = all.accuracy.keys().collect();
+            names.sort();
+            let v: Vec<_> = names
+                .into_iter()
+                .map(|n| serde_json::json!({ "endpoint": n, "horizons": &*all.accuracy[n] }))
+                .collect();
+            serde_json::to_string(&v)
+        }
+    };
+    json.map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}

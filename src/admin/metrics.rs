@@ -161,6 +161,43 @@ pub fn render(
             }
         }
     }
+    if let Some(f) = forecasts {
+        let all = f.all();
+        let mut names: Vec<&String> = all.accuracy.keys().collect();
+        names.sort();
+        let _ = writeln!(out, "# HELP prescale_forecast_error Forecast scores over the last day, by horizon group.");
+        let _ = writeln!(out, "# TYPE prescale_forecast_error gauge");
+        for n in &names {
+            for h in all.accuracy[*n].iter() {
+                for (k, v) in [("mase", h.day.mase), ("smape", h.day.smape), ("under_rate", h.day.under_rate)] {
+                    if let Some(v) = v {
+                        let _ = writeln!(
+                            out,
+                            "prescale_forecast_error{{endpoint=\"{}\",horizon=\"{}m\",metric=\"{k}\"}} {v}",
+                            label(n),
+                            h.horizon_minutes
+                        );
+                    }
+                }
+            }
+        }
+        let _ = writeln!(out, "# HELP prescale_forecast_coverage Share of actuals inside the bands over the last day.");
+        let _ = writeln!(out, "# TYPE prescale_forecast_coverage gauge");
+        for n in &names {
+            for h in all.accuracy[*n].iter() {
+                for (band, v) in [("80", h.day.coverage80), ("95", h.day.coverage95)] {
+                    if let Some(v) = v {
+                        let _ = writeln!(
+                            out,
+                            "prescale_forecast_coverage{{endpoint=\"{}\",horizon=\"{}m\",band=\"{band}\"}} {v}",
+                            label(n),
+                            h.horizon_minutes
+                        );
+                    }
+                }
+            }
+        }
+    }
     if let Some(a) = allocator {
         let st = a.state();
         let _ = writeln!(out, "# HELP prescale_pool_vms VMs of a scaled pool by phase.");

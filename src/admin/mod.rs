@@ -177,6 +177,7 @@ fn route(shared: &Shared, token: Option<&str>, req: Request<Incoming>) -> Respon
                 "series" => api::series(h, &params),
                 "calls" => api::calls(h, &params),
                 "forecast" => api::forecast(shared.forecasts.as_ref(), &params),
+                "accuracy" => api::accuracy(shared.forecasts.as_ref(), &params),
                 other => Err((StatusCode::NOT_FOUND, format!("no API named {other:?}"))),
             })
         }

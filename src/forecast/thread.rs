@@ -27,8 +27,9 @@ use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
 
-use super::auto::{AutoFit, AutoSpec, CandidateScore, Level};
+use super::auto::{AutoFit, AutoSpec, CandidateScore, Level, snaive_mae};
 use crate::clock::SharedClock;
+use crate::feedback::score::{HorizonAccuracy, Scorer};
 use crate::historian::HistorianView;
 
 /// Cost of one request, before the feedback loop learns it.
@@ -164,6 +165,8 @@ pub struct PoolForecast {
 pub struct Forecasts {
     pub endpoints: HashMap<String, Arc<EndpointForecast>>,
     pub pools: HashMap<String, Arc<PoolForecast>>,
+    /// Rolling forecast accuracy by endpoint (the feedback loop's scoring).
+    pub accuracy: HashMap<String, Arc<Vec<HorizonAccuracy>>>,
 }
 
 /// Read side.
@@ -176,6 +179,9 @@ impl ForecastView {
     }
     pub fn pool(&self, pool: &str) -> Option<Arc<PoolForecast>> {
         self.0.load().pools.get(pool).cloned()
+    }
+    pub fn accuracy(&self, endpoint: &str) -> Option<Arc<Vec<HorizonAccuracy>>> {
+        self.0.load().accuracy.get(endpoint).cloned()
     }
     pub fn all(&self) -> Arc<Forecasts> {
         self.0.load_full()
@@ -199,6 +205,8 @@ struct Model {
     reason: &'static str,
     /// Consecutive minutes above (+) or below (−) the 95 % band.
     outside: i64,
+    /// MASE scale of the fitted series (seasonal-naive MAE).
+    scale: f64,
 }
 
 impl Forecaster {
@@ -296,6 +304,7 @@ fn run(
 ) {
     let mut models: HashMap<String, Model> = HashMap::new();
     let mut notes: HashMap<String, String> = HashMap::new();
+    let mut scorers: HashMap<String, Scorer> = HashMap::new();
     let h = cfg.horizon_min;
     let spec = AutoSpec::new(STEP_S, h);
     loop {
@@ -315,6 +324,7 @@ fn run(
                     if m.next < end {
                         for p in tier.points(m.next * STEP_S, end * STEP_S, STEP_S) {
                             let v = if p.missing { f64::NAN } else { p.count as f64 };
+                            scorers.entry(ep.name.to_string()).or_default().observe(p.t / STEP_S, v);
                             if v.is_finite() {
                                 let f = m.fit.predict(1);
                                 let side = if v > f.hi95[0] {
@@ -377,9 +387,10 @@ fn run(
                         _ => now_s,
                     };
                     notes.remove(&name);
+                    let scale = snaive_mae(y, fit.seasons.period.unwrap_or(DAY as usize));
                     models.insert(
                         name,
-                        Model { fit, next: end, fitted_at: now_s, selected_at, next_refit, reason, outside: 0 },
+                        Model { fit, next: end, fitted_at: now_s, selected_at, next_refit, reason, outside: 0, scale },
                     );
                 }
                 Err(e) => {
@@ -400,6 +411,13 @@ fn run(
                 continue;
             };
             let f = m.fit.predict(h);
+            let scorer = scorers.entry(name.clone()).or_default();
+            scorer.issue(
+                end,
+                (0..h).map(|j| [f.mean[j], f.lo80[j], f.hi80[j], f.lo95[j], f.hi95[j]]).collect(),
+                m.scale,
+            );
+            out.accuracy.insert(name.clone(), Arc::new(scorer.summary(end.saturating_sub(1))));
             let points: Vec<RatePoint> = (0..h)
                 .map(|j| RatePoint {
                     t: (end + j as u64) * STEP_S,
