@@ -111,6 +111,9 @@ async fn a_forecast_ramp_launches_vms_that_join_after_their_health_check() {
     let p = pools(&c, &app).await;
     assert_eq!(p[0]["lead"]["launches"], 2, "launch→healthy durations measured: {}", p[0]["lead"]);
     assert!(p[0]["capacity_rps"].as_f64().unwrap() >= 10.0);
+    // Too few usage samples yet: the configured capacity prior is in force, and says so.
+    assert_eq!(p[0]["cost"]["source"], "prior", "{}", p[0]["cost"]);
+    assert_eq!(p[0]["cost"]["capacity_rps_per_vcpu"], 5.0);
     let metrics = String::from_utf8_lossy(&get(&c, &admin_url(&app, "/metrics")).await.body).into_owned();
     assert_eq!(metric(&metrics, "prescale_pool_vms{pool=\"p\",phase=\"serving\"}"), Some(2.0));
     assert!(std::fs::read_to_string(dir.path().join("data/decisions.jsonl")).unwrap().contains("\"launch\""));

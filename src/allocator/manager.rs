@@ -103,6 +103,7 @@ pub struct PoolStatus {
     pub forecast_hi_rps: Option<f64>,
     pub measured_rps: f64,
     pub lead: LeadStats,
+    pub cost: CostStatus,
 }
 
 #[derive(Debug, Default)]
@@ -150,6 +151,29 @@ struct PoolRun {
     last_plan: Option<plan::Plan>,
     last_reason: HashMap<String, String>,
     hosts_checked: Option<Instant>,
+    /// Online cost model (cores vs requests/s) and the last CPU readings per VM.
+    cost: crate::feedback::cost::LinearCost,
+    cpu: HashMap<String, (u64, u64)>,
+    last_sample: Option<Instant>,
+    /// Headroom in force (calibrated) and when it last changed.
+    headroom: f64,
+    calibrated_at: Option<Instant>,
+    last_cores: f64,
+}
+
+/// Samples before the learned cost replaces the configured capacity prior.
+const COST_MIN_SAMPLES: u64 = 30;
+
+/// The cost model as shown in `/admin/api/pools`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CostStatus {
+    /// `"prior"` (configured capacity_rps_per_vcpu) or `"learned"`.
+    pub source: &'static str,
+    pub capacity_rps_per_vcpu: f64,
+    pub learned: crate::feedback::cost::LinearCost,
+    /// Cores the pool's VMs used over the last sample.
+    pub cores_used: f64,
+    pub headroom: f64,
 }
 
 impl Allocator {
@@ -169,7 +193,6 @@ impl Allocator {
             let mut runs: Vec<PoolRun> = pools
                 .into_iter()
                 .map(|p| PoolRun {
-                    p,
                     tracks: HashMap::new(),
                     state: PoolState::default(),
                     launches: Vec::new(),
@@ -180,6 +203,17 @@ impl Allocator {
                     last_plan: None,
                     last_reason: HashMap::new(),
                     hosts_checked: None,
+                    cost: crate::feedback::cost::LinearCost::new(
+                        1.0 / p.settings.policy.capacity_rps_per_vcpu.max(1e-9),
+                        (1.0 / p.settings.policy.capacity_rps_per_vcpu.max(1e-9)).powi(2),
+                        0.999,
+                    ),
+                    cpu: HashMap::new(),
+                    last_sample: None,
+                    headroom: p.settings.policy.headroom,
+                    calibrated_at: None,
+                    last_cores: 0.0,
+                    p,
                 })
                 .collect();
             let mut decisions: VecDeque<LoggedDecision> = VecDeque::new();
@@ -252,6 +286,14 @@ fn lead_time(r: &PoolRun) -> u64 {
     }
 }
 
+/// Requests/s per vCPU from the learned cost, once it has enough samples (kept within 5× of
+/// the configured prior either way).
+fn learned_capacity(r: &PoolRun) -> Option<f64> {
+    let prior = r.p.settings.policy.capacity_rps_per_vcpu;
+    (r.cost.samples >= COST_MIN_SAMPLES && r.cost.per_request > 0.0)
+        .then(|| r.cost.rps_per_core().clamp(prior / 5.0, prior * 5.0))
+}
+
 fn status(r: &PoolRun) -> PoolStatus {
     let vms = r
         .last_vms
@@ -277,6 +319,13 @@ fn status(r: &PoolRun) -> PoolStatus {
         required_rps: inputs.required_rps,
         forecast_hi_rps: inputs.forecast_hi,
         measured_rps: r.state.measured_rps,
+        cost: CostStatus {
+            source: if learned_capacity(r).is_some() { "learned" } else { "prior" },
+            capacity_rps_per_vcpu: learned_capacity(r).unwrap_or(r.p.settings.policy.capacity_rps_per_vcpu),
+            learned: r.cost.clone(),
+            cores_used: r.last_cores,
+            headroom: r.headroom,
+        },
         lead: LeadStats {
             lead_time_s: lead_time(r),
             auto: r.p.settings.lead_time == LeadTime::Auto,
@@ -445,8 +494,60 @@ fn tick(
         .and_then(|f| f.pool(&r.p.name))
         .map(|pf| ForecastInput { points: pf.rate.iter().map(|p| (p.t, p.rate, p.hi80)).collect() })
         .unwrap_or_default();
+    // Usage: cores from CPU-time deltas of serving VMs, against the measured rate, every 10 s.
+    if r.last_sample.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+        let at = crate::clock::now_us() * 1000;
+        let mut cores = 0.0;
+        let mut complete = true;
+        for v in vms.iter().filter(|v| v.state == VmState::Running) {
+            match r.cpu.insert(v.name.clone(), (v.cpu_time_ns, at)) {
+                Some((c0, t0)) => {
+                    cores += crate::feedback::margin::cores_used(c0, t0, v.cpu_time_ns, at).unwrap_or(0.0)
+                }
+                None => complete = false,
+            }
+        }
+        r.cpu.retain(|n, _| vms.iter().any(|v| &v.name == n));
+        if complete && !vms.is_empty() && r.last_sample.is_some() {
+            r.cost.observe(measured, cores);
+            r.last_cores = cores;
+        }
+        r.last_sample = Some(Instant::now());
+    }
+    // Margin: the headroom follows the coverage of the pool's endpoints' 60-min bands.
+    if r.calibrated_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600))
+        && let Some(f) = forecasts
+    {
+        let (mut in80, mut n) = (0.0, 0u64);
+        for e in &r.p.endpoints {
+            if let Some(a) = f.accuracy(e).and_then(|a| a.iter().find(|h| h.horizon_minutes == 60).cloned()) {
+                in80 += a.day.coverage80.unwrap_or(0.0) * a.day.points as f64;
+                n += a.day.points;
+            }
+        }
+        let cov = (n > 0).then(|| in80 / n as f64);
+        if let Some((h, why)) = crate::feedback::margin::calibrate(r.headroom, cov, n, (0.0, 1.0)) {
+            r.headroom = h;
+            r.calibrated_at = Some(Instant::now());
+            out.push(LoggedDecision {
+                t: now,
+                pool: r.p.name.clone(),
+                mode: r.p.settings.mode,
+                action: None,
+                reason: format!("margin calibration: {why}"),
+                reactive: false,
+                inputs: Default::default(),
+                outcome: "ok".into(),
+                duration_ms: None,
+            });
+        }
+    }
     let mut policy = r.p.settings.policy.clone();
     policy.lead_time_s = lead_time(r);
+    policy.headroom = r.headroom;
+    if let Some(c) = learned_capacity(r) {
+        policy.capacity_rps_per_vcpu = c;
+    }
     r.state.measured_rps = measured;
     r.state.hosts = r.hosts.iter().map(|h| plan::HostView { uri: h.uri.clone(), cpus: h.cpus, up: h.up }).collect();
     r.state.vms = vms

@@ -4,3 +4,5 @@
 
 pub mod cost;
 pub mod score;
+
+pub mod margin;
