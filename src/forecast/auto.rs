@@ -348,6 +348,12 @@ impl AutoFit {
         self.members.iter().map(|m| m.0.name()).collect::<Vec<_>>().join("+")
     }
 
+    /// The chosen model's holdout MASE at selection (what its live error is compared with).
+    pub fn holdout_mase(&self) -> Option<f64> {
+        let name = self.model();
+        self.scores.iter().find(|s| s.model == name).and_then(|s| s.mase)
+    }
+
     /// Members and weights.
     pub fn members(&self) -> impl Iterator<Item = (Kind, f64)> + '_ {
         self.members.iter().map(|m| (m.0, m.2))

@@ -8,8 +8,10 @@
 //! parameters) every `refit_every`, and *updated* every minute. Refits are staggered: each
 //! endpoint's first refit comes at its own phase of the interval, and one tick spends at most
 //! half a second of every second fitting, so a hundred endpoints never refit in one burst. Ten
-//! minutes in a row outside the 95 % band on the same side is a level shift: the endpoint is
-//! re-chosen at once.
+//! minutes in a row outside the 95 % band on the same side is a level shift, and a last-hour
+//! error more than twice what the selection backtest promised is a broken model: either way the
+//! endpoint is re-chosen at once. Every forecast is scored as its minutes close
+//! ([`crate::feedback::score`]).
 //!
 //! Demand: calls/s with bands become CPU cores, memory and I/O through a cost model — CPU
 //! seconds per request (configured prior), memory per request in flight × in-flight requests
@@ -79,6 +81,10 @@ const TICK: Duration = Duration::from_secs(1);
 const BUDGET: Duration = Duration::from_millis(500);
 const STEP_S: u64 = 60;
 const DAY: u64 = 1440;
+/// A model whose last-hour MASE (60-min group, at least this many scored points) exceeds its
+/// holdout MASE this many times over is broken: it is chosen again (at most once an hour).
+const BROKEN_RATIO: f64 = 2.0;
+const BROKEN_MIN_POINTS: u64 = 600;
 /// Consecutive minutes outside the 95 % band, on one side, that count as a level shift.
 const SHIFT_MINUTES: usize = 10;
 
@@ -128,7 +134,8 @@ pub struct EndpointForecast {
     /// Epoch seconds of the last parameter fit and of the last model choice.
     pub fitted_at: u64,
     pub selected_at: u64,
-    /// Why the last fit happened: `"first"`, `"schedule"`, `"selection"`, `"level_shift"`.
+    /// Why the last fit happened: `"first"`, `"schedule"`, `"selection"`, `"level_shift"`,
+    /// `"broken"` (live error far above the backtest's).
     pub fit_reason: &'static str,
     pub step: u64,
     pub points: Vec<RatePoint>,
@@ -341,8 +348,20 @@ fn run(
                         }
                         m.next = end;
                     }
+                    // Broken: over the last hour, live error far above what the backtest promised.
+                    let live = scorers.get(&*ep.name).map(|s| s.summary(end.saturating_sub(1))[1].hour.clone());
+                    let broken = match (live, m.fit.holdout_mase()) {
+                        (Some(a), Some(promised)) => {
+                            a.points >= BROKEN_MIN_POINTS
+                                && now_s >= m.fitted_at + 3600
+                                && a.mase.is_some_and(|l| l > BROKEN_RATIO * promised.max(0.1))
+                        }
+                        _ => false,
+                    };
                     if m.outside.unsigned_abs() as usize >= SHIFT_MINUTES {
                         (0, "level_shift")
+                    } else if broken {
+                        (0, "broken")
                     } else if now_s >= m.selected_at + cfg.select_every.as_secs() {
                         (m.selected_at + cfg.select_every.as_secs(), "selection")
                     } else {
