@@ -76,25 +76,13 @@ fn main() -> anyhow::Result<()> {
              max_step = 2\nports = [18410, 18450]\nhealth_path = \"/health\"\ndrain_timeout = \"10s\"\n"
         ),
     )?;
-    let out = std::process::Command::new(std::env::current_exe()?.with_file_name("../prescale"))
-        .args(["import", "--config"])
-        .arg(&cfg)
-        .args(["--endpoint", "api", "--input"])
-        .arg(run.join("h.csv"))
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {}
-        _ => {
-            // Built by `cargo run --example`: the binary sits one level up, or build it.
-            let o = std::process::Command::new("cargo")
-                .args(["run", "--release", "--quiet", "--", "import", "--config"])
-                .arg(&cfg)
-                .args(["--endpoint", "api", "--input"])
-                .arg(run.join("h.csv"))
-                .output()?;
-            anyhow::ensure!(o.status.success(), "import: {}", String::from_utf8_lossy(&o.stderr));
-        }
-    }
+    // Imported in-process (the library's importer, as `prescale import` does).
+    let settings = prescale::config::load(&cfg)?;
+    let h = settings.historian.as_ref().expect("historian on");
+    let dir = h.data_dir.clone().expect("data_dir set");
+    prescale::historian::import::import(&run.join("h.csv"), None, "api", None, &dir, &h.store.tiers, None)
+        .map_err(|e| anyhow::anyhow!("import: {e}"))?;
+    anyhow::ensure!(start.elapsed() < Duration::from_secs(20), "set-up took too long for the timeline");
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let app = rt.block_on(prescale::app::App::start(prescale::config::load(&cfg)?))?;
