@@ -602,7 +602,7 @@ fn tick(
                 r.last_reason.insert("dry".into(), key);
             } else {
                 let started = Instant::now();
-                logged.outcome = match execute(r, pool.as_deref(), &vms, a, now) {
+                logged.outcome = match execute(r, pool.as_deref(), &vms, a) {
                     Ok(()) => "ok".into(),
                     Err(e) => format!("error: {e}"),
                 };
@@ -619,18 +619,14 @@ fn tick(
         out.push(logged);
     }
     r.last_plan = Some(p);
-    r.last_vms = r.p.hypervisor.list(&r.p.name).unwrap_or(vms);
+    // Shown as they are after this tick's actions: listed again only if something was done.
+    let acted = out.iter().any(|d| d.action.is_some() && d.outcome == "ok");
+    r.last_vms = if acted { r.p.hypervisor.list(&r.p.name).unwrap_or(vms) } else { vms };
     out
 }
 
 /// Carries out one action (enabled mode).
-fn execute(
-    r: &mut PoolRun,
-    pool: Option<&crate::proxy::pool::Pool>,
-    vms: &[VmInfo],
-    a: &Action,
-    _now: u64,
-) -> Result<(), String> {
+fn execute(r: &mut PoolRun, pool: Option<&crate::proxy::pool::Pool>, vms: &[VmInfo], a: &Action) -> Result<(), String> {
     let hv = &mut r.p.hypervisor;
     let addr_of = |vm: &str| vms.iter().find(|v| v.name == vm).and_then(|v| v.addr.clone());
     match a {

@@ -99,8 +99,19 @@ pub struct RatePoint {
     pub hi95: f64,
 }
 
+/// Sums the rates and bands of another endpoint's point for the same minute (a pool's sum).
+impl std::ops::AddAssign<&RatePoint> for RatePoint {
+    fn add_assign(&mut self, b: &RatePoint) {
+        self.rate += b.rate;
+        self.lo80 += b.lo80;
+        self.hi80 += b.hi80;
+        self.lo95 += b.lo95;
+        self.hi95 += b.hi95;
+    }
+}
+
 /// Resources one forecast point needs.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub struct DemandPoint {
     pub t: u64,
     pub cpu_cores: f64,
@@ -110,6 +121,19 @@ pub struct DemandPoint {
     pub memory_mib_hi95: f64,
     pub io_bytes_per_s: f64,
     pub io_bytes_per_s_hi95: f64,
+}
+
+/// Sums another endpoint's demand for the same minute (a pool's sum).
+impl std::ops::AddAssign<&DemandPoint> for DemandPoint {
+    fn add_assign(&mut self, b: &DemandPoint) {
+        self.cpu_cores += b.cpu_cores;
+        self.cpu_cores_hi80 += b.cpu_cores_hi80;
+        self.cpu_cores_hi95 += b.cpu_cores_hi95;
+        self.memory_mib += b.memory_mib;
+        self.memory_mib_hi95 += b.memory_mib_hi95;
+        self.io_bytes_per_s += b.io_bytes_per_s;
+        self.io_bytes_per_s_hi95 += b.io_bytes_per_s_hi95;
+    }
 }
 
 /// The cost model as applied to one endpoint, and the demand it gives.
@@ -450,35 +474,22 @@ fn run(
             let (lat, bytes) = costs.get(&ep.name).copied().unwrap_or((0.0, 0.0));
             let d = demand(cfg.cost, lat, bytes, &points);
             if let Some(pool) = routes.get(&name) {
-                let pf = out.pools.entry(pool.clone()).or_insert_with(|| {
-                    Arc::new(PoolForecast {
-                        pool: pool.clone(),
-                        endpoints: Vec::new(),
-                        step: STEP_S,
-                        rate: points
-                            .iter()
-                            .map(|p| RatePoint { rate: 0.0, lo80: 0.0, hi80: 0.0, lo95: 0.0, hi95: 0.0, ..*p })
-                            .collect(),
-                        demand: points.iter().map(|p| DemandPoint { t: p.t, ..Default::default() }).collect(),
-                    })
-                });
-                let pf = Arc::make_mut(pf);
-                pf.endpoints.push(name.clone());
-                for (a, b) in pf.rate.iter_mut().zip(&points) {
-                    a.rate += b.rate;
-                    a.lo80 += b.lo80;
-                    a.hi80 += b.hi80;
-                    a.lo95 += b.lo95;
-                    a.hi95 += b.hi95;
-                }
-                for (a, b) in pf.demand.iter_mut().zip(&d.points) {
-                    a.cpu_cores += b.cpu_cores;
-                    a.cpu_cores_hi80 += b.cpu_cores_hi80;
-                    a.cpu_cores_hi95 += b.cpu_cores_hi95;
-                    a.memory_mib += b.memory_mib;
-                    a.memory_mib_hi95 += b.memory_mib_hi95;
-                    a.io_bytes_per_s += b.io_bytes_per_s;
-                    a.io_bytes_per_s_hi95 += b.io_bytes_per_s_hi95;
+                match out.pools.entry(pool.clone()) {
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(Arc::new(PoolForecast {
+                            pool: pool.clone(),
+                            endpoints: vec![name.clone()],
+                            step: STEP_S,
+                            rate: points.clone(),
+                            demand: d.points.clone(),
+                        }));
+                    }
+                    std::collections::hash_map::Entry::Occupied(mut o) => {
+                        let pf = Arc::make_mut(o.get_mut());
+                        pf.endpoints.push(name.clone());
+                        pf.rate.iter_mut().zip(&points).for_each(|(a, b)| *a += b);
+                        pf.demand.iter_mut().zip(&d.points).for_each(|(a, b)| *a += b);
+                    }
                 }
             }
             out.endpoints.insert(
