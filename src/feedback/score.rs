@@ -79,6 +79,8 @@ pub struct HorizonAccuracy {
     pub hour: Accuracy,
     pub day: Accuracy,
     pub week: Accuracy,
+    /// Since the scorer started.
+    pub all: Accuracy,
 }
 
 #[derive(Debug, Default)]
@@ -88,31 +90,46 @@ pub struct Scorer {
     minutes: VecDeque<(u64, [Sums; 2])>,
     /// `(hour, sums per horizon group)`, newest last, at most 168.
     hours: VecDeque<(u64, [Sums; 2])>,
+    /// Everything scored since the start.
+    all: [Sums; 2],
+    /// Minutes per index (0 is taken as 1): a replay of 5-minute data scores 5-minute buckets.
+    step_min: u64,
 }
 
 impl Scorer {
-    /// Keeps a forecast whose first point is for minute `start`. `points`: mean, lo80, hi80,
-    /// lo95, hi95 per minute (calls per minute); `scale`: the MASE denominator.
+    /// A scorer for buckets of `step_s` seconds (indices are epoch seconds ÷ `step_s`).
+    pub fn with_step(step_s: u64) -> Self {
+        Self { step_min: (step_s / 60).max(1), ..Self::default() }
+    }
+
+    fn step(&self) -> u64 {
+        self.step_min.max(1)
+    }
+
+    /// Keeps a forecast whose first point is for bucket `start`. `points`: mean, lo80, hi80,
+    /// lo95, hi95 per bucket (calls per bucket); `scale`: the MASE denominator.
     pub fn issue(&mut self, start: u64, points: Vec<[f64; 5]>, scale: f64) {
         if self.issued.back().is_some_and(|i| i.start >= start) {
             return;
         }
         self.issued.push_back(Issued { start, points, scale: if scale > 0.0 { scale } else { 1.0 } });
         // Forecasts whose every point has passed are no longer needed.
-        while self.issued.len() > HORIZONS[1] + 1 {
+        while self.issued.len() as u64 > HORIZONS[1] as u64 / self.step() + 1 {
             self.issued.pop_front();
         }
     }
 
-    /// Scores minute `minute`'s actual count against every kept forecast that covered it.
-    pub fn observe(&mut self, minute: u64, actual: f64) {
+    /// Scores bucket `index`'s actual count against every kept forecast that covered it.
+    pub fn observe(&mut self, index: u64, actual: f64) {
         if !actual.is_finite() {
             return;
         }
+        let step = self.step();
         let mut sums = [Sums::default(); 2];
         for f in &self.issued {
-            let Some(h) = minute.checked_sub(f.start).map(|d| d as usize + 1) else { continue };
+            let Some(h) = index.checked_sub(f.start).map(|d| d as usize + 1) else { continue };
             let Some(p) = f.points.get(h - 1) else { continue };
+            let h = h * step as usize;
             let [mean, lo80, hi80, lo95, hi95] = *p;
             let err = (actual - mean).abs();
             let one = Sums {
@@ -130,8 +147,12 @@ impl Scorer {
                 }
             }
         }
+        let minute = index * step;
         if self.minutes.back().is_some_and(|m| m.0 >= minute) {
             return;
+        }
+        for g in 0..2 {
+            self.all[g].add(&sums[g]);
         }
         self.minutes.push_back((minute, sums));
         while self.minutes.len() > 60 {
@@ -151,8 +172,10 @@ impl Scorer {
         }
     }
 
-    /// Summaries as of minute `now`: last 60 minutes, last 24 hours, last 7 days.
+    /// Summaries as of index `now`: last 60 minutes, last 24 hours, last 7 days, and
+    /// everything since the start.
     pub fn summary(&self, now: u64) -> Vec<HorizonAccuracy> {
+        let now = now * self.step();
         HORIZONS
             .iter()
             .enumerate()
@@ -165,7 +188,13 @@ impl Scorer {
                 let hour = total(&mut self.minutes.iter().filter(|m| m.0 + 60 > now).map(|m| m.1[g]));
                 let day = total(&mut self.hours.iter().filter(|x| (x.0 + 24) * 60 > now).map(|x| x.1[g]));
                 let week = total(&mut self.hours.iter().map(|x| x.1[g]));
-                HorizonAccuracy { horizon_minutes: *h, hour: hour.into(), day: day.into(), week: week.into() }
+                HorizonAccuracy {
+                    horizon_minutes: *h,
+                    hour: hour.into(),
+                    day: day.into(),
+                    week: week.into(),
+                    all: self.all[g].into(),
+                }
             })
             .collect()
     }
@@ -201,6 +230,23 @@ mod tests {
         assert_eq!(five.day, five.hour);
         assert_eq!(s.summary(101 + 60)[0].hour.points, 0);
         assert_eq!(s.summary(101 + 60)[0].week.points, 3);
+        assert_eq!(s.summary(101 + 60)[0].all.points, 3);
+    }
+
+    #[test]
+    fn coarser_buckets_score_by_minutes_ahead() {
+        // 5-minute buckets: point 1 is 5 minutes ahead (in the 5m group), point 2 is 10.
+        let mut s = Scorer::with_step(300);
+        s.issue(10, vec![[10.0, 8.0, 12.0, 5.0, 15.0]; 12], 1.0);
+        s.observe(10, 11.0);
+        s.observe(11, 13.0);
+        let sum = s.summary(11);
+        assert_eq!(sum[0].hour.points, 1);
+        assert_eq!(sum[1].hour.points, 2);
+        assert_eq!(sum[1].hour.mase, Some(2.0));
+        // Twelve buckets later (an hour) the hour window is empty, the whole-run total is not.
+        assert_eq!(s.summary(11 + 12)[1].hour.points, 0);
+        assert_eq!(s.summary(11 + 12)[1].all.points, 2);
     }
 
     #[test]
@@ -214,6 +260,7 @@ mod tests {
         assert_eq!(sum[0].hour.points, 5, "points 1..5 ahead");
         assert_eq!(sum[1].hour.points, 60);
         assert_eq!(sum[1].hour.mase, Some(0.0));
+        assert_eq!(sum[1].all, sum[1].hour);
         // Missing minutes are not scored.
         s.observe(60, f64::NAN);
         assert_eq!(s.summary(60)[1].week.points, 60);

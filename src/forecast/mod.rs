@@ -7,13 +7,15 @@
 //! Holt–Winters ([`dshw`]), ARIMA on the deseasonalised series ([`arima`]), a Prophet-style
 //! regression ([`prophet`]), seasonal naive and naive ([`naive`]). [`season`] finds the period;
 //! [`auto`] chooses per series by backtest and falls back along a chain when history is short;
-//! [`backtest`] is the project's evaluation protocol; [`thread`] is the forecast thread with the
-//! demand (CPU, memory, I/O) conversion.
+//! [`backtest`] is the project's evaluation protocol; [`engine`] is the per-endpoint schedule
+//! (update, score, refit, re-choose) shared by [`thread`] — the forecast thread, with the demand
+//! (CPU, memory, I/O) conversion — and the simulator.
 
 pub mod arima;
 pub mod auto;
 pub mod backtest;
 pub mod dshw;
+pub mod engine;
 pub mod hw;
 pub mod naive;
 pub mod optimize;

@@ -20,7 +20,6 @@
 //! (the bands of a sum are narrower), which is the right side to err on for capacity.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -29,9 +28,10 @@ use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
 
-use super::auto::{AutoFit, AutoSpec, CandidateScore, Level, snaive_mae};
+use super::auto::{CandidateScore, Level};
+use super::engine::Engine;
 use crate::clock::SharedClock;
-use crate::feedback::score::{HorizonAccuracy, Scorer};
+use crate::feedback::score::HorizonAccuracy;
 use crate::historian::HistorianView;
 
 /// Cost of one request, before the feedback loop learns it.
@@ -80,13 +80,6 @@ const TICK: Duration = Duration::from_secs(1);
 /// Fitting time per tick at most.
 const BUDGET: Duration = Duration::from_millis(500);
 const STEP_S: u64 = 60;
-const DAY: u64 = 1440;
-/// A model whose last-hour MASE (60-min group, at least this many scored points) exceeds its
-/// holdout MASE this many times over is broken: it is chosen again (at most once an hour).
-const BROKEN_RATIO: f64 = 2.0;
-const BROKEN_MIN_POINTS: u64 = 600;
-/// Consecutive minutes outside the 95 % band, on one side, that count as a level shift.
-const SHIFT_MINUTES: usize = 10;
 
 /// One forecast point: calls per second over the minute starting at `t`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -226,20 +219,6 @@ pub struct Forecaster {
     thread: Option<JoinHandle<()>>,
 }
 
-struct Model {
-    fit: AutoFit,
-    /// Index (epoch minute) of the next minute the state has not seen.
-    next: u64,
-    fitted_at: u64,
-    selected_at: u64,
-    next_refit: u64,
-    reason: &'static str,
-    /// Consecutive minutes above (+) or below (−) the 95 % band.
-    outside: i64,
-    /// MASE scale of the fitted series (seasonal-naive MAE).
-    scale: f64,
-}
-
 impl Forecaster {
     /// `routes` maps endpoint names to pool names (for the pool sums).
     pub fn start(
@@ -280,13 +259,6 @@ impl Drop for Forecaster {
     fn drop(&mut self) {
         let _ = self.stop.try_send(());
     }
-}
-
-/// A stable phase in `[0, 1)` per endpoint, for staggering.
-fn phase(name: &str) -> f64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    name.hash(&mut h);
-    (h.finish() % 1000) as f64 / 1000.0
 }
 
 /// Mean latency (ms) and bytes per call by endpoint, from the most recent calls.
@@ -333,67 +305,20 @@ fn run(
     publish: Arc<ArcSwap<Forecasts>>,
     stop: Receiver<()>,
 ) {
-    let mut models: HashMap<String, Model> = HashMap::new();
-    let mut notes: HashMap<String, String> = HashMap::new();
-    let mut scorers: HashMap<String, Scorer> = HashMap::new();
-    let h = cfg.horizon_min;
-    let spec = AutoSpec::new(STEP_S, h);
+    let cost = cfg.cost;
+    let mut engine = Engine::new(cfg, STEP_S);
     loop {
         let tick = Instant::now();
         let snap = historian.snapshot();
         let now_s = clock.now_us() / 1_000_000;
         let costs = call_costs(&snap);
+        let tiers: Vec<Option<&crate::historian::series::Tier>> =
+            snap.endpoints.iter().map(|ep| ep.tiers.iter().find(|t| t.step_s == STEP_S)).collect();
         // Feed closed minutes; collect who is due, most overdue first.
         let mut due: Vec<(u64, usize, &'static str)> = Vec::new();
         for (i, ep) in snap.endpoints.iter().enumerate() {
-            let Some(tier) = ep.tiers.iter().find(|t| t.step_s == STEP_S) else { continue };
-            let end = tier.next();
-            let (when, reason) = match models.get_mut(&*ep.name) {
-                None => (0, "first"),
-                Some(m) if m.next > end => (0, "first"),
-                Some(m) => {
-                    if m.next < end {
-                        for p in tier.points(m.next * STEP_S, end * STEP_S, STEP_S) {
-                            let v = if p.missing { f64::NAN } else { p.count as f64 };
-                            scorers.entry(ep.name.to_string()).or_default().observe(p.t / STEP_S, v);
-                            if v.is_finite() {
-                                let f = m.fit.predict(1);
-                                let side = if v > f.hi95[0] {
-                                    1
-                                } else if v < f.lo95[0] {
-                                    -1
-                                } else {
-                                    0
-                                };
-                                m.outside =
-                                    if side != 0 && m.outside.signum() == side { m.outside + side } else { side };
-                            }
-                            m.fit.update(v);
-                        }
-                        m.next = end;
-                    }
-                    // Broken: over the last hour, live error far above what the backtest promised.
-                    let live = scorers.get(&*ep.name).map(|s| s.summary(end.saturating_sub(1))[1].hour.clone());
-                    let broken = match (live, m.fit.holdout_mase()) {
-                        (Some(a), Some(promised)) => {
-                            a.points >= BROKEN_MIN_POINTS
-                                && now_s >= m.fitted_at + 3600
-                                && a.mase.is_some_and(|l| l > BROKEN_RATIO * promised.max(0.1))
-                        }
-                        _ => false,
-                    };
-                    if m.outside.unsigned_abs() as usize >= SHIFT_MINUTES {
-                        (0, "level_shift")
-                    } else if broken {
-                        (0, "broken")
-                    } else if now_s >= m.selected_at + cfg.select_every.as_secs() {
-                        (m.selected_at + cfg.select_every.as_secs(), "selection")
-                    } else {
-                        (m.next_refit, "schedule")
-                    }
-                }
-            };
-            if now_s >= when {
+            let Some(t) = tiers[i] else { continue };
+            if let Some((when, reason)) = engine.feed(&ep.name, t, now_s) {
                 due.push((when, i, reason));
             }
         }
@@ -402,115 +327,44 @@ fn run(
             if tick.elapsed() >= BUDGET {
                 break;
             }
-            let ep = &snap.endpoints[i];
-            let Some(tier) = ep.tiers.iter().find(|t| t.step_s == STEP_S) else { continue };
-            let end = tier.next();
-            let from = end.saturating_sub(cfg.history_days * DAY);
-            let y: Vec<f64> = tier
-                .points(from * STEP_S, end * STEP_S, STEP_S)
-                .iter()
-                .map(|p| if p.missing { f64::NAN } else { p.count as f64 })
-                .collect();
-            // Leading missing minutes (before any history) are not part of the series.
-            let first = y.iter().position(|v| v.is_finite()).unwrap_or(y.len());
-            let y = &y[first..];
-            let name = ep.name.to_string();
-            let refit = if reason == "schedule" { models.get(&name).map(|m| m.fit.refit(y)) } else { None };
-            let selected = refit.is_none();
-            match refit.unwrap_or_else(|| spec.fit(y)) {
-                Ok(fit) => {
-                    let period = cfg.refit_every.as_secs().max(60);
-                    let next_refit = if reason == "first" {
-                        now_s + ((phase(&name) * period as f64) as u64).max(60)
-                    } else {
-                        now_s + period
-                    };
-                    let selected_at = match models.get(&name) {
-                        Some(m) if !selected => m.selected_at,
-                        _ => now_s,
-                    };
-                    notes.remove(&name);
-                    let scale = snaive_mae(y, fit.seasons.period.unwrap_or(DAY as usize));
-                    models.insert(
-                        name,
-                        Model { fit, next: end, fitted_at: now_s, selected_at, next_refit, reason, outside: 0, scale },
-                    );
-                }
-                Err(e) => {
-                    models.remove(&name);
-                    notes.insert(name, format!("{e} (1-minute buckets)"));
-                }
+            if let Some(t) = tiers[i] {
+                engine.fit(&snap.endpoints[i].name, t, now_s, reason);
             }
         }
         let routes = routes.load();
         let mut out = Forecasts::default();
-        for ep in &snap.endpoints {
+        for (i, ep) in snap.endpoints.iter().enumerate() {
+            let Some(t) = tiers[i] else { continue };
+            let Some(mut f) = engine.forecast(&ep.name, t) else { continue };
             let name = ep.name.to_string();
-            let Some(end) = ep.tiers.iter().find(|t| t.step_s == STEP_S).map(|t| t.next()) else { continue };
-            let Some(m) = models.get(&name) else {
-                if let Some(note) = notes.get(&name) {
-                    out.endpoints.insert(name.clone(), Arc::new(none(name, note.clone())));
-                }
-                continue;
-            };
-            let f = m.fit.predict(h);
-            let scorer = scorers.entry(name.clone()).or_default();
-            scorer.issue(
-                end,
-                (0..h).map(|j| [f.mean[j], f.lo80[j], f.hi80[j], f.lo95[j], f.hi95[j]]).collect(),
-                m.scale,
-            );
-            out.accuracy.insert(name.clone(), Arc::new(scorer.summary(end.saturating_sub(1))));
-            let points: Vec<RatePoint> = (0..h)
-                .map(|j| RatePoint {
-                    t: (end + j as u64) * STEP_S,
-                    rate: f.mean[j] / STEP_S as f64,
-                    lo80: f.lo80[j] / STEP_S as f64,
-                    hi80: f.hi80[j] / STEP_S as f64,
-                    lo95: f.lo95[j] / STEP_S as f64,
-                    hi95: f.hi95[j] / STEP_S as f64,
-                })
-                .collect();
-            let (lat, bytes) = costs.get(&ep.name).copied().unwrap_or((0.0, 0.0));
-            let d = demand(cfg.cost, lat, bytes, &points);
-            if let Some(pool) = routes.get(&name) {
-                match out.pools.entry(pool.clone()) {
-                    std::collections::hash_map::Entry::Vacant(v) => {
-                        v.insert(Arc::new(PoolForecast {
-                            pool: pool.clone(),
-                            endpoints: vec![name.clone()],
-                            step: STEP_S,
-                            rate: points.clone(),
-                            demand: d.points.clone(),
-                        }));
-                    }
-                    std::collections::hash_map::Entry::Occupied(mut o) => {
-                        let pf = Arc::make_mut(o.get_mut());
-                        pf.endpoints.push(name.clone());
-                        pf.rate.iter_mut().zip(&points).for_each(|(a, b)| *a += b);
-                        pf.demand.iter_mut().zip(&d.points).for_each(|(a, b)| *a += b);
-                    }
-                }
+            if let Some(acc) = engine.accuracy(&name, t) {
+                out.accuracy.insert(name.clone(), Arc::new(acc));
             }
-            out.endpoints.insert(
-                name.clone(),
-                Arc::new(EndpointForecast {
-                    endpoint: name,
-                    model: m.fit.model(),
-                    fitted_at: m.fitted_at,
-                    selected_at: m.selected_at,
-                    fit_reason: m.reason,
-                    step: STEP_S,
-                    points,
-                    demand: Some(d),
-                    selection: m.fit.scores.clone(),
-                    season_minutes: m.fit.seasons.period,
-                    weekly: m.fit.seasons.weekly,
-                    level: Some(m.fit.level),
-                    fallback: m.fit.fallback.clone(),
-                    note: None,
-                }),
-            );
+            if f.note.is_none() {
+                let (lat, bytes) = costs.get(&ep.name).copied().unwrap_or((0.0, 0.0));
+                let d = demand(cost, lat, bytes, &f.points);
+                if let Some(pool) = routes.get(&name) {
+                    match out.pools.entry(pool.clone()) {
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            v.insert(Arc::new(PoolForecast {
+                                pool: pool.clone(),
+                                endpoints: vec![name.clone()],
+                                step: STEP_S,
+                                rate: f.points.clone(),
+                                demand: d.points.clone(),
+                            }));
+                        }
+                        std::collections::hash_map::Entry::Occupied(mut o) => {
+                            let pf = Arc::make_mut(o.get_mut());
+                            pf.endpoints.push(name.clone());
+                            pf.rate.iter_mut().zip(&f.points).for_each(|(a, b)| *a += b);
+                            pf.demand.iter_mut().zip(&d.points).for_each(|(a, b)| *a += b);
+                        }
+                    }
+                }
+                f.demand = Some(d);
+            }
+            out.endpoints.insert(name, Arc::new(f));
         }
         publish.store(Arc::new(out));
         // Stop on a message or when the handle is gone; else look again after a tick.
@@ -521,21 +375,24 @@ fn run(
     }
 }
 
-fn none(endpoint: String, note: String) -> EndpointForecast {
-    EndpointForecast {
-        endpoint,
-        model: "none".into(),
-        fitted_at: 0,
-        selected_at: 0,
-        fit_reason: "first",
-        step: STEP_S,
-        points: Vec::new(),
-        demand: None,
-        selection: Vec::new(),
-        season_minutes: None,
-        weekly: false,
-        level: None,
-        fallback: None,
-        note: Some(note),
+impl EndpointForecast {
+    /// No forecast, and why.
+    pub fn none(endpoint: String, note: String, step: u64) -> Self {
+        EndpointForecast {
+            endpoint,
+            model: "none".into(),
+            fitted_at: 0,
+            selected_at: 0,
+            fit_reason: "first",
+            step,
+            points: Vec::new(),
+            demand: None,
+            selection: Vec::new(),
+            season_minutes: None,
+            weekly: false,
+            level: None,
+            fallback: None,
+            note: Some(note),
+        }
     }
 }

@@ -1,0 +1,226 @@
+//! The per-endpoint forecasting schedule, free of threads and clocks: what the forecast thread
+//! runs on the live historian and what `prescale simulate` runs on a virtual clock — one code
+//! path, so a replay scores exactly what production would have published.
+//!
+//! For each endpoint the engine keeps the fitted model, feeds it every newly closed bucket of the
+//! endpoint's historian [`Tier`] (an O(1) state update), scores the forecasts it issued against
+//! those buckets, and says when a fit is due and why: `first`, `schedule` (re-estimate the
+//! chosen family every `refit_every`), `selection` (choose again every `select_every`),
+//! `level_shift` (ten buckets in a row outside the 95 % band on one side) or `broken` (last-hour
+//! error more than twice what the selection backtest promised). The caller decides how much
+//! fitting it can afford per tick.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
+use super::auto::{AutoFit, AutoSpec, snaive_mae};
+use super::thread::{EndpointForecast, ForecastConfig, RatePoint};
+use crate::feedback::score::{HorizonAccuracy, Scorer};
+use crate::historian::series::Tier;
+
+/// A model whose last-hour MASE (60-min group, at least this many scored points) exceeds its
+/// holdout MASE this many times over is broken: it is chosen again (at most once an hour).
+const BROKEN_RATIO: f64 = 2.0;
+const BROKEN_MIN_POINTS: u64 = 600;
+/// Consecutive buckets outside the 95 % band, on one side, that count as a level shift.
+const SHIFT_BUCKETS: usize = 10;
+
+struct Model {
+    fit: AutoFit,
+    /// Index (epoch seconds ÷ step) of the next bucket the state has not seen.
+    next: u64,
+    fitted_at: u64,
+    selected_at: u64,
+    next_refit: u64,
+    reason: &'static str,
+    /// Consecutive buckets above (+) or below (−) the 95 % band.
+    outside: i64,
+    /// MASE scale of the fitted series (seasonal-naive MAE).
+    scale: f64,
+}
+
+/// Forecasting state of every endpoint at one bucket width.
+pub struct Engine {
+    cfg: ForecastConfig,
+    step_s: u64,
+    /// Horizon in buckets.
+    horizon: usize,
+    spec: AutoSpec,
+    models: HashMap<String, Model>,
+    notes: HashMap<String, String>,
+    scorers: HashMap<String, Scorer>,
+}
+
+/// A stable phase in `[0, 1)` per endpoint, for staggering.
+fn phase(name: &str) -> f64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    (h.finish() % 1000) as f64 / 1000.0
+}
+
+impl Engine {
+    /// An engine for buckets of `step_s` seconds (60 live; the trace's step in a replay).
+    pub fn new(cfg: ForecastConfig, step_s: u64) -> Self {
+        let horizon = (cfg.horizon_min as u64 * 60).div_ceil(step_s).max(1) as usize;
+        let spec = AutoSpec::new(step_s, horizon);
+        Self {
+            cfg,
+            step_s,
+            horizon,
+            spec,
+            models: HashMap::new(),
+            notes: HashMap::new(),
+            scorers: HashMap::new(),
+        }
+    }
+
+    pub fn step_s(&self) -> u64 {
+        self.step_s
+    }
+
+    fn buckets_per_day(&self) -> u64 {
+        86_400 / self.step_s
+    }
+
+    /// Feeds `name`'s closed buckets up to the tier's end to its model and its scorer; returns
+    /// `(since, reason)` when a fit is due at `now_s` (`since`: how long it has been due, for
+    /// the most-overdue-first order).
+    pub fn feed(&mut self, name: &str, tier: &Tier, now_s: u64) -> Option<(u64, &'static str)> {
+        let step = self.step_s;
+        let end = tier.next();
+        let (when, reason) = match self.models.get_mut(name) {
+            None => (0, "first"),
+            Some(m) if m.next > end => (0, "first"),
+            Some(m) => {
+                if m.next < end {
+                    let scorer = self.scorers.entry(name.to_string()).or_insert_with(|| Scorer::with_step(step));
+                    for p in tier.points(m.next * step, end * step, step) {
+                        let v = if p.missing { f64::NAN } else { p.count as f64 };
+                        scorer.observe(p.t / step, v);
+                        if v.is_finite() {
+                            let f = m.fit.predict(1);
+                            let side = if v > f.hi95[0] {
+                                1
+                            } else if v < f.lo95[0] {
+                                -1
+                            } else {
+                                0
+                            };
+                            m.outside = if side != 0 && m.outside.signum() == side { m.outside + side } else { side };
+                        }
+                        m.fit.update(v);
+                    }
+                    m.next = end;
+                }
+                // Broken: over the last hour, live error far above what the backtest promised.
+                let live = self.scorers.get(name).map(|s| s.summary(end.saturating_sub(1))[1].hour.clone());
+                let broken = match (live, m.fit.holdout_mase()) {
+                    (Some(a), Some(promised)) => {
+                        a.points >= BROKEN_MIN_POINTS
+                            && now_s >= m.fitted_at + 3600
+                            && a.mase.is_some_and(|l| l > BROKEN_RATIO * promised.max(0.1))
+                    }
+                    _ => false,
+                };
+                if m.outside.unsigned_abs() as usize >= SHIFT_BUCKETS {
+                    (0, "level_shift")
+                } else if broken {
+                    (0, "broken")
+                } else if now_s >= m.selected_at + self.cfg.select_every.as_secs() {
+                    (m.selected_at + self.cfg.select_every.as_secs(), "selection")
+                } else {
+                    (m.next_refit, "schedule")
+                }
+            }
+        };
+        (now_s >= when).then_some((when, reason))
+    }
+
+    /// Fits `name` on the tier's last `history_days` for `reason` (a `schedule` fit re-estimates
+    /// the chosen family; any other reason chooses again).
+    pub fn fit(&mut self, name: &str, tier: &Tier, now_s: u64, reason: &'static str) {
+        let step = self.step_s;
+        let end = tier.next();
+        let from = end.saturating_sub(self.cfg.history_days * self.buckets_per_day());
+        let y: Vec<f64> = tier
+            .points(from * step, end * step, step)
+            .iter()
+            .map(|p| if p.missing { f64::NAN } else { p.count as f64 })
+            .collect();
+        // Leading missing buckets (before any history) are not part of the series.
+        let first = y.iter().position(|v| v.is_finite()).unwrap_or(y.len());
+        let y = &y[first..];
+        let refit = if reason == "schedule" { self.models.get(name).map(|m| m.fit.refit(y)) } else { None };
+        let selected = refit.is_none();
+        match refit.unwrap_or_else(|| self.spec.fit(y)) {
+            Ok(fit) => {
+                let period = self.cfg.refit_every.as_secs().max(step);
+                let next_refit =
+                    if reason == "first" { now_s + ((phase(name) * period as f64) as u64).max(step) } else { now_s + period };
+                let selected_at = match self.models.get(name) {
+                    Some(m) if !selected => m.selected_at,
+                    _ => now_s,
+                };
+                self.notes.remove(name);
+                let scale = snaive_mae(y, fit.seasons.period.unwrap_or(self.buckets_per_day() as usize));
+                self.models.insert(
+                    name.to_string(),
+                    Model { fit, next: end, fitted_at: now_s, selected_at, next_refit, reason, outside: 0, scale },
+                );
+            }
+            Err(e) => {
+                self.models.remove(name);
+                self.notes.insert(name.to_string(), format!("{e} ({}-second buckets)", step));
+            }
+        }
+    }
+
+    /// The forecast from the tier's end on (issued to the scorer), or the note saying why there
+    /// is none; `None` for an endpoint never fitted.
+    pub fn forecast(&mut self, name: &str, tier: &Tier) -> Option<EndpointForecast> {
+        let step = self.step_s;
+        let end = tier.next();
+        let Some(m) = self.models.get(name) else {
+            return self.notes.get(name).map(|n| EndpointForecast::none(name.to_string(), n.clone(), step));
+        };
+        let h = self.horizon;
+        let f = m.fit.predict(h);
+        self.scorers.entry(name.to_string()).or_insert_with(|| Scorer::with_step(step)).issue(
+            end,
+            (0..h).map(|j| [f.mean[j], f.lo80[j], f.hi80[j], f.lo95[j], f.hi95[j]]).collect(),
+            m.scale,
+        );
+        let per_s = |v: f64| v / step as f64;
+        let points = (0..h)
+            .map(|j| RatePoint {
+                t: (end + j as u64) * step,
+                rate: per_s(f.mean[j]),
+                lo80: per_s(f.lo80[j]),
+                hi80: per_s(f.hi80[j]),
+                lo95: per_s(f.lo95[j]),
+                hi95: per_s(f.hi95[j]),
+            })
+            .collect();
+        Some(EndpointForecast {
+            endpoint: name.to_string(),
+            model: m.fit.model(),
+            fitted_at: m.fitted_at,
+            selected_at: m.selected_at,
+            fit_reason: m.reason,
+            step,
+            points,
+            demand: None,
+            selection: m.fit.scores.clone(),
+            season_minutes: m.fit.seasons.period.map(|p| p * step as usize / 60),
+            weekly: m.fit.seasons.weekly,
+            level: Some(m.fit.level),
+            fallback: m.fit.fallback.clone(),
+            note: None,
+        })
+    }
+
+    /// Rolling accuracy of `name`'s forecasts as of the tier's last closed bucket.
+    pub fn accuracy(&self, name: &str, tier: &Tier) -> Option<Vec<HorizonAccuracy>> {
+        self.scorers.get(name).map(|s| s.summary(tier.next().saturating_sub(1)))
+    }
+}
