@@ -14,6 +14,7 @@
 //! | [`allocator`] | planning as a pure function (forecast, pool state, policy, now → decisions with reasons); the live manager: adopts VMs, health-gated join, drain-then-stop, dry_run/enabled, learned lead time, decision log | `prescale-allocator` (libvirt calls block) |
 //! | [`hypervisor`] | the `Hypervisor` trait; libvirt implementation (`virt` crate: placement across hosts, back-off, panic guard, clone with overlay/port/metadata); an in-memory fake for the simulator | runs on the allocator's thread |
 //! | [`feedback`] | forecast scoring (rolling MASE, sMAPE, under-rate, coverage per horizon group) and the online cost model (RLS with forgetting); fed by the forecast thread | — |
+//! | [`simulate`] | `prescale simulate`: a trace replayed on a virtual clock through the historian series, the forecast engine, the planner and the margin calibration, against a simulated hypervisor; policies (HPA-style reactive, static, predictive, predictive+reactive, oracle), SLO and SPEC elasticity metrics, SVG chart | — (the caller's) |
 //! | [`clock`] | real and virtual time | — |
 //! | [`demo`] | `prescale demo`: in-process backends + the proxy, the Quick start's default | control runtime |
 //!
@@ -57,3 +58,4 @@ pub mod forecast;
 pub mod historian;
 pub mod hypervisor;
 pub mod proxy;
+pub mod simulate;

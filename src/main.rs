@@ -59,6 +59,31 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Replay a trace on a virtual clock through the forecast engine and the planner with a
+    /// simulated hypervisor, comparing scaling policies (reactive HPA, static, predictive,
+    /// predictive+reactive, oracle).
+    Simulate {
+        /// `timestamp,value` CSV (requests per step)
+        #[arg(long, required_unless_present = "from_history", conflicts_with = "from_history")]
+        trace: Option<PathBuf>,
+        /// Replay what prescale recorded: the historian's data_dir …
+        #[arg(long, requires = "endpoint")]
+        from_history: Option<PathBuf>,
+        /// … and the endpoint to replay
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// reactive, static, predictive, predictive+reactive, oracle, or all
+        #[arg(long, default_value = "all")]
+        policy: String,
+        /// A TOML file with a `[simulate]` table overriding the defaults
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        /// Write a chart of the replay
+        #[arg(long)]
+        svg: Option<PathBuf>,
+    },
     /// Start local demo backends and the proxy in front of them; no configuration needed.
     Demo {
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -116,6 +141,15 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
+        Command::Simulate { trace, from_history, endpoint, policy, config, json, svg } => {
+            match simulate(trace, from_history, endpoint, &policy, config, json, svg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("prescale simulate: {e:#}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+            }
+        }
         Command::Demo { listen, admin } => report(runtime().and_then(|rt| rt.block_on(run_demo(listen, admin)))),
     }
 }
@@ -212,6 +246,61 @@ fn backtest(input: &std::path::Path, model: &str, json: bool) -> anyhow::Result<
                 r.selected.as_ref().map_or(String::new(), |s| s.join(", "))
             );
         }
+    }
+    Ok(())
+}
+
+fn simulate(
+    trace: Option<PathBuf>,
+    from_history: Option<PathBuf>,
+    endpoint: Option<String>,
+    policy: &str,
+    config: Option<PathBuf>,
+    json: bool,
+    svg: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use prescale::simulate;
+    use std::io::{IsTerminal, Write};
+    let settings = match &config {
+        Some(c) => simulate::SimSettings::load(c).map_err(anyhow::Error::msg)?,
+        None => simulate::SimSettings::default(),
+    };
+    let (name, series) = match (trace, from_history, endpoint) {
+        (Some(t), _, _) => {
+            let text = std::fs::read_to_string(&t).with_context(|| format!("cannot read {}", t.display()))?;
+            let s = prescale::forecast::backtest::read_csv(&text).map_err(|e| anyhow::anyhow!("{}: {e}", t.display()))?;
+            (t.file_stem().map_or("trace".into(), |s| s.to_string_lossy().into_owned()), s)
+        }
+        (None, Some(dir), Some(ep)) => {
+            let s = prescale::historian::import::recorded_series(&dir, &ep).map_err(anyhow::Error::msg)?;
+            (ep, s)
+        }
+        _ => anyhow::bail!("give --trace FILE, or --from-history DATA_DIR with --endpoint NAME"),
+    };
+    let policies: Vec<&str> = if policy == "all" { simulate::POLICIES.to_vec() } else { policy.split(',').collect() };
+    let tty = std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
+    let mut progress = |done: u64, total: u64| {
+        if tty {
+            let w = 30;
+            let k = (done * w / total.max(1)) as usize;
+            eprint!("\r[{}{}] {:3}% {:.1}s", "#".repeat(k), " ".repeat(w as usize - k), done * 100 / total.max(1), started.elapsed().as_secs_f64());
+            if done >= total {
+                eprintln!();
+            }
+            let _ = std::io::stderr().flush();
+        }
+    };
+    let report = simulate::run(&name, &series, &settings, &policies, &mut progress).map_err(anyhow::Error::msg)?;
+    if let Some(path) = &svg {
+        std::fs::write(path, simulate::svg::render(&report)).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", simulate::table(&report));
+        println!("settings: {}", serde_json::to_string(&report.settings)?);
+        println!("replayed in {:.1} s", started.elapsed().as_secs_f64());
     }
     Ok(())
 }

@@ -28,7 +28,7 @@ use crossbeam_channel::Sender;
 use serde::Serialize;
 
 use super::plan::{self, Action, ForecastInput, Phase, PoolState, VmView};
-use super::{LeadTime, Mode, ScalingSettings};
+use super::{LeadTime, Mode, ScalingSettings, percentile};
 use crate::clock::SharedClock;
 use crate::forecast::thread::ForecastView;
 use crate::historian::HistorianView;
@@ -38,7 +38,6 @@ use crate::proxy::Proxy;
 const TICK: Duration = Duration::from_secs(1);
 const RING: usize = 2000;
 /// Margin added to the learned p90.
-const LEAD_MARGIN_S: u64 = 30;
 
 /// One pool the manager runs.
 pub struct ManagedPool {
@@ -269,21 +268,9 @@ impl Drop for Allocator {
     }
 }
 
-fn percentile(v: &[f64], q: f64) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    Some(s[((s.len() - 1) as f64 * q).round() as usize])
-}
 
 fn lead_time(r: &PoolRun) -> u64 {
-    match r.p.settings.lead_time {
-        LeadTime::Fixed(s) => s,
-        LeadTime::Auto => percentile(&r.launches, 0.9)
-            .map_or(r.p.settings.policy.lead_time_s, |p90| p90.ceil() as u64 + LEAD_MARGIN_S),
-    }
+    super::lead_time(r.p.settings.lead_time, &r.launches, r.p.settings.policy.lead_time_s)
 }
 
 /// Requests/s per vCPU from the learned cost, once it has enough samples (kept within 5× of
@@ -514,19 +501,19 @@ fn tick(
         }
         r.last_sample = Some(Instant::now());
     }
-    // Margin: the headroom follows the coverage of the pool's endpoints' 60-min bands.
+    // Margin: the headroom follows how far the pool's endpoints' 80 % bands had to stretch to
+    // keep their promise (the largest stretch among endpoints with enough points).
     if r.calibrated_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600))
         && let Some(f) = forecasts
     {
-        let (mut in80, mut n) = (0.0, 0u64);
-        for e in &r.p.endpoints {
-            if let Some(a) = f.accuracy(e).and_then(|a| a.iter().find(|h| h.horizon_minutes == 60).cloned()) {
-                in80 += a.day.coverage80.unwrap_or(0.0) * a.day.points as f64;
-                n += a.day.points;
-            }
-        }
-        let cov = (n > 0).then(|| in80 / n as f64);
-        if let Some((h, why)) = crate::feedback::margin::calibrate(r.headroom, cov, n, (0.0, 1.0)) {
+        let stretch = r
+            .p
+            .endpoints
+            .iter()
+            .filter_map(|e| f.accuracy(e)?.iter().find(|h| h.horizon_minutes == 60)?.band_stretch80)
+            .filter(|s| s.1 >= crate::feedback::margin::MIN_POINTS)
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((h, why)) = crate::feedback::margin::calibrate(r.headroom, stretch, r.p.settings.headroom_bounds) {
             r.headroom = h;
             r.calibrated_at = Some(Instant::now());
             out.push(LoggedDecision {

@@ -38,6 +38,14 @@ pub struct ScalingSettings {
     pub health_path: String,
     /// Longest wait for in-flight requests of a draining VM.
     pub drain_timeout: Duration,
+    /// Range the margin calibration keeps the headroom in.
+    pub headroom_bounds: (f64, f64),
+    /// How often VM usage (CPU, memory, I/O) is read from the hypervisor.
+    pub stats_interval: Duration,
+    /// Promote the pool from `dry_run` to `enabled` once its forecasts have been accurate for
+    /// `auto_enable_after` (opt-in).
+    pub auto_enable: bool,
+    pub auto_enable_after: Duration,
 }
 
 impl Default for ScalingSettings {
@@ -58,14 +66,42 @@ impl Default for ScalingSettings {
                 cooldown_s: 60,
                 scale_in_stabilization_s: 600,
                 max_step: 2,
+                launch_vcpus: 2,
             },
             lead_time: LeadTime::Auto,
             mode: Mode::DryRun,
             ports: (18000, 18999),
             health_path: "/".into(),
             drain_timeout: Duration::from_secs(30),
+            headroom_bounds: (0.0, 1.0),
+            stats_interval: Duration::from_secs(10),
+            auto_enable: false,
+            auto_enable_after: Duration::from_secs(7 * 86_400),
         }
     }
 }
 
 pub mod manager;
+
+/// Added to the p90 of measured launch durations for the learned lead time.
+pub const LEAD_MARGIN_S: u64 = 30;
+
+/// The `q` quantile (nearest rank) of `v`.
+pub fn percentile(v: &[f64], q: f64) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    Some(s[((s.len() - 1) as f64 * q).round() as usize])
+}
+
+/// The lead time in force: fixed, or the p90 of measured clone→ready durations (seconds) plus
+/// [`LEAD_MARGIN_S`], `configured` until a launch has been measured. The live manager and the
+/// simulator both use it.
+pub fn lead_time(lead: LeadTime, launches: &[f64], configured: u64) -> u64 {
+    match lead {
+        LeadTime::Fixed(s) => s,
+        LeadTime::Auto => percentile(launches, 0.9).map_or(configured, |p90| p90.ceil() as u64 + LEAD_MARGIN_S),
+    }
+}

@@ -37,6 +37,9 @@ pub struct Policy {
     pub scale_in_stabilization_s: u64,
     /// VMs launched in one decision at most.
     pub max_step: u32,
+    /// vCPUs a new VM starts with (within `vcpus`): the maximum covers most per launch; less
+    /// keeps room to grow in seconds by hot-plug when a burst comes.
+    pub launch_vcpus: u32,
 }
 
 /// What a VM is doing, as the manager tracks it.
@@ -285,15 +288,15 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
             }
         }
         if deficit > 1e-9 {
-            // New VMs start at the policy's maximum vCPUs (their template allows it), so one
-            // launch covers as much as possible.
-            let per_vm = p.vcpus.1.max(1) as f64 * per;
+            // New VMs start at `launch_vcpus` (their template allows up to the maximum).
+            let size = p.launch_vcpus.clamp(p.vcpus.0.max(1), p.vcpus.1.max(1));
+            let per_vm = size as f64 * per;
             let want = (deficit / per_vm).ceil() as u32;
             let n = want.min(room).min(p.max_step.max(1));
             if n > 0 {
                 d.push(Decision {
-                    action: Some(Action::Launch { count: n, vcpus: p.vcpus.1 }),
-                    reason: format!("{why}: launch {n} VM(s) of {} vCPUs", p.vcpus.1),
+                    action: Some(Action::Launch { count: n, vcpus: size }),
+                    reason: format!("{why}: launch {n} VM(s) of {size} vCPUs"),
                     reactive,
                 });
             } else {
@@ -394,6 +397,7 @@ mod tests {
             cooldown_s: 60,
             scale_in_stabilization_s: 600,
             max_step: 2,
+            launch_vcpus: 4,
         }
     }
 

@@ -103,15 +103,20 @@ pub struct RawScaling {
     pub capacity_rps_per_vcpu: Option<f64>,
     pub target_utilization: Option<f64>,
     pub headroom: Option<f64>,
+    pub headroom_bounds: Option<Vec<f64>>,
     pub lead_time: Option<String>,
     pub window: Option<String>,
     pub cooldown: Option<String>,
     pub scale_in_stabilization: Option<String>,
     pub max_step: Option<i64>,
+    pub launch_vcpus: Option<i64>,
     pub mode: Option<String>,
     pub ports: Option<Vec<i64>>,
     pub health_path: Option<String>,
     pub drain_timeout: Option<String>,
+    pub stats_interval: Option<String>,
+    pub auto_enable: Option<bool>,
+    pub auto_enable_after: Option<String>,
 }
 
 /// `[pool.health_check]`: active HTTP checks.

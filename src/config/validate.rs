@@ -562,6 +562,16 @@ fn scaling(
         Some(x) => x,
         None => d.policy.headroom,
     };
+    let headroom_bounds = match r.headroom_bounds {
+        None => d.headroom_bounds,
+        Some(v) if v.len() == 2 && v.iter().all(|x| x.is_finite()) && 0.0 <= v[0] && v[0] <= v[1] && v[1] <= 10.0 => {
+            (v[0], v[1])
+        }
+        Some(v) => {
+            c.err(k("headroom_bounds"), format!("{v:?} is not [low, high] with 0 <= low <= high <= 10"));
+            d.headroom_bounds
+        }
+    };
     let lead_time = match r.lead_time.as_deref() {
         None => d.lead_time,
         Some("auto") => LeadTime::Auto,
@@ -609,7 +619,11 @@ fn scaling(
             d.policy.scale_in_stabilization_s,
         ),
         max_step: c.count(&k("max_step"), r.max_step, 1, 100, d.policy.max_step as i64) as u32,
+        launch_vcpus: c.count(&k("launch_vcpus"), r.launch_vcpus, 1, 1024, vcpus.1 as i64) as u32,
     };
+    if !(vcpus.0..=vcpus.1).contains(&(policy.launch_vcpus as u64)) {
+        c.err(k("launch_vcpus"), format!("{} is outside vcpus [{}, {}]", policy.launch_vcpus, vcpus.0, vcpus.1));
+    }
     ScalingSettings {
         uris,
         template,
@@ -619,6 +633,10 @@ fn scaling(
         ports: (ports.0 as u16, ports.1 as u16),
         health_path,
         drain_timeout: c.duration(&k("drain_timeout"), &r.drain_timeout, d.drain_timeout),
+        headroom_bounds,
+        stats_interval: c.duration(&k("stats_interval"), &r.stats_interval, d.stats_interval),
+        auto_enable: r.auto_enable.unwrap_or(d.auto_enable),
+        auto_enable_after: c.duration(&k("auto_enable_after"), &r.auto_enable_after, d.auto_enable_after),
     }
 }
 

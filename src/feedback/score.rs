@@ -15,6 +15,23 @@ use serde::Serialize;
 /// Horizon groups scored: points up to this many minutes ahead.
 pub const HORIZONS: [usize; 2] = [5, 60];
 
+/// Bins of the `actual ÷ hi80` histogram: log-spaced over [1/8, 8), 5 % wide.
+const RATIO_BINS: usize = 86;
+const RATIO_MIN: f64 = 0.125;
+const RATIO_STEP: f64 = 1.05;
+
+fn ratio_bin(r: f64) -> usize {
+    if r <= RATIO_MIN {
+        return 0;
+    }
+    ((r / RATIO_MIN).ln() / RATIO_STEP.ln()).floor().min((RATIO_BINS - 1) as f64) as usize
+}
+
+/// Upper edge of a bin.
+fn ratio_edge(b: usize) -> f64 {
+    RATIO_MIN * RATIO_STEP.powi(b as i32 + 1)
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct Sums {
     n: u64,
@@ -81,6 +98,10 @@ pub struct HorizonAccuracy {
     pub week: Accuracy,
     /// Since the scorer started.
     pub all: Accuracy,
+    /// Over the last day, what the upper 80 % band must be multiplied by to cover 80 % of
+    /// actuals (> 1: it under-covers), and on how many points; 60-minute group only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub band_stretch80: Option<(f64, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -92,6 +113,8 @@ pub struct Scorer {
     hours: VecDeque<(u64, [Sums; 2])>,
     /// Everything scored since the start.
     all: [Sums; 2],
+    /// `(hour, histogram of actual ÷ hi80)` for the 60-minute group, the last 24 hours.
+    ratios: VecDeque<(u64, Box<[u32; RATIO_BINS]>)>,
     /// Minutes per index (0 is taken as 1): a replay of 5-minute data scores 5-minute buckets.
     step_min: u64,
 }
@@ -126,6 +149,7 @@ impl Scorer {
         }
         let step = self.step();
         let mut sums = [Sums::default(); 2];
+        let mut ratios: Vec<usize> = Vec::new();
         for f in &self.issued {
             let Some(h) = index.checked_sub(f.start).map(|d| d as usize + 1) else { continue };
             let Some(p) = f.points.get(h - 1) else { continue };
@@ -146,6 +170,9 @@ impl Scorer {
                     sums[g].add(&one);
                 }
             }
+            if h <= HORIZONS[1] && (hi80 > 0.0 || actual > 0.0) {
+                ratios.push(ratio_bin(if hi80 > 0.0 { actual / hi80 } else { f64::INFINITY }));
+            }
         }
         let minute = index * step;
         if self.minutes.back().is_some_and(|m| m.0 >= minute) {
@@ -159,6 +186,18 @@ impl Scorer {
             self.minutes.pop_front();
         }
         let hour = minute / 60;
+        if !ratios.is_empty() {
+            if self.ratios.back().is_none_or(|r| r.0 != hour) {
+                self.ratios.push_back((hour, Box::new([0; RATIO_BINS])));
+                while self.ratios.len() > 24 {
+                    self.ratios.pop_front();
+                }
+            }
+            let h = &mut self.ratios.back_mut().expect("just pushed").1;
+            for b in ratios {
+                h[b] += 1;
+            }
+        }
         match self.hours.back_mut() {
             Some((h, s)) if *h == hour => {
                 for g in 0..2 {
@@ -170,6 +209,30 @@ impl Scorer {
         while self.hours.len() > 168 {
             self.hours.pop_front();
         }
+    }
+
+    /// Over the last 24 hours before index `now`, the `q` quantile of actual ÷ upper 80 % band
+    /// (60-minute group) — what the band must be multiplied by to cover a fraction `q` — and
+    /// the number of points it is based on. Resolution 5 %, rounded up.
+    pub fn band_ratio_quantile(&self, q: f64, now: u64) -> Option<(f64, u64)> {
+        let hour = now * self.step() / 60;
+        let mut h = [0u64; RATIO_BINS];
+        for (_, r) in self.ratios.iter().filter(|r| r.0 + 24 > hour) {
+            h.iter_mut().zip(r.iter()).for_each(|(a, b)| *a += *b as u64);
+        }
+        let n: u64 = h.iter().sum();
+        if n == 0 {
+            return None;
+        }
+        let want = (q * n as f64).ceil() as u64;
+        let mut seen = 0;
+        for (b, c) in h.iter().enumerate() {
+            seen += c;
+            if seen >= want {
+                return Some((ratio_edge(b), n));
+            }
+        }
+        Some((ratio_edge(RATIO_BINS - 1), n))
     }
 
     /// Summaries as of index `now`: last 60 minutes, last 24 hours, last 7 days, and
@@ -194,6 +257,7 @@ impl Scorer {
                     day: day.into(),
                     week: week.into(),
                     all: self.all[g].into(),
+                    band_stretch80: if g == 1 { self.band_ratio_quantile(0.8, now / self.step()) } else { None },
                 }
             })
             .collect()
@@ -231,6 +295,25 @@ mod tests {
         assert_eq!(s.summary(101 + 60)[0].hour.points, 0);
         assert_eq!(s.summary(101 + 60)[0].week.points, 3);
         assert_eq!(s.summary(101 + 60)[0].all.points, 3);
+    }
+
+    #[test]
+    fn band_ratio_quantile_says_how_far_the_band_must_stretch() {
+        // hi80 is 100 for every minute; actuals rise evenly from 50 to 148.
+        let mut one = Scorer::default();
+        one.issue(0, vec![[80.0, 60.0, 100.0, 50.0, 120.0]; 100], 1.0);
+        for m in 0..60u64 {
+            one.observe(m, 50.0 + m as f64 * 100.0 / 60.0);
+        }
+        let (r80, n) = one.band_ratio_quantile(0.8, 59).unwrap();
+        assert_eq!(n, 60);
+        // The 80th percentile of actual/100 is 1.283 (the 48th of 60); 5 % bins, rounded up.
+        assert!((1.283..1.283 * 1.05).contains(&r80), "{r80}");
+        let (r50, _) = one.band_ratio_quantile(0.5, 59).unwrap();
+        assert!((0.983..0.983 * 1.05).contains(&r50), "{r50}");
+        // A day later the ratios have aged out.
+        assert_eq!(one.band_ratio_quantile(0.8, 59 + 24 * 60), None);
+        assert_eq!(Scorer::default().band_ratio_quantile(0.8, 0), None, "nothing observed");
     }
 
     #[test]

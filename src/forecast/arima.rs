@@ -9,7 +9,6 @@
 //! Intervals are empirical, as for every model: multi-step forecasts from the last days of the
 //! training data checked against what followed.
 
-use std::collections::VecDeque;
 
 use super::optimize::minimize;
 use super::{ErrorQuantiles, Forecast, ForecastError, empirical_bands};
@@ -41,10 +40,10 @@ pub struct ArimaParams {
 /// The recursion's memory: recent values of the differenced series and recent shocks.
 #[derive(Debug, Clone)]
 struct State {
-    /// Last `p` values of x (most recent first).
-    xs: VecDeque<f64>,
-    /// Last `q` shocks (most recent first).
-    es: VecDeque<f64>,
+    /// Last `p` values of x (most recent first; p ≤ 3).
+    xs: [f64; 3],
+    /// Last `q` shocks (most recent first; q ≤ 2).
+    es: [f64; 2],
     /// Last deseasonalised value (for d = 1).
     r_last: f64,
     /// Index of the next point.
@@ -80,14 +79,8 @@ impl ArimaParams {
             (xhat, 0.0)
         };
         st.r_last = if self.d == 1 { st.r_last + x } else { x };
-        if self.p > 0 {
-            st.xs.pop_back();
-            st.xs.push_front(x);
-        }
-        if self.q > 0 {
-            st.es.pop_back();
-            st.es.push_front(e);
-        }
+        st.xs = [x, st.xs[0], st.xs[1]];
+        st.es = [e, st.es[0]];
         st.n += 1;
         e
     }
@@ -106,8 +99,8 @@ impl ArimaParams {
 
     fn start(&self, first: f64) -> State {
         State {
-            xs: VecDeque::from(vec![0.0; self.p]),
-            es: VecDeque::from(vec![0.0; self.q]),
+            xs: [0.0; 3],
+            es: [0.0; 2],
             r_last: if first.is_finite() { first } else { 0.0 },
             n: 0,
         }

@@ -279,3 +279,28 @@ mod tests {
         assert_eq!(h[&1].calls, 7);
     }
 }
+
+/// The other direction: `endpoint`'s recorded 1-minute series from a data directory (what
+/// `prescale simulate --from-history` replays). Minutes prescale was not recording are NaN.
+pub fn recorded_series(data_dir: &Path, endpoint: &str) -> Result<crate::forecast::backtest::Series, String> {
+    if !data_dir.is_dir() {
+        return Err(format!("{}: not a directory", data_dir.display()));
+    }
+    let mut disk = Disk::open(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    let spec = TierSpec { step_s: 60, keep_s: 400 * 86_400, persist: true };
+    let now = crate::clock::now_us() / 1_000_000;
+    let mut counts: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut names: BTreeMap<String, u64> = BTreeMap::new();
+    disk.load(1, &spec, now, &mut |name: Arc<str>, index, f: FullBucket| {
+        *names.entry(name.to_string()).or_default() += 1;
+        if &*name == endpoint {
+            *counts.entry(index).or_default() = f.calls;
+        }
+    });
+    let (Some(first), Some(last)) = (counts.keys().next().copied(), counts.keys().next_back().copied()) else {
+        let known: Vec<&String> = names.keys().collect();
+        return Err(format!("no 1-minute history for endpoint {endpoint:?} in {}; recorded: {known:?}", data_dir.display()));
+    };
+    let values = (first..=last).map(|i| counts.get(&i).map_or(f64::NAN, |c| *c as f64)).collect();
+    Ok(crate::forecast::backtest::Series { step_s: 60, start_s: first * 60, values })
+}

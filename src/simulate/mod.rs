@@ -1,0 +1,832 @@
+//! `prescale simulate`: replays a trace on a virtual clock through the code the live system
+//! runs — the historian's series ([`Tier`]), the forecast [`Engine`], the planner
+//! ([`plan::plan`]), the learned lead time and the margin calibration — against a simulated
+//! hypervisor (boot delay with jitter, hot-plug delay), and compares scaling policies on the
+//! same trace and settings:
+//!
+//! - `reactive`: the Kubernetes HPA algorithm ([`hpa`]), horizontal only;
+//! - `static`: fixed at what the whole trace's peak needs (no lateness, the most cost);
+//! - `predictive`: the planner on the forecast alone;
+//! - `predictive+reactive`: the planner on the forecast with its measured-load safety net
+//!   (prescale's default);
+//! - `oracle`: the planner on the true future (no forecaster can do better).
+//!
+//! Capacity is counted in requests/s: ready vCPUs × `capacity_rps_per_vcpu`. A 15-second tick
+//! whose demand exceeds ready capacity is under-provisioned; a minute with such a tick is an
+//! SLO-violation minute. The SPEC Research Group elasticity metrics compare demand and supply
+//! in vCPUs (demand ÷ capacity per vCPU) at every tick, in percent.
+
+pub mod hpa;
+pub mod svg;
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::allocator::plan::{self, Action, ForecastInput, Phase, PoolState, VmView};
+use crate::allocator::{LeadTime, lead_time};
+use crate::forecast::backtest::Series;
+use crate::forecast::engine::Engine;
+use crate::forecast::thread::ForecastConfig;
+use crate::historian::series::{Bucket, FullBucket, Tier};
+
+/// Every setting of a replay (`[simulate]` in the file given with `--config`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimSettings {
+    /// Seed of the boot-delay jitter: the same seed gives the same output.
+    pub seed: u64,
+    /// Control loop period (HPA and planner), seconds.
+    pub tick_s: u64,
+    /// VM boot-to-ready delay and its relative jitter (uniform ±).
+    pub boot_s: f64,
+    pub boot_jitter: f64,
+    /// vCPU hot-plug delay.
+    pub hotplug_s: f64,
+    /// Time a drained VM takes to finish in-flight requests.
+    pub drain_s: f64,
+    /// vCPUs of a VM at the start and the reactive policy's VMs; the vertical range.
+    pub vcpus: u32,
+    pub vcpus_min: u32,
+    pub vcpus_max: u32,
+    pub min_vms: u32,
+    pub max_vms: u32,
+    /// Requests/s one vCPU serves; default: the trace's 99th-percentile rate needs
+    /// `p99_vms` VMs of `vcpus` vCPUs at the target utilisation.
+    pub capacity_rps_per_vcpu: Option<f64>,
+    pub p99_vms: u32,
+    pub target_utilization: f64,
+    pub headroom: f64,
+    /// Range the margin calibration keeps the headroom in.
+    pub headroom_bounds: (f64, f64),
+    /// Lead time in seconds; absent: learned from the launches measured so far.
+    pub lead_time_s: Option<u64>,
+    pub lead_time_default_s: u64,
+    pub window_s: u64,
+    pub cooldown_s: u64,
+    pub scale_in_stabilization_s: u64,
+    pub max_step: u32,
+    /// History before the evaluated part; default 7 days, or a third of a shorter trace.
+    pub warmup_days: Option<f64>,
+    /// The forecast engine's schedule in the replay.
+    pub horizon_min: usize,
+    pub refit_every_s: u64,
+    pub select_every_s: u64,
+    pub history_days: u64,
+    /// The HPA's tolerance, scale-down stabilisation and metric window.
+    pub hpa_tolerance: f64,
+    pub hpa_stabilization_s: u64,
+    pub hpa_window_s: u64,
+}
+
+impl Default for SimSettings {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            tick_s: 15,
+            boot_s: 120.0,
+            boot_jitter: 0.25,
+            hotplug_s: 10.0,
+            drain_s: 10.0,
+            vcpus: 2,
+            vcpus_min: 1,
+            vcpus_max: 4,
+            min_vms: 1,
+            max_vms: 16,
+            capacity_rps_per_vcpu: None,
+            p99_vms: 8,
+            target_utilization: 0.7,
+            headroom: 0.1,
+            headroom_bounds: (0.0, 1.0),
+            lead_time_s: None,
+            lead_time_default_s: 180,
+            window_s: 300,
+            cooldown_s: 60,
+            scale_in_stabilization_s: 600,
+            max_step: 4,
+            warmup_days: None,
+            horizon_min: 60,
+            refit_every_s: 12 * 3600,
+            select_every_s: 7 * 86_400,
+            history_days: 14,
+            hpa_tolerance: 0.1,
+            hpa_stabilization_s: 300,
+            hpa_window_s: 60,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    simulate: SimSettings,
+}
+
+impl SimSettings {
+    /// Reads `[simulate]` from a TOML file; unknown keys and impossible values are errors
+    /// naming the key.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let f: File = toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+        f.simulate.check().map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(f.simulate)
+    }
+
+    /// The first impossible setting, named.
+    pub fn check(&self) -> Result<(), String> {
+        let bad = |k: &str, why: &str| Err(format!("simulate.{k}: {why}"));
+        if !(1..=60).contains(&self.tick_s) || 60 % self.tick_s != 0 {
+            return bad("tick_s", "must divide 60 (1 … 60)");
+        }
+        if !(self.boot_s >= 0.0 && self.boot_s.is_finite()) {
+            return bad("boot_s", "must be a non-negative number of seconds");
+        }
+        if !(0.0..1.0).contains(&self.boot_jitter) {
+            return bad("boot_jitter", "must be in [0, 1)");
+        }
+        if !(self.hotplug_s >= 0.0 && self.drain_s >= 0.0) {
+            return bad(if self.hotplug_s < 0.0 { "hotplug_s" } else { "drain_s" }, "must not be negative");
+        }
+        if self.vcpus_min == 0 || self.vcpus_min > self.vcpus || self.vcpus > self.vcpus_max {
+            return bad("vcpus", "needs 1 ≤ vcpus_min ≤ vcpus ≤ vcpus_max");
+        }
+        if self.max_vms == 0 || self.min_vms > self.max_vms {
+            return bad("max_vms", "needs 1 ≤ max_vms and min_vms ≤ max_vms");
+        }
+        if self.capacity_rps_per_vcpu.is_some_and(|c| !(c > 0.0 && c.is_finite())) {
+            return bad("capacity_rps_per_vcpu", "must be a positive number");
+        }
+        if self.p99_vms == 0 {
+            return bad("p99_vms", "must be at least 1");
+        }
+        if !(self.target_utilization > 0.0 && self.target_utilization <= 1.0) {
+            return bad("target_utilization", "must be in (0, 1]");
+        }
+        if !(0.0..=10.0).contains(&self.headroom) {
+            return bad("headroom", "must be in [0, 10]");
+        }
+        let (lo, hi) = self.headroom_bounds;
+        if !(0.0 <= lo && lo <= hi && hi <= 10.0) {
+            return bad("headroom_bounds", "needs 0 ≤ low ≤ high ≤ 10");
+        }
+        if self.warmup_days.is_some_and(|d| !(d > 0.0)) {
+            return bad("warmup_days", "must be positive");
+        }
+        if self.horizon_min == 0 || self.horizon_min > 1440 {
+            return bad("horizon_min", "must be 1 … 1440");
+        }
+        if self.refit_every_s < 60 || self.select_every_s < 60 {
+            return bad("refit_every_s", "refits and selections need at least 60 s between them");
+        }
+        if self.max_step == 0 {
+            return bad("max_step", "must be at least 1");
+        }
+        if !(0.0..1.0).contains(&self.hpa_tolerance) {
+            return bad("hpa_tolerance", "must be in [0, 1)");
+        }
+        if self.hpa_window_s < self.tick_s {
+            return bad("hpa_window_s", "must be at least tick_s");
+        }
+        Ok(())
+    }
+}
+
+/// The policies, in report order.
+pub const POLICIES: [&str; 5] = ["reactive", "static", "predictive", "predictive+reactive", "oracle"];
+
+/// One policy's results over the evaluated part.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PolicyResult {
+    pub policy: String,
+    pub slo_violation_minutes: u64,
+    pub unserved_fraction: f64,
+    pub vcpu_hours: f64,
+    pub vm_hours: f64,
+    pub actions: u64,
+    /// SPEC RG elasticity metrics, percent.
+    pub under_accuracy: f64,
+    pub over_accuracy: f64,
+    pub under_timeshare: f64,
+    pub over_timeshare: f64,
+    /// Headroom at the end (after calibration) and lead time in force at the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub final_headroom: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub final_lead_time_s: Option<u64>,
+}
+
+/// Forecast accuracy over the whole evaluated part (the feedback loop's scorer).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ForecastScore {
+    pub model: String,
+    pub points_60: u64,
+    pub mase_5: Option<f64>,
+    pub mase_60: Option<f64>,
+    pub smape_60: Option<f64>,
+    pub under_rate_60: Option<f64>,
+    pub coverage80_60: Option<f64>,
+    pub coverage95_60: Option<f64>,
+}
+
+/// What the settings resolved to for this trace.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Resolved {
+    pub step_s: u64,
+    pub capacity_rps_per_vcpu: f64,
+    pub warmup_s: u64,
+    pub evaluated_s: u64,
+    pub p99_rps: f64,
+    pub peak_rps: f64,
+    pub static_vms: u32,
+}
+
+/// The replay's output (`--json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub trace: String,
+    pub settings: SimSettings,
+    pub resolved: Resolved,
+    pub policies: Vec<PolicyResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<ForecastScore>,
+    /// Per-tick series for the chart (not serialised).
+    #[serde(skip)]
+    pub timeline: Timeline,
+}
+
+/// What the chart draws.
+#[derive(Debug, Clone, Default)]
+pub struct Timeline {
+    pub t0: u64,
+    pub tick_s: u64,
+    /// Demand in vCPUs per tick.
+    pub demand: Vec<f32>,
+    /// `(t, lo80, hi80)` in vCPUs: the forecast point a lead time ahead, as issued.
+    pub band: Vec<(u64, f32, f32)>,
+    /// Ready vCPUs per tick, per policy (report order).
+    pub ready: Vec<(String, Vec<f32>)>,
+    /// Actions per policy: `(t, up)`.
+    pub actions: Vec<Vec<(u64, bool)>>,
+}
+
+/// A VM of the simulated hypervisor.
+#[derive(Debug, Clone)]
+struct Vm {
+    name: String,
+    phase: Phase,
+    /// vCPUs serving now, and after an in-flight hot-plug.
+    vcpus: u32,
+    target: u32,
+    ready_at: f64,
+    busy_until: f64,
+    drained_at: f64,
+    created: u64,
+    launched_at: f64,
+}
+
+/// The simulated fleet of one policy.
+struct Fleet {
+    vms: Vec<Vm>,
+    next_id: u32,
+    rng: fastrand::Rng,
+    /// Measured clone→ready durations (for the learned lead time).
+    launches: Vec<f64>,
+    state: PoolState,
+    actions: Vec<(u64, bool)>,
+    headroom: f64,
+}
+
+impl Fleet {
+    fn new(seed: u64, vms: u32, vcpus: u32, now: u64, headroom: f64) -> Self {
+        let mut f = Fleet {
+            vms: Vec::new(),
+            next_id: 0,
+            rng: fastrand::Rng::with_seed(seed),
+            launches: Vec::new(),
+            state: PoolState::default(),
+            actions: Vec::new(),
+            headroom,
+        };
+        for _ in 0..vms {
+            let name = f.name();
+            f.vms.push(Vm {
+                name,
+                phase: Phase::Serving,
+                vcpus,
+                target: vcpus,
+                ready_at: 0.0,
+                busy_until: 0.0,
+                drained_at: 0.0,
+                created: now,
+                launched_at: now as f64,
+            });
+        }
+        f
+    }
+
+    fn name(&mut self) -> String {
+        self.next_id += 1;
+        format!("vm-{}", self.next_id)
+    }
+
+    fn launch(&mut self, s: &SimSettings, vcpus: u32, now: u64) {
+        let jitter = s.boot_s * s.boot_jitter * (2.0 * self.rng.f64() - 1.0);
+        let name = self.name();
+        self.vms.push(Vm {
+            name,
+            phase: Phase::Booting,
+            vcpus,
+            target: vcpus,
+            ready_at: now as f64 + (s.boot_s + jitter).max(0.0),
+            busy_until: 0.0,
+            drained_at: 0.0,
+            created: now,
+            launched_at: now as f64,
+        });
+    }
+
+    /// Completes what finished by `now`.
+    fn advance(&mut self, now: f64) {
+        for v in &mut self.vms {
+            if v.phase == Phase::Booting && now >= v.ready_at {
+                v.phase = Phase::Serving;
+                self.launches.push(v.ready_at - v.launched_at);
+            }
+            if v.target != v.vcpus && now >= v.busy_until {
+                v.vcpus = v.target;
+            }
+        }
+        self.vms.retain(|v| v.phase != Phase::Stopped);
+    }
+
+    fn ready_vcpus(&self) -> u32 {
+        self.vms.iter().filter(|v| v.phase == Phase::Serving).map(|v| v.vcpus).sum()
+    }
+
+    /// vCPUs and VMs paid for (everything not stopped; a hot-plug is paid from the call).
+    fn paid(&self) -> (u32, u32) {
+        (self.vms.iter().map(|v| v.vcpus.max(v.target)).sum(), self.vms.len() as u32)
+    }
+
+    fn view(&self, s: &SimSettings, now: f64) -> Vec<VmView> {
+        self.vms
+            .iter()
+            .map(|v| VmView {
+                name: v.name.clone(),
+                phase: v.phase,
+                vcpus: v.target,
+                max_vcpus: s.vcpus_max,
+                memory_mib: 0,
+                max_memory_mib: 0,
+                busy: v.phase == Phase::Booting || now < v.busy_until,
+                drained: v.phase == Phase::Draining && now >= v.drained_at,
+                weight: v.target.max(1),
+                created_at: v.created,
+                host: "sim".into(),
+            })
+            .collect()
+    }
+
+    /// Carries out one planner action; returns whether it counts as a scaling action.
+    fn execute(&mut self, s: &SimSettings, a: &Action, now: u64) -> bool {
+        let t = now as f64;
+        match a {
+            Action::Launch { count, vcpus } => {
+                for _ in 0..*count {
+                    self.launch(s, *vcpus, now);
+                }
+                self.state.last_scale_out = Some(now);
+                self.actions.push((now, true));
+                true
+            }
+            Action::SetVcpus { vm, to, .. } => {
+                let Some(v) = self.vms.iter_mut().find(|v| &v.name == vm) else { return false };
+                v.target = *to;
+                if *to < v.vcpus {
+                    v.vcpus = *to;
+                }
+                v.busy_until = t + s.hotplug_s;
+                self.state.last_scale_out = Some(now);
+                self.actions.push((now, true));
+                true
+            }
+            Action::Drain { vm } => {
+                let Some(v) = self.vms.iter_mut().find(|v| &v.name == vm) else { return false };
+                v.phase = Phase::Draining;
+                v.drained_at = t + s.drain_s;
+                self.state.last_scale_in = Some(now);
+                self.actions.push((now, false));
+                true
+            }
+            Action::Stop { vm } => {
+                if let Some(v) = self.vms.iter_mut().find(|v| &v.name == vm) {
+                    v.phase = Phase::Stopped;
+                }
+                false
+            }
+            // No suspended spares, memory or weights in the simulation; a single host.
+            Action::Resume { .. } | Action::SetMemory { .. } | Action::SetWeight { .. } | Action::Migrate { .. } => false,
+        }
+    }
+}
+
+/// The policy in force at a tick, the same way the live manager builds it.
+fn policy(s: &SimSettings, per_vcpu: f64, headroom: f64, launches: &[f64]) -> plan::Policy {
+    let lead = s.lead_time_s.map_or(LeadTime::Auto, LeadTime::Fixed);
+    plan::Policy {
+        min_vms: s.min_vms,
+        max_vms: s.max_vms,
+        vcpus: (s.vcpus_min, s.vcpus_max),
+        memory_mib: (0, 0),
+        capacity_rps_per_vcpu: per_vcpu,
+        target_utilization: s.target_utilization,
+        headroom,
+        lead_time_s: lead_time(lead, launches, s.lead_time_default_s),
+        window_s: s.window_s,
+        cooldown_s: s.cooldown_s,
+        scale_in_stabilization_s: s.scale_in_stabilization_s,
+        max_step: s.max_step,
+        launch_vcpus: s.vcpus,
+    }
+}
+
+fn rate_at(series: &Series, t: u64) -> f64 {
+    let i = ((t - series.start_s) / series.step_s) as usize;
+    series.values.get(i).copied().filter(|v| v.is_finite()).map_or(0.0, |v| v / series.step_s as f64)
+}
+
+/// Replays `series` under every policy in `policies`; `progress(done, total)` is called now and
+/// then.
+pub fn run(
+    name: &str,
+    series: &Series,
+    s: &SimSettings,
+    policies: &[&str],
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Report, String> {
+    s.check()?;
+    for p in policies {
+        if !POLICIES.contains(p) {
+            return Err(format!("unknown policy {p:?}; one of {}", POLICIES.join(", ")));
+        }
+    }
+    let step = series.step_s;
+    if step % s.tick_s != 0 && s.tick_s % step != 0 {
+        return Err(format!("the trace's step ({step} s) and simulate.tick_s ({} s) must divide one another", s.tick_s));
+    }
+    if step > 3600 {
+        return Err(format!("the trace's step is {step} s; at most 3600 s is supported"));
+    }
+    let n = series.values.len() as u64;
+    let span = n * step;
+    let warmup = match s.warmup_days {
+        Some(d) => (d * 86_400.0) as u64,
+        None => (7 * 86_400).min(span / 3),
+    } / step
+        * step;
+    if warmup >= span || span - warmup < 3600 {
+        return Err(format!(
+            "trace too short: {} s of data, {} s of warm-up leave less than an hour to evaluate",
+            span, warmup
+        ));
+    }
+    let rates: Vec<f64> = series.values.iter().map(|v| if v.is_finite() { v / step as f64 } else { 0.0 }).collect();
+    let mut sorted = rates.clone();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let p99 = sorted[((sorted.len() - 1) as f64 * 0.99).round() as usize];
+    let peak = *sorted.last().unwrap_or(&0.0);
+    if p99 <= 0.0 {
+        return Err("the trace's 99th-percentile rate is 0: nothing to scale".into());
+    }
+    let per_vcpu = s
+        .capacity_rps_per_vcpu
+        .unwrap_or(p99 / (s.p99_vms as f64 * s.vcpus as f64 * s.target_utilization));
+    let per_vm = per_vcpu * s.vcpus as f64;
+    let static_vms = ((peak / (per_vm * s.target_utilization)).ceil() as u32).max(s.min_vms).max(1);
+    let t0 = series.start_s + warmup;
+    let t_end = series.start_s + span;
+    let resolved = Resolved {
+        step_s: step,
+        capacity_rps_per_vcpu: per_vcpu,
+        warmup_s: warmup,
+        evaluated_s: t_end - t0,
+        p99_rps: p99,
+        peak_rps: peak,
+        static_vms,
+    };
+
+    // The historian series and the forecast engine, warmed on the history before t0.
+    let cfg = ForecastConfig {
+        horizon_min: s.horizon_min,
+        refit_every: std::time::Duration::from_secs(s.refit_every_s),
+        select_every: std::time::Duration::from_secs(s.select_every_s),
+        history_days: s.history_days,
+        ..ForecastConfig::default()
+    };
+    let uses_forecast = policies.iter().any(|p| p.starts_with("predictive"));
+    let mut engine = Engine::new(cfg, step);
+    let mut tier = Tier::new(step, (s.history_days as usize + 1) * (86_400 / step as usize) + 1);
+    let put = |tier: &mut Tier, i: usize| {
+        let idx = series.start_s / step + i as u64;
+        let v = series.values[i];
+        if v.is_finite() {
+            tier.put(idx, &FullBucket { calls: v.round() as u64, ..FullBucket::default() }, Bucket::MISSING);
+        } else {
+            tier.fill_to(idx + 1, Bucket::MISSING);
+        }
+    };
+    let warm_buckets = (warmup / step) as usize;
+    if uses_forecast {
+        for i in 0..warm_buckets {
+            put(&mut tier, i);
+        }
+    }
+    let mut forecast = ForecastInput::default();
+    let mut band: Vec<(u64, f32, f32)> = Vec::new();
+
+    // Starting fleets: what the current load needs, at the default size.
+    let need_now = |rate: f64| ((rate / (per_vm * s.target_utilization)).ceil() as u32).clamp(s.min_vms.max(1), s.max_vms);
+    let start_vms = need_now(rates[warm_buckets.saturating_sub(1)].max(rates[warm_buckets]));
+    let mut fleets: Vec<Fleet> = policies
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let vms = if *p == "static" { static_vms } else { start_vms };
+            Fleet::new(s.seed.wrapping_mul(31).wrapping_add(i as u64), vms, s.vcpus, t0, s.headroom)
+        })
+        .collect();
+    let mut hpas: Vec<hpa::Hpa> = policies
+        .iter()
+        .map(|_| hpa::Hpa::new(s.target_utilization, s.hpa_tolerance, s.hpa_stabilization_s, s.min_vms.max(1), s.max_vms))
+        .collect();
+
+    struct Acc {
+        violated_minutes: u64,
+        minute_violated: bool,
+        unserved: f64,
+        served_total: f64,
+        vcpu_s: f64,
+        vm_s: f64,
+        under_acc: f64,
+        over_acc: f64,
+        under_ticks: u64,
+        over_ticks: u64,
+        ready: Vec<f32>,
+    }
+    let mut acc: Vec<Acc> = policies
+        .iter()
+        .map(|_| Acc {
+            violated_minutes: 0,
+            minute_violated: false,
+            unserved: 0.0,
+            served_total: 0.0,
+            vcpu_s: 0.0,
+            vm_s: 0.0,
+            under_acc: 0.0,
+            over_acc: 0.0,
+            under_ticks: 0,
+            over_ticks: 0,
+            ready: Vec::new(),
+        })
+        .collect();
+    let mut demand_series: Vec<f32> = Vec::new();
+    // The fleet whose measured launches give the lead time the chart's band is drawn at.
+    let lead_fleet = policies.iter().position(|p| p.starts_with("predictive"));
+    // Demand of the last `hpa_window_s`, per tick, for the measured rate.
+    let window_ticks = (s.hpa_window_s / s.tick_s).max(1) as usize;
+    let mut recent: std::collections::VecDeque<f64> = std::collections::VecDeque::new();
+    let ticks = (t_end - t0) / s.tick_s;
+    let mut last_calibration = t0;
+    let mut next_bucket = warm_buckets;
+    let tick_f = s.tick_s as f64;
+
+    for k in 0..ticks {
+        let now = t0 + k * s.tick_s;
+        if k % 5760 == 0 {
+            progress(k, ticks);
+        }
+        // Buckets closed by now enter the series; the engine feeds, refits when due, forecasts.
+        while uses_forecast && series.start_s + (next_bucket as u64 + 1) * step <= now {
+            put(&mut tier, next_bucket);
+            next_bucket += 1;
+            if let Some((_, reason)) = engine.feed(name, &tier, now) {
+                engine.fit(name, &tier, now, reason);
+            }
+            let Some(ef) = engine.forecast(name, &tier) else { continue };
+            forecast.points.clear();
+            for p in &ef.points {
+                for m in 0..(step / 60).max(1) {
+                    forecast.points.push((p.t + m * 60, p.rate, p.hi80));
+                }
+            }
+            let launches = lead_fleet.map_or(&[][..], |i| &fleets[i].launches[..]);
+            let lead = lead_time(s.lead_time_s.map_or(LeadTime::Auto, LeadTime::Fixed), launches, s.lead_time_default_s);
+            if let Some(p) = ef.points.iter().find(|p| p.t + step > now + lead) {
+                band.push((p.t, (p.lo80 / per_vcpu) as f32, (p.hi80 / per_vcpu) as f32));
+            }
+        }
+        let demand = rate_at(series, now);
+        recent.push_back(demand);
+        if recent.len() > window_ticks {
+            recent.pop_front();
+        }
+        let measured = recent.iter().sum::<f64>() / recent.len() as f64;
+        demand_series.push((demand / per_vcpu) as f32);
+        // Hourly margin calibration from the forecast's scored coverage (as the live manager).
+        let calibrate = now >= last_calibration + 3600;
+        let coverage = if calibrate {
+            last_calibration = now;
+            engine.accuracy(name, &tier).and_then(|a| a.iter().find(|h| h.horizon_minutes == 60)?.band_stretch80)
+        } else {
+            None
+        };
+
+        for (i, p) in policies.iter().enumerate() {
+            let f = &mut fleets[i];
+            f.advance(now as f64);
+            match *p {
+                "static" => {}
+                "reactive" => {
+                    let ready = f.vms.iter().filter(|v| v.phase == Phase::Serving).count() as u32;
+                    let current = f.vms.len() as u32;
+                    let want = hpas[i].desired(now, measured, per_vm, ready, current);
+                    if want > current {
+                        for _ in current..want {
+                            f.launch(s, s.vcpus, now);
+                        }
+                        f.actions.push((now, true));
+                    } else if want < current {
+                        // Newest first (the ReplicaSet's choice among equals).
+                        f.vms.sort_by_key(|v| (v.phase != Phase::Serving, v.created));
+                        f.vms.truncate(want as usize);
+                        f.actions.push((now, false));
+                    }
+                }
+                _ => {
+                    if p.starts_with("predictive")
+                        && let Some((h, _)) = crate::feedback::margin::calibrate(f.headroom, coverage, s.headroom_bounds)
+                    {
+                        f.headroom = h;
+                    }
+                    let oracle;
+                    let input = if *p == "oracle" {
+                        let h = s.horizon_min as u64;
+                        oracle = ForecastInput {
+                            points: (0..h)
+                                .map(|m| {
+                                    let t = now - now % 60 + m * 60;
+                                    let r = if t < t_end { rate_at(series, t) } else { 0.0 };
+                                    (t, r, r)
+                                })
+                                .collect(),
+                        };
+                        &oracle
+                    } else {
+                        &forecast
+                    };
+                    let headroom = if *p == "oracle" { 0.0 } else { f.headroom };
+                    let pol = policy(s, per_vcpu, headroom, &f.launches);
+                    f.state.vms = f.view(s, now as f64);
+                    f.state.measured_rps = if *p == "predictive" { 0.0 } else { measured };
+                    let plan = plan::plan(input, &f.state, &pol, now);
+                    f.state.low_since = if plan.low { f.state.low_since.or(Some(now)) } else { None };
+                    for d in &plan.decisions {
+                        if let Some(a) = &d.action {
+                            f.execute(s, a, now);
+                        }
+                    }
+                }
+            }
+            // Supply after this tick's decisions (nothing new is ready before its delay).
+            let ready = f.ready_vcpus() as f64;
+            let cap = ready * per_vcpu;
+            let a = &mut acc[i];
+            if demand > cap + 1e-9 {
+                a.minute_violated = true;
+                a.unserved += (demand - cap) * tick_f;
+            }
+            a.served_total += demand * tick_f;
+            let (vc, vm) = f.paid();
+            a.vcpu_s += vc as f64 * tick_f;
+            a.vm_s += vm as f64 * tick_f;
+            let d_v = demand / per_vcpu;
+            let denom = d_v.max(1e-3);
+            if d_v > ready {
+                a.under_acc += (d_v - ready) / denom;
+                a.under_ticks += 1;
+            } else if ready > d_v {
+                a.over_acc += (ready - d_v) / denom;
+                a.over_ticks += 1;
+            }
+            if (k + 1) % (60 / s.tick_s) == 0 {
+                a.violated_minutes += a.minute_violated as u64;
+                a.minute_violated = false;
+            }
+            a.ready.push(ready as f32);
+        }
+    }
+    progress(ticks, ticks);
+
+    let pct = |x: f64| 100.0 * x / ticks.max(1) as f64;
+    let results = policies
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let a = &acc[i];
+            let f = &fleets[i];
+            let planner = !matches!(*p, "reactive" | "static");
+            PolicyResult {
+                policy: p.to_string(),
+                slo_violation_minutes: a.violated_minutes + a.minute_violated as u64,
+                unserved_fraction: if a.served_total > 0.0 { a.unserved / a.served_total } else { 0.0 },
+                vcpu_hours: a.vcpu_s / 3600.0,
+                vm_hours: a.vm_s / 3600.0,
+                actions: f.actions.len() as u64,
+                under_accuracy: pct(a.under_acc),
+                over_accuracy: pct(a.over_acc),
+                under_timeshare: pct(a.under_ticks as f64),
+                over_timeshare: pct(a.over_ticks as f64),
+                final_headroom: planner.then_some(if *p == "oracle" { 0.0 } else { f.headroom }),
+                final_lead_time_s: planner
+                    .then(|| lead_time(s.lead_time_s.map_or(LeadTime::Auto, LeadTime::Fixed), &f.launches, s.lead_time_default_s)),
+            }
+        })
+        .collect();
+    let score = uses_forecast.then(|| {
+        let acc = engine.accuracy(name, &tier).unwrap_or_default();
+        let g = |h: usize| acc.iter().find(|a| a.horizon_minutes == h).map(|a| a.all.clone());
+        let (five, sixty) = (g(5), g(60));
+        ForecastScore {
+            model: engine.forecast(name, &tier).map_or("none".into(), |f| f.model),
+            points_60: sixty.as_ref().map_or(0, |a| a.points),
+            mase_5: five.and_then(|a| a.mase),
+            mase_60: sixty.as_ref().and_then(|a| a.mase),
+            smape_60: sixty.as_ref().and_then(|a| a.smape),
+            under_rate_60: sixty.as_ref().and_then(|a| a.under_rate),
+            coverage80_60: sixty.as_ref().and_then(|a| a.coverage80),
+            coverage95_60: sixty.as_ref().and_then(|a| a.coverage95),
+        }
+    });
+    let timeline = Timeline {
+        t0,
+        tick_s: s.tick_s,
+        demand: demand_series,
+        band,
+        ready: policies.iter().zip(acc).map(|(p, a)| (p.to_string(), a.ready)).collect(),
+        actions: fleets.into_iter().map(|f| f.actions).collect(),
+    };
+    Ok(Report { trace: name.to_string(), settings: s.clone(), resolved, policies: results, forecast: score, timeline })
+}
+
+/// The readable table.
+pub fn table(r: &Report) -> String {
+    let mut out = format!(
+        "trace {}: {} s steps, {:.1} days evaluated after {:.1} days of warm-up; {:.3} requests/s per vCPU \
+         (p99 {:.1} rps, peak {:.1} rps; static runs {} VMs)\n",
+        r.trace,
+        r.resolved.step_s,
+        r.resolved.evaluated_s as f64 / 86_400.0,
+        r.resolved.warmup_s as f64 / 86_400.0,
+        r.resolved.capacity_rps_per_vcpu,
+        r.resolved.p99_rps,
+        r.resolved.peak_rps,
+        r.resolved.static_vms
+    );
+    out.push_str(&format!(
+        "{:<20} {:>9} {:>9} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+        "policy", "slo_min", "unserved", "vcpu_h", "vm_h", "actions", "θU %", "θO %", "τU %", "τO %"
+    ));
+    for p in &r.policies {
+        out.push_str(&format!(
+            "{:<20} {:>9} {:>9.5} {:>10.1} {:>9.1} {:>8} {:>8.2} {:>8.1} {:>8.2} {:>8.1}\n",
+            p.policy,
+            p.slo_violation_minutes,
+            p.unserved_fraction,
+            p.vcpu_hours,
+            p.vm_hours,
+            p.actions,
+            p.under_accuracy,
+            p.over_accuracy,
+            p.under_timeshare,
+            p.over_timeshare
+        ));
+    }
+    if let Some(f) = &r.forecast {
+        out.push_str(&format!(
+            "forecast ({}, {} points scored at 60 min): MASE 5/60 {} / {}, under-rate {}, coverage 80/95 {} / {}\n",
+            f.model,
+            f.points_60,
+            opt(f.mase_5),
+            opt(f.mase_60),
+            opt(f.under_rate_60),
+            opt(f.coverage80_60),
+            opt(f.coverage95_60)
+        ));
+    }
+    out
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.3}"))
+}
