@@ -268,7 +268,8 @@ fn simulate(
     let (name, series) = match (trace, from_history, endpoint) {
         (Some(t), _, _) => {
             let text = std::fs::read_to_string(&t).with_context(|| format!("cannot read {}", t.display()))?;
-            let s = prescale::forecast::backtest::read_csv(&text).map_err(|e| anyhow::anyhow!("{}: {e}", t.display()))?;
+            let s =
+                prescale::forecast::backtest::read_csv(&text).map_err(|e| anyhow::anyhow!("{}: {e}", t.display()))?;
             (t.file_stem().map_or("trace".into(), |s| s.to_string_lossy().into_owned()), s)
         }
         (None, Some(dir), Some(ep)) => {
@@ -284,7 +285,13 @@ fn simulate(
         if tty {
             let w = 30;
             let k = (done * w / total.max(1)) as usize;
-            eprint!("\r[{}{}] {:3}% {:.1}s", "#".repeat(k), " ".repeat(w as usize - k), done * 100 / total.max(1), started.elapsed().as_secs_f64());
+            eprint!(
+                "\r[{}{}] {:3}% {:.1}s",
+                "#".repeat(k),
+                " ".repeat(w as usize - k),
+                done * 100 / total.max(1),
+                started.elapsed().as_secs_f64()
+            );
             if done >= total {
                 eprintln!();
             }
@@ -293,7 +300,8 @@ fn simulate(
     };
     let report = simulate::run(&name, &series, &settings, &policies, &mut progress).map_err(anyhow::Error::msg)?;
     if let Some(path) = &svg {
-        std::fs::write(path, simulate::svg::render(&report)).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, simulate::svg::render(&report))
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if json {
         println!("{}", serde_json::to_string(&report)?);

@@ -268,7 +268,6 @@ impl Drop for Allocator {
     }
 }
 
-
 fn lead_time(r: &PoolRun) -> u64 {
     super::lead_time(r.p.settings.lead_time, &r.launches, r.p.settings.policy.lead_time_s)
 }
@@ -506,13 +505,12 @@ fn tick(
     if r.calibrated_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600))
         && let Some(f) = forecasts
     {
-        let stretch = r
-            .p
-            .endpoints
-            .iter()
-            .filter_map(|e| f.accuracy(e)?.iter().find(|h| h.horizon_minutes == 60)?.band_stretch80)
-            .filter(|s| s.1 >= crate::feedback::margin::MIN_POINTS)
-            .max_by(|a, b| a.0.total_cmp(&b.0));
+        let stretch =
+            r.p.endpoints
+                .iter()
+                .filter_map(|e| f.accuracy(e)?.iter().find(|h| h.horizon_minutes == 60)?.band_stretch80)
+                .filter(|s| s.1 >= crate::feedback::margin::MIN_POINTS)
+                .max_by(|a, b| a.0.total_cmp(&b.0));
         if let Some((h, why)) = crate::feedback::margin::calibrate(r.headroom, stretch, r.p.settings.headroom_bounds) {
             r.headroom = h;
             r.calibrated_at = Some(Instant::now());

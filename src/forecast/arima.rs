@@ -9,7 +9,6 @@
 //! Intervals are empirical, as for every model: multi-step forecasts from the last days of the
 //! training data checked against what followed.
 
-
 use super::optimize::minimize;
 use super::{ErrorQuantiles, Forecast, ForecastError, empirical_bands};
 
@@ -98,12 +97,7 @@ impl ArimaParams {
     }
 
     fn start(&self, first: f64) -> State {
-        State {
-            xs: [0.0; 3],
-            es: [0.0; 2],
-            r_last: if first.is_finite() { first } else { 0.0 },
-            n: 0,
-        }
+        State { xs: [0.0; 3], es: [0.0; 2], r_last: if first.is_finite() { first } else { 0.0 }, n: 0 }
     }
 }
 
@@ -159,6 +153,17 @@ impl ArimaSpec {
         }
         let params = best.ok_or(ForecastError::BadSpec("no ARIMA order could be fitted"))?;
         self.refilter(params, y)
+    }
+
+    /// Re-estimates the coefficients of a known order on `y` (the scheduled refit between
+    /// selections: the order search is 24 fits, this is one).
+    pub fn fit_order_of(&self, y: &[f64], order: &ArimaParams) -> Result<ArimaFit, ForecastError> {
+        self.check(y)?;
+        let m = self.period.max(1);
+        let prof = profile(y, m);
+        let r: Vec<f64> = y.iter().enumerate().map(|(t, v)| v - prof[t % m]).collect();
+        let est = &r[r.len().saturating_sub((3 * m).max(2000))..];
+        self.refilter(fit_order(est, order.p, order.d, order.q, &prof), y)
     }
 
     /// Keeps the coefficients (and profile) and re-runs the recursion over `y`.

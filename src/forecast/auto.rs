@@ -363,9 +363,17 @@ impl AutoFit {
     /// selections); bands and scores stay from the selection.
     pub fn refit(&self, y: &[f64]) -> Result<AutoFit, ForecastError> {
         let mut members = Vec::with_capacity(self.members.len());
-        for (k, _, w) in &self.members {
+        for (k, fitted, w) in &self.members {
             let period = if *k == Kind::Naive { None } else { self.seasons.period };
-            members.push((*k, k.fit(y, period, self.horizon)?, *w));
+            let refit = match fitted {
+                // ARIMA keeps its order (chosen by AIC at the selection) and re-estimates.
+                Fitted::Arima(a) => Fitted::Arima(
+                    super::arima::ArimaSpec { period: period.unwrap_or(1), horizon: self.horizon }
+                        .fit_order_of(y, &a.params)?,
+                ),
+                _ => k.fit(y, period, self.horizon)?,
+            };
+            members.push((*k, refit, *w));
         }
         Ok(AutoFit { members, ..self.clone() })
     }

@@ -63,15 +63,7 @@ impl Engine {
     pub fn new(cfg: ForecastConfig, step_s: u64) -> Self {
         let horizon = (cfg.horizon_min as u64 * 60).div_ceil(step_s).max(1) as usize;
         let spec = AutoSpec::new(step_s, horizon);
-        Self {
-            cfg,
-            step_s,
-            horizon,
-            spec,
-            models: HashMap::new(),
-            notes: HashMap::new(),
-            scorers: HashMap::new(),
-        }
+        Self { cfg, step_s, horizon, spec, models: HashMap::new(), notes: HashMap::new(), scorers: HashMap::new() }
     }
 
     pub fn step_s(&self) -> u64 {
@@ -155,8 +147,11 @@ impl Engine {
         match refit.unwrap_or_else(|| self.spec.fit(y)) {
             Ok(fit) => {
                 let period = self.cfg.refit_every.as_secs().max(step);
-                let next_refit =
-                    if reason == "first" { now_s + ((phase(name) * period as f64) as u64).max(step) } else { now_s + period };
+                let next_refit = if reason == "first" {
+                    now_s + ((phase(name) * period as f64) as u64).max(step)
+                } else {
+                    now_s + period
+                };
                 let selected_at = match self.models.get(name) {
                     Some(m) if !selected => m.selected_at,
                     _ => now_s,

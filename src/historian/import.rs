@@ -299,7 +299,10 @@ pub fn recorded_series(data_dir: &Path, endpoint: &str) -> Result<crate::forecas
     });
     let (Some(first), Some(last)) = (counts.keys().next().copied(), counts.keys().next_back().copied()) else {
         let known: Vec<&String> = names.keys().collect();
-        return Err(format!("no 1-minute history for endpoint {endpoint:?} in {}; recorded: {known:?}", data_dir.display()));
+        return Err(format!(
+            "no 1-minute history for endpoint {endpoint:?} in {}; recorded: {known:?}",
+            data_dir.display()
+        ));
     };
     let values = (first..=last).map(|i| counts.get(&i).map_or(f64::NAN, |c| *c as f64)).collect();
     Ok(crate::forecast::backtest::Series { step_s: 60, start_s: first * 60, values })

@@ -106,7 +106,7 @@ impl Default for SimSettings {
             max_step: 4,
             warmup_days: None,
             horizon_min: 60,
-            refit_every_s: 12 * 3600,
+            refit_every_s: 6 * 3600,
             select_every_s: 7 * 86_400,
             history_days: 14,
             hpa_tolerance: 0.1,
@@ -128,7 +128,7 @@ impl SimSettings {
     /// naming the key.
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let f: File = toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+        let f: File = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         f.simulate.check().map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(f.simulate)
     }
@@ -426,7 +426,9 @@ impl Fleet {
                 false
             }
             // No suspended spares, memory or weights in the simulation; a single host.
-            Action::Resume { .. } | Action::SetMemory { .. } | Action::SetWeight { .. } | Action::Migrate { .. } => false,
+            Action::Resume { .. } | Action::SetMemory { .. } | Action::SetWeight { .. } | Action::Migrate { .. } => {
+                false
+            }
         }
     }
 }
@@ -473,7 +475,10 @@ pub fn run(
     }
     let step = series.step_s;
     if step % s.tick_s != 0 && s.tick_s % step != 0 {
-        return Err(format!("the trace's step ({step} s) and simulate.tick_s ({} s) must divide one another", s.tick_s));
+        return Err(format!(
+            "the trace's step ({step} s) and simulate.tick_s ({} s) must divide one another",
+            s.tick_s
+        ));
     }
     if step > 3600 {
         return Err(format!("the trace's step is {step} s; at most 3600 s is supported"));
@@ -499,9 +504,7 @@ pub fn run(
     if p99 <= 0.0 {
         return Err("the trace's 99th-percentile rate is 0: nothing to scale".into());
     }
-    let per_vcpu = s
-        .capacity_rps_per_vcpu
-        .unwrap_or(p99 / (s.p99_vms as f64 * s.vcpus as f64 * s.target_utilization));
+    let per_vcpu = s.capacity_rps_per_vcpu.unwrap_or(p99 / (s.p99_vms as f64 * s.vcpus as f64 * s.target_utilization));
     let per_vm = per_vcpu * s.vcpus as f64;
     let static_vms = ((peak / (per_vm * s.target_utilization)).ceil() as u32).max(s.min_vms).max(1);
     let t0 = series.start_s + warmup;
@@ -546,7 +549,8 @@ pub fn run(
     let mut band: Vec<(u64, f32, f32)> = Vec::new();
 
     // Starting fleets: what the current load needs, at the default size.
-    let need_now = |rate: f64| ((rate / (per_vm * s.target_utilization)).ceil() as u32).clamp(s.min_vms.max(1), s.max_vms);
+    let need_now =
+        |rate: f64| ((rate / (per_vm * s.target_utilization)).ceil() as u32).clamp(s.min_vms.max(1), s.max_vms);
     let start_vms = need_now(rates[warm_buckets.saturating_sub(1)].max(rates[warm_buckets]));
     let mut fleets: Vec<Fleet> = policies
         .iter()
@@ -558,7 +562,9 @@ pub fn run(
         .collect();
     let mut hpas: Vec<hpa::Hpa> = policies
         .iter()
-        .map(|_| hpa::Hpa::new(s.target_utilization, s.hpa_tolerance, s.hpa_stabilization_s, s.min_vms.max(1), s.max_vms))
+        .map(|_| {
+            hpa::Hpa::new(s.target_utilization, s.hpa_tolerance, s.hpa_stabilization_s, s.min_vms.max(1), s.max_vms)
+        })
         .collect();
 
     struct Acc {
@@ -621,7 +627,8 @@ pub fn run(
                 }
             }
             let launches = lead_fleet.map_or(&[][..], |i| &fleets[i].launches[..]);
-            let lead = lead_time(s.lead_time_s.map_or(LeadTime::Auto, LeadTime::Fixed), launches, s.lead_time_default_s);
+            let lead =
+                lead_time(s.lead_time_s.map_or(LeadTime::Auto, LeadTime::Fixed), launches, s.lead_time_default_s);
             if let Some(p) = ef.points.iter().find(|p| p.t + step > now + lead) {
                 band.push((p.t, (p.lo80 / per_vcpu) as f32, (p.hi80 / per_vcpu) as f32));
             }
@@ -665,7 +672,8 @@ pub fn run(
                 }
                 _ => {
                     if p.starts_with("predictive")
-                        && let Some((h, _)) = crate::feedback::margin::calibrate(f.headroom, coverage, s.headroom_bounds)
+                        && let Some((h, _)) =
+                            crate::feedback::margin::calibrate(f.headroom, coverage, s.headroom_bounds)
                     {
                         f.headroom = h;
                     }
@@ -748,8 +756,9 @@ pub fn run(
                 under_timeshare: pct(a.under_ticks as f64),
                 over_timeshare: pct(a.over_ticks as f64),
                 final_headroom: planner.then_some(if *p == "oracle" { 0.0 } else { f.headroom }),
-                final_lead_time_s: planner
-                    .then(|| lead_time(s.lead_time_s.map_or(LeadTime::Auto, LeadTime::Fixed), &f.launches, s.lead_time_default_s)),
+                final_lead_time_s: planner.then(|| {
+                    lead_time(s.lead_time_s.map_or(LeadTime::Auto, LeadTime::Fixed), &f.launches, s.lead_time_default_s)
+                }),
             }
         })
         .collect();
@@ -829,4 +838,148 @@ pub fn table(r: &Report) -> String {
 
 fn opt(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.3}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `days` of 1-minute data: `f(minute of day)` calls per minute.
+    fn series(days: u64, f: impl Fn(u64) -> f64) -> Series {
+        let start_s = 1_700_006_400; // a midnight
+        Series { step_s: 60, start_s, values: (0..days * 1440).map(|m| f(m % 1440)).collect() }
+    }
+
+    fn quiet(s: &mut SimSettings) {
+        s.warmup_days = Some(1.0);
+        s.capacity_rps_per_vcpu = Some(1.0);
+    }
+
+    #[test]
+    fn static_metrics_match_hand_computed_values() {
+        // 2 days, evaluated the second: 60 calls/min (1 rps) all day except 120/min (2 rps)
+        // from 12:00 to 12:10. Static at target 1.0 with 1-vCPU VMs: peak 2 rps → 2 VMs; never
+        // short, 2 vCPUs × 24 h paid, over-provisioned 100 % of the day.
+        let mut s = SimSettings { target_utilization: 1.0, vcpus: 1, vcpus_min: 1, ..SimSettings::default() };
+        quiet(&mut s);
+        let tr = series(2, |m| if (720..730).contains(&m) { 120.0 } else { 60.0 });
+        let r = run("t", &tr, &s, &["static"], &mut |_, _| {}).unwrap();
+        let p = &r.policies[0];
+        assert_eq!(r.resolved.static_vms, 2);
+        assert_eq!(p.slo_violation_minutes, 0);
+        assert_eq!(p.unserved_fraction, 0.0);
+        assert!((p.vcpu_hours - 48.0).abs() < 1e-9, "{p:?}");
+        assert!((p.vm_hours - 48.0).abs() < 1e-9);
+        assert_eq!(p.actions, 0);
+        assert_eq!(p.under_timeshare, 0.0);
+        // Over: 2 vCPUs vs 1 needed all day but the 10 peak minutes (exact there).
+        assert!((p.over_timeshare - 100.0 * 1430.0 / 1440.0).abs() < 1e-9, "{}", p.over_timeshare);
+        assert!((p.over_accuracy - 100.0 * 1430.0 / 1440.0).abs() < 1e-9, "{}", p.over_accuracy);
+    }
+
+    #[test]
+    fn reactive_is_late_by_the_boot_delay_and_the_oracle_is_not() {
+        // A step from 1 to 6 rps at 12:00 on the evaluated day; VMs of 1 vCPU, 1 rps each,
+        // boot 120 s without jitter, target 1.0, tolerance 0.
+        let mut s = SimSettings {
+            target_utilization: 1.0,
+            vcpus: 1,
+            vcpus_min: 1,
+            vcpus_max: 1,
+            boot_jitter: 0.0,
+            hpa_tolerance: 0.0,
+            headroom: 0.0,
+            ..SimSettings::default()
+        };
+        quiet(&mut s);
+        let tr = series(2, |m| if m >= 720 { 360.0 } else { 60.0 });
+        let r = run("t", &tr, &s, &["reactive", "oracle"], &mut |_, _| {}).unwrap();
+        let (re, or) = (&r.policies[0], &r.policies[1]);
+        // The HPA's 1-minute average climbs over four ticks (2.25, 3.5, 4.75, 6 rps): it asks
+        // for 3, 4, 5, then 6 VMs at 12:00:00 … 12:00:45; each is ready 120 s after it was
+        // asked for, the last at 12:02:45, so 12:00, 12:01 and 12:02 are short.
+        assert_eq!(re.slo_violation_minutes, 3, "{re:?}");
+        // Plus one scale-down: the fleet starts sized for 23:59 of the warm-up day (6 rps) and
+        // drops to 1 VM five minutes after midnight (the stabilisation window).
+        assert_eq!(re.actions, 1 + 4, "{re:?}");
+        assert!(re.unserved_fraction > 0.0);
+        assert_eq!(or.slo_violation_minutes, 0, "{or:?}");
+        assert_eq!(or.unserved_fraction, 0.0);
+        assert!(or.actions >= 1);
+    }
+
+    #[test]
+    fn same_seed_same_output_and_other_seeds_differ() {
+        let mut s = SimSettings::default();
+        quiet(&mut s);
+        s.capacity_rps_per_vcpu = Some(0.5);
+        let tr = series(3, |m| 30.0 + 60.0 * (((m as f64) / 1440.0 * std::f64::consts::TAU).sin() + 1.0));
+        let a = run("t", &tr, &s, &["reactive", "predictive+reactive"], &mut |_, _| {}).unwrap();
+        let b = run("t", &tr, &s, &["reactive", "predictive+reactive"], &mut |_, _| {}).unwrap();
+        assert_eq!(a.policies, b.policies);
+        assert_eq!(a.forecast, b.forecast);
+        s.seed = 2;
+        let c = run("t", &tr, &s, &["reactive", "predictive+reactive"], &mut |_, _| {}).unwrap();
+        assert_ne!(a.policies, c.policies, "boot jitter follows the seed");
+        // The forecast was scored over the evaluated part (a day of points, 60 per minute).
+        let f = a.forecast.unwrap();
+        assert!(f.points_60 > 1000 && f.mase_60.is_some(), "{f:?}");
+    }
+
+    #[test]
+    fn bad_input_is_named() {
+        let tr = series(2, |_| 60.0);
+        let mut s = SimSettings::default();
+        quiet(&mut s);
+        let e = run("t", &tr, &s, &["psychic"], &mut |_, _| {}).unwrap_err();
+        assert!(e.contains("psychic") && e.contains("oracle"), "{e}");
+        s.target_utilization = 1.5;
+        assert!(run("t", &tr, &s, &["static"], &mut |_, _| {}).unwrap_err().contains("simulate.target_utilization"));
+        let mut s = SimSettings::default();
+        s.warmup_days = Some(2.0);
+        let e = run("t", &tr, &s, &["static"], &mut |_, _| {}).unwrap_err();
+        assert!(e.contains("too short"), "{e}");
+        let zero = series(2, |_| 0.0);
+        let mut s = SimSettings::default();
+        quiet(&mut s);
+        s.capacity_rps_per_vcpu = None;
+        assert!(run("t", &zero, &s, &["static"], &mut |_, _| {}).unwrap_err().contains("99th-percentile"));
+        s.vcpus = 8;
+        assert!(s.check().unwrap_err().contains("simulate.vcpus"));
+    }
+
+    #[test]
+    fn settings_file_errors_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.toml");
+        std::fs::write(&p, "[simulate]\nboot_s = 60.0\nmax_vms = 8\n").unwrap();
+        let s = SimSettings::load(&p).unwrap();
+        assert_eq!((s.boot_s, s.max_vms, s.min_vms), (60.0, 8, 1));
+        std::fs::write(&p, "[simulate]\nboot_secs = 60\n").unwrap();
+        let e = SimSettings::load(&p).unwrap_err();
+        assert!(e.contains("boot_secs"), "{e}");
+        std::fs::write(&p, "[simulate]\nmin_vms = 9\nmax_vms = 8\n").unwrap();
+        assert!(SimSettings::load(&p).unwrap_err().contains("simulate.max_vms"));
+        std::fs::write(&p, "[simulate]\ntick_s = \"fast\"\n").unwrap();
+        assert!(SimSettings::load(&p).unwrap_err().contains("tick_s"));
+    }
+
+    #[test]
+    fn the_planner_tick_is_the_live_managers() {
+        // The simulator builds the policy the way the live manager does (configured values,
+        // learned lead time from measured launches) and calls the same planning function.
+        let s = SimSettings { lead_time_s: None, ..SimSettings::default() };
+        let launches = [100.0, 110.0, 150.0, 120.0];
+        let p = policy(&s, 2.0, 0.1, &launches);
+        assert_eq!(p.lead_time_s, crate::allocator::lead_time(LeadTime::Auto, &launches, 180));
+        assert_eq!(p.lead_time_s, 150 + crate::allocator::LEAD_MARGIN_S);
+        let mut f = Fleet::new(1, 2, 2, 0, 0.1);
+        f.state.vms = f.view(&s, 0.0);
+        let input = ForecastInput { points: (0..60).map(|k| (1000 + k * 60, 12.0, 14.0)).collect() };
+        let a = plan::plan(&input, &f.state, &p, 1000);
+        // 14 × 1.1 ÷ 0.7 = 22 rps > 2 VMs × 2 vCPUs × 2 rps: hot-add first, to 4 vCPUs each.
+        let acts: Vec<Action> = a.decisions.iter().filter_map(|d| d.action.clone()).collect();
+        assert_eq!(acts.iter().filter(|a| matches!(a, Action::SetVcpus { to: 4, .. })).count(), 2, "{acts:?}");
+        assert!(acts.iter().any(|a| matches!(a, Action::Launch { vcpus: 2, .. })), "{acts:?}");
+    }
 }

@@ -70,13 +70,10 @@ fn panel(out: &mut String, r: &Report, from: usize, to: usize, y0: f64, title: &
         .map(|(_, v)| (0..cols).map(|c| v[col_range(c)].iter().copied().fold(f32::MAX, f32::min)).collect())
         .collect();
     let band: Vec<&(u64, f32, f32)> = tl.band.iter().filter(|b| b.0 >= t_from && b.0 < t_to).collect();
-    let ymax = demand
-        .iter()
-        .chain(ready.iter().flatten())
-        .copied()
-        .chain(band.iter().map(|b| b.2))
-        .fold(1.0f32, f32::max) as f64
-        * 1.05;
+    let ymax =
+        demand.iter().chain(ready.iter().flatten()).copied().chain(band.iter().map(|b| b.2)).fold(1.0f32, f32::max)
+            as f64
+            * 1.05;
     let top = y0 + 20.0;
     let y = |v: f64| top + PANEL_H - v / ymax * PANEL_H;
     let x = |t: u64| LEFT + (t.saturating_sub(t_from)) as f64 / (t_to - t_from).max(1) as f64 * plot_w;
@@ -103,7 +100,8 @@ fn panel(out: &mut String, r: &Report, from: usize, to: usize, y0: f64, title: &
     let every = if span > 3 * 86_400 { 86_400 } else { 3 * 3600 };
     let mut t = t_from.div_ceil(every) * every;
     while t < t_to {
-        let label = if every == 86_400 { format!("d{}", (t - tl.t0) / 86_400) } else { format!("{:02}:00", t % 86_400 / 3600) };
+        let label =
+            if every == 86_400 { format!("d{}", (t - tl.t0) / 86_400) } else { format!("{:02}:00", t % 86_400 / 3600) };
         let _ = write!(
             out,
             r##"<line x1="{x:.1}" x2="{x:.1}" y1="{top}" y2="{}" stroke="#eee"/><text x="{x:.1}" y="{}" text-anchor="middle">{label}</text>"##,
@@ -174,7 +172,13 @@ fn panel(out: &mut String, r: &Report, from: usize, to: usize, y0: f64, title: &
     for (k, acts) in tl.actions.iter().enumerate() {
         let yy = rows_top + k as f64 * 10.0;
         let name = tl.ready.get(k).map_or("", |r| r.0.as_str());
-        let _ = write!(out, r#"<text x="{}" y="{}" text-anchor="end" font-size="9">{}</text>"#, LEFT - 4.0, yy + 7.0, esc(name));
+        let _ = write!(
+            out,
+            r#"<text x="{}" y="{}" text-anchor="end" font-size="9">{}</text>"#,
+            LEFT - 4.0,
+            yy + 7.0,
+            esc(name)
+        );
         let mut d_up = String::new();
         let mut d_down = String::new();
         for (t, up) in acts.iter().filter(|a| a.0 >= t_from && a.0 < t_to) {
