@@ -37,7 +37,6 @@ use crate::proxy::Proxy;
 
 const TICK: Duration = Duration::from_secs(1);
 const RING: usize = 2000;
-/// Margin added to the learned p90.
 
 /// One pool the manager runs.
 pub struct ManagedPool {

@@ -178,8 +178,8 @@ impl Scorer {
         if self.minutes.back().is_some_and(|m| m.0 >= minute) {
             return;
         }
-        for g in 0..2 {
-            self.all[g].add(&sums[g]);
+        for (all, new) in self.all.iter_mut().zip(&sums) {
+            all.add(new);
         }
         self.minutes.push_back((minute, sums));
         while self.minutes.len() > 60 {

@@ -242,6 +242,34 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// The other direction: `endpoint`'s recorded 1-minute series from a data directory (what
+/// `prescale simulate --from-history` replays). Minutes prescale was not recording are NaN.
+pub fn recorded_series(data_dir: &Path, endpoint: &str) -> Result<crate::forecast::backtest::Series, String> {
+    if !data_dir.is_dir() {
+        return Err(format!("{}: not a directory", data_dir.display()));
+    }
+    let mut disk = Disk::open(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    let spec = TierSpec { step_s: 60, keep_s: 400 * 86_400, persist: true };
+    let now = crate::clock::now_us() / 1_000_000;
+    let mut counts: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut names: BTreeMap<String, u64> = BTreeMap::new();
+    disk.load(1, &spec, now, &mut |name: Arc<str>, index, f: FullBucket| {
+        *names.entry(name.to_string()).or_default() += 1;
+        if &*name == endpoint {
+            *counts.entry(index).or_default() = f.calls;
+        }
+    });
+    let (Some(first), Some(last)) = (counts.keys().next().copied(), counts.keys().next_back().copied()) else {
+        let known: Vec<&String> = names.keys().collect();
+        return Err(format!(
+            "no 1-minute history for endpoint {endpoint:?} in {}; recorded: {known:?}",
+            data_dir.display()
+        ));
+    };
+    let values = (first..=last).map(|i| counts.get(&i).map_or(f64::NAN, |c| *c as f64)).collect();
+    Ok(crate::forecast::backtest::Series { step_s: 60, start_s: first * 60, values })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,32 +306,4 @@ mod tests {
         spread(&Obs { t: 3600 + 300, span: 300, calls: 7, e4: 0, e5: 0, bytes_out: 0 }, 3600, &mut h);
         assert_eq!(h[&1].calls, 7);
     }
-}
-
-/// The other direction: `endpoint`'s recorded 1-minute series from a data directory (what
-/// `prescale simulate --from-history` replays). Minutes prescale was not recording are NaN.
-pub fn recorded_series(data_dir: &Path, endpoint: &str) -> Result<crate::forecast::backtest::Series, String> {
-    if !data_dir.is_dir() {
-        return Err(format!("{}: not a directory", data_dir.display()));
-    }
-    let mut disk = Disk::open(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
-    let spec = TierSpec { step_s: 60, keep_s: 400 * 86_400, persist: true };
-    let now = crate::clock::now_us() / 1_000_000;
-    let mut counts: BTreeMap<u64, u64> = BTreeMap::new();
-    let mut names: BTreeMap<String, u64> = BTreeMap::new();
-    disk.load(1, &spec, now, &mut |name: Arc<str>, index, f: FullBucket| {
-        *names.entry(name.to_string()).or_default() += 1;
-        if &*name == endpoint {
-            *counts.entry(index).or_default() = f.calls;
-        }
-    });
-    let (Some(first), Some(last)) = (counts.keys().next().copied(), counts.keys().next_back().copied()) else {
-        let known: Vec<&String> = names.keys().collect();
-        return Err(format!(
-            "no 1-minute history for endpoint {endpoint:?} in {}; recorded: {known:?}",
-            data_dir.display()
-        ));
-    };
-    let values = (first..=last).map(|i| counts.get(&i).map_or(f64::NAN, |c| *c as f64)).collect();
-    Ok(crate::forecast::backtest::Series { step_s: 60, start_s: first * 60, values })
 }

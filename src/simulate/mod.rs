@@ -170,7 +170,7 @@ impl SimSettings {
         if !(0.0 <= lo && lo <= hi && hi <= 10.0) {
             return bad("headroom_bounds", "needs 0 ≤ low ≤ high ≤ 10");
         }
-        if self.warmup_days.is_some_and(|d| !(d > 0.0)) {
+        if self.warmup_days.is_some_and(|d| d.is_nan() || d <= 0.0) {
             return bad("warmup_days", "must be positive");
         }
         if self.horizon_min == 0 || self.horizon_min > 1440 {
@@ -474,7 +474,7 @@ pub fn run(
         }
     }
     let step = series.step_s;
-    if step % s.tick_s != 0 && s.tick_s % step != 0 {
+    if !step.is_multiple_of(s.tick_s) && !s.tick_s.is_multiple_of(step) {
         return Err(format!(
             "the trace's step ({step} s) and simulate.tick_s ({} s) must divide one another",
             s.tick_s
@@ -935,8 +935,7 @@ mod tests {
         assert!(e.contains("psychic") && e.contains("oracle"), "{e}");
         s.target_utilization = 1.5;
         assert!(run("t", &tr, &s, &["static"], &mut |_, _| {}).unwrap_err().contains("simulate.target_utilization"));
-        let mut s = SimSettings::default();
-        s.warmup_days = Some(2.0);
+        let s = SimSettings { warmup_days: Some(2.0), ..SimSettings::default() };
         let e = run("t", &tr, &s, &["static"], &mut |_, _| {}).unwrap_err();
         assert!(e.contains("too short"), "{e}");
         let zero = series(2, |_| 0.0);
