@@ -278,6 +278,7 @@ fn allocator(
                 hypervisor: Box::new(crate::hypervisor::libvirt::Libvirt::new(&sc.uris)),
                 settings: sc,
                 endpoints: s.endpoints.iter().filter(|e| e.pool == p.name).map(|e| e.name.clone()).collect(),
+                memory_mib_per_request: s.forecast.as_ref().map_or(8.0, |f| f.cost.memory_mib_per_request),
             })
         })
         .collect();

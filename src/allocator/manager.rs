@@ -28,6 +28,7 @@ use crossbeam_channel::Sender;
 use serde::Serialize;
 
 use super::plan::{self, Action, ForecastInput, Phase, PoolState, VmView};
+use crate::hypervisor::stats::{DomainStats, Usage};
 use super::{LeadTime, Mode, ScalingSettings, percentile};
 use crate::clock::SharedClock;
 use crate::forecast::thread::ForecastView;
@@ -45,6 +46,8 @@ pub struct ManagedPool {
     pub hypervisor: Box<dyn Hypervisor>,
     /// Endpoints routed to this pool (their measured rate is the pool's load).
     pub endpoints: Vec<String>,
+    /// Prior of the memory model (the forecast's `memory_mib_per_request`).
+    pub memory_mib_per_request: f64,
 }
 
 /// A logged decision.
@@ -102,6 +105,27 @@ pub struct PoolStatus {
     pub measured_rps: f64,
     pub lead: LeadStats,
     pub cost: CostStatus,
+    /// Measured usage of the pool's VMs at the last stats reading.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<PoolUsage>,
+}
+
+/// What the pool's VMs used between the last two stats readings (libvirt domain stats).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PoolUsage {
+    /// Epoch seconds of the reading.
+    pub t: u64,
+    pub cores: f64,
+    pub rss_mib: Option<f64>,
+    pub balloon_mib: Option<f64>,
+    pub block_bytes_per_s: Option<f64>,
+    pub net_bytes_per_s: Option<f64>,
+    pub measured_rps: f64,
+    /// Requests in flight by Little's law (rate × mean latency of recent calls).
+    pub concurrency: f64,
+    /// How long the stats call took, ms.
+    pub poll_ms: f64,
+    pub vms: Vec<Usage>,
 }
 
 #[derive(Debug, Default)]
@@ -151,8 +175,12 @@ struct PoolRun {
     hosts_checked: Option<Instant>,
     /// Online cost model (cores vs requests/s) and the last CPU readings per VM.
     cost: crate::feedback::cost::LinearCost,
-    cpu: HashMap<String, (u64, u64)>,
+    /// Memory (MiB, host RSS of the pool's VMs) against requests in flight.
+    memory: crate::feedback::cost::LinearCost,
+    /// Last stats reading per VM, and when it was taken (epoch ns).
+    readings: HashMap<String, (DomainStats, u64)>,
     last_sample: Option<Instant>,
+    usage: Option<PoolUsage>,
     /// Headroom in force (calibrated) and when it last changed.
     headroom: f64,
     calibrated_at: Option<Instant>,
@@ -172,6 +200,10 @@ pub struct CostStatus {
     /// Cores the pool's VMs used over the last sample.
     pub cores_used: f64,
     pub headroom: f64,
+    /// Memory model: MiB per VM = base + per_request × requests in flight per VM (host RSS);
+    /// `"prior"` until it has enough samples (the forecast's `memory_mib_per_request`).
+    pub memory_source: &'static str,
+    pub memory: crate::feedback::cost::LinearCost,
 }
 
 impl Allocator {
@@ -206,8 +238,14 @@ impl Allocator {
                         (1.0 / p.settings.policy.capacity_rps_per_vcpu.max(1e-9)).powi(2),
                         0.999,
                     ),
-                    cpu: HashMap::new(),
+                    memory: crate::feedback::cost::LinearCost::new(
+                        p.memory_mib_per_request,
+                        p.memory_mib_per_request.powi(2),
+                        0.999,
+                    ),
+                    readings: HashMap::new(),
                     last_sample: None,
+                    usage: None,
                     headroom: p.settings.policy.headroom,
                     calibrated_at: None,
                     last_cores: 0.0,
@@ -310,7 +348,10 @@ fn status(r: &PoolRun) -> PoolStatus {
             learned: r.cost.clone(),
             cores_used: r.last_cores,
             headroom: r.headroom,
+            memory_source: if r.memory.samples >= COST_MIN_SAMPLES { "learned" } else { "prior" },
+            memory: r.memory.clone(),
         },
+        usage: r.usage.clone(),
         lead: LeadStats {
             lead_time_s: lead_time(r),
             auto: r.p.settings.lead_time == LeadTime::Auto,
@@ -320,6 +361,20 @@ fn status(r: &PoolRun) -> PoolStatus {
             hotplug_p50_ms: percentile(&r.hotplugs, 0.5),
         },
     }
+}
+
+/// Requests in flight for `endpoints` by Little's law: each endpoint's rate over the last
+/// minute × the mean latency of its most recent calls (up to 2,000 of them).
+fn concurrency(snap: &crate::historian::store::Snapshot, endpoints: &[String]) -> f64 {
+    endpoints
+        .iter()
+        .map(|e| {
+            let rate = snap.endpoint(e).map_or(0.0, |v| v.recent_rate(60));
+            let lat: Vec<f64> =
+                snap.recent.iter().filter(|c| &*c.endpoint == e.as_str()).take(2000).map(|c| c.latency_us as f64).collect();
+            if lat.is_empty() { 0.0 } else { rate * lat.iter().sum::<f64>() / lat.len() as f64 / 1e6 }
+        })
+        .sum()
 }
 
 /// HTTP GET `path` on `addr`, 2xx within a second.
@@ -479,25 +534,60 @@ fn tick(
         .and_then(|f| f.pool(&r.p.name))
         .map(|pf| ForecastInput { points: pf.rate.iter().map(|p| (p.t, p.rate, p.hi80)).collect() })
         .unwrap_or_default();
-    // Usage: cores from CPU-time deltas of serving VMs, against the measured rate, every 10 s.
-    if r.last_sample.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-        let at = crate::clock::now_us() * 1000;
-        let mut cores = 0.0;
-        let mut complete = true;
-        for v in vms.iter().filter(|v| v.state == VmState::Running) {
-            match r.cpu.insert(v.name.clone(), (v.cpu_time_ns, at)) {
-                Some((c0, t0)) => {
-                    cores += crate::feedback::margin::cores_used(c0, t0, v.cpu_time_ns, at).unwrap_or(0.0)
+    // Usage: libvirt domain stats of the pool's running VMs every `stats_interval`; cores (from
+    // CPU-time deltas) against the measured rate feed the cost model, host RSS against requests
+    // in flight feeds the memory model.
+    if r.last_sample.is_none_or(|t| t.elapsed() >= r.p.settings.stats_interval) {
+        let polled = Instant::now();
+        let stats = r.p.hypervisor.stats(&r.p.name);
+        let poll_ms = polled.elapsed().as_secs_f64() * 1e3;
+        r.last_sample = Some(Instant::now());
+        if let Ok(stats) = stats {
+            let at = crate::clock::now_us() * 1000;
+            let running: Vec<&DomainStats> =
+                stats.iter().filter(|s| vms.iter().any(|v| v.name == s.name && v.state == VmState::Running)).collect();
+            let mut per_vm = Vec::new();
+            let mut complete = !running.is_empty();
+            for s in &running {
+                match r.readings.get(&s.name) {
+                    Some((prev, t0)) if at > *t0 => {
+                        per_vm.push(crate::hypervisor::stats::usage(prev, s, (at - t0) as f64 / 1e9))
+                    }
+                    _ => complete = false,
                 }
-                None => complete = false,
+            }
+            r.readings = running.iter().map(|s| (s.name.clone(), ((*s).clone(), at))).collect();
+            let cores: f64 = per_vm.iter().filter_map(|u| u.cores).sum();
+            complete &= per_vm.iter().all(|u| u.cores.is_some());
+            let total = |f: fn(&Usage) -> Option<f64>| -> Option<f64> {
+                let v: Vec<f64> = per_vm.iter().filter_map(f).collect();
+                (!v.is_empty()).then(|| v.iter().sum())
+            };
+            let concurrency = historian.map_or(0.0, |h| concurrency(&h.snapshot(), &r.p.endpoints));
+            let u = PoolUsage {
+                t: at / 1_000_000_000,
+                cores,
+                rss_mib: total(|u| u.rss_mib),
+                balloon_mib: total(|u| u.balloon_mib),
+                block_bytes_per_s: total(|u| u.block_bytes_per_s),
+                net_bytes_per_s: total(|u| u.net_bytes_per_s),
+                measured_rps: measured,
+                concurrency,
+                poll_ms,
+                vms: per_vm,
+            };
+            if complete {
+                r.cost.observe(measured, cores);
+                r.last_cores = cores;
+                // Per VM: a VM's fixed footprint is the intercept, the slope is per request
+                // in flight (the pool's VM count changes; per-VM values do not confound it).
+                let n = u.vms.len() as f64;
+                if let Some(mem) = u.rss_mib {
+                    r.memory.observe(concurrency / n, mem / n);
+                }
+                r.usage = Some(u);
             }
         }
-        r.cpu.retain(|n, _| vms.iter().any(|v| &v.name == n));
-        if complete && !vms.is_empty() && r.last_sample.is_some() {
-            r.cost.observe(measured, cores);
-            r.last_cores = cores;
-        }
-        r.last_sample = Some(Instant::now());
     }
     // Margin: the headroom follows how far the pool's endpoints' 80 % bands had to stretch to
     // keep their promise (the largest stretch among endpoints with enough points).

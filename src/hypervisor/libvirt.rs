@@ -18,6 +18,7 @@ use virt::connect::Connect;
 use virt::domain::Domain;
 use virt::sys;
 
+use super::stats::{self, DomainStats, Value};
 use super::{CloneSpec, HostInfo, HvError, HvResult, Hypervisor, METADATA_NS, VmInfo, VmState, attr, metadata_xml};
 
 struct Host {
@@ -167,6 +168,61 @@ fn info(uri: &str, d: &Domain, m: &str) -> HvResult<VmInfo> {
     })
 }
 
+/// Every domain's stats on one connection: `virConnectGetAllDomainStats` (state, CPU, balloon,
+/// vCPU, interface and block groups; groups a driver lacks are skipped, not an error), each
+/// record's typed parameters copied out and the record list freed with
+/// `virDomainStatsRecordListFree` — the `virt` crate's wrapper frees only the array.
+fn all_stats(c: &Connect) -> HvResult<Vec<DomainStats>> {
+    use std::ffi::CStr;
+    let groups = sys::VIR_DOMAIN_STATS_STATE
+        | sys::VIR_DOMAIN_STATS_CPU_TOTAL
+        | sys::VIR_DOMAIN_STATS_BALLOON
+        | sys::VIR_DOMAIN_STATS_VCPU
+        | sys::VIR_DOMAIN_STATS_INTERFACE
+        | sys::VIR_DOMAIN_STATS_BLOCK;
+    let mut records: *mut sys::virDomainStatsRecordPtr = std::ptr::null_mut();
+    // SAFETY: `c` is an open connection; libvirt fills `records` with a NULL-terminated array
+    // it allocated, which is freed below whatever happens in between (nothing in between panics:
+    // only reads and owned copies).
+    let n = unsafe { sys::virConnectGetAllDomainStats(c.as_ptr(), groups as _, &mut records, 0) };
+    if n < 0 || records.is_null() {
+        return Err(HvError::Libvirt(virt::error::Error::last_error().message().to_string()));
+    }
+    let mut out = Vec::with_capacity(n as usize);
+    for i in 0..n as usize {
+        // SAFETY: `records` holds `n` valid record pointers.
+        let rec = unsafe { &**records.add(i) };
+        let name = unsafe { sys::virDomainGetName(rec.dom) };
+        let name = if name.is_null() { String::new() } else { unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned() };
+        let mut params = Vec::with_capacity(rec.nparams.max(0) as usize);
+        for j in 0..rec.nparams.max(0) as usize {
+            // SAFETY: `params` holds `nparams` typed parameters; the union member read is the
+            // one `type_` names; strings are NUL-terminated and copied.
+            let p = unsafe { &*rec.params.add(j) };
+            let field = unsafe { CStr::from_ptr(p.field.as_ptr()) }.to_string_lossy().into_owned();
+            let v = unsafe {
+                match p.type_ as u32 {
+                    sys::VIR_TYPED_PARAM_INT => Value::Int(p.value.i as i64),
+                    sys::VIR_TYPED_PARAM_UINT => Value::UInt(p.value.ui as u64),
+                    sys::VIR_TYPED_PARAM_LLONG => Value::Int(p.value.l),
+                    sys::VIR_TYPED_PARAM_ULLONG => Value::UInt(p.value.ul),
+                    sys::VIR_TYPED_PARAM_DOUBLE => Value::Double(p.value.d),
+                    sys::VIR_TYPED_PARAM_BOOLEAN => Value::Bool(p.value.b != 0),
+                    sys::VIR_TYPED_PARAM_STRING if !p.value.s.is_null() => {
+                        Value::Str(CStr::from_ptr(p.value.s).to_string_lossy().into_owned())
+                    }
+                    _ => continue,
+                }
+            };
+            params.push((field, v));
+        }
+        out.push(stats::decode(&name, &params));
+    }
+    // SAFETY: frees every record (and its domain reference) and the array, once.
+    unsafe { sys::virDomainStatsRecordListFree(records) };
+    Ok(out)
+}
+
 /// Replaces the text of the first `<tag>…</tag>`.
 fn set_element(xml: &str, tag: &str, text: &str) -> Option<String> {
     let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
@@ -245,7 +301,19 @@ pub(crate) fn clone_xml(
     Ok((xml, overlays))
 }
 
+impl Libvirt {
+    /// Stats of every domain on every reachable host (pool member or not).
+    pub fn all_stats(&mut self) -> Vec<DomainStats> {
+        (0..self.hosts.len()).filter_map(|i| self.on(i, all_stats).ok()).flatten().collect()
+    }
+}
+
 impl Hypervisor for Libvirt {
+    fn stats(&mut self, pool: &str) -> HvResult<Vec<DomainStats>> {
+        let names: std::collections::HashSet<String> = self.list(pool)?.into_iter().map(|v| v.name).collect();
+        Ok(self.all_stats().into_iter().filter(|s| names.contains(&s.name)).collect())
+    }
+
     fn list(&mut self, pool: &str) -> HvResult<Vec<VmInfo>> {
         let mut out = Vec::new();
         let mut errors = Vec::new();

@@ -12,6 +12,7 @@
 
 pub mod fake;
 pub mod libvirt;
+pub mod stats;
 
 use serde::Serialize;
 
@@ -111,6 +112,21 @@ pub trait Hypervisor: Send {
     fn resume(&mut self, vm: &str) -> HvResult<()>;
     /// Live-migrates to the host at `to_uri` (one of the pool's hosts).
     fn migrate(&mut self, vm: &str, to_uri: &str) -> HvResult<()>;
+    /// Usage counters of the pool's VMs (CPU time, balloon/RSS, block and network bytes where
+    /// the hypervisor reports them). The default has CPU time from [`Hypervisor::list`] only.
+    fn stats(&mut self, pool: &str) -> HvResult<Vec<stats::DomainStats>> {
+        Ok(self
+            .list(pool)?
+            .into_iter()
+            .map(|v| stats::DomainStats {
+                name: v.name,
+                cpu_time_ns: Some(v.cpu_time_ns),
+                vcpus: Some(v.vcpus as u64),
+                balloon_current_kib: Some(v.memory_mib * 1024),
+                ..Default::default()
+            })
+            .collect())
+    }
 }
 
 /// Pulls `name="value"` (or single-quoted) out of an XML fragment.
