@@ -96,7 +96,7 @@ impl App {
         let view = historian.as_ref().map(Historian::view);
         let forecaster = match (&settings.forecast, &view) {
             (Some(cfg), Some(v)) => Some(
-                Forecaster::start(cfg.clone(), v.clone(), Arc::new(RealClock), routes(&settings))
+                Forecaster::start(forecast_config(cfg, &settings), v.clone(), Arc::new(RealClock), routes(&settings))
                     .map_err(StartError::Forecast)?,
             ),
             _ => None,
@@ -253,6 +253,16 @@ impl App {
         self.stop().await;
         Ok(())
     }
+}
+
+/// `[forecast]` with each endpoint's `class_param`.
+fn forecast_config(
+    cfg: &crate::forecast::thread::ForecastConfig,
+    s: &Settings,
+) -> crate::forecast::thread::ForecastConfig {
+    let mut cfg = cfg.clone();
+    cfg.class_params = s.endpoints.iter().filter_map(|e| Some((e.name.clone(), e.class_param.clone()?))).collect();
+    cfg
 }
 
 /// Endpoint → pool, for the forecast's pool sums.

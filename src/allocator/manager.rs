@@ -28,11 +28,12 @@ use crossbeam_channel::Sender;
 use serde::Serialize;
 
 use super::plan::{self, Action, ForecastInput, Phase, PoolState, VmView};
-use crate::hypervisor::stats::{DomainStats, Usage};
 use super::{LeadTime, Mode, ScalingSettings, percentile};
 use crate::clock::SharedClock;
+use crate::feedback::score::HorizonAccuracy;
 use crate::forecast::thread::ForecastView;
 use crate::historian::HistorianView;
+use crate::hypervisor::stats::{DomainStats, Usage};
 use crate::hypervisor::{CloneSpec, HostInfo, Hypervisor, VmInfo, VmState};
 use crate::proxy::Proxy;
 
@@ -105,6 +106,9 @@ pub struct PoolStatus {
     pub measured_rps: f64,
     pub lead: LeadStats,
     pub cost: CostStatus,
+    /// With `auto_enable` in dry-run: since when (epoch s) the forecasts have been accurate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accurate_since: Option<u64>,
     /// Measured usage of the pool's VMs at the last stats reading.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<PoolUsage>,
@@ -121,6 +125,9 @@ pub struct PoolUsage {
     pub block_bytes_per_s: Option<f64>,
     pub net_bytes_per_s: Option<f64>,
     pub measured_rps: f64,
+    /// Requests/s weighted by the cost of each endpoint's current class mix (what the cost
+    /// model is fitted against).
+    pub weighted_rps: f64,
     /// Requests in flight by Little's law (rate × mean latency of recent calls).
     pub concurrency: f64,
     /// How long the stats call took, ms.
@@ -184,6 +191,8 @@ struct PoolRun {
     /// Headroom in force (calibrated) and when it last changed.
     headroom: f64,
     calibrated_at: Option<Instant>,
+    /// Since when (epoch s) the forecasts have been accurate without a break (`auto_enable`).
+    accurate_since: Option<u64>,
     last_cores: f64,
 }
 
@@ -248,6 +257,7 @@ impl Allocator {
                     usage: None,
                     headroom: p.settings.policy.headroom,
                     calibrated_at: None,
+                    accurate_since: None,
                     last_cores: 0.0,
                     p,
                 })
@@ -352,6 +362,7 @@ fn status(r: &PoolRun) -> PoolStatus {
             memory: r.memory.clone(),
         },
         usage: r.usage.clone(),
+        accurate_since: r.accurate_since,
         lead: LeadStats {
             lead_time_s: lead_time(r),
             auto: r.p.settings.lead_time == LeadTime::Auto,
@@ -370,8 +381,13 @@ fn concurrency(snap: &crate::historian::store::Snapshot, endpoints: &[String]) -
         .iter()
         .map(|e| {
             let rate = snap.endpoint(e).map_or(0.0, |v| v.recent_rate(60));
-            let lat: Vec<f64> =
-                snap.recent.iter().filter(|c| &*c.endpoint == e.as_str()).take(2000).map(|c| c.latency_us as f64).collect();
+            let lat: Vec<f64> = snap
+                .recent
+                .iter()
+                .filter(|c| &*c.endpoint == e.as_str())
+                .take(2000)
+                .map(|c| c.latency_us as f64)
+                .collect();
             if lat.is_empty() { 0.0 } else { rate * lat.iter().sum::<f64>() / lat.len() as f64 / 1e6 }
         })
         .sum()
@@ -564,6 +580,22 @@ fn tick(
                 (!v.is_empty()).then(|| v.iter().sum())
             };
             let concurrency = historian.map_or(0.0, |h| concurrency(&h.snapshot(), &r.p.endpoints));
+            // Cost-weighted requests/s: each endpoint's rate × the cost of its current class mix
+            // relative to its usual one (1 without classes).
+            let weighted_rps = historian.map_or(measured, |h| {
+                let snap = h.snapshot();
+                r.p.endpoints
+                    .iter()
+                    .map(|e| {
+                        let rate = snap.endpoint(e).map_or(0.0, |v| v.recent_rate(60));
+                        let w = forecasts
+                            .and_then(|f| f.get(e))
+                            .and_then(|f| f.classes.as_ref().map(|c| c.weight_now()))
+                            .unwrap_or(1.0);
+                        rate * w
+                    })
+                    .sum()
+            });
             let u = PoolUsage {
                 t: at / 1_000_000_000,
                 cores,
@@ -572,12 +604,13 @@ fn tick(
                 block_bytes_per_s: total(|u| u.block_bytes_per_s),
                 net_bytes_per_s: total(|u| u.net_bytes_per_s),
                 measured_rps: measured,
+                weighted_rps,
                 concurrency,
                 poll_ms,
                 vms: per_vm,
             };
             if complete {
-                r.cost.observe(measured, cores);
+                r.cost.observe(weighted_rps, cores);
                 r.last_cores = cores;
                 // Per VM: a VM's fixed footprint is the intercept, the slope is per request
                 // in flight (the pool's VM count changes; per-VM values do not confound it).
@@ -587,6 +620,34 @@ fn tick(
                 }
                 r.usage = Some(u);
             }
+        }
+    }
+    // Promotion: a dry-run pool whose forecasts have been accurate for `auto_enable_after`
+    // becomes enabled, if the user opted in.
+    if r.p.settings.auto_enable
+        && r.p.settings.mode == Mode::DryRun
+        && let Some(f) = forecasts
+    {
+        let accs: Vec<(String, Option<Vec<HorizonAccuracy>>)> =
+            r.p.endpoints.iter().map(|e| (e.clone(), f.accuracy(e).map(|a| a.to_vec()))).collect();
+        let check = crate::feedback::promote::accurate(&accs);
+        let (since, promote) =
+            crate::feedback::promote::step(r.accurate_since, now, r.p.settings.auto_enable_after.as_secs(), check);
+        r.accurate_since = since;
+        if let Some(why) = promote {
+            r.p.settings.mode = Mode::Enabled;
+            tracing::info!(pool = %r.p.name, "{why}");
+            out.push(LoggedDecision {
+                t: now,
+                pool: r.p.name.clone(),
+                mode: Mode::Enabled,
+                action: None,
+                reason: why,
+                reactive: false,
+                inputs: Default::default(),
+                outcome: "ok".into(),
+                duration_ms: None,
+            });
         }
     }
     // Margin: the headroom follows how far the pool's endpoints' 80 % bands had to stretch to

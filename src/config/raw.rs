@@ -71,6 +71,7 @@ pub struct RawEndpoint {
     pub pool: Option<String>,
     pub methods: Option<Vec<String>>,
     pub host: Option<String>,
+    pub class_param: Option<String>,
 }
 
 /// `[[pool]]`: an upstream pool.

@@ -122,6 +122,8 @@ pub struct EndpointSettings {
     /// `None` matches every host; compared case-insensitively without the port.
     pub host: Option<String>,
     pub pool: String,
+    /// Query parameter whose values are request classes (else detected from latency).
+    pub class_param: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -326,6 +326,7 @@ fn forecast(
         select_every,
         history_days: (history.as_secs() / 86_400).max(2),
         cost,
+        class_params: Default::default(),
     };
     let enabled = r.enabled.unwrap_or(true);
     if enabled && historian.is_some_and(|h| !h.store.tiers.iter().any(|t| t.step_s == 60)) {
@@ -397,7 +398,14 @@ fn endpoint(c: &mut Check, i: usize, e: RawEndpoint, pools: &HashSet<String>) ->
         }
         h => h.map(|h| h.to_ascii_lowercase()),
     };
-    Some(EndpointSettings { name: name?, path_prefix: path_prefix?, methods, host, pool: pool? })
+    let class_param = e.class_param.filter(|k| {
+        let ok = !k.is_empty() && k.bytes().all(|b| b.is_ascii_graphic() && b != b'&' && b != b'=');
+        if !ok {
+            c.err(format!("{p}.class_param"), format!("{k:?} is not a query parameter name"));
+        }
+        ok
+    });
+    Some(EndpointSettings { name: name?, path_prefix: path_prefix?, methods, host, pool: pool?, class_param })
 }
 
 fn pool(c: &mut Check, i: usize, r: RawPool) -> Option<PoolSettings> {

@@ -1,8 +1,22 @@
-//! The feedback loop: scores forecasts against what happened ([`score`]) and learns what a
-//! request costs ([`cost`]). Built so far: scoring, served at `/admin/api/accuracy`, and the
-//! online cost estimator; VM usage collection, margin calibration and model promotion are not.
+//! The feedback loop: what really happened, compared with what was predicted, fed back.
+//!
+//! - [`score`]: every published forecast point is kept until its minute closes, then scored
+//!   (MASE, sMAPE, under-forecast rate, 80/95 % coverage per horizon group, rolling hour/day/
+//!   week and since the start) and how far the 80 % band had to stretch to keep its promise —
+//!   served at `/admin/api/accuracy`, exported as Prometheus gauges.
+//! - [`cost`]: cores used against cost-weighted requests/s and memory per VM against requests
+//!   in flight, by recursive least squares with forgetting, starting from the configured priors;
+//!   VM usage comes from libvirt domain stats ([`crate::hypervisor::stats`]).
+//! - [`classes`]: request classes found from the parameter that explains latency (or named in
+//!   the configuration); the forecast is split by class and the cost model weighs the mix.
+//! - [`margin`]: the headroom follows the band's measured stretch, within bounds.
+//!
+//! The allocator ([`crate::allocator::manager`]) runs the loop: it reads usage every
+//! `stats_interval`, uses the learned cost once it has enough samples, calibrates the margin
+//! hourly, and with `auto_enable` promotes a dry-run pool whose forecasts have proven accurate.
 
+pub mod classes;
 pub mod cost;
-pub mod score;
-
 pub mod margin;
+pub mod promote;
+pub mod score;

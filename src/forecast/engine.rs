@@ -211,6 +211,8 @@ impl Engine {
             level: Some(m.fit.level),
             fallback: m.fit.fallback.clone(),
             note: None,
+            classes: None,
+            class_forecast: Vec::new(),
         })
     }
 

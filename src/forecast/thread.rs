@@ -31,6 +31,7 @@ use serde::Serialize;
 use super::auto::{CandidateScore, Level};
 use super::engine::Engine;
 use crate::clock::SharedClock;
+use crate::feedback::classes::{self, ClassSplit};
 use crate::feedback::score::HorizonAccuracy;
 use crate::historian::HistorianView;
 
@@ -61,6 +62,9 @@ pub struct ForecastConfig {
     /// History used for a fit, in days.
     pub history_days: u64,
     pub cost: CostModel,
+    /// Endpoint → query parameter whose values are its request classes (`class_param`);
+    /// endpoints not named here have their classes detected.
+    pub class_params: HashMap<String, String>,
 }
 
 impl Default for ForecastConfig {
@@ -71,6 +75,7 @@ impl Default for ForecastConfig {
             select_every: Duration::from_secs(6 * 3600),
             history_days: 14,
             cost: CostModel::default(),
+            class_params: HashMap::new(),
         }
     }
 }
@@ -171,6 +176,20 @@ pub struct EndpointForecast {
     /// Why there is no forecast, when there is none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Request classes and the forecast split by them, when the endpoint has classes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classes: Option<ClassSplit>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub class_forecast: Vec<ClassForecast>,
+}
+
+/// One class's part of the forecast: its share of the calls, and CPU at its relative cost.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassForecast {
+    pub value: String,
+    /// Calls/s per forecast point.
+    pub rate: Vec<f64>,
+    pub cpu_cores: Vec<f64>,
 }
 
 /// A pool's summed forecast: what the allocator plans with.
@@ -273,6 +292,27 @@ fn call_costs(snap: &crate::historian::store::Snapshot) -> HashMap<Arc<str>, (f6
     acc.into_iter().map(|(k, (l, b, n))| (k, (l / n as f64, b / n as f64))).collect()
 }
 
+/// Request classes per endpoint from the recent calls (the last minute's are the current mix).
+fn class_splits(
+    snap: &crate::historian::store::Snapshot,
+    configured: &HashMap<String, String>,
+    now_us: u64,
+) -> HashMap<String, ClassSplit> {
+    let mut by: HashMap<&str, Vec<classes::Call>> = HashMap::new();
+    for c in snap.recent.iter() {
+        by.entry(&c.endpoint).or_default().push(classes::Call {
+            query: c.params(),
+            latency_us: c.latency_us,
+            recent: c.start_us + 60_000_000 >= now_us,
+        });
+    }
+    by.into_iter()
+        .filter_map(|(e, calls)| {
+            classes::detect(&calls, configured.get(e).map(String::as_str)).map(|s| (e.to_string(), s))
+        })
+        .collect()
+}
+
 fn demand(cost: CostModel, latency_ms: f64, bytes: f64, points: &[RatePoint]) -> Demand {
     let cpu = |r: f64| r * cost.cpu_ms_per_request / 1000.0;
     let mem = |r: f64| r * latency_ms / 1000.0 * cost.memory_mib_per_request;
@@ -306,12 +346,19 @@ fn run(
     stop: Receiver<()>,
 ) {
     let cost = cfg.cost;
+    let class_params = cfg.class_params.clone();
     let mut engine = Engine::new(cfg, STEP_S);
+    let mut splits: HashMap<String, ClassSplit> = HashMap::new();
+    let mut ticks = 0u64;
     loop {
         let tick = Instant::now();
         let snap = historian.snapshot();
         let now_s = clock.now_us() / 1_000_000;
         let costs = call_costs(&snap);
+        if ticks.is_multiple_of(10) {
+            splits = class_splits(&snap, &class_params, clock.now_us());
+        }
+        ticks += 1;
         let tiers: Vec<Option<&crate::historian::series::Tier>> =
             snap.endpoints.iter().map(|ep| ep.tiers.iter().find(|t| t.step_s == STEP_S)).collect();
         // Feed closed minutes; collect who is due, most overdue first.
@@ -362,6 +409,22 @@ fn run(
                         }
                     }
                 }
+                if let Some(split) = splits.get(&name) {
+                    f.class_forecast = split
+                        .classes
+                        .iter()
+                        .map(|c| ClassForecast {
+                            value: c.value.clone(),
+                            rate: f.points.iter().map(|p| p.rate * c.share).collect(),
+                            cpu_cores: f
+                                .points
+                                .iter()
+                                .map(|p| p.rate * c.share * c.relative_cost * cost.cpu_ms_per_request / 1000.0)
+                                .collect(),
+                        })
+                        .collect();
+                    f.classes = Some(split.clone());
+                }
                 f.demand = Some(d);
             }
             out.endpoints.insert(name, Arc::new(f));
@@ -393,6 +456,8 @@ impl EndpointForecast {
             level: None,
             fallback: None,
             note: Some(note),
+            classes: None,
+            class_forecast: Vec::new(),
         }
     }
 }

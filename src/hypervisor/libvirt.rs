@@ -193,7 +193,8 @@ fn all_stats(c: &Connect) -> HvResult<Vec<DomainStats>> {
         // SAFETY: `records` holds `n` valid record pointers.
         let rec = unsafe { &**records.add(i) };
         let name = unsafe { sys::virDomainGetName(rec.dom) };
-        let name = if name.is_null() { String::new() } else { unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned() };
+        let name =
+            if name.is_null() { String::new() } else { unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned() };
         let mut params = Vec::with_capacity(rec.nparams.max(0) as usize);
         for j in 0..rec.nparams.max(0) as usize {
             // SAFETY: `params` holds `nparams` typed parameters; the union member read is the

@@ -69,7 +69,9 @@ pub fn decode(name: &str, params: &[(String, Value)]) -> DomainStats {
             _ => {
                 // block.<i>.rd.bytes, net.<i>.rx.bytes …: summed over devices.
                 let mut parts = k.splitn(3, '.');
-                let (Some(group), Some(idx), Some(field)) = (parts.next(), parts.next(), parts.next()) else { continue };
+                let (Some(group), Some(idx), Some(field)) = (parts.next(), parts.next(), parts.next()) else {
+                    continue;
+                };
                 if idx.parse::<u32>().is_err() {
                     continue;
                 }
