@@ -31,6 +31,19 @@ pub fn query_params(q: Option<&str>) -> HashMap<String, String> {
         .collect()
 }
 
+/// Percent-encodes everything but unreserved characters (for a `Location` query).
+pub fn encode(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            o.push(b as char);
+        } else {
+            o.push_str(&format!("%{b:02X}"));
+        }
+    }
+    o
+}
+
 fn decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());

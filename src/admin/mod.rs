@@ -6,6 +6,7 @@
 
 mod api;
 mod metrics;
+mod page;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -45,7 +46,7 @@ pub fn start(
         };
         rt.block_on(serve(
             listener,
-            Arc::new(Shared { proxy, historian, forecasts, allocator }),
+            Arc::new(Shared { proxy, historian, forecasts, allocator, csrf: format!("{:032x}", fastrand::u128(..)) }),
             token.map(Arc::from),
             shutdown,
         ));
@@ -58,6 +59,9 @@ struct Shared {
     historian: Option<HistorianView>,
     forecasts: Option<ForecastView>,
     allocator: Option<AllocatorView>,
+    /// Per-process secret the page's forms carry when no admin token is configured (so another
+    /// site cannot make a browser on this machine post actions).
+    csrf: String,
 }
 
 async fn serve(
@@ -90,7 +94,15 @@ async fn serve(
         conns.spawn(async move {
             let service = service_fn(move |req| {
                 let (proxy, token) = (proxy.clone(), token.clone());
-                async move { Ok::<_, Infallible>(route(&proxy, token.as_deref(), req)) }
+                async move {
+                    let mut r = if req.method() == Method::POST {
+                        action(&proxy, token.as_deref(), req).await
+                    } else {
+                        route(&proxy, token.as_deref(), req)
+                    };
+                    secure(&mut r);
+                    Ok::<_, Infallible>(r)
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -138,6 +150,122 @@ fn authorized(token: Option<&str>, req: &Request<Incoming>) -> bool {
     given.len() == token.len() && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
+/// Headers on every admin response: nothing from elsewhere, no framing, no sniffing.
+fn secure(r: &mut Response<Full<Bytes>>) {
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, header::HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, header::HeaderValue::from_static("no-referrer"));
+}
+
+fn see_other(msg: &str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::SEE_OTHER;
+    let loc = format!("/admin?refresh=0&msg={}#pools", api::encode(msg));
+    if let Ok(v) = header::HeaderValue::from_str(&loc) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+/// `POST /admin/action` (form fields): `action=mode&pool=P&mode=enabled|dry_run`,
+/// `action=scale&pool=P&delta=1|-1`, `action=refit&endpoint=E`. Needs the admin token (the
+/// `Authorization: Bearer` header or a `token` field) when one is configured, else the page's
+/// per-process `csrf` field. Every action is logged as a decision.
+async fn action(shared: &Shared, token: Option<&str>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt;
+    const PLAIN: &str = "text/plain; charset=utf-8";
+    if req.uri().path() != "/admin/action" {
+        return text(StatusCode::METHOD_NOT_ALLOWED, PLAIN, "method not allowed\n");
+    }
+    let header_ok = token.is_some() && authorized(token, &req);
+    let body = match http_body_util::Limited::new(req.into_body(), 16 * 1024).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, PLAIN, "form too large or unreadable\n"),
+    };
+    let form = api::query_params(std::str::from_utf8(&body).ok());
+    let same =
+        |a: &str, b: &str| a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |x, (p, q)| x | (p ^ q)) == 0;
+    let allowed = match token {
+        Some(t) => header_ok || form.get("token").is_some_and(|g| same(g, t)),
+        None => form.get("csrf").is_some_and(|g| same(g, &shared.csrf)),
+    };
+    if !allowed {
+        let mut r =
+            text(StatusCode::FORBIDDEN, PLAIN, "actions need the admin token (or, without one, the page's form)\n");
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        return r;
+    }
+    use crate::allocator::manager::Command;
+    let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+    let alloc = |c: Command| match &shared.allocator {
+        None => Err("no pool is scaled (no [pool.scaling])".to_string()),
+        Some(a) => {
+            let pool = match &c {
+                Command::SetMode { pool, .. } | Command::Scale { pool, .. } | Command::Note { pool, .. } => pool,
+            };
+            if a.state().pools.iter().any(|p| &p.pool == pool) {
+                a.send(c)
+            } else {
+                Err(format!("no scaled pool named {pool:?}"))
+            }
+        }
+    };
+    let result = match get("action") {
+        "mode" => {
+            let mode = match get("mode") {
+                "enabled" => crate::allocator::Mode::Enabled,
+                "dry_run" => crate::allocator::Mode::DryRun,
+                m => return text(StatusCode::BAD_REQUEST, PLAIN, format!("mode {m:?}: use enabled or dry_run\n")),
+            };
+            alloc(Command::SetMode { pool: get("pool").into(), mode })
+                .map(|_| format!("pool {}: mode {}", get("pool"), get("mode")))
+        }
+        "scale" => {
+            let delta = match get("delta") {
+                "1" | "+1" => 1,
+                "-1" => -1,
+                d => return text(StatusCode::BAD_REQUEST, PLAIN, format!("delta {d:?}: use 1 or -1\n")),
+            };
+            alloc(Command::Scale { pool: get("pool").into(), delta })
+                .map(|_| format!("pool {}: scale {delta:+}", get("pool")))
+        }
+        "refit" => {
+            let e = get("endpoint");
+            match shared.forecasts.as_ref().filter(|f| f.get(e).is_some()) {
+                None => Err(format!("no forecast for endpoint {e:?}")),
+                Some(f) => f.refit(e).map(|_| {
+                    // Logged as a decision of the endpoint's pool, when it is scaled.
+                    let pool = shared
+                        .proxy
+                        .table()
+                        .router
+                        .routes()
+                        .iter()
+                        .find(|r| &*r.name == e)
+                        .map(|r| r.pool.name.clone());
+                    if let (Some(a), Some(pool)) = (&shared.allocator, pool) {
+                        let _ = a.send(Command::Note { pool, reason: format!("refit of endpoint {e} asked") });
+                    }
+                    tracing::info!(endpoint = e, "admin: refit asked");
+                    format!("endpoint {e}: the model will be chosen again")
+                }),
+            }
+        }
+        a => return text(StatusCode::BAD_REQUEST, PLAIN, format!("action {a:?}: use mode, scale or refit\n")),
+    };
+    match result {
+        Ok(msg) => see_other(&msg),
+        Err(e) => text(StatusCode::CONFLICT, PLAIN, format!("{e}\n")),
+    }
+}
+
 fn route(shared: &Shared, token: Option<&str>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let proxy = &shared.proxy;
     const PLAIN: &str = "text/plain; charset=utf-8";
@@ -158,6 +286,12 @@ fn route(shared: &Shared, token: Option<&str>, req: Request<Incoming>) -> Respon
             r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
             r
         }
+        "/admin" | "/admin/" => {
+            let params = api::query_params(req.uri().query());
+            let now = crate::clock::now_us() / 1_000_000;
+            text(StatusCode::OK, "text/html; charset=utf-8", page::render(shared, &params, &shared.csrf, now))
+        }
+        "/admin/style.css" => text(StatusCode::OK, "text/css; charset=utf-8", page::STYLE),
         "/metrics" => text(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",

@@ -141,12 +141,28 @@ pub struct AllocatorState {
     pub decisions: VecDeque<LoggedDecision>,
 }
 
+/// What an operator asks of the allocator (admin POSTs); each is logged as a decision.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Switch a pool between dry-run and enabled.
+    SetMode { pool: String, mode: Mode },
+    /// Launch one VM (+1) or drain the newest serving one (−1), now.
+    Scale { pool: String, delta: i32 },
+    /// Record something done elsewhere (a forecast refit) in the pool's decision log.
+    Note { pool: String, reason: String },
+}
+
 #[derive(Clone)]
-pub struct AllocatorView(Arc<ArcSwap<AllocatorState>>);
+pub struct AllocatorView(Arc<ArcSwap<AllocatorState>>, Sender<Command>);
 
 impl AllocatorView {
     pub fn state(&self) -> Arc<AllocatorState> {
         self.0.load_full()
+    }
+
+    /// Queues a command for the allocator's next tick (within a second).
+    pub fn send(&self, c: Command) -> Result<(), String> {
+        self.1.try_send(c).map_err(|e| format!("the allocator is busy or stopped: {e}"))
     }
 }
 
@@ -225,7 +241,8 @@ impl Allocator {
         clock: SharedClock,
         log: Option<std::path::PathBuf>,
     ) -> std::io::Result<Self> {
-        let view = AllocatorView(Arc::new(ArcSwap::from_pointee(AllocatorState::default())));
+        let (commands, inbox) = crossbeam_channel::bounded::<Command>(64);
+        let view = AllocatorView(Arc::new(ArcSwap::from_pointee(AllocatorState::default())), commands);
         let (stop, stopped) = crossbeam_channel::bounded(1);
         let publish = view.0.clone();
         let thread = std::thread::Builder::new().name("prescale-allocator".into()).spawn(move || {
@@ -242,16 +259,10 @@ impl Allocator {
                     last_plan: None,
                     last_reason: HashMap::new(),
                     hosts_checked: None,
-                    cost: crate::feedback::cost::LinearCost::new(
+                    cost: crate::feedback::cost::LinearCost::prior(
                         1.0 / p.settings.policy.capacity_rps_per_vcpu.max(1e-9),
-                        (1.0 / p.settings.policy.capacity_rps_per_vcpu.max(1e-9)).powi(2),
-                        0.999,
                     ),
-                    memory: crate::feedback::cost::LinearCost::new(
-                        p.memory_mib_per_request,
-                        p.memory_mib_per_request.powi(2),
-                        0.999,
-                    ),
+                    memory: crate::feedback::cost::LinearCost::prior(p.memory_mib_per_request),
                     readings: HashMap::new(),
                     last_sample: None,
                     usage: None,
@@ -273,8 +284,13 @@ impl Allocator {
             });
             loop {
                 let now = clock.now_us() / 1_000_000;
+                let mut manual: Vec<LoggedDecision> = Vec::new();
+                while let Ok(c) = inbox.try_recv() {
+                    manual.extend(command(&mut runs, &proxy, c, now));
+                }
                 for r in &mut runs {
-                    let new = tick(r, &proxy, forecasts.as_ref(), historian.as_ref(), now);
+                    let mine: Vec<LoggedDecision> = manual.iter().filter(|d| d.pool == r.p.name).cloned().collect();
+                    let new = mine.into_iter().chain(tick(r, &proxy, forecasts.as_ref(), historian.as_ref(), now));
                     for d in new {
                         if let Some(f) = file.as_mut()
                             && let Ok(line) = serde_json::to_string(&d)
@@ -313,6 +329,72 @@ impl Drop for Allocator {
     fn drop(&mut self) {
         let _ = self.stop.try_send(());
     }
+}
+
+/// Carries out an operator's command; the decision it logs.
+fn command(runs: &mut [PoolRun], proxy: &Proxy, c: Command, now: u64) -> Option<LoggedDecision> {
+    let name = match &c {
+        Command::SetMode { pool, .. } | Command::Scale { pool, .. } | Command::Note { pool, .. } => pool.clone(),
+    };
+    let r = runs.iter_mut().find(|r| r.p.name == name)?;
+    let mut d = LoggedDecision {
+        t: now,
+        pool: name,
+        mode: r.p.settings.mode,
+        action: None,
+        reason: String::new(),
+        reactive: false,
+        inputs: Default::default(),
+        outcome: "ok".into(),
+        duration_ms: None,
+    };
+    match c {
+        Command::SetMode { mode, .. } => {
+            d.reason = format!("admin: mode {:?} → {mode:?}", r.p.settings.mode);
+            r.p.settings.mode = mode;
+            r.accurate_since = None;
+            d.mode = mode;
+        }
+        Command::Note { reason, .. } => d.reason = format!("admin: {reason}"),
+        Command::Scale { delta, .. } => {
+            let vms = r.last_vms.clone();
+            let action = if delta > 0 {
+                Some(Action::Launch { count: 1, vcpus: r.p.settings.policy.launch_vcpus })
+            } else {
+                r.tracks
+                    .iter()
+                    .filter(|(_, t)| t.phase == Phase::Serving && t.busy.is_none())
+                    .filter_map(|(n, _)| vms.iter().find(|v| &v.name == n))
+                    .max_by_key(|v| (v.created_at, v.name.clone()))
+                    .map(|v| Action::Drain { vm: v.name.clone() })
+            };
+            let Some(a) = action else {
+                d.reason = "admin: scale in asked, but no idle serving VM to drain".into();
+                d.outcome = "skipped".into();
+                return Some(d);
+            };
+            d.reason = format!("admin: manual scale {}", if delta > 0 { "out" } else { "in" });
+            if r.p.settings.mode == Mode::DryRun {
+                d.outcome = "dry_run".into();
+            } else {
+                let pool = proxy.pool(&r.p.name);
+                let started = Instant::now();
+                d.outcome = match execute(r, pool.as_deref(), &vms, &a) {
+                    Ok(()) => "ok".into(),
+                    Err(e) => format!("error: {e}"),
+                };
+                d.duration_ms = Some(started.elapsed().as_millis() as u64);
+                if delta > 0 {
+                    r.state.last_scale_out = Some(now);
+                } else {
+                    r.state.last_scale_in = Some(now);
+                }
+            }
+            d.action = Some(a);
+        }
+    }
+    tracing::info!(pool = %d.pool, outcome = %d.outcome, "{}", d.reason);
+    Some(d)
 }
 
 fn lead_time(r: &PoolRun) -> u64 {

@@ -58,6 +58,13 @@ impl LinearCost {
         self.samples += 1;
     }
 
+    /// The allocator's start: `per_request` held weakly (standard deviation about three times
+    /// itself) so that data overrides it as fast as the data allows, forgetting over about a
+    /// thousand samples (λ = 0.999).
+    pub fn prior(per_request: f64) -> Self {
+        Self::new(per_request, 10.0 * per_request * per_request, 0.999)
+    }
+
     /// Cores for `x` requests/s.
     pub fn predict(&self, x: f64) -> f64 {
         self.base + self.per_request * x

@@ -6,12 +6,14 @@
 //! endpoint's historian [`Tier`] (an O(1) state update), scores the forecasts it issued against
 //! those buckets, and says when a fit is due and why: `first`, `schedule` (re-estimate the
 //! chosen family every `refit_every`), `selection` (choose again every `select_every`),
+//! `manual` (an operator asked for it),
 //! `level_shift` (ten buckets in a row outside the 95 % band on one side) or `broken` (last-hour
 //! error more than twice what the selection backtest promised). The caller decides how much
 //! fitting it can afford per tick.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use super::auto::{AutoFit, AutoSpec, snaive_mae};
 use super::thread::{EndpointForecast, ForecastConfig, RatePoint};
@@ -24,6 +26,19 @@ const BROKEN_RATIO: f64 = 2.0;
 const BROKEN_MIN_POINTS: u64 = 600;
 /// Consecutive buckets outside the 95 % band, on one side, that count as a level shift.
 const SHIFT_BUCKETS: usize = 10;
+
+/// How far ahead (buckets) the remembered past forecasts were made.
+pub const PAST_AHEAD: usize = 15;
+
+/// A forecast as made [`PAST_AHEAD`] buckets before its time: `t` (epoch s), mean, 80 % band,
+/// calls per second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PastPoint {
+    pub t: u64,
+    pub mean: f64,
+    pub lo80: f64,
+    pub hi80: f64,
+}
 
 struct Model {
     fit: AutoFit,
@@ -49,6 +64,11 @@ pub struct Engine {
     models: HashMap<String, Model>,
     notes: HashMap<String, String>,
     scorers: HashMap<String, Scorer>,
+    /// Per endpoint, the forecasts made [`PAST_AHEAD`] buckets ahead, last 24 hours, to draw
+    /// what was predicted against what happened.
+    past: HashMap<String, Arc<VecDeque<PastPoint>>>,
+    /// Endpoints an operator asked to re-choose (`manual`).
+    forced: std::collections::HashSet<String>,
 }
 
 /// A stable phase in `[0, 1)` per endpoint, for staggering.
@@ -63,7 +83,22 @@ impl Engine {
     pub fn new(cfg: ForecastConfig, step_s: u64) -> Self {
         let horizon = (cfg.horizon_min as u64 * 60).div_ceil(step_s).max(1) as usize;
         let spec = AutoSpec::new(step_s, horizon);
-        Self { cfg, step_s, horizon, spec, models: HashMap::new(), notes: HashMap::new(), scorers: HashMap::new() }
+        Self {
+            cfg,
+            step_s,
+            horizon,
+            spec,
+            models: HashMap::new(),
+            notes: HashMap::new(),
+            scorers: HashMap::new(),
+            forced: Default::default(),
+            past: HashMap::new(),
+        }
+    }
+
+    /// Asks for `name` to be chosen again at the next feed (`fit_reason: manual`).
+    pub fn force(&mut self, name: &str) {
+        self.forced.insert(name.to_string());
     }
 
     pub fn step_s(&self) -> u64 {
@@ -114,7 +149,9 @@ impl Engine {
                     }
                     _ => false,
                 };
-                if m.outside.unsigned_abs() as usize >= SHIFT_BUCKETS {
+                if self.forced.contains(name) {
+                    (0, "manual")
+                } else if m.outside.unsigned_abs() as usize >= SHIFT_BUCKETS {
                     (0, "level_shift")
                 } else if broken {
                     (0, "broken")
@@ -132,6 +169,7 @@ impl Engine {
     /// the chosen family; any other reason chooses again).
     pub fn fit(&mut self, name: &str, tier: &Tier, now_s: u64, reason: &'static str) {
         let step = self.step_s;
+        self.forced.remove(name);
         let end = tier.next();
         let from = end.saturating_sub(self.cfg.history_days * self.buckets_per_day());
         let y: Vec<f64> = tier
@@ -186,6 +224,23 @@ impl Engine {
             m.scale,
         );
         let per_s = |v: f64| v / step as f64;
+        let k = PAST_AHEAD.min(h) - 1;
+        let t_k = (end + k as u64) * step;
+        let cap = (86_400 / step) as usize;
+        let past = self.past.entry(name.to_string()).or_default();
+        if past.back().is_none_or(|p| p.t < t_k) {
+            let ring = Arc::make_mut(past);
+            ring.push_back(PastPoint {
+                t: t_k,
+                mean: per_s(f.mean[k]),
+                lo80: per_s(f.lo80[k]),
+                hi80: per_s(f.hi80[k]),
+            });
+            while ring.len() > cap {
+                ring.pop_front();
+            }
+        }
+        let past = past.clone();
         let points = (0..h)
             .map(|j| RatePoint {
                 t: (end + j as u64) * step,
@@ -213,6 +268,7 @@ impl Engine {
             note: None,
             classes: None,
             class_forecast: Vec::new(),
+            past,
         })
     }
 

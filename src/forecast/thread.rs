@@ -157,7 +157,7 @@ pub struct EndpointForecast {
     pub fitted_at: u64,
     pub selected_at: u64,
     /// Why the last fit happened: `"first"`, `"schedule"`, `"selection"`, `"level_shift"`,
-    /// `"broken"` (live error far above the backtest's).
+    /// `"broken"` (live error far above the backtest's), `"manual"` (asked on /admin).
     pub fit_reason: &'static str,
     pub step: u64,
     pub points: Vec<RatePoint>,
@@ -181,6 +181,9 @@ pub struct EndpointForecast {
     pub classes: Option<ClassSplit>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub class_forecast: Vec<ClassForecast>,
+    /// What was forecast 15 minutes ahead over the last day (for the admin chart).
+    #[serde(skip)]
+    pub past: Arc<std::collections::VecDeque<super::engine::PastPoint>>,
 }
 
 /// One class's part of the forecast: its share of the calls, and CPU at its relative cost.
@@ -214,9 +217,14 @@ pub struct Forecasts {
 
 /// Read side.
 #[derive(Clone)]
-pub struct ForecastView(Arc<ArcSwap<Forecasts>>);
+pub struct ForecastView(Arc<ArcSwap<Forecasts>>, Sender<String>);
 
 impl ForecastView {
+    /// Asks for `endpoint`'s model to be chosen again (within a second).
+    pub fn refit(&self, endpoint: &str) -> Result<(), String> {
+        self.1.try_send(endpoint.to_string()).map_err(|e| format!("the forecast thread is busy or stopped: {e}"))
+    }
+
     pub fn get(&self, endpoint: &str) -> Option<Arc<EndpointForecast>> {
         self.0.load().endpoints.get(endpoint).cloned()
     }
@@ -246,14 +254,15 @@ impl Forecaster {
         clock: SharedClock,
         routes: HashMap<String, String>,
     ) -> std::io::Result<Self> {
-        let view = ForecastView(Arc::new(ArcSwap::from_pointee(Forecasts::default())));
+        let (refits, inbox) = crossbeam_channel::bounded::<String>(64);
+        let view = ForecastView(Arc::new(ArcSwap::from_pointee(Forecasts::default())), refits);
         let routes = Arc::new(ArcSwap::from_pointee(routes));
         let (stop, stopped) = crossbeam_channel::bounded(1);
         let publish = view.0.clone();
         let r = routes.clone();
         let thread = std::thread::Builder::new()
             .name("prescale-forecast".into())
-            .spawn(move || run(cfg, historian, clock, r, publish, stopped))?;
+            .spawn(move || run(cfg, historian, clock, r, publish, stopped, inbox))?;
         Ok(Self { view, routes, stop, thread: Some(thread) })
     }
 
@@ -344,6 +353,7 @@ fn run(
     routes: Arc<ArcSwap<HashMap<String, String>>>,
     publish: Arc<ArcSwap<Forecasts>>,
     stop: Receiver<()>,
+    refits: Receiver<String>,
 ) {
     let cost = cfg.cost;
     let class_params = cfg.class_params.clone();
@@ -355,6 +365,9 @@ fn run(
         let snap = historian.snapshot();
         let now_s = clock.now_us() / 1_000_000;
         let costs = call_costs(&snap);
+        while let Ok(e) = refits.try_recv() {
+            engine.force(&e);
+        }
         if ticks.is_multiple_of(10) {
             splits = class_splits(&snap, &class_params, clock.now_us());
         }
@@ -458,6 +471,7 @@ impl EndpointForecast {
             note: Some(note),
             classes: None,
             class_forecast: Vec::new(),
+            past: Default::default(),
         }
     }
 }
