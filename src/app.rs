@@ -61,10 +61,30 @@ pub struct App {
     allocator: Option<Allocator>,
 }
 
+/// Makes a pool's hypervisor from its name and scaling settings.
+pub type HypervisorFactory =
+    Arc<dyn Fn(&str, &crate::allocator::ScalingSettings) -> Box<dyn crate::hypervisor::Hypervisor> + Send + Sync>;
+
+/// What [`App::start_with`] may replace.
+#[derive(Default, Clone)]
+pub struct Options {
+    /// The clock of the historian, the forecast thread and the allocator (default: real).
+    pub clock: Option<crate::clock::SharedClock>,
+    /// Hypervisors for scaled pools (default: libvirt on the pool's URIs).
+    pub hypervisor: Option<HypervisorFactory>,
+}
+
 impl App {
     /// Binds the listeners and starts the worker and admin threads. Runs on the control
     /// runtime (any tokio runtime), which also hosts health checks and signal handling.
     pub async fn start(settings: Settings) -> Result<Self, StartError> {
+        Self::start_with(settings, Options::default()).await
+    }
+
+    /// [`App::start`] with another clock and hypervisors (the demo's accelerated time and
+    /// in-process VMs).
+    pub async fn start_with(settings: Settings, opts: Options) -> Result<Self, StartError> {
+        let clock = opts.clock.clone().unwrap_or_else(|| Arc::new(RealClock));
         let listen = settings.listen.addr;
         let first = listener::bind(listen).map_err(|source| StartError::Bind { addr: listen, source })?;
         let proxy_addr = first.local_addr().map_err(|source| StartError::Bind { addr: listen, source })?;
@@ -86,7 +106,7 @@ impl App {
         let shutdown = CancellationToken::new();
         let historian = match &settings.historian {
             None => None,
-            Some(cfg) => Some(Historian::start(cfg.clone(), Arc::new(RealClock)).map_err(StartError::Historian)?),
+            Some(cfg) => Some(Historian::start(cfg.clone(), clock.clone()).map_err(StartError::Historian)?),
         };
         if let Some(h) = &historian {
             h.register(settings.endpoints.iter().map(|e| Arc::from(e.name.as_str())).collect());
@@ -96,13 +116,14 @@ impl App {
         let view = historian.as_ref().map(Historian::view);
         let forecaster = match (&settings.forecast, &view) {
             (Some(cfg), Some(v)) => Some(
-                Forecaster::start(forecast_config(cfg, &settings), v.clone(), Arc::new(RealClock), routes(&settings))
+                Forecaster::start(forecast_config(cfg, &settings), v.clone(), clock.clone(), routes(&settings))
                     .map_err(StartError::Forecast)?,
             ),
             _ => None,
         };
         let forecasts = forecaster.as_ref().map(Forecaster::view);
-        let allocator = allocator(&settings, &proxy, forecasts.clone(), view.clone()).map_err(StartError::Allocator)?;
+        let allocator =
+            allocator(&settings, &proxy, forecasts.clone(), view.clone(), &opts).map_err(StartError::Allocator)?;
         let admin = crate::admin::start(
             admin_listener,
             proxy.clone(),
@@ -110,6 +131,7 @@ impl App {
             forecasts,
             allocator.as_ref().map(Allocator::view),
             settings.admin.token.clone(),
+            clock.clone(),
             shutdown.clone(),
         )
         .map_err(StartError::Admin)?;
@@ -277,6 +299,7 @@ fn allocator(
     proxy: &Arc<Proxy>,
     forecasts: Option<crate::forecast::thread::ForecastView>,
     historian: Option<crate::historian::HistorianView>,
+    opts: &Options,
 ) -> std::io::Result<Option<Allocator>> {
     let pools: Vec<ManagedPool> = s
         .pools
@@ -285,7 +308,10 @@ fn allocator(
             let sc = p.scaling.clone()?;
             Some(ManagedPool {
                 name: p.name.clone(),
-                hypervisor: Box::new(crate::hypervisor::libvirt::Libvirt::new(&sc.uris)),
+                hypervisor: match &opts.hypervisor {
+                    Some(make) => make(&p.name, &sc),
+                    None => Box::new(crate::hypervisor::libvirt::Libvirt::new(&sc.uris)),
+                },
                 settings: sc,
                 endpoints: s.endpoints.iter().filter(|e| e.pool == p.name).map(|e| e.name.clone()).collect(),
                 memory_mib_per_request: s.forecast.as_ref().map_or(8.0, |f| f.cost.memory_mib_per_request),
@@ -296,5 +322,6 @@ fn allocator(
         return Ok(None);
     }
     let log = s.historian.as_ref().and_then(|h| h.data_dir.as_ref()).map(|d| d.join("decisions.jsonl"));
-    Allocator::start(pools, proxy.clone(), forecasts, historian, Arc::new(RealClock), log).map(Some)
+    let clock = opts.clock.clone().unwrap_or_else(|| Arc::new(RealClock));
+    Allocator::start(pools, proxy.clone(), forecasts, historian, clock, log).map(Some)
 }

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 
 use prescale::{app::App, config, demo};
 
@@ -84,12 +83,23 @@ enum Command {
         #[arg(long)]
         svg: Option<PathBuf>,
     },
-    /// Start local demo backends and the proxy in front of them; no configuration needed.
+    /// Seed a week of history, run prescale on an accelerated clock in front of simulated VMs
+    /// (libvirt's test driver + in-process servers) and replay the next day through it; no
+    /// configuration, root or daemon needed.
     Demo {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
         #[arg(long, default_value = "127.0.0.1:9901")]
         admin: String,
+        /// Virtual seconds per real second (144: a day in ten minutes)
+        #[arg(long, default_value_t = 144.0)]
+        speed: f64,
+        /// Seed and replay the `orders` endpoint from this `timestamp,value` trace
+        #[arg(long)]
+        trace: Option<PathBuf>,
+        /// Stop after this many seconds (default: run until Ctrl-C)
+        #[arg(long)]
+        seconds: Option<u64>,
     },
 }
 
@@ -150,7 +160,23 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Demo { listen, admin } => report(runtime().and_then(|rt| rt.block_on(run_demo(listen, admin)))),
+        Command::Demo { listen, admin, speed, trace, seconds } => {
+            if !(1.0..=10_000.0).contains(&speed) {
+                eprintln!("prescale demo: --speed {speed} is out of range (1 … 10000)");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            let opts = demo::DemoOptions {
+                listen,
+                admin,
+                speed,
+                trace,
+                duration: seconds.map(std::time::Duration::from_secs),
+                ..demo::DemoOptions::default()
+            };
+            // The demo's VMs and load generator share the control runtime: give it two threads.
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
+            report(rt.map_err(anyhow::Error::from).and_then(|rt| rt.block_on(run_demo(opts))))
+        }
     }
 }
 
@@ -336,29 +362,6 @@ async fn run(settings: config::Settings, config: Option<PathBuf>) -> anyhow::Res
     Ok(())
 }
 
-async fn run_demo(listen: String, admin: String) -> anyhow::Result<()> {
-    let stop = CancellationToken::new();
-    let backends = [
-        demo::start_backend("orders-1", stop.clone()).await?,
-        demo::start_backend("orders-2", stop.clone()).await?,
-        demo::start_backend("search-1", stop.clone()).await?,
-    ];
-    let settings = demo::settings(&listen, &admin, backends)
-        .map_err(|errs| anyhow::anyhow!(errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")))?;
-    let app = App::start(settings).await?;
-    let (p, a) = (app.proxy_addr, app.admin_addr);
-    println!("prescale demo: proxy on http://{p}, admin on http://{a}");
-    println!("  backends (stand-ins for VMs): orders {} {}, search {}", backends[0], backends[1], backends[2]);
-    println!("  try:  curl -i http://{p}/api/orders/42");
-    println!("        curl -i 'http://{p}/api/search?q=rust&token=secret&delay_ms=20'");
-    println!("        curl http://{a}/admin/api/endpoints");
-    println!("        curl 'http://{a}/admin/api/calls?limit=5'");
-    println!("        curl 'http://{a}/admin/api/series?endpoint=orders&step=1&from='$(($(date +%s)-60))");
-    println!("        curl http://{a}/metrics");
-    println!("        wrk -t2 -c64 -d10s http://{p}/api/orders/1");
-    println!("  Ctrl-C stops.");
-    let r = app.run_until_signal(None).await;
-    stop.cancel();
-    r?;
-    Ok(())
+async fn run_demo(opts: demo::DemoOptions) -> anyhow::Result<()> {
+    demo::run(opts).await
 }

@@ -4,6 +4,7 @@ mod util;
 
 mod allocator;
 mod balancing;
+mod browser;
 mod cli;
 mod config_file;
 mod forecast;

@@ -26,6 +26,7 @@ use crate::historian::HistorianView;
 use crate::proxy::Proxy;
 
 /// Starts the admin thread on an already-bound listener; it stops when `shutdown` fires.
+#[allow(clippy::too_many_arguments)] // the composition root hands each view over explicitly
 pub fn start(
     listener: std::net::TcpListener,
     proxy: Arc<Proxy>,
@@ -33,6 +34,7 @@ pub fn start(
     forecasts: Option<ForecastView>,
     allocator: Option<AllocatorView>,
     token: Option<String>,
+    clock: crate::clock::SharedClock,
     shutdown: CancellationToken,
 ) -> std::io::Result<JoinHandle<()>> {
     listener.set_nonblocking(true)?;
@@ -46,7 +48,14 @@ pub fn start(
         };
         rt.block_on(serve(
             listener,
-            Arc::new(Shared { proxy, historian, forecasts, allocator, csrf: format!("{:032x}", fastrand::u128(..)) }),
+            Arc::new(Shared {
+                proxy,
+                historian,
+                forecasts,
+                allocator,
+                clock,
+                csrf: format!("{:032x}", fastrand::u128(..)),
+            }),
             token.map(Arc::from),
             shutdown,
         ));
@@ -59,6 +68,8 @@ struct Shared {
     historian: Option<HistorianView>,
     forecasts: Option<ForecastView>,
     allocator: Option<AllocatorView>,
+    /// The app's clock (the demo's runs fast): the page's "now".
+    clock: crate::clock::SharedClock,
     /// Per-process secret the page's forms carry when no admin token is configured (so another
     /// site cannot make a browser on this machine post actions).
     csrf: String,
@@ -288,7 +299,7 @@ fn route(shared: &Shared, token: Option<&str>, req: Request<Incoming>) -> Respon
         }
         "/admin" | "/admin/" => {
             let params = api::query_params(req.uri().query());
-            let now = crate::clock::now_us() / 1_000_000;
+            let now = shared.clock.now_us() / 1_000_000;
             text(StatusCode::OK, "text/html; charset=utf-8", page::render(shared, &params, &shared.csrf, now))
         }
         "/admin/style.css" => text(StatusCode::OK, "text/css; charset=utf-8", page::STYLE),

@@ -21,7 +21,7 @@ header{background:#1f2d3d;color:#fff;padding:10px 16px;display:flex;flex-wrap:wr
 header h1{font-size:18px;margin:0}header a{color:#cde}header span{opacity:.85}
 main{padding:12px;max-width:1400px;margin:auto}section{margin-bottom:20px}h2{font-size:16px;margin:8px 0}
 .cards{display:flex;flex-wrap:wrap;gap:12px}.card{background:#fff;border:1px solid #dde;border-radius:6px;padding:10px;flex:1 1 420px;min-width:0}
-.card h3{font-size:14px;margin:0 0 4px;display:flex;justify-content:space-between;gap:8px;flex-wrap:wrap}
+.card.endpoint{max-width:720px}.card h3{font-size:14px;margin:0 0 4px;display:flex;justify-content:space-between;gap:8px;flex-wrap:wrap}
 .card svg{width:100%;height:auto;display:block}.muted{color:#667}.small{font-size:12px}
 table{border-collapse:collapse;width:100%;background:#fff;font-size:13px}th,td{border-bottom:1px solid #e4e6ea;padding:4px 6px;text-align:left;vertical-align:top}
 th{background:#eef1f5;font-weight:600}td.num,th.num{text-align:right}.scroll{overflow-x:auto}
@@ -66,6 +66,9 @@ fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("–".into(), |v| format!("{v:.digits$}"))
 }
 
+/// A forecast point in calls/min: t, mean, lo80, hi80, lo95, hi95.
+type Fp = (u64, f64, f64, f64, f64, f64);
+
 /// One endpoint's chart: the last 24 h of calls/min, the next hour's forecast with bands,
 /// the forecasts made 15 min ahead (dashed). Width 600 in SVG units, scaled by CSS.
 fn chart(points: &[Point], f: Option<&EndpointForecast>, now: u64) -> String {
@@ -82,7 +85,7 @@ fn chart(points: &[Point], f: Option<&EndpointForecast>, now: u64) -> String {
             _ => cols.push((c, p.count as f64)),
         }
     }
-    let fc: Vec<(u64, f64, f64, f64, f64, f64)> = f
+    let fc: Vec<Fp> = f
         .map(|f| {
             f.points
                 .iter()
@@ -126,7 +129,7 @@ fn chart(points: &[Point], f: Option<&EndpointForecast>, now: u64) -> String {
         xn = x(now)
     );
     if !fc.is_empty() {
-        let band = |lo: fn(&(u64, f64, f64, f64, f64, f64)) -> f64, hi: fn(&(u64, f64, f64, f64, f64, f64)) -> f64| {
+        let band = |lo: fn(&Fp) -> f64, hi: fn(&Fp) -> f64| {
             let mut d = String::new();
             for p in &fc {
                 let _ = write!(d, "{}{:.1},{:.1}", if d.is_empty() { "M" } else { " L" }, x(p.0), y(hi(p)));
@@ -207,7 +210,7 @@ pub(super) fn render(shared: &Shared, p: &HashMap<String, String>, csrf: &str, n
     let forecasts = shared.forecasts.as_ref().map(|f| f.all());
     o.push_str(r#"<section id="endpoints"><h2>Endpoints</h2><p class="legend small"><span><i class="sw a"></i>calls/min (5-min max)</span><span><i class="sw f"></i>forecast</span><span><i class="sw b80"></i>80 %</span><span><i class="sw b95"></i>95 %</span><span><i class="sw p"></i>forecast 15 min ahead</span></p><div class="cards">"#);
     if let Some(snap) = &snap {
-        let mut eps: Vec<_> = snap.endpoints.iter().filter(|e| filter_ep.is_none_or(|f| *f == &*e.name)).collect();
+        let mut eps: Vec<_> = snap.endpoints.iter().filter(|e| filter_ep.is_none_or(|f| **f == *e.name)).collect();
         eps.sort_by(|a, b| b.calls_total.cmp(&a.calls_total).then(a.name.cmp(&b.name)));
         let shown = eps.len().min(if filter_ep.is_some() { 1 } else { 60 });
         for e in &eps[..shown] {
@@ -404,4 +407,39 @@ pub(super) fn render(shared: &Shared, p: &HashMap<String, String>, csrf: &str, n
     }
     o.push_str("</table></div></section></main></body></html>");
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup_quotes_and_controls() {
+        assert_eq!(esc(r#"<script>alert("x")</script>"#), "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;");
+        assert_eq!(esc("a&b 'c'"), "a&amp;b &#39;c&#39;");
+        assert_eq!(esc("bell\u{7}"), "bell\u{fffd}");
+    }
+
+    #[test]
+    fn the_chart_draws_actuals_forecast_bands_and_past_forecasts() {
+        let now = 1_800_000_000;
+        let pts: Vec<Point> = (0..1440u64)
+            .map(|m| Point {
+                t: now - 86_400 + m * 60,
+                count: 100 + m % 10,
+                errors: 0,
+                errors_4xx: 0,
+                errors_5xx: 0,
+                p50_ms: 1.0,
+                p90_ms: 1.0,
+                p99_ms: 1.0,
+                max_ms: 1.0,
+                missing: false,
+            })
+            .collect();
+        let svg = chart(&pts, None, now);
+        assert!(svg.contains(r#"class="actual""#) && !svg.contains(r#"class="forecast""#));
+        // The y axis tops out just above the highest 5-minute max (109 calls/min).
+        assert!(svg.contains(">39<") || svg.contains(">40<"), "grid label a third of the way: {svg}");
+    }
 }

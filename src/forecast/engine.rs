@@ -180,9 +180,12 @@ impl Engine {
         // Leading missing buckets (before any history) are not part of the series.
         let first = y.iter().position(|v| v.is_finite()).unwrap_or(y.len());
         let y = &y[first..];
-        let refit = if reason == "schedule" { self.models.get(name).map(|m| m.fit.refit(y)) } else { None };
+        // A scheduled refit that fails (the chosen family no longer applies: zeros for a
+        // multiplicative season, too little data) chooses again instead of dropping the model.
+        let refit = if reason == "schedule" { self.models.get(name).and_then(|m| m.fit.refit(y).ok()) } else { None };
         let selected = refit.is_none();
-        match refit.unwrap_or_else(|| self.spec.fit(y)) {
+        let reason = if selected && reason == "schedule" { "selection" } else { reason };
+        match refit.map_or_else(|| self.spec.fit(y), Ok) {
             Ok(fit) => {
                 let period = self.cfg.refit_every.as_secs().max(step);
                 let next_refit = if reason == "first" {

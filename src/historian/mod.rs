@@ -62,9 +62,17 @@ pub struct Recorder {
     tx: Sender<CallRecord>,
     counters: Arc<Counters>,
     pub trusted_hops: usize,
+    /// The historian's clock: calls are stamped with it (real time, or the demo's accelerated).
+    clock: SharedClock,
 }
 
 impl Recorder {
+    /// Now, on the historian's clock (µs since the epoch).
+    #[inline]
+    pub fn now_us(&self) -> u64 {
+        self.clock.now_us()
+    }
+
     /// Hands a record to the historian; drops (and counts) it if the channel is full.
     #[inline]
     pub fn record(&self, r: CallRecord) {
@@ -76,7 +84,7 @@ impl Recorder {
     /// A recorder with its own channel, for benchmarks and tests of the hot path.
     pub fn detached(capacity: usize) -> (Self, Receiver<CallRecord>) {
         let (tx, rx) = crossbeam_channel::bounded(capacity);
-        (Self { tx, counters: Arc::default(), trusted_hops: 0 }, rx)
+        (Self { tx, counters: Arc::default(), trusted_hops: 0, clock: Arc::new(crate::clock::RealClock) }, rx)
     }
 
     pub fn dropped(&self) -> u64 {
@@ -126,11 +134,17 @@ impl Historian {
         let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded();
         let counters = Arc::new(Counters::default());
         let publish = snapshot.clone();
+        let recorder_clock = clock.clone();
         let thread = std::thread::Builder::new()
             .name("prescale-historian".into())
             .spawn(move || run(store, rx, ctl_rx, publish, clock))?;
         Ok(Self {
-            recorder: Recorder { tx, counters: counters.clone(), trusted_hops: cfg.trusted_hops },
+            recorder: Recorder {
+                tx,
+                counters: counters.clone(),
+                trusted_hops: cfg.trusted_hops,
+                clock: recorder_clock,
+            },
             view: HistorianView { snapshot, counters },
             control: ctl_tx,
             thread: Some(thread),

@@ -69,7 +69,7 @@ pub async fn handle(
         stats: route.stats.clone(),
         status: CLIENT_CLOSED,
         start,
-        start_us: crate::clock::now_us(),
+        start_us: recorder.as_ref().map_or_else(crate::clock::now_us, |r| r.now_us()),
         inflight: None,
         access: None,
         recorder,
