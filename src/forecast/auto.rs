@@ -293,10 +293,20 @@ impl AutoSpec {
         }
         let preds: Vec<(usize, Vec<f64>)> = origins.iter().copied().zip(chosen_preds).collect();
         let bands = empirical_bands(y, &preds, h);
-        let mut members = Vec::with_capacity(chosen.len());
-        for (k, w) in chosen {
-            members.push((k, k.fit(y, period, h)?, w));
+        // Re-estimated on all the data; a member that does not apply to it any more (zeros
+        // after the holdout window for a multiplicative season) is left out, the others'
+        // weights renormalised; with none left, the best single family that fits is used.
+        let mut members: Vec<(Kind, Fitted, f64)> =
+            chosen.iter().filter_map(|(k, w)| k.fit(y, period, h).ok().map(|f| (*k, f, *w))).collect();
+        if members.is_empty() {
+            let f = runs
+                .iter()
+                .find_map(|r| r.0.fit(y, period, h).ok().map(|f| (r.0, f, 1.0)))
+                .map_or_else(|| Kind::Naive.fit(y, None, h).map(|f| (Kind::Naive, f, 1.0)), Ok)?;
+            members.push(f);
         }
+        let wsum: f64 = members.iter().map(|m| m.2).sum();
+        members.iter_mut().for_each(|m| m.2 /= wsum);
         Ok(AutoFit { members, horizon: h, bands, seasons, level, fallback, scores })
     }
 }
@@ -409,6 +419,22 @@ mod tests {
         (0..days * m)
             .map(|t| 100.0 + 60.0 * (t as f64 / m as f64 * std::f64::consts::TAU).sin() + 8.0 * rng.f64())
             .collect()
+    }
+
+    #[test]
+    fn a_member_that_no_longer_applies_is_left_out_not_fatal() {
+        // Multiplicative-friendly history, then a few recent zeros (an outage at the end):
+        // whatever was chosen on the training part, the fit on all data must succeed.
+        let mut y = daily_series(8, 300, 2);
+        let n = y.len();
+        for v in &mut y[n - 3..] {
+            *v = 0.0;
+        }
+        let fit = AutoSpec::new(300, 12).fit(&y).expect("a model despite the zeros");
+        assert!(!fit.members().any(|(k, _)| k == Kind::HwMul), "{}", fit.model());
+        let w: f64 = fit.members().map(|(_, w)| w).sum();
+        assert!((w - 1.0).abs() < 1e-9);
+        assert!(fit.predict(12).mean.iter().all(|v| v.is_finite()));
     }
 
     #[test]
