@@ -78,7 +78,7 @@ impl Default for DemoOptions {
             admin: "127.0.0.1:9901".into(),
             speed: 144.0,
             trace: None,
-            work_ms: 40,
+            work_ms: 20,
             duration: None,
         }
     }
@@ -113,6 +113,9 @@ addr = "{ADMIN}"
 
 [historian]
 data_dir = "{DATA}"
+# On the accelerated clock a request's real milliseconds are virtual seconds: buckets wait
+# ten virtual minutes (about 4 s real) for late calls, so queued calls still count.
+close_after = "10m"
 
 [forecast]
 horizon = "1h"
@@ -147,7 +150,7 @@ health_check = { path = "/health", interval = "1s", timeout = "500ms" }
 uri = "{URI}"
 template = "orders-template"
 mode = "enabled"
-min_vms = 1
+min_vms = 2
 max_vms = 8
 vcpus = [1, 4]
 memory_mib = [256, 1024]
@@ -518,8 +521,12 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         } => Ok(()),
     };
     stop.cancel();
-    let _ = load.await;
-    let _ = status.await;
+    for task in [load, status] {
+        let abort = task.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(3), task).await.is_err() {
+            abort.abort();
+        }
+    }
     eprintln!();
     println!(
         "demo: {:.0} s, {} requests ok, {} failed",
@@ -645,8 +652,11 @@ async fn status_line(admin: SocketAddr, clock: Arc<ScaledClock>, stats: Arc<Load
         let uri: http::Uri = format!("http://{admin}{path}").parse().expect("valid admin URI");
         async move {
             use http_body_util::BodyExt;
-            let r = tokio::time::timeout(Duration::from_secs(2), client.get(uri)).await.ok()?.ok()?;
-            let b = r.into_body().collect().await.ok()?.to_bytes();
+            let fetch = async {
+                let r = client.get(uri).await.ok()?;
+                r.into_body().collect().await.ok().map(|b| b.to_bytes())
+            };
+            let b = tokio::time::timeout(Duration::from_secs(2), fetch).await.ok()??;
             serde_json::from_slice::<serde_json::Value>(&b).ok()
         }
     };
