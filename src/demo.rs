@@ -210,6 +210,7 @@ fn spawn_backend(
     vcpus: u32,
     work: Duration,
     boot: Duration,
+    speed: f64,
 ) -> Backend {
     let slots = Arc::new(Semaphore::new(vcpus as usize));
     let stop = CancellationToken::new();
@@ -234,7 +235,7 @@ fn spawn_backend(
             tokio::spawn(async move {
                 let service = service_fn(move |req| {
                     let (s, b, name) = (s.clone(), b.clone(), name.clone());
-                    async move { Ok::<_, Infallible>(vm_answer(&name, &s, &b, work, req).await) }
+                    async move { Ok::<_, Infallible>(vm_answer(&name, &s, &b, work, speed, req).await) }
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 let conn = builder.serve_connection(TokioIo::new(stream), service);
@@ -250,6 +251,7 @@ async fn vm_answer(
     slots: &Semaphore,
     busy: &AtomicU64,
     work: Duration,
+    speed: f64,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     if req.uri().path() == "/health" {
@@ -264,7 +266,8 @@ async fn vm_answer(
         return r;
     };
     tokio::time::sleep(work).await;
-    busy.fetch_add(work.as_nanos() as u64, Relaxed);
+    // CPU time on the demo's clock (the allocator reads rates on it): real busy time × speed.
+    busy.fetch_add((work.as_nanos() as f64 * speed) as u64, Relaxed);
     let body = format!("{{\"vm\":\"{name}\",\"path\":\"{}\"}}\n", req.uri().path().escape_default());
     let mut r = Response::new(Full::new(Bytes::from(body)));
     r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
@@ -282,11 +285,20 @@ pub struct DemoHypervisor {
     work: Duration,
     /// Real time a VM takes to answer after start.
     boot: Duration,
+    speed: f64,
 }
 
 impl DemoHypervisor {
-    pub fn new(uri: &str, pool: &str, rt: tokio::runtime::Handle, work: Duration, boot: Duration) -> Self {
-        Self { lv: Libvirt::new(&[uri.to_string()]), pool: pool.into(), rt, backends: Default::default(), work, boot }
+    pub fn new(uri: &str, pool: &str, rt: tokio::runtime::Handle, work: Duration, boot: Duration, speed: f64) -> Self {
+        Self {
+            lv: Libvirt::new(&[uri.to_string()]),
+            pool: pool.into(),
+            rt,
+            backends: Default::default(),
+            work,
+            boot,
+            speed,
+        }
     }
 
     fn info(&mut self, vm: &str) -> Option<VmInfo> {
@@ -342,7 +354,7 @@ impl Hypervisor for DemoHypervisor {
         let info = self.info(vm);
         let vcpus = info.as_ref().map_or(1, |v| v.vcpus);
         if let Some(addr) = info.and_then(|v| v.addr?.parse().ok()) {
-            let b = spawn_backend(&self.rt, vm.to_string(), addr, vcpus, self.work, self.boot);
+            let b = spawn_backend(&self.rt, vm.to_string(), addr, vcpus, self.work, self.boot, self.speed);
             self.backends.lock().unwrap_or_else(|e| e.into_inner()).insert(vm.to_string(), b);
         }
         Ok(())
@@ -391,7 +403,7 @@ async fn start_static(rt: &tokio::runtime::Handle, work: Duration) -> std::io::R
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = l.local_addr()?;
     drop(l);
-    Ok((addr, spawn_backend(rt, "search-1".into(), addr, 4, work, Duration::ZERO)))
+    Ok((addr, spawn_backend(rt, "search-1".into(), addr, 4, work, Duration::ZERO, 1.0)))
 }
 
 /// Writes a week of generated history (or the user's trace, shifted to end now) and imports
@@ -467,10 +479,11 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let clock = Arc::new(ScaledClock::new(now_s * 1_000_000, opts.speed));
     let boot = Duration::from_secs_f64((150.0 / opts.speed).max(0.2)); // 150 s of virtual boot
     let uri = format!("test://{}", dir.join("node.xml").display());
+    let speed = opts.speed;
     let factory: crate::app::HypervisorFactory = {
         let rt = rt.clone();
         Arc::new(move |pool: &str, _s: &crate::allocator::ScalingSettings| {
-            Box::new(DemoHypervisor::new(&uri, pool, rt.clone(), work, boot)) as Box<dyn Hypervisor>
+            Box::new(DemoHypervisor::new(&uri, pool, rt.clone(), work, boot, speed)) as Box<dyn Hypervisor>
         })
     };
     let app = crate::app::App::start_with(

@@ -8,15 +8,15 @@
 //! | [`config`] | `proxy.toml`: raw serde structs → validated [`config::Settings`], every error reported with key path and line | — |
 //! | [`proxy`] | the data plane: listener + TLS, routing, forwarding, upstream pools, balancing, health checks, per-endpoint counters | `listen.workers` threads, each a current-thread runtime with its own SO_REUSEPORT socket and upstream pool |
 //! | [`historian`] | every call recorded: `CallRecord` hand-over (`try_send`), tiered per-endpoint series, recent-calls ring, disk log, import | one ingest thread (`prescale-historian`) |
-//! | [`admin`] | `/live`, `/ready`, `/metrics`, `/admin/api/*` on a separate listener; reads only | its own thread + current-thread runtime |
+//! | [`admin`] | `/live`, `/ready`, `/metrics`, the `/admin` page (server-rendered, strict CSP), `/admin/api/*`, and `POST /admin/action` (mode, manual scale, refit: token or page secret) on a separate listener | its own thread + current-thread runtime |
 //! | [`app`] | composition root: binds, starts, reloads (SIGHUP), stops in order (SIGTERM/SIGINT) | control runtime (signals, health checks) |
-//! | [`forecast`] | models as pure code (Holt–Winters, double-seasonal, ARIMA, Prophet-style, naive), season detection, automatic choice, the rolling-origin backtest, the forecast thread with demand conversion | `prescale-forecast`: reads historian snapshots, publishes forecasts (`ArcSwap`) |
+//! | [`forecast`] | models as pure code (Holt–Winters, double-seasonal, ARIMA, Prophet-style, naive), season detection, automatic choice, the rolling-origin backtest, the per-endpoint engine (shared with the simulator), the forecast thread with demand conversion and class split | `prescale-forecast`: reads historian snapshots, publishes forecasts (`ArcSwap`) |
 //! | [`allocator`] | planning as a pure function (forecast, pool state, policy, now → decisions with reasons); the live manager: adopts VMs, health-gated join, drain-then-stop, dry_run/enabled, learned lead time, decision log | `prescale-allocator` (libvirt calls block) |
-//! | [`hypervisor`] | the `Hypervisor` trait; libvirt implementation (`virt` crate: placement across hosts, back-off, panic guard, clone with overlay/port/metadata); an in-memory fake for the simulator | runs on the allocator's thread |
-//! | [`feedback`] | forecast scoring (rolling MASE, sMAPE, under-rate, coverage per horizon group) and the online cost model (RLS with forgetting); fed by the forecast thread | — |
+//! | [`hypervisor`] | the `Hypervisor` trait; libvirt implementation (`virt` crate: placement across hosts, back-off, panic guard, clone with overlay/port/metadata, domain stats through the raw records); usage decoding ([`hypervisor::stats`]); an in-memory fake for executor tests | runs on the allocator's thread |
+//! | [`feedback`] | forecast scoring (rolling MASE, sMAPE, under-rate, coverage, band stretch per horizon group), cost models (RLS with forgetting: cores per request, memory per request in flight), request classes, margin calibration, dry-run promotion; run by the forecast thread and the allocator | — |
 //! | [`simulate`] | `prescale simulate`: a trace replayed on a virtual clock through the historian series, the forecast engine, the planner and the margin calibration, against a simulated hypervisor; policies (HPA-style reactive, static, predictive, predictive+reactive, oracle), SLO and SPEC elasticity metrics, SVG chart | — (the caller's) |
 //! | [`clock`] | real and virtual time | — |
-//! | [`demo`] | `prescale demo`: in-process backends + the proxy, the Quick start's default | control runtime |
+//! | [`demo`] | `prescale demo`: seeded history, an accelerated clock, libvirt test-driver VMs backed by in-process servers, a load generator — the Quick start's default | the demo's runtime |
 //!
 //! # Data flow
 //!

@@ -283,14 +283,15 @@ impl Allocator {
                     .ok()
             });
             loop {
-                let now = clock.now_us() / 1_000_000;
+                let now_us = clock.now_us();
+                let now = now_us / 1_000_000;
                 let mut manual: Vec<LoggedDecision> = Vec::new();
                 while let Ok(c) = inbox.try_recv() {
                     manual.extend(command(&mut runs, &proxy, c, now));
                 }
                 for r in &mut runs {
                     let mine: Vec<LoggedDecision> = manual.iter().filter(|d| d.pool == r.p.name).cloned().collect();
-                    let new = mine.into_iter().chain(tick(r, &proxy, forecasts.as_ref(), historian.as_ref(), now));
+                    let new = mine.into_iter().chain(tick(r, &proxy, forecasts.as_ref(), historian.as_ref(), now_us));
                     for d in new {
                         if let Some(f) = file.as_mut()
                             && let Ok(line) = serde_json::to_string(&d)
@@ -505,8 +506,9 @@ fn tick(
     proxy: &Proxy,
     forecasts: Option<&ForecastView>,
     historian: Option<&HistorianView>,
-    now: u64,
+    now_us: u64,
 ) -> Vec<LoggedDecision> {
+    let now = now_us / 1_000_000;
     let mut out = Vec::new();
     let pool = proxy.pool(&r.p.name);
     if r.hosts_checked.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
@@ -641,7 +643,8 @@ fn tick(
         let poll_ms = polled.elapsed().as_secs_f64() * 1e3;
         r.last_sample = Some(Instant::now());
         if let Ok(stats) = stats {
-            let at = crate::clock::now_us() * 1000;
+            // On the allocator's clock, like the rates it is compared with.
+            let at = now_us * 1000;
             let running: Vec<&DomainStats> =
                 stats.iter().filter(|s| vms.iter().any(|v| v.name == s.name && v.state == VmState::Running)).collect();
             let mut per_vm = Vec::new();
