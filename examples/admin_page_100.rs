@@ -39,7 +39,15 @@ async fn main() -> anyhow::Result<()> {
         }
         let f = dir.path().join("h.csv");
         std::fs::write(&f, csv)?;
-        prescale::historian::import::import(&f, None, &format!("ep{i:03}"), None, h.data_dir.as_ref().unwrap(), &h.store.tiers, None)?;
+        prescale::historian::import::import(
+            &f,
+            None,
+            &format!("ep{i:03}"),
+            None,
+            h.data_dir.as_ref().unwrap(),
+            &h.store.tiers,
+            None,
+        )?;
     }
     println!("imported 3 days × 100 endpoints in {:.1} s", t.elapsed().as_secs_f64());
     let app = prescale::app::App::start(settings).await?;
