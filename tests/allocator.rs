@@ -22,14 +22,7 @@ fn history(dir: &std::path::Path, cfg: &std::path::Path) -> u64 {
         csv.push_str(&format!("{},{}\n", m * 60, if in_peak { 600 } else { 30 }));
     }
     std::fs::write(dir.join("h.csv"), csv).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_prescale"))
-        .args(["import", "--config"])
-        .arg(cfg)
-        .args(["--endpoint", "api", "--input"])
-        .arg(dir.join("h.csv"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    import(cfg, "api", &dir.join("h.csv"), &[]);
     (now_min + 3) * 60
 }
 

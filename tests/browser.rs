@@ -56,14 +56,7 @@ async fn the_admin_page_renders_charts_tables_and_escapes_recorded_strings() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_prescale"))
-        .args(["import", "--endpoint", "api", "--config"])
-        .arg(&cfg)
-        .arg("--input")
-        .arg(dir.path().join("t.csv"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    import(&cfg, "api", &dir.path().join("t.csv"), &[]);
     let app = prescale::app::App::start(prescale::config::load(&cfg).unwrap()).await.unwrap();
     let c = client();
     let fc = admin_url(&app, "/admin/api/forecast?endpoint=api");

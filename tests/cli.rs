@@ -267,14 +267,7 @@ fn simulate_replays_a_trace_and_what_prescale_recorded() {
         "[listen]\naddr = \"127.0.0.1:0\"\n[historian]\ndata_dir = \"data\"\n[[endpoint]]\nname = \"api\"\npath_prefix = \"/\"\npool = \"p\"\n[[pool]]\nname = \"p\"\nmembers = [\"127.0.0.1:9\"]\n",
     )
     .unwrap();
-    let out = bin()
-        .args(["import", "--shift-to-now", "--endpoint", "api", "--config"])
-        .arg(&pcfg)
-        .arg("--input")
-        .arg(&trace)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    import(&pcfg, "api", &trace, &["--shift-to-now"]);
     let out = bin()
         .args(["simulate", "--json", "--policy", "reactive,oracle", "--endpoint", "api", "--from-history"])
         .arg(dir.path().join("data"))

@@ -27,14 +27,7 @@ async fn forecasts_are_served_from_imported_history() {
          [[pool]]\nname = \"p\"\nmembers = [\"127.0.0.1:9\"]\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_prescale"))
-        .args(["import", "--config"])
-        .arg(&cfg)
-        .args(["--endpoint", "api", "--input"])
-        .arg(dir.path().join("t.csv"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    import(&cfg, "api", &dir.path().join("t.csv"), &[]);
 
     let app = prescale::app::App::start(prescale::config::load(&cfg).unwrap()).await.unwrap();
     let c = client();

@@ -284,3 +284,18 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// `prescale import --config CFG --endpoint ENDPOINT --input CSV [extra…]`, which must succeed;
+/// returns its output.
+pub fn import(cfg: &std::path::Path, endpoint: &str, csv: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_prescale"))
+        .args(["import", "--endpoint", endpoint, "--config"])
+        .arg(cfg)
+        .arg("--input")
+        .arg(csv)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out
+}

@@ -309,20 +309,24 @@ impl Fleet {
             headroom,
         };
         for _ in 0..vms {
-            let name = f.name();
-            f.vms.push(Vm {
-                name,
-                phase: Phase::Serving,
-                vcpus,
-                target: vcpus,
-                ready_at: 0.0,
-                busy_until: 0.0,
-                drained_at: 0.0,
-                created: now,
-                launched_at: now as f64,
-            });
+            f.push(Phase::Serving, vcpus, now, now as f64);
         }
         f
+    }
+
+    fn push(&mut self, phase: Phase, vcpus: u32, now: u64, ready_at: f64) {
+        let name = self.name();
+        self.vms.push(Vm {
+            name,
+            phase,
+            vcpus,
+            target: vcpus,
+            ready_at,
+            busy_until: 0.0,
+            drained_at: 0.0,
+            created: now,
+            launched_at: now as f64,
+        });
     }
 
     fn name(&mut self) -> String {
@@ -332,18 +336,7 @@ impl Fleet {
 
     fn launch(&mut self, s: &SimSettings, vcpus: u32, now: u64) {
         let jitter = s.boot_s * s.boot_jitter * (2.0 * self.rng.f64() - 1.0);
-        let name = self.name();
-        self.vms.push(Vm {
-            name,
-            phase: Phase::Booting,
-            vcpus,
-            target: vcpus,
-            ready_at: now as f64 + (s.boot_s + jitter).max(0.0),
-            busy_until: 0.0,
-            drained_at: 0.0,
-            created: now,
-            launched_at: now as f64,
-        });
+        self.push(Phase::Booting, vcpus, now, now as f64 + (s.boot_s + jitter).max(0.0));
     }
 
     /// Completes what finished by `now`.
