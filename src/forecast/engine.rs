@@ -280,3 +280,76 @@ impl Engine {
         self.scorers.get(name).map(|s| s.summary(tier.next().saturating_sub(1)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::historian::series::{Bucket, FullBucket};
+
+    fn put(t: &mut Tier, idx: u64, v: f64) {
+        t.put(idx, &FullBucket { calls: v.max(0.0).round() as u64, ..FullBucket::default() }, Bucket::MISSING);
+    }
+
+    /// Three days of a smooth daily cycle, then the rest of the schedule minute by minute:
+    /// `after(k)` gives minute k's value after the fit. Returns the reasons of the fits made and
+    /// the last forecast's next-minute mean (calls per minute).
+    fn run(after: impl Fn(u64) -> f64, minutes: u64) -> (Vec<&'static str>, f64) {
+        let mut e = Engine::new(ForecastConfig::default(), 60);
+        let mut tier = Tier::new(60, 20 * 1440);
+        let start = 1_800_000_000 / 60;
+        let day = |m: u64| 200.0 + 150.0 * ((m % 1440) as f64 / 1440.0 * std::f64::consts::TAU).sin();
+        for m in 0..3 * 1440 {
+            put(&mut tier, start + m, day(m) + ((m * 7919) % 11) as f64);
+        }
+        let mut reasons = Vec::new();
+        let mut now = (start + 3 * 1440) * 60;
+        if let Some((_, r)) = e.feed("a", &tier, now) {
+            e.fit("a", &tier, now, r);
+            reasons.push(r);
+        }
+        let mut next = e.forecast("a", &tier).expect("a forecast").points[0].rate * 60.0;
+        for k in 0..minutes {
+            let m = 3 * 1440 + k;
+            put(&mut tier, start + m, after(k));
+            now += 60;
+            if let Some((_, r)) = e.feed("a", &tier, now)
+                && r != "schedule"
+            {
+                e.fit("a", &tier, now, r);
+                reasons.push(r);
+            }
+            next = e.forecast("a", &tier).map_or(f64::NAN, |f| f.points[0].rate * 60.0);
+        }
+        (reasons, next)
+    }
+
+    #[test]
+    fn wild_errors_for_an_hour_make_a_broken_model_and_a_level_shift_is_followed() {
+        let start_min = 3 * 1440u64;
+        let day = |m: u64| 200.0 + 150.0 * ((m % 1440) as f64 / 1440.0 * std::f64::consts::TAU).sin();
+        // Swings of ±80 % alternating every few minutes: never ten minutes on one side of the
+        // band, but far above the backtest's error — after an hour, `broken`.
+        let (wild, _) = run(|k| day(start_min + k) * if (k / 3) % 2 == 0 { 1.8 } else { 0.2 }, 130);
+        assert_eq!(wild.first(), Some(&"first"));
+        assert!(wild.contains(&"broken"), "{wild:?}");
+        assert!(!wild.contains(&"level_shift"), "{wild:?}");
+        // A jump to three times the level: within half an hour the forecast is at the new level
+        // (the robust model's own level-shift rule, or the engine's re-choice after ten minutes
+        // outside the band, whichever comes first).
+        let (shift, next) = run(|k| day(start_min + k) * 3.0, 30);
+        let actual = day(start_min + 30) * 3.0;
+        assert!((next - actual).abs() < 0.25 * actual, "forecast {next:.0} vs {actual:.0} after {shift:?}");
+        // An operator's refit.
+        let mut e = Engine::new(ForecastConfig::default(), 60);
+        let mut tier = Tier::new(60, 10 * 1440);
+        for m in 0..3 * 1440 {
+            put(&mut tier, 30_000_000 + m, day(m));
+        }
+        let now = (30_000_000 + 3 * 1440) * 60;
+        let (_, r) = e.feed("a", &tier, now).unwrap();
+        e.fit("a", &tier, now, r);
+        assert_eq!(e.feed("a", &tier, now + 1), None, "nothing due right after the fit");
+        e.force("a");
+        assert_eq!(e.feed("a", &tier, now + 1).map(|d| d.1), Some("manual"));
+    }
+}
