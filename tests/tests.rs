@@ -10,6 +10,7 @@ mod config_file;
 mod forecast;
 mod forwarding;
 mod historian;
+mod hostile;
 mod hypervisor;
 mod lifecycle;
 mod limits;

@@ -50,6 +50,12 @@ pub async fn handle(
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()))
         .map(|h| host_without_port(h).to_string());
+    // More than one Host is ambiguous about the target (RFC 9112 §3.2: 400), and a cache or
+    // router behind us might read the other one.
+    if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
+        proxy.global.unrouted.fetch_add(1, Relaxed);
+        return Ok(error_response(&ProxyError::BadRequest("more than one Host header"), rid, CallDone::default()));
+    }
     // CONNECT would make prescale a tunnel to anywhere: refused before routing.
     if req.method() == Method::CONNECT {
         proxy.global.unrouted.fetch_add(1, Relaxed);
