@@ -442,6 +442,34 @@ mod tests {
     }
 
     #[test]
+    fn clock_jumps_back_and_forward_keep_buckets_consistent() {
+        let mut s = Store::new(cfg(), None, (T0 - 60) * 1_000_000);
+        for k in 0..30 {
+            s.ingest(rec("api", (T0 - 60 + 2 * k) as f64, 200, 1000));
+        }
+        s.advance((T0 + 10) * 1_000_000);
+        let before = s.snapshot(0).endpoint("api").unwrap().tiers[1].next();
+        // The system time is set back an hour: nothing panics, closed buckets stay closed, calls
+        // stamped in the past are counted as late, not as a new history.
+        s.advance((T0 - 3600) * 1_000_000);
+        s.ingest(rec("api", (T0 - 3600) as f64, 200, 1000));
+        s.advance((T0 - 3590) * 1_000_000);
+        let snap = s.snapshot(0);
+        let t = &snap.endpoint("api").unwrap().tiers[1];
+        assert_eq!(t.next(), before, "no bucket was reopened or rewritten");
+        assert_eq!((s.counters().late, s.counters().accepted), (1, 31), "the past call is counted as late");
+        assert_eq!(minute_counts(&snap, "api", T0 - 60, T0), vec![(30, false)]);
+        // Forward a day: the gap is filled (zeros for a registered endpoint, counted once).
+        s.advance((T0 + 86_400) * 1_000_000);
+        let snap = s.snapshot(0);
+        let t = &snap.endpoint("api").unwrap().tiers[1];
+        assert!(t.next() >= (T0 + 86_400) / 60 - 1, "caught up: {}", t.next());
+        let day = t.points(T0, T0 + 86_400 - 60, 60);
+        assert!(day.iter().all(|p| p.count == 0), "no calls were invented in the gap");
+        assert_eq!(minute_counts(&snap, "api", T0 - 60, T0), vec![(30, false)], "history kept");
+    }
+
+    #[test]
     fn buckets_across_minute_and_hour_boundaries_on_virtual_time() {
         let start_us = (T0 - 120) * 1_000_000;
         let mut s = Store::new(cfg(), None, start_us);
