@@ -176,3 +176,39 @@ async fn a_restarted_prescale_adopts_its_running_vms() {
     app.stop().await;
     backend.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_that_never_becomes_healthy_is_deleted_and_launches_pause() {
+    // min_vms = 1 and nothing ever answers on the VMs' addresses (no guest): each launch times
+    // out after boot_timeout, is logged and deleted; after two in a row, launches pause.
+    let dir = tempfile::tempdir().unwrap();
+    let uri = fixture(dir.path(), "node.xml", 4, 8, "");
+    let port = 20_000 + fastrand::u16(0..20_000);
+    let cfg = config(dir.path(), &uri, "enabled", port);
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("min_vms = 0", "min_vms = 1") + "boot_timeout = \"2s\"\n";
+    std::fs::write(&cfg, text).unwrap();
+    let app = prescale::app::App::start(prescale::config::load(&cfg).unwrap()).await.unwrap();
+    let c = client();
+    let decisions = async || -> Vec<Value> {
+        get(&c, &admin_url(&app, "/admin/api/decisions")).await.json().as_array().cloned().unwrap_or_default()
+    };
+    let paused =
+        async || decisions().await.iter().any(|d| d["reason"].as_str().is_some_and(|r| r.contains("launches paused")));
+    assert!(eventually(Duration::from_secs(30), paused).await, "{:?}", decisions().await);
+    let d = decisions().await;
+    let timed_out: Vec<&Value> =
+        d.iter().filter(|d| d["reason"].as_str().is_some_and(|r| r.contains("did not become healthy"))).collect();
+    assert_eq!(timed_out.len(), 2, "{timed_out:?}");
+    assert!(timed_out.iter().all(|d| d["outcome"] == "ok"), "deleted: {timed_out:?}");
+    let launches_before = d.iter().filter(|d| d["action"]["kind"] == "launch" && d["outcome"] == "ok").count();
+    assert_eq!(launches_before, 2);
+    // While paused: the pool says why, nothing is left behind, no third launch.
+    let p = pools(&c, &app).await;
+    assert!(p[0]["degraded"].as_str().is_some_and(|s| s.contains("launches paused")), "{p}");
+    assert_eq!(p[0]["vms"].as_array().unwrap().len(), 0, "the failed VMs were cleaned up: {p}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let launches_after =
+        decisions().await.iter().filter(|d| d["action"]["kind"] == "launch" && d["outcome"] == "ok").count();
+    assert_eq!(launches_after, 2, "no launch while paused");
+    app.stop().await;
+}

@@ -81,6 +81,7 @@ fn shipped_proxy_toml_loads_and_shows_every_section() {
         "headroom_bounds",
         "launch_vcpus",
         "stats_interval",
+        "boot_timeout",
         "auto_enable",
         "auto_enable_after",
         "class_param",

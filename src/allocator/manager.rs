@@ -209,8 +209,15 @@ struct PoolRun {
     calibrated_at: Option<Instant>,
     /// Since when (epoch s) the forecasts have been accurate without a break (`auto_enable`).
     accurate_since: Option<u64>,
+    /// Launched VMs that never became healthy, in a row; launches pause until this instant
+    /// after [`BOOT_FAILURES_PAUSE`] of them.
+    boot_failures: u32,
+    launches_paused_until: Option<Instant>,
     last_cores: f64,
 }
+
+/// Consecutive launches that never became healthy before launches pause (for a boot timeout).
+const BOOT_FAILURES_PAUSE: u32 = 2;
 
 /// Samples before the learned cost replaces the configured capacity prior.
 const COST_MIN_SAMPLES: u64 = 30;
@@ -269,6 +276,8 @@ impl Allocator {
                     headroom: p.settings.policy.headroom,
                     calibrated_at: None,
                     accurate_since: None,
+                    boot_failures: 0,
+                    launches_paused_until: None,
                     last_cores: 0.0,
                     p,
                 })
@@ -564,6 +573,51 @@ fn tick(
             t.busy = None; // never stuck forever
         }
     }
+    // A VM we launched that is not healthy within `boot_timeout` is deleted (logged); after
+    // BOOT_FAILURES_PAUSE of them in a row, launches pause for a boot timeout (no loop of
+    // launching VMs that cannot come up), and the pool shows why.
+    let timeout = r.p.settings.boot_timeout;
+    let failed: Vec<String> = r
+        .tracks
+        .iter()
+        .filter(|(_, t)| t.phase == Phase::Booting && t.launched_at.is_some_and(|l| l.elapsed() > timeout))
+        .map(|(n, _)| n.clone())
+        .collect();
+    for name in failed {
+        let outcome = match r.p.hypervisor.delete(&name) {
+            Ok(()) => "ok".to_string(),
+            Err(e) => format!("error: {e}"),
+        };
+        r.tracks.remove(&name);
+        r.boot_failures += 1;
+        let mut reason = format!("{name} did not become healthy within {} s of its launch: deleted", timeout.as_secs());
+        if r.boot_failures >= BOOT_FAILURES_PAUSE {
+            r.launches_paused_until = Some(Instant::now() + timeout);
+            reason.push_str(&format!(
+                "; {} launches in a row failed, launches paused for {} s",
+                r.boot_failures,
+                timeout.as_secs()
+            ));
+        }
+        out.push(LoggedDecision {
+            t: now,
+            pool: r.p.name.clone(),
+            mode: r.p.settings.mode,
+            action: Some(Action::Stop { vm: name }),
+            reason,
+            reactive: false,
+            inputs: Default::default(),
+            outcome,
+            duration_ms: None,
+        });
+    }
+    let paused = r.launches_paused_until.is_some_and(|u| Instant::now() < u);
+    if !paused {
+        r.last_reason.remove("paused");
+    }
+    if paused {
+        r.degraded = Some(format!("{} launches in a row never became healthy; launches paused", r.boot_failures));
+    }
     // Booting → Serving once healthy; joins the upstream pool then.
     for v in &vms {
         let Some(t) = r.tracks.get_mut(&v.name) else { continue };
@@ -577,6 +631,7 @@ fn tick(
                 }
                 t.phase = Phase::Serving;
                 t.weight = v.vcpus.max(1);
+                r.boot_failures = 0;
                 let took = t.launched_at.take().map(|s| s.elapsed());
                 if let Some(d) = took {
                     r.launches.push(d.as_secs_f64());
@@ -812,7 +867,14 @@ fn tick(
             duration_ms: None,
         };
         if let Some(a) = &d.action {
-            if r.p.settings.mode == Mode::DryRun {
+            if paused && matches!(a, Action::Launch { .. }) {
+                logged.outcome = "skipped: launches paused after failed boots".into();
+                let key = "paused".to_string();
+                if r.last_reason.get("paused") == Some(&key) {
+                    continue;
+                }
+                r.last_reason.insert("paused".into(), key);
+            } else if r.p.settings.mode == Mode::DryRun {
                 logged.outcome = "dry_run".into();
                 // A dry run does not repeat the same action every second.
                 let key = format!("{a:?}");

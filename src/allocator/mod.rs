@@ -38,6 +38,8 @@ pub struct ScalingSettings {
     pub health_path: String,
     /// Longest wait for in-flight requests of a draining VM.
     pub drain_timeout: Duration,
+    /// A launched VM not healthy by then is deleted; two in a row pause launches this long.
+    pub boot_timeout: Duration,
     /// Range the margin calibration keeps the headroom in.
     pub headroom_bounds: (f64, f64),
     /// How often VM usage (CPU, memory, I/O) is read from the hypervisor.
@@ -73,6 +75,7 @@ impl Default for ScalingSettings {
             ports: (18000, 18999),
             health_path: "/".into(),
             drain_timeout: Duration::from_secs(30),
+            boot_timeout: Duration::from_secs(300),
             headroom_bounds: (0.0, 1.0),
             stats_interval: Duration::from_secs(10),
             auto_enable: false,

@@ -116,6 +116,7 @@ pub struct RawScaling {
     pub health_path: Option<String>,
     pub drain_timeout: Option<String>,
     pub stats_interval: Option<String>,
+    pub boot_timeout: Option<String>,
     pub auto_enable: Option<bool>,
     pub auto_enable_after: Option<String>,
 }

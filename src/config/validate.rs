@@ -643,6 +643,7 @@ fn scaling(
         drain_timeout: c.duration(&k("drain_timeout"), &r.drain_timeout, d.drain_timeout),
         headroom_bounds,
         stats_interval: c.duration(&k("stats_interval"), &r.stats_interval, d.stats_interval),
+        boot_timeout: c.duration(&k("boot_timeout"), &r.boot_timeout, d.boot_timeout),
         auto_enable: r.auto_enable.unwrap_or(d.auto_enable),
         auto_enable_after: c.duration(&k("auto_enable_after"), &r.auto_enable_after, d.auto_enable_after),
     }
