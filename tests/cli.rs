@@ -132,6 +132,22 @@ async fn sighup_applies_a_good_config_and_keeps_the_old_one_on_a_bad_one() {
     let c = client();
     assert_eq!(get(&c, &format!("http://{addr}/a/x")).await.status, 200);
     assert_eq!(get(&c, &format!("http://{addr}/b/x")).await.status, 404);
+    // Load during both reloads: four clients in a loop on /a until told to stop; every
+    // response must be a 200 (no request fails across a good or a broken reload).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, url) = (stop.clone(), format!("http://{addr}/a/x"));
+            tokio::spawn(async move {
+                let c = client();
+                let (mut ok, mut bad) = (0u32, 0u32);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if get(&c, &url).await.status == 200 { ok += 1 } else { bad += 1 }
+                }
+                (ok, bad)
+            })
+        })
+        .collect();
 
     std::fs::write(&path, config(up.addr, true)).unwrap();
     signal(&child.0, "-HUP");
@@ -145,6 +161,14 @@ async fn sighup_applies_a_good_config_and_keeps_the_old_one_on_a_bad_one() {
         assert_eq!(get(&c, &format!("http://{addr}/a/x")).await.status, 200);
         assert_eq!(get(&c, &url_b).await.status, 200, "old config kept after a bad reload");
     }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut bad) = (0, 0);
+    for l in load {
+        let (o, b) = l.await.unwrap();
+        (ok, bad) = (ok + o, bad + b);
+    }
+    assert!(ok > 50, "the load ran ({ok} requests)");
+    assert_eq!(bad, 0, "no request failed across the reloads ({ok} ok)");
     assert!(child.0.try_wait().unwrap().is_none(), "still running");
     signal(&child.0, "-INT");
     assert_eq!(tokio::task::block_in_place(|| wait_exit(&mut child.0, Duration::from_secs(10))), Some(0));
