@@ -53,7 +53,6 @@ pub async fn handle(
     // More than one Host is ambiguous about the target (RFC 9112 §3.2: 400), and a cache or
     // router behind us might read the other one.
     if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
-        proxy.global.unrouted.fetch_add(1, Relaxed);
         return Ok(error_response(&ProxyError::BadRequest("more than one Host header"), rid, CallDone::default()));
     }
     // CONNECT would make prescale a tunnel to anywhere: refused before routing.
