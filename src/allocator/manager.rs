@@ -141,6 +141,24 @@ pub struct AllocatorState {
     pub decisions: VecDeque<LoggedDecision>,
 }
 
+impl LoggedDecision {
+    /// A decision of `pool` at `t` with no planner inputs: `"ok"`, no action, not reactive
+    /// (other fields set by the caller as needed).
+    fn note(pool: &str, mode: Mode, t: u64, reason: String) -> Self {
+        LoggedDecision {
+            t,
+            pool: pool.to_string(),
+            mode,
+            action: None,
+            reason,
+            reactive: false,
+            inputs: Default::default(),
+            outcome: "ok".into(),
+            duration_ms: None,
+        }
+    }
+}
+
 /// What an operator asks of the allocator (admin POSTs); each is logged as a decision.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
@@ -347,17 +365,7 @@ fn command(runs: &mut [PoolRun], proxy: &Proxy, c: Command, now: u64) -> Option<
         Command::SetMode { pool, .. } | Command::Scale { pool, .. } | Command::Note { pool, .. } => pool.clone(),
     };
     let r = runs.iter_mut().find(|r| r.p.name == name)?;
-    let mut d = LoggedDecision {
-        t: now,
-        pool: name,
-        mode: r.p.settings.mode,
-        action: None,
-        reason: String::new(),
-        reactive: false,
-        inputs: Default::default(),
-        outcome: "ok".into(),
-        duration_ms: None,
-    };
+    let mut d = LoggedDecision::note(&r.p.name, r.p.settings.mode, now, String::new());
     match c {
         Command::SetMode { mode, .. } => {
             d.reason = format!("admin: mode {:?} → {mode:?}", r.p.settings.mode);
@@ -600,15 +608,9 @@ fn tick(
             ));
         }
         out.push(LoggedDecision {
-            t: now,
-            pool: r.p.name.clone(),
-            mode: r.p.settings.mode,
             action: Some(Action::Stop { vm: name }),
-            reason,
-            reactive: false,
-            inputs: Default::default(),
             outcome,
-            duration_ms: None,
+            ..LoggedDecision::note(&r.p.name, r.p.settings.mode, now, reason)
         });
     }
     let paused = r.launches_paused_until.is_some_and(|u| Instant::now() < u);
@@ -637,20 +639,14 @@ fn tick(
                     r.launches.push(d.as_secs_f64());
                 }
                 t.busy = None;
+                let reason = format!(
+                    "{} healthy at {addr}{}; joined the upstream pool",
+                    v.name,
+                    took.map_or(String::new(), |d| format!(" {:.1} s after launch", d.as_secs_f64()))
+                );
                 out.push(LoggedDecision {
-                    t: now,
-                    pool: r.p.name.clone(),
-                    mode: r.p.settings.mode,
-                    action: None,
-                    reason: format!(
-                        "{} healthy at {addr}{}; joined the upstream pool",
-                        v.name,
-                        took.map_or(String::new(), |d| format!(" {:.1} s after launch", d.as_secs_f64()))
-                    ),
-                    reactive: false,
-                    inputs: Default::default(),
-                    outcome: "ok".into(),
                     duration_ms: took.map(|d| d.as_millis() as u64),
+                    ..LoggedDecision::note(&r.p.name, r.p.settings.mode, now, reason)
                 });
             }
         }
@@ -777,17 +773,7 @@ fn tick(
         if let Some(why) = promote {
             r.p.settings.mode = Mode::Enabled;
             tracing::info!(pool = %r.p.name, "{why}");
-            out.push(LoggedDecision {
-                t: now,
-                pool: r.p.name.clone(),
-                mode: Mode::Enabled,
-                action: None,
-                reason: why,
-                reactive: false,
-                inputs: Default::default(),
-                outcome: "ok".into(),
-                duration_ms: None,
-            });
+            out.push(LoggedDecision::note(&r.p.name, r.p.settings.mode, now, why));
         }
     }
     // Margin: the headroom follows how far the pool's endpoints' 80 % bands had to stretch to
@@ -804,17 +790,7 @@ fn tick(
         if let Some((h, why)) = crate::feedback::margin::calibrate(r.headroom, stretch, r.p.settings.headroom_bounds) {
             r.headroom = h;
             r.calibrated_at = Some(Instant::now());
-            out.push(LoggedDecision {
-                t: now,
-                pool: r.p.name.clone(),
-                mode: r.p.settings.mode,
-                action: None,
-                reason: format!("margin calibration: {why}"),
-                reactive: false,
-                inputs: Default::default(),
-                outcome: "ok".into(),
-                duration_ms: None,
-            });
+            out.push(LoggedDecision::note(&r.p.name, r.p.settings.mode, now, format!("margin calibration: {why}")));
         }
     }
     let mut policy = r.p.settings.policy.clone();
