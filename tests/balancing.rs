@@ -165,3 +165,45 @@ async fn draining_member_finishes_in_flight_and_gets_nothing_new() {
     assert_eq!(get(&c, &url(&app, "/x")).await.status, 200);
     app.stop().await;
 }
+
+/// An upstream killed mid-load (its listener and every open connection closed at once, with
+/// requests in flight on them): GETs that were on it are sent again to another member, so none
+/// fails; the killed member is ejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_killed_under_load_fails_no_get() {
+    let ups = vec![Upstream::start("a").await, Upstream::start("b").await, Upstream::start("c").await];
+    let members = ups.iter().map(|u| format!("\"{}\"", u.addr)).collect::<Vec<_>>().join(", ");
+    let app = start(&pool_config("p2c", &members, "[pool.passive]\nmax_failures = 2\neject_for = \"30s\"\n")).await;
+    let until = Instant::now() + Duration::from_millis(2500);
+    let mut clients = Vec::new();
+    for _ in 0..16 {
+        let (c, u) = (client(), url(&app, "/sleep/20"));
+        clients.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while Instant::now() < until {
+                match get(&c, &u).await.status {
+                    200 => ok += 1,
+                    s => failed.push(s),
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut ups = ups;
+    let killed = ups.remove(1);
+    let hits_before = killed.hits();
+    killed.stop().await;
+    let (mut ok, mut failed) = (0, Vec::new());
+    for c in clients {
+        let (o, f) = c.await.unwrap();
+        ok += o;
+        failed.extend(f);
+    }
+    assert!(hits_before > 0, "the killed member had taken load");
+    assert!(failed.is_empty(), "no GET failed: {failed:?} ({ok} succeeded)");
+    assert!(ok > 200, "load kept flowing: {ok}");
+    let metrics = String::from_utf8_lossy(&get(&client(), &admin_url(&app, "/metrics")).await.body).into_owned();
+    assert!(metric(&metrics, "prescale_upstream_retries_total").unwrap() >= 1.0, "{metrics}");
+    app.stop().await;
+}

@@ -143,6 +143,16 @@ pub fn render(
         let _ = writeln!(out, "prescale_historian_disk_bytes {}", snap.disk_bytes);
         let _ = writeln!(out, "# TYPE prescale_historian_disk_errors_total counter");
         let _ = writeln!(out, "prescale_historian_disk_errors_total {}", c.disk_errors);
+        let _ = writeln!(
+            out,
+            "# HELP prescale_historian_disk_ok 0 while closed buckets cannot be written (disk full, read-only, …) and wait in memory."
+        );
+        let _ = writeln!(out, "# TYPE prescale_historian_disk_ok gauge");
+        let _ = writeln!(out, "prescale_historian_disk_ok {}", u8::from(c.disk_error.is_none()));
+        let _ = writeln!(out, "# TYPE prescale_historian_disk_pending_buckets gauge");
+        let _ = writeln!(out, "prescale_historian_disk_pending_buckets {}", c.disk_pending);
+        let _ = writeln!(out, "# TYPE prescale_historian_disk_dropped_buckets_total counter");
+        let _ = writeln!(out, "prescale_historian_disk_dropped_buckets_total {}", c.disk_dropped);
     }
     if let Some(f) = forecasts {
         let all = f.all();

@@ -202,6 +202,17 @@ pub(super) fn render(shared: &Shared, p: &HashMap<String, String>, csrf: &str, n
         if refresh { "0" } else { "1" },
         if refresh { "pause refresh" } else { "auto-refresh" }
     );
+    if let Some(c) = snap.as_ref().map(|s| &s.counters)
+        && let Some(e) = &c.disk_error
+    {
+        let _ = write!(
+            o,
+            r#"<p id="disk" class="bad">history is not being written to disk: {} — {} closed buckets kept in memory and retried{}</p>"#,
+            esc(e),
+            c.disk_pending,
+            if c.disk_dropped > 0 { format!(", {} dropped", c.disk_dropped) } else { String::new() }
+        );
+    }
     if let Some(msg) = p.get("msg") {
         let _ = write!(o, r#"<p id="msg" class="warn">{}</p>"#, esc(msg));
     }

@@ -39,6 +39,8 @@ struct Segment {
     tier: usize,
     number: u64,
     file: File,
+    /// Bytes known to be in the file: a failed write is cut back to this.
+    len: u64,
     ids: HashMap<Arc<str>, u64>,
 }
 
@@ -53,7 +55,7 @@ pub struct Disk {
     last_retention_s: u64,
 }
 
-fn file_name(step_s: u64, number: u64) -> String {
+pub(crate) fn file_name(step_s: u64, number: u64) -> String {
     format!("step{step_s}-{number:010}.seg")
 }
 
@@ -247,17 +249,31 @@ impl Disk {
         self.open.retain(|s| s.tier != tier || s.number > number);
         let path = self.dir.join(file_name(step_s, number));
         let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
-        if file.metadata()?.len() == 0 {
-            file.write_all(MAGIC)?;
-            self.bytes += MAGIC.len() as u64;
+        let mut len = file.metadata()?.len();
+        if len < MAGIC.len() as u64 {
+            // New, or a header torn by a full disk: (re)write it whole.
+            if len > 0 {
+                file.set_len(0)?;
+            }
+            if let Err(e) = file.write_all(MAGIC) {
+                if file.metadata().is_ok_and(|m| m.len() > 0) {
+                    let _ = file.set_len(0);
+                }
+                return Err(e);
+            }
+            self.bytes += MAGIC.len() as u64 - len;
+            len = MAGIC.len() as u64;
         }
-        self.open.push(Segment { tier, number, file, ids: HashMap::new() });
+        self.open.push(Segment { tier, number, file, len, ids: HashMap::new() });
         Ok(self.open.last_mut().expect("just pushed"))
     }
 
     /// Appends closed buckets `(tier, endpoint, index, bucket)`, one write per segment file.
-    pub fn append(&mut self, tiers: &[TierSpec], rows: &[Row]) -> io::Result<()> {
-        let mut by_file: Vec<((usize, u64), Vec<&Row>)> = Vec::new();
+    /// On failure (disk full, read-only, …) returns the first error and the rows not written;
+    /// a file a write failed on is cut back to its last whole record, so nothing after it is
+    /// lost when the rows are appended again later.
+    pub fn append(&mut self, tiers: &[TierSpec], rows: Vec<Row>) -> Result<(), (io::Error, Vec<Row>)> {
+        let mut by_file: Vec<((usize, u64), Vec<Row>)> = Vec::new();
         for r in rows {
             let key = (r.0, r.2 / SEGMENT_BUCKETS);
             match by_file.iter_mut().find(|(k, _)| *k == key) {
@@ -265,18 +281,20 @@ impl Disk {
                 None => by_file.push((key, vec![r])),
             }
         }
-        let mut result = Ok(());
+        let mut error: Option<io::Error> = None;
+        let mut failed: Vec<Row> = Vec::new();
         for ((tier, number), rows) in by_file {
             let step = tiers[tier].step_s;
             let seg = match self.segment(tier, step, number) {
                 Ok(s) => s,
                 Err(e) => {
-                    result = Err(e);
+                    error.get_or_insert(e);
+                    failed.extend(rows);
                     continue;
                 }
             };
             let mut buf = Vec::with_capacity(rows.len() * 32);
-            for (_, name, index, f) in rows {
+            for (_, name, index, f) in &rows {
                 let next_id = seg.ids.len() as u64;
                 let id = match seg.ids.get(name) {
                     Some(id) => *id,
@@ -292,15 +310,24 @@ impl Disk {
                 frame(&encode_bucket(id, *index, f), &mut buf);
             }
             match seg.file.write_all(&buf) {
-                Ok(()) => self.bytes += buf.len() as u64,
+                Ok(()) => {
+                    seg.len += buf.len() as u64;
+                    self.bytes += buf.len() as u64;
+                }
                 Err(e) => {
-                    // The file may now end in a partial record: reopen (and trim) next time.
+                    // Part of the batch may be in the file: cut it back to the last whole
+                    // record, and reopen next time (the name records written with it are gone).
+                    let _ = seg.file.set_len(seg.len);
                     self.open.retain(|s| !(s.tier == tier && s.number == number));
-                    result = Err(e);
+                    error.get_or_insert(e);
+                    failed.extend(rows);
                 }
             }
         }
-        result
+        match error {
+            None => Ok(()),
+            Some(e) => Err((e, failed)),
+        }
     }
 
     /// Deletes segment files wholly older than each persisted tier's retention (checked at
@@ -368,7 +395,7 @@ mod tests {
             .map(|i| (1usize, Arc::<str>::from(if i % 2 == 0 { "a" } else { "b" }), base + i, fb(i)))
             .collect();
         let tiers = vec![TierSpec { step_s: 1, keep_s: 60, persist: false }, spec()];
-        d.append(&tiers, &rows).unwrap();
+        d.append(&tiers, rows.clone()).unwrap();
         drop(d);
         let mut d = Disk::open(dir.path()).unwrap();
         let got = load_all(&mut d, now_s);
@@ -388,7 +415,7 @@ mod tests {
         let tiers = vec![spec(), spec()];
         let mut d = Disk::open(dir.path()).unwrap();
         let rows: Vec<_> = (0..5).map(|i| (1usize, Arc::<str>::from("a"), base + i, fb(7))).collect();
-        d.append(&tiers, &rows).unwrap();
+        d.append(&tiers, rows.clone()).unwrap();
         drop(d);
         let path = fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
         let mut data = fs::read(&path).unwrap();
@@ -399,7 +426,7 @@ mod tests {
         assert_eq!(load_all(&mut d, now_s).len(), 4);
         assert!(d.report.torn_bytes > 0);
         // Appending after the trim yields a clean file again.
-        d.append(&tiers, &[(1, Arc::from("a"), base + 6, fb(9))]).unwrap();
+        d.append(&tiers, vec![(1, Arc::from("a"), base + 6, fb(9))]).unwrap();
         drop(d);
         let mut d = Disk::open(dir.path()).unwrap();
         let got = load_all(&mut d, now_s);
@@ -419,7 +446,7 @@ mod tests {
         let mut d = Disk::open(dir.path()).unwrap();
         let day = SEGMENT_BUCKETS;
         let rows: Vec<_> = (0..5).map(|k| (0usize, Arc::<str>::from("a"), 100 * day + k * day, fb(1))).collect();
-        d.append(&tiers, &rows).unwrap();
+        d.append(&tiers, rows.clone()).unwrap();
         assert_eq!(d.segments(60).len(), 5);
         d.enforce_retention(&tiers, (104 * day + 10) * 60);
         assert_eq!(d.segments(60), vec![102, 103, 104]);

@@ -147,7 +147,7 @@ pub fn import(
         report.buckets_written += buckets.len() as u64;
         rows.extend(buckets.into_iter().map(|(i, f)| (ti, name.clone(), i, f)));
     }
-    disk.append(tiers, &rows)?;
+    disk.append(tiers, rows).map_err(|(e, _)| e)?;
     disk.sync();
     Ok(report)
 }

@@ -61,8 +61,21 @@ pub struct StoreCounters {
     pub accepted: u64,
     /// Calls whose buckets had already closed; counted in memory, not in quantiles or on disk.
     pub late: u64,
+    /// Failed attempts to write closed buckets (each retried later).
     pub disk_errors: u64,
+    /// Closed buckets waiting in memory for the disk to take them again.
+    pub disk_pending: u64,
+    /// Closed buckets given up because the backlog was full (never written).
+    pub disk_dropped: u64,
+    /// The last write error while buckets are pending; None when the disk keeps up.
+    pub disk_error: Option<String>,
 }
+
+/// Closed buckets held in memory while the disk refuses them (about 100 bytes each): beyond
+/// this the oldest are dropped and counted.
+pub const DISK_BACKLOG_MAX: usize = 500_000;
+const DISK_RETRY_MIN_US: u64 = 1_000_000;
+const DISK_RETRY_MAX_US: u64 = 16_000_000;
 
 struct Open {
     full: FullBucket,
@@ -192,6 +205,10 @@ pub struct Store {
     live_from_s: u64,
     counters: StoreCounters,
     spare: Vec<Histogram<u32>>,
+    /// Rows the disk refused, oldest first, written again when it takes them.
+    backlog: std::collections::VecDeque<super::disk::Row>,
+    disk_retry_at_us: u64,
+    disk_backoff_us: u64,
 }
 
 fn new_hist() -> Histogram<u32> {
@@ -210,6 +227,9 @@ impl Store {
             live_from_s: now_us / 1_000_000,
             counters: StoreCounters::default(),
             spare: Vec::new(),
+            backlog: std::collections::VecDeque::new(),
+            disk_retry_at_us: 0,
+            disk_backoff_us: DISK_RETRY_MIN_US,
         };
         if let Some(disk) = s.disk.as_mut() {
             let mut loaded = Vec::new();
@@ -354,13 +374,63 @@ impl Store {
                 }
             }
         }
-        if let Some(disk) = self.disk.as_mut() {
-            if !writes.is_empty() && disk.append(&self.cfg.tiers, &writes).is_err() {
-                self.counters.disk_errors += 1;
+        if self.disk.is_some() {
+            self.write_out(writes, now_us);
+            if let Some(disk) = self.disk.as_mut() {
+                disk.enforce_retention(&self.cfg.tiers, horizon_s);
             }
-            disk.enforce_retention(&self.cfg.tiers, horizon_s);
         }
         closed
+    }
+
+    /// Appends closed buckets to disk, after any backlog. While the disk refuses them (full,
+    /// read-only, gone) they wait in memory and are retried with back-off (1 s doubling to
+    /// 16 s); recording and queries carry on from memory meanwhile.
+    fn write_out(&mut self, writes: Vec<super::disk::Row>, now_us: u64) {
+        let Some(disk) = self.disk.as_mut() else { return };
+        let rows = if self.backlog.is_empty() {
+            if writes.is_empty() {
+                return;
+            }
+            writes
+        } else {
+            self.backlog.extend(writes);
+            // A clock stepped back must not postpone the retry.
+            let due = now_us >= self.disk_retry_at_us || self.disk_retry_at_us > now_us + DISK_RETRY_MAX_US;
+            if !due {
+                self.trim_backlog();
+                return;
+            }
+            self.backlog.drain(..).collect()
+        };
+        match disk.append(&self.cfg.tiers, rows) {
+            Ok(()) => {
+                if self.counters.disk_error.take().is_some() {
+                    tracing::info!("history is being written to disk again");
+                }
+                self.disk_backoff_us = DISK_RETRY_MIN_US;
+            }
+            Err((e, failed)) => {
+                if self.counters.disk_error.is_none() {
+                    tracing::warn!(error = %e, rows = failed.len(), "history cannot be written; kept in memory and retried");
+                }
+                self.counters.disk_errors += 1;
+                self.counters.disk_error = Some(e.to_string());
+                self.backlog.extend(failed);
+                self.disk_retry_at_us = now_us + self.disk_backoff_us;
+                self.disk_backoff_us = (self.disk_backoff_us * 2).min(DISK_RETRY_MAX_US);
+            }
+        }
+        self.trim_backlog();
+    }
+
+    fn trim_backlog(&mut self) {
+        let over = self.backlog.len().saturating_sub(DISK_BACKLOG_MAX);
+        if over > 0 {
+            self.backlog.drain(..over);
+            self.counters.disk_dropped += over as u64;
+        }
+        self.counters.disk_pending = self.backlog.len() as u64;
     }
 
     pub fn snapshot(&self, now_us: u64) -> Snapshot {
@@ -439,6 +509,49 @@ mod tests {
     fn minute_counts(s: &Snapshot, ep: &str, from: u64, to: u64) -> Vec<(u64, bool)> {
         let e = s.endpoint(ep).unwrap();
         e.tiers[1].points(from, to, 60).iter().map(|p| (p.count, p.missing)).collect()
+    }
+
+    /// The disk refuses writes (the segment files are links to /dev/full, which fails every
+    /// write with ENOSPC, like a full disk): recording carries on in memory, the condition is
+    /// counted and named, and once the disk takes writes again the backlog is written in full.
+    #[test]
+    fn a_full_disk_keeps_history_in_memory_and_writes_it_when_space_returns() {
+        use crate::historian::disk::{Disk, SEGMENT_BUCKETS, file_name};
+        let dir = tempfile::tempdir().unwrap();
+        let links: Vec<_> =
+            [60u64, 3600].iter().map(|step| dir.path().join(file_name(*step, T0 / step / SEGMENT_BUCKETS))).collect();
+        let mut s = Store::new(cfg(), Some(Disk::open(dir.path()).unwrap()), T0 * 1_000_000);
+        // (Made after loading: reading /dev/full never ends.)
+        for l in &links {
+            std::os::unix::fs::symlink("/dev/full", l).unwrap();
+        }
+        // Ten minutes of calls, 3 a minute, each minute closed as it passes.
+        for m in 0..10 {
+            for k in 0..3 {
+                s.ingest(rec("api", (T0 + m * 60 + 10 + k * 10) as f64, 200, 1000));
+            }
+            s.advance((T0 + (m + 1) * 60 + 3) * 1_000_000);
+        }
+        let snap = s.snapshot(0);
+        let c = &snap.counters;
+        assert!(c.disk_error.as_deref().unwrap_or("").contains("No space left"), "{c:?}");
+        assert!(c.disk_errors >= 2, "retried: {c:?}");
+        assert_eq!(c.disk_pending, 10, "ten closed minutes wait in memory: {c:?}");
+        assert_eq!(minute_counts(&snap, "api", T0, T0 + 600), vec![(3, false); 10], "queries still see them");
+        // Space returns.
+        for l in &links {
+            std::fs::remove_file(l).unwrap();
+        }
+        for k in 0..3 {
+            s.ingest(rec("api", (T0 + 610 + k * 10) as f64, 200, 1000));
+        }
+        s.advance((T0 + 663) * 1_000_000);
+        let c = s.snapshot(0).counters;
+        assert_eq!((c.disk_pending, c.disk_error, c.disk_dropped), (0, None, 0), "backlog written");
+        drop(s);
+        // A restart finds every minute, the ones from the full-disk period included.
+        let s = Store::new(cfg(), Some(Disk::open(dir.path()).unwrap()), (T0 + 700) * 1_000_000);
+        assert_eq!(minute_counts(&s.snapshot(0), "api", T0, T0 + 660), vec![(3, false); 11]);
     }
 
     #[test]

@@ -201,6 +201,13 @@ async fn forward(
                     return Err(ProxyError::BodyTooLarge { limit });
                 }
                 member.report_failure(passive);
+                // The upstream died under the request (reset, closed mid-response): an
+                // idempotent request without a body is safe to send once more, elsewhere.
+                if may_retry && failed.is_none() {
+                    proxy.global.upstream_retries.fetch_add(1, Relaxed);
+                    failed = Some(member);
+                    continue;
+                }
                 return Err(ProxyError::Upstream { member: member.addr.to_string(), source: e });
             }
             Ok(Ok(resp)) => resp,
