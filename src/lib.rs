@@ -16,6 +16,7 @@
 //! | [`feedback`] | forecast scoring (rolling MASE, sMAPE, under-rate, coverage, band stretch per horizon group), cost models (RLS with forgetting: cores per request, memory per request in flight), request classes, margin calibration, dry-run promotion; run by the forecast thread and the allocator | — |
 //! | [`simulate`] | `prescale simulate`: a trace replayed on a virtual clock through the historian series, the forecast engine, the planner and the margin calibration, against a simulated hypervisor; policies (HPA-style reactive, static, predictive, predictive+reactive, oracle), SLO and SPEC elasticity metrics, SVG chart | — (the caller's) |
 //! | [`clock`] | real and virtual time | — |
+//! | [`fuzzing`] | what the fuzz targets (`fuzz/`, cargo-fuzz) and the corpus replay test check, per input: config parser, importers, segment decoder, admin query parameters | — |
 //! | [`demo`] | `prescale demo`: seeded history, an accelerated clock, libvirt test-driver VMs backed by in-process servers, a load generator — the Quick start's default | the demo's runtime |
 //!
 //! # Data flow
@@ -55,6 +56,7 @@ pub mod config;
 pub mod demo;
 pub mod feedback;
 pub mod forecast;
+pub mod fuzzing;
 pub mod historian;
 pub mod hypervisor;
 pub mod proxy;

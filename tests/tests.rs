@@ -9,6 +9,7 @@ mod cli;
 mod config_file;
 mod forecast;
 mod forwarding;
+mod fuzz_corpus;
 mod historian;
 mod hostile;
 mod hypervisor;

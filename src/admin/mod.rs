@@ -4,7 +4,7 @@
 //! starve it and it cannot starve the data plane. It only reads shared state. When a bearer
 //! token is configured every path except `/live` and `/ready` requires it.
 
-mod api;
+pub mod api;
 mod metrics;
 mod page;
 

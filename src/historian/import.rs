@@ -3,7 +3,7 @@
 //! from day one. Malformed lines are reported with their line numbers; the rest is imported.
 
 use std::collections::BTreeMap;
-use std::io::{self, BufRead};
+use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -57,7 +57,25 @@ pub fn import(
     shift_to_s: Option<u64>,
 ) -> io::Result<ImportReport> {
     let file = std::fs::File::open(input)?;
-    let mut lines = io::BufReader::new(file).lines();
+    let (rows, report) = to_rows(io::BufReader::new(file), format, endpoint, path_prefix, tiers, shift_to_s)?;
+    let mut disk = Disk::open(data_dir)?;
+    disk.append(tiers, rows).map_err(|(e, _)| e)?;
+    disk.sync();
+    Ok(report)
+}
+
+/// Parses `input` (CSV or access log) into the closed buckets of every persisted tier, without
+/// touching the disk: what `import` writes (and what the importer fuzz target exercises).
+pub fn to_rows(
+    input: impl io::BufRead,
+    format: Option<Format>,
+    endpoint: &str,
+    path_prefix: Option<&str>,
+    tiers: &[TierSpec],
+    shift_to_s: Option<u64>,
+) -> io::Result<(Vec<super::disk::Row>, ImportReport)> {
+    // Lines as bytes: one with invalid UTF-8 is a bad line, not the end of the import.
+    let mut lines = input.split(b'\n');
     let mut report = ImportReport::default();
     let mut obs = Vec::new();
     let mut fmt = format;
@@ -65,6 +83,7 @@ pub fn import(
     let (mut prev_row, mut adjacent_step): (Option<(u64, u64)>, Option<u64>) = (None, None);
     while let Some(line) = lines.next().transpose()? {
         line_no += 1;
+        let line = String::from_utf8_lossy(&line);
         let line = line.trim();
         if line.is_empty() {
             continue;
@@ -124,17 +143,19 @@ pub fn import(
             o.t += weeks * WEEK;
         }
     }
-    report.calls = obs.iter().map(|o| o.calls).sum();
+    report.calls = obs.iter().fold(0u64, |a, o| a.saturating_add(o.calls));
     report.first_s = obs.iter().map(|o| o.t).min();
     report.last_s = obs.iter().map(|o| o.t + o.span.max(1) - 1).max();
 
-    let mut disk = Disk::open(data_dir)?;
     let name: Arc<str> = Arc::from(endpoint);
     let mut rows = Vec::new();
     for (ti, spec) in tiers.iter().enumerate().filter(|(_, t)| t.persist) {
+        // Only what the tier keeps, counted back from the input's last second: older buckets
+        // would be dropped on load anyway (and a far-off timestamp must not mean a huge loop).
+        let floor = (report.last_s.unwrap_or(0) / spec.step_s).saturating_sub(spec.capacity() as u64);
         let mut buckets: BTreeMap<u64, FullBucket> = BTreeMap::new();
         for o in &obs {
-            spread(o, spec.step_s, &mut buckets);
+            spread(o, spec.step_s, floor, &mut buckets);
         }
         // An access log covers its span continuously: minutes without lines are zeros.
         if fmt == Some(Format::AccessLog)
@@ -147,26 +168,28 @@ pub fn import(
         report.buckets_written += buckets.len() as u64;
         rows.extend(buckets.into_iter().map(|(i, f)| (ti, name.clone(), i, f)));
     }
-    disk.append(tiers, rows).map_err(|(e, _)| e)?;
-    disk.sync();
-    Ok(report)
+    Ok((rows, report))
 }
 
 /// Adds an observation to the buckets of width `step`: whole into the bucket containing it
 /// when the bucket is at least as wide, else split evenly over the buckets it spans (the
 /// remainder going to the first ones), so counts stay exact integers.
-fn spread(o: &Obs, step: u64, out: &mut BTreeMap<u64, FullBucket>) {
+/// Buckets before `floor` are skipped.
+fn spread(o: &Obs, step: u64, floor: u64, out: &mut BTreeMap<u64, FullBucket>) {
     let parts = (o.span / step).max(1);
     let first = o.t / step;
-    for k in 0..parts {
+    for k in floor.saturating_sub(first)..parts {
         let share = |v: u64| v / parts + u64::from(k < v % parts);
         let b = out.entry(first + k).or_default();
-        b.calls += share(o.calls);
-        b.e4 += share(o.e4);
-        b.e5 += share(o.e5);
-        b.bytes_out += share(o.bytes_out);
+        b.calls = b.calls.saturating_add(share(o.calls));
+        b.e4 = b.e4.saturating_add(share(o.e4));
+        b.e5 = b.e5.saturating_add(share(o.e5));
+        b.bytes_out = b.bytes_out.saturating_add(share(o.bytes_out));
     }
 }
+
+/// The last second importers accept (9999-12-31T23:59:59Z): beyond it a timestamp is a typo.
+const MAX_TIMESTAMP: u64 = 253_402_300_799;
 
 /// `timestamp,count` (epoch seconds, non-negative integer count); `Ok(None)` for a header.
 fn parse_csv_row(line: &str) -> Result<Option<(u64, u64)>, String> {
@@ -175,6 +198,7 @@ fn parse_csv_row(line: &str) -> Result<Option<(u64, u64)>, String> {
         return Err(format!("expected `timestamp,count`, got {line:?}"));
     };
     match (a.parse::<u64>(), b.parse::<f64>()) {
+        (Ok(t), Ok(_)) if t > MAX_TIMESTAMP => Err(format!("timestamp {t} is after the year 9999")),
         (Ok(t), Ok(c)) if c >= 0.0 && c.fract() == 0.0 && c < 1e15 => Ok(Some((t, c as u64))),
         (Ok(_), Ok(_)) => Err(format!("count {b:?} is not a non-negative integer")),
         _ if a.chars().all(|c| c.is_ascii_alphabetic() || c == '_') => Ok(None),
@@ -219,7 +243,14 @@ fn parse_clf_time(s: &str) -> Option<u64> {
         + 1;
     let year: i64 = p.next()?.parse().ok()?;
     let (h, mi, se): (i64, i64, i64) = (p.next()?.parse().ok()?, p.next()?.parse().ok()?, p.next()?.parse().ok()?);
-    if !(1..=31).contains(&day) || h > 23 || mi > 59 || se > 60 || zone.len() != 5 {
+    if !(1..=31).contains(&day)
+        || !(0..=9999).contains(&year)
+        || !(0..=23).contains(&h)
+        || !(0..=59).contains(&mi)
+        || !(0..=60).contains(&se)
+        || zone.len() != 5
+        || !zone.is_ascii()
+    {
         return None;
     }
     let sign = match &zone[..1] {
@@ -229,7 +260,7 @@ fn parse_clf_time(s: &str) -> Option<u64> {
     };
     let off = sign * (zone[1..3].parse::<i64>().ok()? * 3600 + zone[3..5].parse::<i64>().ok()? * 60);
     let t = days_from_civil(year, month, day) * 86_400 + h * 3600 + mi * 60 + se - off;
-    u64::try_from(t).ok()
+    u64::try_from(t).ok().filter(|t| *t <= MAX_TIMESTAMP)
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
@@ -288,6 +319,40 @@ mod tests {
         assert!(parse_clf(r#"h - - [32/Jul/1995:00:00:01 -0400] "GET / HTTP/1.0" 200 1"#).is_err());
     }
 
+    /// Inputs the importer fuzz target is built to catch (also in fuzz/regressions/import):
+    /// each once meant an arithmetic overflow, a slice off a character boundary, or a loop
+    /// over every minute between two far-apart timestamps.
+    #[test]
+    fn hostile_timestamps_are_bad_lines_or_bounded() {
+        let tiers = super::super::store::default_tiers();
+        let rows = |text: &str, f| to_rows(text.as_bytes(), Some(f), "e", None, &tiers, None).unwrap();
+        // Past the year 9999: a bad line, not an overflow.
+        let (r, rep) = rows("18446744073709551615,5\n", Format::Csv);
+        assert_eq!((r.len(), rep.bad_lines.len()), (0, 1));
+        assert!(rep.bad_lines[0].1.contains("after the year 9999"), "{:?}", rep.bad_lines);
+        assert!(parse_clf(r#"h - - [10/Oct/9223372036854775807:13:55:36 +0000] "GET / HTTP/1.1" 200 1"#).is_err());
+        // A multi-byte time zone: refused, not a panic.
+        assert!(parse_clf("h - - [10/Oct/2026:13:55:36 \u{e9}123] \"GET / HTTP/1.1\" 200 1").is_err());
+        // Rows ages apart: only what each tier keeps is built (35 days of minutes, 1 h of
+        // seconds…), not every bucket in between.
+        for (text, f) in [
+            ("0,1\n253402300799,1\n", Format::Csv),
+            (
+                "h - - [01/Jan/1970:00:00:01 +0000] \"GET / HTTP/1.1\" 200 1\nh - - [10/Oct/9999:13:55:36 +0000] \"GET / HTTP/1.1\" 200 1\n",
+                Format::AccessLog,
+            ),
+        ] {
+            let (r, rep) = rows(text, f);
+            let most: u64 = tiers.iter().filter(|t| t.persist).map(|t| t.capacity() as u64 + 1).sum();
+            assert!(r.len() as u64 <= most, "{} buckets", r.len());
+            assert!(rep.bad_lines.is_empty(), "{:?}", rep.bad_lines);
+        }
+        // Invalid UTF-8 is one bad line; the lines around it are imported.
+        let (_, rep) =
+            to_rows(&b"1800000000,1\n\xff\xfe,2\n1800000060,3\n"[..], None, "e", None, &tiers, None).unwrap();
+        assert_eq!((rep.lines, rep.bad_lines.len(), rep.calls), (3, 1, 4));
+    }
+
     #[test]
     fn csv_rows() {
         assert_eq!(parse_csv_row("timestamp,value"), Ok(None));
@@ -300,10 +365,10 @@ mod tests {
     #[test]
     fn spreading_keeps_counts_exact() {
         let mut b = BTreeMap::new();
-        spread(&Obs { t: 600, span: 300, calls: 7, e4: 0, e5: 0, bytes_out: 0 }, 60, &mut b);
+        spread(&Obs { t: 600, span: 300, calls: 7, e4: 0, e5: 0, bytes_out: 0 }, 60, 0, &mut b);
         assert_eq!(b.values().map(|f| f.calls).collect::<Vec<_>>(), vec![2, 2, 1, 1, 1]);
         let mut h = BTreeMap::new();
-        spread(&Obs { t: 3600 + 300, span: 300, calls: 7, e4: 0, e5: 0, bytes_out: 0 }, 3600, &mut h);
+        spread(&Obs { t: 3600 + 300, span: 300, calls: 7, e4: 0, e5: 0, bytes_out: 0 }, 3600, 0, &mut h);
         assert_eq!(h[&1].calls, 7);
     }
 }

@@ -105,6 +105,11 @@ pub struct HistorianView {
 }
 
 impl HistorianView {
+    /// A view that always shows `snapshot` (for tools, tests and the admin API's fuzz target).
+    pub fn fixed(snapshot: Snapshot) -> Self {
+        Self { snapshot: Arc::new(ArcSwap::from_pointee(snapshot)), counters: Arc::new(Counters::default()) }
+    }
+
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
     }

@@ -1,0 +1,110 @@
+//! Entry points for the fuzz targets in `fuzz/` (cargo-fuzz, nightly) and for the corpus
+//! replay test (`tests/fuzz_corpus.rs`, stable, in CI): each takes arbitrary bytes and asserts
+//! what must hold for any input. A panic here is a bug.
+
+use std::path::Path;
+use std::sync::{Arc, LazyLock};
+
+use crate::admin::api;
+use crate::historian::HistorianView;
+use crate::historian::disk::decode_segment;
+use crate::historian::import::{Format, to_rows};
+use crate::historian::record::{CallOutcome, CallRecord};
+use crate::historian::store::{Store, StoreConfig, default_tiers};
+
+/// `proxy.toml` parsing and validation: settings or at least one named error.
+pub fn config(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Err(errors) = crate::config::parse(text, Path::new("/nonexistent"))
+    {
+        assert!(!errors.is_empty(), "a refused config names its problem");
+    }
+}
+
+/// The CSV and access-log importers. The first byte picks the format (or detection), the rest
+/// is the file: buckets and a report of bad lines, never a panic, a hang or an allocation
+/// proportional to a timestamp.
+pub fn import(data: &[u8]) {
+    let Some((&pick, text)) = data.split_first() else { return };
+    let format = match pick % 3 {
+        0 => None,
+        1 => Some(Format::Csv),
+        _ => Some(Format::AccessLog),
+    };
+    let tiers = default_tiers();
+    if let Ok((rows, report)) = to_rows(text, format, "e", Some("/"), &tiers, None) {
+        assert!(report.bad_lines.len() as u64 <= report.lines);
+        assert_eq!(rows.len() as u64, report.buckets_written);
+        for (ti, _, index, _) in &rows {
+            let spec = &tiers[*ti];
+            let last = report.last_s.expect("rows mean observations") / spec.step_s;
+            assert!(*index <= last && last - index <= spec.capacity() as u64, "within the tier's retention");
+        }
+    }
+}
+
+/// The historian's on-disk record decoder. Odd first byte: the rest is the file as is
+/// (framing, lengths, CRCs). Even: the rest is cut into payloads (a length byte, then that
+/// many bytes) framed with correct CRCs, so the fuzzer reaches the decoder behind the checksum.
+/// Whole records up to a valid length, the same again from that prefix alone.
+pub fn segment(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else { return };
+    let file = if mode & 1 == 1 {
+        rest.to_vec()
+    } else {
+        let mut f = b"PSH1".to_vec();
+        let mut r = rest;
+        while let Some((&len, tail)) = r.split_first() {
+            let (payload, next) = tail.split_at((len as usize).min(tail.len()));
+            f.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            f.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+            f.extend_from_slice(payload);
+            r = next;
+        }
+        f
+    };
+    let mut n = 0usize;
+    let valid = decode_segment(&file, |_, _, _| n += 1);
+    assert!(valid <= file.len());
+    let mut again = 0usize;
+    assert_eq!(decode_segment(&file[..valid], |_, _, _| again += 1), valid);
+    assert_eq!(again, n);
+}
+
+const T0: u64 = 1_800_000_000;
+
+/// Two endpoints, two hours of calls (statuses, query strings) in a store's snapshot.
+static VIEW: LazyLock<HistorianView> = LazyLock::new(|| {
+    let mut s = Store::new(StoreConfig::default(), None, (T0 - 7200) * 1_000_000);
+    for k in 0..2400u64 {
+        let t = T0 - 7200 + k * 3;
+        s.ingest(CallRecord {
+            start_us: t * 1_000_000,
+            endpoint: Arc::from(if k % 3 == 0 { "orders" } else { "search" }),
+            method: http::Method::GET,
+            target: format!("/api/{k}?q={}&page={}", k % 7, k % 4).parse().expect("valid target"),
+            status: [200, 200, 404, 503][(k % 4) as usize],
+            outcome: if k % 4 == 3 { CallOutcome::UpstreamError } else { CallOutcome::Ok },
+            latency_us: 1000 + k * 17 % 50_000,
+            bytes_in: 0,
+            bytes_out: 100,
+            client: "10.0.0.1".parse().expect("valid address"),
+            upstream: None,
+        });
+        s.advance((t + 1) * 1_000_000);
+    }
+    s.advance((T0 + 60) * 1_000_000);
+    HistorianView::fixed(s.snapshot(T0 * 1_000_000))
+});
+
+/// The admin API's query parameters: JSON of bounded size or a 4xx naming the problem.
+pub fn admin_query(data: &[u8]) {
+    let q = String::from_utf8_lossy(data);
+    let p = api::query_params(Some(&q));
+    for r in [api::series(&VIEW, &p), api::calls(&VIEW, &p), api::forecast(None, &p), api::accuracy(None, &p)] {
+        match r {
+            Ok(json) => assert!(json.len() < 64 << 20, "answer of {} bytes", json.len()),
+            Err((status, msg)) => assert!(status.is_client_error(), "{status} {msg}"),
+        }
+    }
+}
