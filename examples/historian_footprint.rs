@@ -62,12 +62,12 @@ fn main() {
         rows.push((1usize, name.clone(), first_min + i, bucket(i, &mut rng)));
     }
     let minute_bytes = {
-        disk.append(&tiers, &rows).expect("write");
+        disk.append(&tiers, rows).map_err(|(e, _)| e).expect("write");
         disk.bytes()
     };
     let hours: Vec<_> =
         (0..35 * 24).map(|h| (2usize, name.clone(), first_min / 60 + h, bucket(h * 60, &mut rng))).collect();
-    disk.append(&tiers, &hours).expect("write");
+    disk.append(&tiers, hours).map_err(|(e, _)| e).expect("write");
     let total = disk.bytes();
     println!(
         "on disk: {:.1} bytes per endpoint-minute (minute tier); {:.1} bytes per endpoint-minute with the hour tier; {endpoints} endpoints × 35 days = {:.1} MiB",

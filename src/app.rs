@@ -325,3 +325,22 @@ fn allocator(
     let clock = opts.clock.clone().unwrap_or_else(|| Arc::new(RealClock));
     Allocator::start(pools, proxy.clone(), forecasts, historian, clock, log).map(Some)
 }
+
+/// Raises this process's soft open-file limit to its hard limit (a proxy holds two descriptors
+/// per proxied connection) and returns the limit now in force.
+pub fn raise_open_file_limit() -> u64 {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `r` is a valid rlimit for getrlimit/setrlimit to read and write.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+            return 1024;
+        }
+        if r.rlim_cur < r.rlim_max {
+            let raised = libc::rlimit { rlim_cur: r.rlim_max, rlim_max: r.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                r.rlim_cur = r.rlim_max;
+            }
+        }
+    }
+    r.rlim_cur
+}

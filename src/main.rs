@@ -356,6 +356,16 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 async fn run(settings: config::Settings, config: Option<PathBuf>) -> anyhow::Result<()> {
+    let files = prescale::app::raise_open_file_limit();
+    // Each client connection may hold an upstream one too, plus the data files and the admin.
+    let wanted = settings.listen.max_connections as u64 * 2 + 256;
+    if files < wanted {
+        tracing::warn!(
+            limit = files,
+            max_connections = settings.listen.max_connections,
+            "the open-file limit is below 2 × listen.max_connections + 256: beyond it, accepts back off"
+        );
+    }
     let app = App::start(settings).await?;
     println!("prescale: proxy listening on http://{}, admin on http://{}", app.proxy_addr, app.admin_addr);
     app.run_until_signal(config).await?;

@@ -3,7 +3,9 @@
 //! invalid bytes in the target. Each gets a 4xx or is handled as one request to our upstream,
 //! and the proxy keeps serving.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::util::*;
 
@@ -75,5 +77,152 @@ async fn never_an_open_proxy() {
         assert!((400..500).contains(&status(&r)), "{:?} → {r:?}", String::from_utf8_lossy(bad));
     }
     assert_eq!(get(&client(), &url(&app, "/ok")).await.status, 200, "still serving");
+    app.stop().await;
+}
+
+async fn app_with(up: &Upstream, extra: &str) -> prescale::app::App {
+    start(&format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\n{extra}\n[admin]\naddr = \"127.0.0.1:0\"\n\
+         [[endpoint]]\nname = \"api\"\npath_prefix = \"/\"\npool = \"p\"\n[[pool]]\nname = \"p\"\nmembers = [\"{}\"]\n",
+        up.addr
+    ))
+    .await
+}
+
+async fn serves(app: &prescale::app::App) -> bool {
+    get(&client(), &url(app, "/ok")).await.status == 200
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_headers_are_refused_with_431() {
+    let up = Upstream::start("u").await;
+    let app = app(&up).await;
+    let headers: String = (0..300).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let r =
+        raw(app.proxy_addr, format!("GET /a HTTP/1.1\r\nHost: x\r\n{headers}\r\n").as_bytes(), Duration::from_secs(2))
+            .await;
+    assert_eq!(status(&r), 431, "{r}");
+    assert_eq!(up.hits(), 0);
+    assert!(serves(&app).await);
+    app.stop().await;
+}
+
+/// A client that asks for 64 MB and stops reading: the proxy stops pulling from the upstream
+/// (backpressure, nothing buffered beyond the sockets), closes the stalled connection at the
+/// idle timeout, and serves everyone else meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_is_cut_off_and_others_are_served() {
+    let up = Upstream::start("u").await;
+    let app = app_with(&up, "idle_timeout = \"1s\"").await;
+    let mut s = tokio::net::TcpStream::connect(app.proxy_addr).await.unwrap();
+    s.write_all(b"GET /big/67108864 HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut first = vec![0u8; 65536];
+    let mut got = s.read(&mut first).await.unwrap();
+    assert!(String::from_utf8_lossy(&first[..got]).starts_with("HTTP/1.1 200"));
+    let stalled = Instant::now();
+    for _ in 0..20 {
+        assert!(serves(&app).await, "others are served while one client stalls");
+    }
+    tokio::time::sleep(Duration::from_millis(2500).saturating_sub(stalled.elapsed())).await;
+    // Now read what is left: the proxy gave up on this connection, so it ends early.
+    let mut rest = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await.expect("closed by the proxy");
+    got += rest.len();
+    assert!(r.is_ok() || got > 0);
+    assert!(got < 64 << 20, "the stalled response was cut off ({got} bytes arrived)");
+    assert!(serves(&app).await);
+    app.stop().await;
+}
+
+/// A client that sends a body a byte at a time: its upstream gives up at the response timeout
+/// (504) and the client is answered; other clients are served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_writer_gets_504_at_the_response_timeout() {
+    let up = Upstream::start("u").await;
+    let app = app_with(&up, "[upstream]\nresponse_timeout = \"1s\"").await;
+    let mut s = tokio::net::TcpStream::connect(app.proxy_addr).await.unwrap();
+    s.write_all(b"PUT /a HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n").await.unwrap();
+    let t = Instant::now();
+    let mut buf = vec![0u8; 4096];
+    let answer = loop {
+        let _ = s.write_all(b"x").await;
+        assert!(serves(&app).await);
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(100), s.read(&mut buf)).await {
+            break String::from_utf8_lossy(&buf[..n]).into_owned();
+        }
+        assert!(t.elapsed() < Duration::from_secs(6), "no answer to the slow writer");
+    };
+    assert_eq!(status(&answer), 504, "{answer}");
+    assert!(t.elapsed() >= Duration::from_millis(900), "{:?}", t.elapsed());
+    app.stop().await;
+}
+
+/// HTTP/2 frame: 9-byte header and payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    f.extend_from_slice(&[kind, flags]);
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Rapid reset (a request opened and cancelled at once, 20,000 times: CVE-2023-44487) and a
+/// PING flood from a client that never reads the acknowledgements (CVE-2019-9512), each on one
+/// HTTP/2 connection: the proxy ends that connection (GOAWAY, or a close once its writes have
+/// been blocked for the idle timeout) and keeps serving every other client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_rapid_reset_and_ping_floods_end_the_connection_not_the_proxy() {
+    let up = Upstream::start("u").await;
+    let app = app_with(&up, "idle_timeout = \"1s\"").await;
+    for flood in ["reset", "ping"] {
+        let mut s = tokio::net::TcpStream::connect(app.proxy_addr).await.unwrap();
+        let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        out.extend(h2_frame(4, 0, 0, &[])); // SETTINGS
+        // HPACK: :method GET, :scheme http, :path /, :authority x (literal, indexed name 1).
+        let headers = [0x82, 0x86, 0x84, 0x01, 0x01, b'x'];
+        for i in 0..200_000u32 {
+            match flood {
+                "reset" if i < 20_000 => {
+                    let id = 2 * i + 1;
+                    out.extend(h2_frame(1, 0x05, id, &headers)); // HEADERS, END_STREAM|END_HEADERS
+                    out.extend(h2_frame(3, 0, id, &8u32.to_be_bytes())); // RST_STREAM CANCEL
+                }
+                "ping" => out.extend(h2_frame(6, 0, 0, &u64::from(i).to_be_bytes())),
+                _ => break,
+            }
+        }
+        let t = Instant::now();
+        let (mut rd, mut wr) = s.split();
+        let reads = flood == "reset";
+        let writer = async {
+            // The server may stop reading and close: a write error ends the flood.
+            let _ = tokio::time::timeout(Duration::from_secs(15), wr.write_all(&out)).await;
+        };
+        let reader = async {
+            // The reset flood's client reads (and ignores) what comes back; the PING flood's
+            // reads only after it has written everything, to see the connection ended.
+            let mut sink = vec![0u8; 65536];
+            loop {
+                if !reads && t.elapsed() < Duration::from_millis(100) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                match tokio::time::timeout(Duration::from_secs(15), rd.read(&mut sink)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => return Some(t.elapsed()),
+                    Ok(Ok(_)) => {}
+                    Err(_) => return None,
+                }
+            }
+        };
+        let (_, ended) = if reads {
+            tokio::join!(writer, reader)
+        } else {
+            writer.await;
+            ((), reader.await)
+        };
+        assert!(ended.is_some(), "{flood}: the flooding connection was ended");
+        assert!(serves(&app).await, "{flood}: the proxy still serves");
+        assert!(up.hits() < 20_000, "{flood}: the flood did not all reach the upstream ({})", up.hits());
+    }
     app.stop().await;
 }

@@ -211,7 +211,8 @@ async fn serve_io<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let last = Arc::new(AtomicU64::new(now_ms()));
-    let io = TokioIo::new(IdleIo { inner: io, last: last.clone() });
+    let blocked = Arc::new(AtomicU64::new(0));
+    let io = TokioIo::new(IdleIo { inner: io, last: last.clone(), blocked: blocked.clone() });
     let service = service_fn(move |req| handle(proxy.clone(), info.clone(), req));
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
@@ -220,6 +221,13 @@ async fn serve_io<I>(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut closing = false;
     loop {
+        // A client that stopped reading (our writes blocked for the idle timeout) is cut off:
+        // a graceful close would wait for the response it is not reading.
+        let since = blocked.load(Relaxed);
+        if since != 0 && now_ms().saturating_sub(since) >= idle_ms {
+            tracing::debug!("client stopped reading: connection closed");
+            return;
+        }
         tokio::select! {
             // The connection first: it is what wakes this task almost every time.
             biased;
@@ -233,8 +241,16 @@ async fn serve_io<I>(
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
-            _ = tick.tick(), if !closing => {
-                if now_ms().saturating_sub(last.load(Relaxed)) >= idle_ms {
+            _ = tick.tick() => {
+                let silent = now_ms().saturating_sub(last.load(Relaxed));
+                // Still silent a whole idle timeout after the graceful close began (an HTTP/2
+                // client that never acknowledges the GOAWAY's PING, a response nobody reads):
+                // drop it.
+                if closing && silent >= 2 * idle_ms {
+                    tracing::debug!("connection silent after its graceful close: dropped");
+                    return;
+                }
+                if !closing && silent >= idle_ms {
                     conn.as_mut().graceful_shutdown();
                     closing = true;
                 }
@@ -243,10 +259,23 @@ async fn serve_io<I>(
     }
 }
 
-/// Stamps the time of the last byte moved in either direction.
+/// Stamps the time of the last byte moved in either direction, and since when writes have been
+/// blocked (the peer is not reading; 0 when not blocked).
 struct IdleIo<I> {
     inner: I,
     last: Arc<AtomicU64>,
+    blocked: Arc<AtomicU64>,
+}
+
+impl<I> IdleIo<I> {
+    fn wrote<T>(&self, r: &Poll<T>) {
+        if r.is_ready() {
+            self.last.store(now_ms(), Relaxed);
+            self.blocked.store(0, Relaxed);
+        } else if self.blocked.load(Relaxed) == 0 {
+            self.blocked.store(now_ms(), Relaxed);
+        }
+    }
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for IdleIo<I> {
@@ -262,9 +291,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for IdleIo<I> {
 impl<I: AsyncWrite + Unpin> AsyncWrite for IdleIo<I> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if r.is_ready() {
-            self.last.store(now_ms(), Relaxed);
-        }
+        self.wrote(&r);
         r
     }
     fn poll_write_vectored(
@@ -273,9 +300,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for IdleIo<I> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if r.is_ready() {
-            self.last.store(now_ms(), Relaxed);
-        }
+        self.wrote(&r);
         r
     }
     fn is_write_vectored(&self) -> bool {
