@@ -1,8 +1,7 @@
 //! The historian through the proxy: exact accounting, overflow, restart, crash, import.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use http::Request;
@@ -208,20 +207,12 @@ async fn kill_9_loses_at_most_the_open_buckets() {
     let mut sent: HashMap<u64, (u64, u64)> = HashMap::new();
     let c = client();
     let mut rng = fastrand::Rng::with_seed(7);
-    for round in 0..3 {
-        let mut child = KillOnDrop(
-            Command::new(env!("CARGO_BIN_EXE_prescale"))
-                .args(["run", "--config"])
-                .arg(&cfg)
-                .env("PRESCALE_LOG", "warn")
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        );
-        let mut line = String::new();
-        BufReader::new(child.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.split("http://").nth(1).and_then(|s| s.split(',').next()).unwrap().to_string();
-        let admin = line.rsplit("http://").next().unwrap().trim().to_string();
+    // `scripts/faults kill9` runs this longer (the hardening issue asks for ≥ 20 kills).
+    let rounds: usize = std::env::var("PRESCALE_KILL_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
+    let clients = 8;
+    let mut calls = 0u64;
+    for round in 0..=rounds {
+        let (mut child, addr, admin) = spawn_run(&cfg);
         // Earlier rounds' history is all there.
         if round > 0 {
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -243,19 +234,46 @@ async fn kill_9_loses_at_most_the_open_buckets() {
                 );
             }
         }
-        // Load for a random time, then SIGKILL without warning.
+        if round == rounds {
+            let checked: u64 = sent.values().map(|v| v.0).sum();
+            eprintln!(
+                "kill -9: {rounds} kills under {clients} clients, {calls} calls; after every restart all {} closed seconds ({checked} calls) were there",
+                sent.len()
+            );
+            assert!(checked * 2 > calls, "most calls were checked: {checked} of {calls}");
+            break;
+        }
+        // Load from `clients` concurrent clients for a random time, then SIGKILL without warning.
         let until = Instant::now() + Duration::from_millis(rng.u64(1500..3000));
-        let mut this_round: HashMap<u64, (u64, u64)> = HashMap::new();
-        while Instant::now() < until {
-            let t0 = prescale::clock::now_us() / 1_000_000;
-            if get(&c, &format!("http://{addr}/x")).await.status == 200 {
-                let t1 = prescale::clock::now_us() / 1_000_000;
-                if t0 == t1 {
-                    this_round.entry(t0).or_default().0 += 1;
-                } else {
-                    this_round.entry(t0).or_default().1 += 1;
-                    this_round.entry(t1).or_default().1 += 1;
+        let mut loaders = Vec::new();
+        for _ in 0..clients {
+            let (c, url) = (client(), format!("http://{addr}/x"));
+            loaders.push(tokio::spawn(async move {
+                let (mut seen, mut ok): (HashMap<u64, (u64, u64)>, u64) = (HashMap::new(), 0);
+                while Instant::now() < until {
+                    let t0 = prescale::clock::now_us() / 1_000_000;
+                    if get(&c, &url).await.status == 200 {
+                        ok += 1;
+                        let t1 = prescale::clock::now_us() / 1_000_000;
+                        if t0 == t1 {
+                            seen.entry(t0).or_default().0 += 1;
+                        } else {
+                            seen.entry(t0).or_default().1 += 1;
+                            seen.entry(t1).or_default().1 += 1;
+                        }
+                    }
                 }
+                (seen, ok)
+            }));
+        }
+        let mut this_round: HashMap<u64, (u64, u64)> = HashMap::new();
+        for l in loaders {
+            let (seen, ok) = l.await.unwrap();
+            calls += ok;
+            for (t, (a, b)) in seen {
+                let e = this_round.entry(t).or_default();
+                e.0 += a;
+                e.1 += b;
             }
         }
         // Seconds that closed (end + close_after) well before the kill must be on disk.

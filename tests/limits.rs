@@ -161,3 +161,60 @@ async fn open_kept_alive(n: usize, addr: std::net::SocketAddr) -> Vec<tokio::net
     }
     out
 }
+
+/// Thousands of idle keep-alive connections held open against `prescale run` (its own process,
+/// which raises its open-file limit): every one is served and stays usable, and a new client is
+/// still served at once. `PRESCALE_IDLE_CONNECTIONS` sets the count (2,000 in CI;
+/// `scripts/faults idle` runs 10,000).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_idle_connections_are_held_and_others_still_served() {
+    let want: usize = std::env::var("PRESCALE_IDLE_CONNECTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    // This process holds the client ends.
+    let files = prescale::app::raise_open_file_limit() as usize;
+    assert!(files >= want + 200, "open-file limit {files} is too low for {want} connections");
+    let up = Upstream::start("u").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("p.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[listen]\naddr = \"127.0.0.1:0\"\nmax_connections = {}\nidle_timeout = \"120s\"\nheader_timeout = \"60s\"\n\
+             [admin]\naddr = \"127.0.0.1:0\"\n[historian]\nenabled = false\n\
+             [[endpoint]]\nname = \"api\"\npath_prefix = \"/\"\npool = \"p\"\n[[pool]]\nname = \"p\"\nmembers = [\"{}\"]\n",
+            want + 100,
+            up.addr
+        ),
+    )
+    .unwrap();
+    let (child, addr, admin) = spawn_run(&cfg);
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let t = Instant::now();
+    let mut conns = open_kept_alive(want, addr).await;
+    let opened = t.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A new client is served at once while they are all held.
+    let t = Instant::now();
+    assert_eq!(get(&client(), &format!("http://{addr}/new")).await.status, 200);
+    let fresh = t.elapsed();
+    let metrics = String::from_utf8_lossy(&get(&client(), &format!("http://{admin}/metrics")).await.body).into_owned();
+    let active = metric(&metrics, "prescale_connections_active").unwrap_or(0.0);
+    assert!(active >= want as f64, "{active} connections active, {want} held");
+    // Every held connection still answers a second request.
+    for s in conns.iter_mut().step_by((want / 100).max(1)) {
+        s.write_all(b"GET /again HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    }
+    let rss_kib = std::fs::read_to_string(format!("/proc/{}/status", child.0.id()))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+        })
+        .unwrap_or_default();
+    eprintln!(
+        "idle connections: {want} opened in {opened:?}, a new client served in {fresh:?}, prescale RSS {rss_kib} KiB"
+    );
+    drop(conns);
+    drop(child);
+}

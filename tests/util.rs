@@ -278,6 +278,26 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
 /// Kills the child process when dropped, so a failing test never leaves one behind.
 pub struct KillOnDrop(pub std::process::Child);
 
+/// Starts `prescale run --config cfg` as a child process; returns it with the proxy's and the
+/// admin's `host:port`, read from its first line.
+pub fn spawn_run(cfg: &std::path::Path) -> (KillOnDrop, String, String) {
+    use std::io::BufRead;
+    let mut child = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_prescale"))
+            .args(["run", "--config"])
+            .arg(cfg)
+            .env("PRESCALE_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufReader::new(child.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.split("http://").nth(1).and_then(|s| s.split(',').next()).expect("proxy address").to_string();
+    let admin = line.rsplit("http://").next().expect("admin address").trim().to_string();
+    (child, addr, admin)
+}
+
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
