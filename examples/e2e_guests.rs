@@ -13,7 +13,6 @@
 //!
 //! Usage: `scripts/e2e-guests` (needs root, libvirtd, qemu; about six minutes).
 
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,23 +21,11 @@ use std::time::{Duration, Instant};
 use prescale::hypervisor::Hypervisor;
 use prescale::hypervisor::libvirt::Libvirt;
 
+mod common;
+use common::{http_get, json};
+
 const POOL: &str = "e2e";
 const URI: &str = "qemu:///system";
-
-fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: e2e\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.get(9..12)?.parse().ok()?;
-    let body = out.split_once("\r\n\r\n").map(|b| b.1.to_string()).unwrap_or_default();
-    Some((status, body))
-}
-
-fn json(addr: SocketAddr, path: &str) -> serde_json::Value {
-    http_get(addr, path).and_then(|(_, b)| serde_json::from_str(&b).ok()).unwrap_or_default()
-}
 
 fn main() -> anyhow::Result<()> {
     let work = std::path::PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "target/e2e".into()));

@@ -108,3 +108,17 @@ pub fn admin_query(data: &[u8]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Inputs the fuzz targets found crashing, one test each (the files are also in
+    /// `fuzz/regressions/`, replayed by `tests/fuzz_corpus.rs`).
+    #[test]
+    fn admin_calls_with_a_from_beyond_u64_microseconds() {
+        // `from` × 1,000,000 overflowed (a panic with overflow checks, a wrong filter without).
+        super::admin_query(b"endpoint=orders&step=59&from=1799992809992800&to=1060");
+        let p = crate::admin::api::query_params(Some("from=18446744073709551615"));
+        let all = crate::admin::api::calls(&super::VIEW, &p).unwrap();
+        assert_eq!(all, "[]", "nothing starts after the end of time");
+    }
+}

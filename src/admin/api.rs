@@ -133,8 +133,8 @@ pub fn series(h: &HistorianView, p: &HashMap<String, String>) -> ApiResult {
 pub fn calls(h: &HistorianView, p: &HashMap<String, String>) -> ApiResult {
     let snap = h.snapshot();
     let limit = num(p, "limit")?.unwrap_or(100).min(MAX_CALLS as u64) as usize;
-    let from_us = num(p, "from")?.map(|s| s * 1_000_000);
-    let to_us = num(p, "to")?.map(|s| s * 1_000_000);
+    let from_us = num(p, "from")?.map(|s| s.saturating_mul(1_000_000));
+    let to_us = num(p, "to")?.map(|s| s.saturating_mul(1_000_000));
     let endpoint = p.get("endpoint");
     let client = p.get("client");
     let status = match p.get("status").map(String::as_str) {
