@@ -263,8 +263,10 @@ impl Tier {
                 missing: true,
             };
             let mut p50_weighted = 0.0;
-            for j in 0..k {
-                let index = t / self.step_s + j;
+            // Only the buckets the ring holds: a huge step must not mean a huge loop.
+            let lo = (t / self.step_s).max(self.first_index());
+            let hi = (t / self.step_s).saturating_add(k).min(self.next());
+            for index in lo..hi {
                 let Some(b) = self.get(index).filter(|b| !b.is_missing()) else { continue };
                 p.missing = false;
                 let (e4, e5) = self.errors(index, &b);
@@ -284,7 +286,10 @@ impl Tier {
                 p.p50_ms = p50_weighted / p.count as f64;
             }
             out.push(p);
-            t += out_step;
+            match t.checked_add(out_step) {
+                Some(next) => t = next,
+                None => break,
+            }
         }
         out
     }
