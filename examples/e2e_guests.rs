@@ -28,14 +28,7 @@ const POOL: &str = "e2e";
 const URI: &str = "qemu:///system";
 
 fn main() -> anyhow::Result<()> {
-    let work = std::path::PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "target/e2e".into()));
-    let run = work.join(format!("run-{}", std::process::id()));
-    std::fs::create_dir_all(&run)?;
-    // Leftovers of an earlier run.
-    let mut hv = Libvirt::new(&[URI.to_string()]);
-    for v in hv.list(POOL)? {
-        hv.delete(&v.name)?;
-    }
+    let (run, _) = common::fresh_run(POOL, URI)?;
 
     let start = Instant::now();
     let now_s = prescale::clock::now_us() / 1_000_000;
@@ -53,14 +46,11 @@ fn main() -> anyhow::Result<()> {
     let cfg = run.join("p.toml");
     std::fs::write(
         &cfg,
-        format!(
-            "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n[historian]\ndata_dir = \"data\"\n\
-             [[endpoint]]\nname = \"api\"\npath_prefix = \"/\"\npool = \"{POOL}\"\n\
-             [[pool]]\nname = \"{POOL}\"\nmembers = []\n\
-             [pool.scaling]\nuri = \"{URI}\"\ntemplate = \"e2e-tpl\"\nmode = \"enabled\"\nmin_vms = 1\nmax_vms = 2\n\
-             vcpus = [1, 2]\nmemory_mib = [128, 256]\ncapacity_rps_per_vcpu = 4.0\ntarget_utilization = 1.0\n\
-             headroom = 0.0\nlead_time = \"auto\"\nwindow = \"2m\"\ncooldown = \"5s\"\nscale_in_stabilization = \"20s\"\n\
-             max_step = 2\nports = [18410, 18450]\nhealth_path = \"/health\"\ndrain_timeout = \"10s\"\n"
+        common::scaled_pool_config(
+            POOL,
+            URI,
+            "capacity_rps_per_vcpu = 4.0\ntarget_utilization = 1.0\nheadroom = 0.0\nlead_time = \"auto\"\n\
+             window = \"2m\"\ncooldown = \"5s\"\nscale_in_stabilization = \"20s\"\nmax_step = 2\ndrain_timeout = \"10s\"\n",
         ),
     )?;
     // Imported in-process (the library's importer, as `prescale import` does).

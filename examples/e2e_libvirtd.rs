@@ -52,24 +52,11 @@ fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let work = std::path::PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "target/e2e".into()));
-    let run = work.join(format!("run-{}", std::process::id()));
-    std::fs::create_dir_all(&run)?;
-    let mut hv = Libvirt::new(&[URI.to_string()]);
-    for v in hv.list(POOL)? {
-        hv.delete(&v.name)?;
-    }
+    let (run, _) = common::fresh_run(POOL, URI)?;
     let cfg = run.join("p.toml");
     std::fs::write(
         &cfg,
-        format!(
-            "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n[historian]\ndata_dir = \"data\"\n\
-             [[endpoint]]\nname = \"api\"\npath_prefix = \"/\"\npool = \"{POOL}\"\n\
-             [[pool]]\nname = \"{POOL}\"\nmembers = []\n\
-             [pool.scaling]\nuri = \"{URI}\"\ntemplate = \"e2e-tpl\"\nmode = \"enabled\"\nmin_vms = 1\nmax_vms = 2\n\
-             vcpus = [1, 2]\nmemory_mib = [128, 256]\ncapacity_rps_per_vcpu = 50.0\nports = [18410, 18450]\n\
-             health_path = \"/health\"\nstats_interval = \"2s\"\n"
-        ),
+        common::scaled_pool_config(POOL, URI, "capacity_rps_per_vcpu = 50.0\nstats_interval = \"2s\"\n"),
     )?;
     let start = Instant::now();
     let t = || start.elapsed().as_secs_f64();

@@ -12,12 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::util::*;
 
 async fn app(up: &Upstream) -> prescale::app::App {
-    start(&format!(
-        "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n\
-         [[endpoint]]\nname = \"api\"\npath_prefix = \"/\"\npool = \"p\"\n[[pool]]\nname = \"p\"\nmembers = [\"{}\"]\n",
-        up.addr
-    ))
-    .await
+    app_with(up, "").await
 }
 
 fn status(r: &str) -> u16 {
@@ -80,15 +75,6 @@ async fn never_an_open_proxy() {
     }
     assert_eq!(get(&client(), &url(&app, "/ok")).await.status, 200, "still serving");
     app.stop().await;
-}
-
-async fn app_with(up: &Upstream, extra: &str) -> prescale::app::App {
-    start(&format!(
-        "[listen]\naddr = \"127.0.0.1:0\"\n{extra}\n[admin]\naddr = \"127.0.0.1:0\"\n\
-         [[endpoint]]\nname = \"api\"\npath_prefix = \"/\"\npool = \"p\"\n[[pool]]\nname = \"p\"\nmembers = [\"{}\"]\n",
-        up.addr
-    ))
-    .await
 }
 
 async fn serves(app: &prescale::app::App) -> bool {

@@ -8,15 +8,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::util::*;
 
-async fn app_with(up: &Upstream, listen_extra: &str) -> prescale::app::App {
-    start(&format!(
-        "[listen]\naddr = \"127.0.0.1:0\"\n{listen_extra}\n[admin]\naddr = \"127.0.0.1:0\"\n\
-         [[endpoint]]\nname = \"api\"\npath_prefix = \"/\"\npool = \"p\"\n[[pool]]\nname = \"p\"\nmembers = [\"{}\"]\n",
-        up.addr
-    ))
-    .await
-}
-
 async fn still_serves(app: &prescale::app::App) {
     assert_eq!(get(&client(), &url(app, "/ok")).await.status, 200, "proxy still serves");
 }

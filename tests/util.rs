@@ -319,3 +319,14 @@ pub fn import(cfg: &std::path::Path, endpoint: &str, csv: &std::path::Path, extr
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     out
 }
+
+/// prescale in-process in front of `up` (one endpoint `api` on `/`), with `listen_extra` lines
+/// after `[listen]`'s address (more listen keys, or whole tables such as `[upstream]`).
+pub async fn app_with(up: &Upstream, listen_extra: &str) -> prescale::app::App {
+    start(&format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\n{listen_extra}\n[admin]\naddr = \"127.0.0.1:0\"\n\
+         [[endpoint]]\nname = \"api\"\npath_prefix = \"/\"\npool = \"p\"\n[[pool]]\nname = \"p\"\nmembers = [\"{}\"]\n",
+        up.addr
+    ))
+    .await
+}

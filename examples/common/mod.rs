@@ -20,3 +20,33 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
 pub fn json(addr: SocketAddr, path: &str) -> serde_json::Value {
     http_get(addr, path).and_then(|(_, b)| serde_json::from_str(&b).ok()).unwrap_or_default()
 }
+
+/// A fresh run directory under `work` (the first argument, default `target/e2e`) and a libvirt
+/// connection on `uri` with `pool`'s leftover guests from earlier runs deleted.
+pub fn fresh_run(
+    pool: &str,
+    uri: &str,
+) -> anyhow::Result<(std::path::PathBuf, prescale::hypervisor::libvirt::Libvirt)> {
+    use prescale::hypervisor::Hypervisor;
+    let work = std::path::PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "target/e2e".into()));
+    let run = work.join(format!("run-{}", std::process::id()));
+    std::fs::create_dir_all(&run)?;
+    let mut hv = prescale::hypervisor::libvirt::Libvirt::new(&[uri.to_string()]);
+    for v in hv.list(pool)? {
+        hv.delete(&v.name)?;
+    }
+    Ok((run, hv))
+}
+
+/// The config both scaled-pool runs share: proxy and admin on loopback port 0, history in
+/// `data`, endpoint `api` → `pool` scaled from the template `e2e-tpl` on `uri` (1–2 guests of
+/// 1–2 vCPUs and 128–256 MiB, ports 18410–18450, health on `/health`), then `extra` scaling keys.
+pub fn scaled_pool_config(pool: &str, uri: &str, extra: &str) -> String {
+    format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n[historian]\ndata_dir = \"data\"\n\
+         [[endpoint]]\nname = \"api\"\npath_prefix = \"/\"\npool = \"{pool}\"\n\
+         [[pool]]\nname = \"{pool}\"\nmembers = []\n\
+         [pool.scaling]\nuri = \"{uri}\"\ntemplate = \"e2e-tpl\"\nmode = \"enabled\"\nmin_vms = 1\nmax_vms = 2\n\
+         vcpus = [1, 2]\nmemory_mib = [128, 256]\nports = [18410, 18450]\nhealth_path = \"/health\"\n{extra}"
+    )
+}
