@@ -7,7 +7,7 @@ use std::sync::{Arc, LazyLock};
 
 use crate::admin::api;
 use crate::historian::HistorianView;
-use crate::historian::disk::decode_segment;
+use crate::historian::disk::{decode_segment, frame};
 use crate::historian::import::{Format, to_rows};
 use crate::historian::record::{CallOutcome, CallRecord};
 use crate::historian::store::{Store, StoreConfig, default_tiers};
@@ -56,9 +56,7 @@ pub fn segment(data: &[u8]) {
         let mut r = rest;
         while let Some((&len, tail)) = r.split_first() {
             let (payload, next) = tail.split_at((len as usize).min(tail.len()));
-            f.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-            f.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-            f.extend_from_slice(payload);
+            frame(payload, &mut f);
             r = next;
         }
         f

@@ -330,3 +330,8 @@ pub async fn app_with(up: &Upstream, listen_extra: &str) -> prescale::app::App {
     ))
     .await
 }
+
+/// True when `app` answers a plain GET through its proxy with 200.
+pub async fn serves(app: &App) -> bool {
+    get(&client(), &url(app, "/ok")).await.status == 200
+}

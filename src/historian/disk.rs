@@ -86,7 +86,8 @@ fn get_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
     None
 }
 
-fn frame(payload: &[u8], out: &mut Vec<u8>) {
+/// Appends one framed record (length, CRC-32, payload) to `out`.
+pub fn frame(payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
     out.extend_from_slice(payload);
