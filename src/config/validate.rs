@@ -264,6 +264,20 @@ fn historian(c: &mut Check, r: RawHistorian, base: &Path) -> Option<crate::histo
     let redaction = Redaction {
         keys: r.redact.map(|v| v.iter().map(|k| k.to_ascii_lowercase()).collect()).unwrap_or(d.store.redaction.keys),
         max_len: c.count("historian.params_max_len", r.params_max_len, 0, 65_536, 256) as usize,
+        path_max_len: c.count("historian.path_max_len", r.path_max_len, 16, 65_536, 256) as usize,
+        path_patterns: r
+            .redact_paths
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match p.parse() {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    c.err(format!("historian.redact_paths[{i}]"), format!("{e} (e.g. \"/reset/{{token}}\")"));
+                    None
+                }
+            })
+            .collect(),
     };
     let cfg = HistorianConfig {
         store: StoreConfig {

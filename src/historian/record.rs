@@ -67,37 +67,146 @@ pub struct StoredCall {
     pub upstream: Option<Authority>,
 }
 
-/// Which query parameters are secrets, and how much of the query to keep.
+/// Which query parameters and path segments are secrets, and how much of a call to keep.
 #[derive(Debug, Clone)]
 pub struct Redaction {
-    /// Lower-case names; a trailing `*` matches any suffix (`auth*`).
+    /// Lower-case names; a trailing `*` matches any suffix (`auth*`). A parameter is a secret
+    /// when its whole name, or any word of it, matches: words are split at `[`, `]`, `.`, `-`,
+    /// `_` and lower→upper case changes, so `access_token`, `X-Amz-Signature`, `user[password]`,
+    /// `token[]` and `clientSecret` all match the defaults.
     pub keys: Vec<String>,
+    /// Bytes of the query kept (after redaction).
     pub max_len: usize,
+    /// Bytes of the path kept: a longer one is cut on a char boundary and marked with `…`.
+    /// Without it, every stored call could hold a path as long as the header limit (64 KB).
+    pub path_max_len: usize,
+    /// Path patterns whose `{name}` segments are secrets (`/reset/{token}`): the segment is
+    /// replaced by `[redacted]` when the path's leading segments match the pattern.
+    pub path_patterns: Vec<PathPattern>,
 }
 
 pub const REDACTED: &str = "[redacted]";
+/// Marks a cut path or query.
+pub const CUT: char = '…';
+
+/// The default secret names (see [`Redaction::keys`] for how they match).
+pub const DEFAULT_SECRET_KEYS: [&str; 15] = [
+    "token",
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "key",
+    "apikey",
+    "auth*",
+    "credential*",
+    "sig",
+    "signature",
+    "code",
+    "session*",
+    "jwt",
+    "otp",
+];
 
 impl Default for Redaction {
     fn default() -> Self {
         Self {
-            keys: ["token", "password", "secret", "key", "auth*"].iter().map(|s| s.to_string()).collect(),
+            keys: DEFAULT_SECRET_KEYS.iter().map(|s| s.to_string()).collect(),
             max_len: 256,
+            path_max_len: 256,
+            path_patterns: Vec::new(),
         }
     }
 }
 
-impl Redaction {
-    /// Whether a parameter name (raw bytes as sent) is a secret. Names are compared without
-    /// allocating; only a name holding `%` or `+` is decoded first.
-    fn is_secret(&self, raw: &[u8]) -> bool {
-        // Quick reject: no secret name starts with this letter (and no escape hides it).
-        if let Some(&c) = raw.first()
-            && c != b'%'
-            && c != b'+'
-            && !self.keys.iter().any(|k| k.as_bytes().first().is_some_and(|f| f.eq_ignore_ascii_case(&c)))
-        {
-            return false;
+/// One segment of a [`PathPattern`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PatternSegment {
+    /// Must equal the path's segment (case-sensitive, as paths are).
+    Literal(String),
+    /// `*`: any segment, kept.
+    Any,
+    /// `{name}`: any segment, redacted.
+    Secret,
+}
+
+/// A path pattern such as `/reset/{token}` or `/users/*/keys/{key}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathPattern(pub Vec<PatternSegment>);
+
+impl std::str::FromStr for PathPattern {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let rest = s.strip_prefix('/').ok_or_else(|| format!("{s:?} must start with /"))?;
+        let segs: Vec<PatternSegment> = rest
+            .split('/')
+            .map(|seg| match seg {
+                "*" => PatternSegment::Any,
+                _ if seg.starts_with('{') && seg.ends_with('}') && seg.len() > 2 => PatternSegment::Secret,
+                _ => PatternSegment::Literal(seg.to_string()),
+            })
+            .collect();
+        if !segs.contains(&PatternSegment::Secret) {
+            return Err(format!("{s:?} has no {{name}} segment to redact"));
         }
+        Ok(Self(segs))
+    }
+}
+
+impl PathPattern {
+    /// Whether `path`'s leading segments match; the secret segments' byte ranges go to `out`.
+    fn matches(&self, path: &str, out: &mut Vec<(usize, usize)>) -> bool {
+        let Some(rest) = path.strip_prefix('/') else { return false };
+        let mut at = 1;
+        let mut segs = rest.split('/');
+        let mark = out.len();
+        for p in &self.0 {
+            let Some(seg) = segs.next() else {
+                out.truncate(mark);
+                return false;
+            };
+            match p {
+                PatternSegment::Literal(l) if l != seg => {
+                    out.truncate(mark);
+                    return false;
+                }
+                PatternSegment::Secret if !seg.is_empty() => out.push((at, at + seg.len())),
+                _ => {}
+            }
+            at += seg.len() + 1;
+        }
+        true
+    }
+}
+
+/// Whether `f` holds for a word of a parameter name: words are split at brackets, dots, dashes,
+/// underscores and at a lower→upper case change (nothing is allocated).
+fn any_word(name: &[u8], mut f: impl FnMut(&[u8]) -> bool) -> bool {
+    let mut start = 0;
+    for i in 0..=name.len() {
+        let sep = i < name.len() && matches!(name[i], b'[' | b']' | b'.' | b'-' | b'_');
+        let case = i < name.len() && i > start && name[i].is_ascii_uppercase() && name[i - 1].is_ascii_lowercase();
+        if i == name.len() || sep || case {
+            if i > start && f(&name[start..i]) {
+                return true;
+            }
+            start = if sep { i + 1 } else { i };
+        }
+    }
+    false
+}
+
+impl Redaction {
+    fn key_matches(&self, word: &[u8]) -> bool {
+        self.keys.iter().any(|k| match k.strip_suffix('*') {
+            Some(prefix) => word.len() >= prefix.len() && word[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes()),
+            None => word.eq_ignore_ascii_case(k.as_bytes()),
+        })
+    }
+
+    /// Whether a parameter name (raw bytes as sent) is a secret: its whole name or any of its
+    /// words matches a key. Only a name holding `%` or `+` is decoded first.
+    fn is_secret(&self, raw: &[u8]) -> bool {
         let decoded;
         let name: &[u8] = if raw.iter().any(|b| *b == b'%' || *b == b'+') {
             decoded = percent_decode(raw);
@@ -105,30 +214,42 @@ impl Redaction {
         } else {
             raw
         };
-        self.keys.iter().any(|k| match k.strip_suffix('*') {
-            Some(prefix) => name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes()),
-            None => name.eq_ignore_ascii_case(k.as_bytes()),
+        self.key_matches(name) || any_word(name, |w| self.key_matches(w))
+    }
+
+    /// `(pair, separator)` pairs of a query: `&` and `;` both separate (some frameworks read
+    /// `a=1;token=x` as two parameters).
+    fn pairs(query: &str) -> impl Iterator<Item = (&str, Option<char>)> {
+        let mut rest = Some(query);
+        std::iter::from_fn(move || {
+            let s = rest?;
+            match s.find(['&', ';']) {
+                Some(i) => {
+                    rest = Some(&s[i + 1..]);
+                    Some((&s[..i], s[i..].chars().next()))
+                }
+                None => {
+                    rest = None;
+                    Some((s, None))
+                }
+            }
         })
     }
 
     /// `Some(rewritten)` when the query holds a secret or is too long; `None` when it can be
     /// kept as it is (the common case, which allocates nothing).
     pub fn rewrite(&self, query: &str) -> Option<String> {
-        let secret = query.as_bytes().split(|b| *b == b'&').any(|pair| {
-            let name_end = pair.iter().position(|b| *b == b'=');
-            name_end.is_some_and(|e| self.is_secret(&pair[..e]))
-        });
+        let secret =
+            Self::pairs(query).any(|(pair, _)| pair.split_once('=').is_some_and(|(k, _)| self.is_secret(k.as_bytes())));
         (secret || query.len() > self.max_len).then(|| self.apply(query))
     }
 
-    /// Redacts secret values (key matched case-insensitively, also when percent-encoded
-    /// names decode to a secret) and truncates to `max_len` bytes on a char boundary.
+    /// Redacts secret values (key matched case-insensitively, by whole name or word, also when
+    /// percent-encoded names decode to a secret) and truncates to `max_len` bytes on a char
+    /// boundary.
     pub fn apply(&self, query: &str) -> String {
         let mut out = String::with_capacity(query.len().min(self.max_len + 16));
-        for (i, pair) in query.split('&').enumerate() {
-            if i > 0 {
-                out.push('&');
-            }
+        for (pair, sep) in Self::pairs(query) {
             match pair.split_once('=') {
                 Some((k, _)) if self.is_secret(k.as_bytes()) => {
                     out.push_str(k);
@@ -140,16 +261,48 @@ impl Redaction {
             if out.len() > self.max_len {
                 break;
             }
-        }
-        if out.len() > self.max_len {
-            let mut cut = self.max_len;
-            while !out.is_char_boundary(cut) {
-                cut -= 1;
+            if let Some(c) = sep {
+                out.push(c);
             }
-            out.truncate(cut);
-            out.push('…');
         }
+        cut(&mut out, self.max_len);
         out
+    }
+
+    /// The path as stored: secret segments of a matching pattern redacted, then cut to
+    /// `path_max_len`. `None` when the path can be kept as it is (the common case).
+    pub fn path(&self, path: &str) -> Option<String> {
+        let mut ranges = Vec::new();
+        for p in &self.path_patterns {
+            if p.matches(path, &mut ranges) {
+                break;
+            }
+        }
+        if ranges.is_empty() && path.len() <= self.path_max_len {
+            return None;
+        }
+        let mut out = String::with_capacity(path.len().min(self.path_max_len + 16));
+        let mut at = 0;
+        for (a, b) in ranges {
+            out.push_str(&path[at..a]);
+            out.push_str(REDACTED);
+            at = b;
+        }
+        out.push_str(&path[at..]);
+        cut(&mut out, self.path_max_len);
+        Some(out)
+    }
+}
+
+/// Truncates to `max` bytes on a char boundary, marking the cut.
+fn cut(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut at = max;
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        s.truncate(at);
+        s.push(CUT);
     }
 }
 
@@ -180,9 +333,11 @@ fn percent_decode(b: &[u8]) -> Vec<u8> {
 impl StoredCall {
     pub fn from_record(r: CallRecord, redaction: &Redaction) -> Self {
         let params = r.target.query().and_then(|q| redaction.rewrite(q)).map(String::into_boxed_str);
-        let path = r.target.path();
-        let target: Box<str> = match (&params, r.target.query()) {
-            (None, Some(_)) => r.target.as_str().into(),
+        let raw_path = r.target.path();
+        let stored_path = redaction.path(raw_path);
+        let path = stored_path.as_deref().unwrap_or(raw_path);
+        let target: Box<str> = match (&stored_path, &params, r.target.query()) {
+            (None, None, Some(_)) => r.target.as_str().into(),
             _ => path.into(),
         };
         Self {
@@ -200,6 +355,15 @@ impl StoredCall {
             client: r.client,
             upstream: r.upstream,
         }
+    }
+
+    /// Heap bytes this call holds beyond its own struct (path, query, parameters), with the
+    /// allocator's per-allocation overhead: what the memory gauge adds up.
+    pub fn heap_bytes(&self) -> usize {
+        const MALLOC_OVERHEAD: usize = 16;
+        let alloc = |n: usize| if n == 0 { 0 } else { n.div_ceil(16) * 16 + MALLOC_OVERHEAD };
+        // The upstream's address shares the member's buffer; the endpoint name is shared too.
+        alloc(self.target.len()) + self.params.as_ref().map_or(0, |p| alloc(p.len()))
     }
 
     pub fn path(&self) -> &str {
@@ -241,7 +405,7 @@ mod tests {
         let r = Redaction::default();
         assert_eq!(
             r.apply("q=shoes&token=abc&Password=x&api_key=1&key=2&Authorization=b&authz=c&limit=5"),
-            "q=shoes&token=[redacted]&Password=[redacted]&api_key=1&key=[redacted]&Authorization=[redacted]&authz=[redacted]&limit=5"
+            "q=shoes&token=[redacted]&Password=[redacted]&api_key=[redacted]&key=[redacted]&Authorization=[redacted]&authz=[redacted]&limit=5"
         );
         // A percent-encoded secret name is still a secret.
         assert_eq!(r.apply("%74oken=abc"), "%74oken=[redacted]");
@@ -258,5 +422,91 @@ mod tests {
         // Redaction happens before truncation: a secret is never cut in half and leaked.
         let r = Redaction { max_len: 12, ..Default::default() };
         assert_eq!(r.apply("x=1&token=supersecretvalue"), "x=1&token=[r…");
+    }
+
+    /// Regression (issue 20, finding 8): the old list missed these common secret names.
+    #[test]
+    fn common_secret_names_brackets_and_semicolons_are_redacted() {
+        let r = Redaction::default();
+        for name in [
+            "access_token",
+            "api_key",
+            "client_secret",
+            "refresh_token",
+            "X-Amz-Signature",
+            "X-Amz-Credential",
+            "x-amz-security-token",
+            "sig",
+            "code",
+            "session",
+            "sessionId",
+            "jwt",
+            "token[]",
+            "user[password]",
+            "accessToken",
+            "apiKey",
+            "PASSWORD",
+        ] {
+            let q = format!("q=1&{name}=s3cr3t");
+            assert_eq!(r.apply(&q), format!("q=1&{name}=[redacted]"), "{name}");
+            assert!(r.rewrite(&q).is_some(), "{name}");
+        }
+        // Values after `;` are parameters too.
+        assert_eq!(r.apply("a=1;token=x;b=2"), "a=1;token=[redacted];b=2");
+        // Ordinary names stay, including ones that merely contain a secret word's letters.
+        assert_eq!(r.rewrite("q=shoes&monkey=1&keyboard=2&zipcode=3&limit=5"), None);
+    }
+
+    /// Regression (issue 20, finding 1): a path as long as the header limit was stored whole.
+    #[test]
+    fn long_paths_are_cut_with_a_marker() {
+        let r = Redaction::default();
+        let long = format!("/api/{}", "a".repeat(65_000));
+        let cut = r.path(&long).unwrap();
+        assert!(cut.len() <= r.path_max_len + CUT.len_utf8(), "{}", cut.len());
+        assert!(cut.ends_with(CUT) && cut.starts_with("/api/aaa"));
+        assert_eq!(r.path("/api/orders/7"), None, "short paths are kept as they are");
+        let multi = format!("/{}", "é".repeat(200));
+        assert!(r.path(&multi).unwrap().ends_with("é…"), "cut on a char boundary");
+    }
+
+    #[test]
+    fn path_patterns_redact_their_secret_segments() {
+        let r = Redaction {
+            path_patterns: vec!["/reset/{token}".parse().unwrap(), "/users/*/keys/{key}".parse().unwrap()],
+            ..Default::default()
+        };
+        assert_eq!(r.path("/reset/abc123").as_deref(), Some("/reset/[redacted]"));
+        assert_eq!(r.path("/reset/abc123/confirm").as_deref(), Some("/reset/[redacted]/confirm"));
+        assert_eq!(r.path("/users/7/keys/k-99").as_deref(), Some("/users/7/keys/[redacted]"));
+        assert_eq!(r.path("/users/7/orders/9"), None);
+        assert_eq!(r.path("/reset"), None);
+        assert!("/reset/plain".parse::<PathPattern>().is_err(), "a pattern must name a secret segment");
+        assert!("reset/{t}".parse::<PathPattern>().is_err());
+    }
+
+    #[test]
+    fn stored_calls_hold_bounded_paths_and_count_their_bytes() {
+        let r = Redaction::default();
+        let rec = |target: &str| CallRecord {
+            start_us: 1,
+            endpoint: "api".into(),
+            method: Method::GET,
+            target: target.parse().unwrap(),
+            status: 200,
+            outcome: CallOutcome::Ok,
+            latency_us: 1,
+            bytes_in: 0,
+            bytes_out: 0,
+            client: [127, 0, 0, 1].into(),
+            upstream: None,
+        };
+        let long = format!("/p/{}?token=x&q=1", "b".repeat(60_000));
+        let c = StoredCall::from_record(rec(&long), &r);
+        assert!(c.path().len() <= 256 + 3 && c.path().ends_with(CUT));
+        assert_eq!(c.params(), "token=[redacted]&q=1");
+        assert!(c.heap_bytes() < 700, "{}", c.heap_bytes());
+        let short = StoredCall::from_record(rec("/p/1?q=2"), &r);
+        assert_eq!((short.path(), short.params()), ("/p/1", "q=2"));
     }
 }

@@ -108,21 +108,32 @@ const CALL_CHUNK: usize = 1024;
 pub struct CallRing {
     cap: usize,
     chunks: VecDeque<Arc<Vec<StoredCall>>>,
+    /// Heap bytes of each chunk's calls (paths, queries), parallel to `chunks`.
+    chunk_heap: VecDeque<usize>,
     tail: Vec<StoredCall>,
+    tail_heap: usize,
 }
 
 impl CallRing {
     fn new(cap: usize) -> Self {
-        Self { cap: cap.max(1), chunks: VecDeque::new(), tail: Vec::with_capacity(CALL_CHUNK) }
+        Self {
+            cap: cap.max(1),
+            chunks: VecDeque::new(),
+            chunk_heap: VecDeque::new(),
+            tail: Vec::with_capacity(CALL_CHUNK),
+            tail_heap: 0,
+        }
     }
 
     fn push(&mut self, c: StoredCall) {
+        self.tail_heap += c.heap_bytes();
         self.tail.push(c);
         if self.tail.len() == CALL_CHUNK {
             // Whole chunks go; the ring holds between cap and cap + one chunk. An evicted
             // chunk no snapshot still holds is reused as the next tail (no 200 KB allocation).
             let mut reuse = None;
             while !self.chunks.is_empty() && self.len() - CALL_CHUNK >= self.cap {
+                self.chunk_heap.pop_front();
                 if let Some(Ok(mut v)) = self.chunks.pop_front().map(Arc::try_unwrap) {
                     v.clear();
                     reuse = Some(v);
@@ -130,7 +141,15 @@ impl CallRing {
             }
             let full = std::mem::replace(&mut self.tail, reuse.unwrap_or_else(|| Vec::with_capacity(CALL_CHUNK)));
             self.chunks.push_back(Arc::new(full));
+            self.chunk_heap.push_back(std::mem::take(&mut self.tail_heap));
         }
+    }
+
+    /// Bytes the ring holds: its chunks' slots (allocated whole) and every call's strings.
+    pub fn memory_bytes(&self) -> usize {
+        (self.chunks.len() + 1) * CALL_CHUNK * std::mem::size_of::<StoredCall>()
+            + self.chunk_heap.iter().sum::<usize>()
+            + self.tail_heap
     }
 
     pub fn len(&self) -> usize {
@@ -454,12 +473,13 @@ impl Store {
         }
     }
 
-    /// Approximate bytes held: series, open buckets' histograms, recent calls.
+    /// Bytes held: series, open buckets' histograms, and the recent calls with their strings
+    /// (approximate only in the allocator's rounding).
     pub fn memory_bytes(&self) -> usize {
         let series: usize = self.endpoints.values().flat_map(|e| e.tiers.iter()).map(Tier::memory_bytes).sum();
         let open: usize = self.endpoints.values().flat_map(|e| e.open.iter()).map(|o| o.len()).sum();
         let hist = (open + self.spare.len()) * new_hist_bytes();
-        series + hist + self.recent.len() * (std::mem::size_of::<StoredCall>() + 32)
+        series + hist + self.recent.memory_bytes()
     }
 
     pub fn counters(&self) -> &StoreCounters {
@@ -673,5 +693,29 @@ mod tests {
         assert!((2000..2000 + CALL_CHUNK).contains(&snap.recent.len()));
         let newest = snap.recent.iter().next().unwrap().start_us;
         assert_eq!(newest, ((T0 as f64 + 9.999) * 1e6) as u64);
+    }
+
+    /// Regression (issue 20, finding 1): 65 KB paths were stored whole while the gauge counted
+    /// a fixed size per call. Now the stored path is cut and the gauge counts its bytes.
+    #[test]
+    fn long_paths_are_bounded_and_the_gauge_counts_what_is_held() {
+        let mut s = Store::new(StoreConfig { recent_calls: 5000, ..cfg() }, None, T0 * 1_000_000);
+        let base = s.snapshot(0).recent.memory_bytes();
+        let path = format!("/a/{}", "x".repeat(65_000));
+        for i in 0..5000 {
+            let mut r = rec("api", T0 as f64 + i as f64 / 1000.0, 200, 100);
+            r.target = path.parse().unwrap();
+            s.ingest(r);
+        }
+        let snap = s.snapshot(0);
+        let held: usize = snap.recent.iter().map(|c| c.path().len()).sum();
+        assert!(held <= 5000 * 260, "stored paths are cut: {held} bytes");
+        let grew = snap.recent.memory_bytes() - base;
+        assert!(s.memory_bytes() >= snap.recent.memory_bytes(), "the store's gauge includes the ring");
+        // The gauge counts the strings (rounded to the allocator's 16 bytes) and the slots.
+        // 5,000 calls fill four whole chunks of slots beyond the tail the empty ring had.
+        let slots = (5000 / CALL_CHUNK) * CALL_CHUNK * std::mem::size_of::<StoredCall>();
+        assert!(grew >= held + slots, "{grew} < {held} + {slots}");
+        assert!(grew <= held + slots + 5000 * 48, "{grew} > {held} + {slots} + rounding");
     }
 }
