@@ -34,6 +34,8 @@ pub struct RawListen {
     pub shutdown_grace: Option<String>,
     pub workers: Option<i64>,
     pub access_log: Option<String>,
+    pub dot_segments: Option<String>,
+    pub tunnel_idle_timeout: Option<String>,
 }
 
 /// `[listen.tls]`: PEM files for HTTPS.

@@ -75,6 +75,10 @@ pub struct ListenSettings {
     /// connection pool.
     pub workers: usize,
     pub access_log: Option<AccessLog>,
+    /// Paths with dot-segments: normalised before routing (default) or refused with 400.
+    pub dot_segments: crate::proxy::target::DotSegments,
+    /// An upgraded connection (WebSocket) with no bytes either way for this long is closed.
+    pub tunnel_idle_timeout: Duration,
 }
 
 /// Loaded certificate chain and key, ready for the acceptor.

@@ -143,11 +143,22 @@ fn listen(c: &mut Check, r: RawListen, base: &Path) -> ListenSettings {
         }
         Some(p) => Some(AccessLog::File(resolve(base, p))),
     };
+    let dot_segments = match r.dot_segments.as_deref() {
+        None | Some("normalize") => crate::proxy::target::DotSegments::Normalize,
+        Some("reject") => crate::proxy::target::DotSegments::Reject,
+        Some(other) => {
+            c.err("listen.dot_segments", format!("{other:?}: use \"normalize\" or \"reject\""));
+            crate::proxy::target::DotSegments::Normalize
+        }
+    };
+    let idle_timeout = c.duration("listen.idle_timeout", &r.idle_timeout, DEFAULT_IDLE_TIMEOUT);
     ListenSettings {
         addr,
         tls,
+        dot_segments,
+        tunnel_idle_timeout: c.duration("listen.tunnel_idle_timeout", &r.tunnel_idle_timeout, idle_timeout),
         header_timeout: c.duration("listen.header_timeout", &r.header_timeout, DEFAULT_HEADER_TIMEOUT),
-        idle_timeout: c.duration("listen.idle_timeout", &r.idle_timeout, DEFAULT_IDLE_TIMEOUT),
+        idle_timeout,
         max_header_bytes,
         max_body_bytes: c.count("listen.max_body_bytes", r.max_body_bytes, 0, i64::MAX, DEFAULT_MAX_BODY_BYTES as i64)
             as u64,

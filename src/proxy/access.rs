@@ -66,7 +66,11 @@ impl AccessLogger {
     pub fn start(target: &AccessLog, stats: Arc<GlobalStats>) -> std::io::Result<(Self, JoinHandle<()>)> {
         let out: Box<dyn Write + Send> = match target {
             AccessLog::Stdout => Box::new(std::io::stdout()),
-            AccessLog::File(p) => Box::new(std::fs::OpenOptions::new().create(true).append(true).open(p)?),
+            // Client addresses and paths are personal data: owner and group only.
+            AccessLog::File(p) => {
+                use std::os::unix::fs::OpenOptionsExt;
+                Box::new(std::fs::OpenOptions::new().create(true).append(true).mode(0o640).open(p)?)
+            }
         };
         let (tx, rx) = crossbeam_channel::bounded(CHANNEL_CAPACITY);
         let handle =

@@ -4,6 +4,7 @@
 //! generated response, and every call — forwarded or refused — is accounted for once through
 //! [`CallDone`].
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,8 +22,9 @@ use hyper_util::rt::TokioIo;
 use super::body::{CLIENT_CLOSED, CallDone, CallState, Counting, ProxyBody};
 use super::error::ProxyError;
 use super::headers::{self, X_REQUEST_ID};
-use super::pool::{InFlight, Member};
+use super::pool::{InFlight, Member, now_ms};
 use super::router::{Route, host_without_port};
+use super::target;
 use super::{Proxy, RouteTable};
 
 /// What the listener knows about the connection a request came on.
@@ -32,37 +34,102 @@ pub struct ConnInfo {
     pub https: bool,
     /// The worker's own upstream client (connection pool); never shared across threads.
     pub client: super::UpstreamClient,
+    /// The connection's slot under `max_connections`, which an upgrade hands to its tunnel.
+    pub slot: super::listener::ConnSlot,
 }
 
 const VIA: &str = "1.1 prescale";
 
+/// Checks the request target before routing: one valid Host (required in HTTP/1.1), a valid
+/// authority, and a path without dot-segments (normalised in place, or refused).
+fn check_target(req: &mut Request<Incoming>, table: &RouteTable) -> Result<(), ProxyError> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host = hosts.next();
+    // More than one Host is ambiguous about the target (RFC 9112 §3.2: 400), and a cache or
+    // router behind us might read the other one.
+    if hosts.next().is_some() {
+        return Err(ProxyError::BadRequest("more than one Host header"));
+    }
+    match host {
+        Some(h) if !target::valid_host(h.as_bytes()) => return Err(ProxyError::BadRequest("invalid Host")),
+        // RFC 9112 §3.2: an HTTP/1.1 request without Host is answered with 400.
+        None if req.version() == Version::HTTP_11 && req.uri().authority().is_none() => {
+            return Err(ProxyError::BadRequest("missing Host"));
+        }
+        _ => {}
+    }
+    if let Some(a) = req.uri().authority()
+        && !target::valid_host(a.as_str().as_bytes())
+    {
+        return Err(ProxyError::BadRequest("invalid authority"));
+    }
+    let normalized = match target::normalize_path(req.uri().path(), table.limits.dot_segments) {
+        Ok(Cow::Borrowed(_)) => return Ok(()),
+        Ok(Cow::Owned(p)) => p,
+        Err(target::PathError::DotSegments) => return Err(ProxyError::BadRequest("dot-segments in the path")),
+        Err(target::PathError::Ambiguous) => return Err(ProxyError::BadRequest("ambiguous path")),
+    };
+    let pq = match req.uri().query() {
+        Some(q) => format!("{normalized}?{q}"),
+        None => normalized,
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = Some(pq.parse().map_err(|_| ProxyError::BadRequest("path"))?);
+    *req.uri_mut() = Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest("path"))?;
+    Ok(())
+}
+
+/// A call refused before routing: answered, counted, and written to the access log under
+/// endpoint `-` (the historian records only routed calls).
+fn refuse(
+    proxy: &Proxy,
+    conn: &ConnInfo,
+    req: &Request<Incoming>,
+    e: &ProxyError,
+    rid: HeaderValue,
+    start: Instant,
+) -> Response<ProxyBody> {
+    if matches!(e, ProxyError::NoRoute | ProxyError::MethodNotAllowed) {
+        proxy.global.unrouted.fetch_add(1, Relaxed);
+    }
+    if let Some(a) = &proxy.access {
+        static NONE: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+        let line = a.pending(
+            conn.peer.ip(),
+            req.method(),
+            req.uri().path(),
+            NONE.get_or_init(|| Arc::from("-")),
+            None,
+            rid.to_str().unwrap_or("-"),
+        );
+        line.send(e.status().as_u16(), start.elapsed(), 0, super::stats::Outcome::Complete);
+    }
+    error_response(e, rid, CallDone::default())
+}
+
 pub async fn handle(
     proxy: Arc<Proxy>,
     conn: Arc<ConnInfo>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let start = Instant::now();
     let table = proxy.table.load_full();
     let rid = headers::request_id(req.headers());
+    if let Err(e) = check_target(&mut req, &table) {
+        return Ok(refuse(&proxy, &conn, &req, &e, rid, start));
+    }
     let host = req
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()))
-        .map(|h| host_without_port(h).to_string());
-    // More than one Host is ambiguous about the target (RFC 9112 §3.2: 400), and a cache or
-    // router behind us might read the other one.
-    if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
-        return Ok(error_response(&ProxyError::BadRequest("more than one Host header"), rid, CallDone::default()));
-    }
+        .map(host_without_port);
     // CONNECT would make prescale a tunnel to anywhere: refused before routing.
     if req.method() == Method::CONNECT {
-        proxy.global.unrouted.fetch_add(1, Relaxed);
-        return Ok(error_response(&ProxyError::MethodNotAllowed, rid, CallDone::default()));
+        return Ok(refuse(&proxy, &conn, &req, &ProxyError::MethodNotAllowed, rid, start));
     }
-    let Some(route) = table.router.find(req.method(), host.as_deref(), req.uri().path()) else {
-        proxy.global.unrouted.fetch_add(1, Relaxed);
-        return Ok(error_response(&ProxyError::NoRoute, rid, CallDone::default()));
+    let Some(route) = table.router.find(req.method(), host, req.uri().path()) else {
+        return Ok(refuse(&proxy, &conn, &req, &ProxyError::NoRoute, rid, start));
     };
     let recorder = proxy.recorder.clone();
     let client = match &recorder {
@@ -92,6 +159,10 @@ pub async fn handle(
             if let Some(s) = call.state_mut() {
                 s.status = e.status().as_u16();
                 s.timeout = matches!(e, ProxyError::Timeout { .. });
+                // prescale's own 413/502/504 are calls like any other in the access log.
+                s.access = proxy.access.as_ref().map(|a| {
+                    a.pending(conn.peer.ip(), &s.method, s.target.path(), &route.name, None, rid.to_str().unwrap_or("-"))
+                });
             }
             Ok(error_response(&e, rid, call))
         }
@@ -140,6 +211,7 @@ async fn forward(
         conn.peer.ip(),
         conn.https,
         fwd_host.as_ref().and_then(|h| h.to_str().ok()),
+        table.limits.trust_forwarded,
         VIA,
     );
     headers.insert(X_REQUEST_ID.clone(), rid.clone());
@@ -219,7 +291,8 @@ async fn forward(
             let value = resp.headers().get(header::UPGRADE).cloned();
             if let (Some(client_side), Some(_)) = (client_upgrade, &value) {
                 let upstream_side = hyper::upgrade::on(&mut resp);
-                proxy.tasks.spawn(tunnel(client_side, upstream_side));
+                let permit = conn.slot.take();
+                proxy.tasks.spawn(tunnel(client_side, upstream_side, conn.slot.tunnel_idle, permit, proxy.global.clone()));
             }
             value
         } else {
@@ -264,16 +337,51 @@ fn forwarded_client(h: &http::HeaderMap, hops: usize) -> Option<std::net::IpAddr
     all.get(i).and_then(|s| s.parse().ok())
 }
 
-/// Copies bytes both ways between an upgraded client connection and the upstream one.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+/// Copies bytes both ways between an upgraded client connection and the upstream one. The
+/// tunnel holds its connection's slot under `max_connections` and counts as an open
+/// connection; no byte either way for `idle` closes it.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    idle: std::time::Duration,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    global: Arc<super::stats::GlobalStats>,
+) {
     let (Ok(c), Ok(u)) = tokio::join!(client, upstream) else {
         tracing::debug!("upgrade handshake did not complete");
         return;
     };
-    let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
-    if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
-        tracing::debug!(error = %e, "upgraded connection ended with an error");
+    global.tunnels_total.fetch_add(1, Relaxed);
+    global.tunnels_active.fetch_add(1, Relaxed);
+    global.connections_active.fetch_add(1, Relaxed);
+    let last = Arc::new(AtomicU64::new(now_ms()));
+    let mut c = super::listener::IdleIo::new(TokioIo::new(c), last.clone());
+    let mut u = TokioIo::new(u);
+    let copy = tokio::io::copy_bidirectional(&mut c, &mut u);
+    tokio::pin!(copy);
+    let idle_ms = idle.as_millis() as u64;
+    let mut tick = tokio::time::interval(idle / 4 + std::time::Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            r = copy.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "upgraded connection ended with an error");
+                }
+                break;
+            }
+            _ = tick.tick() => {
+                if now_ms().saturating_sub(last.load(Relaxed)) >= idle_ms {
+                    tracing::debug!("idle tunnel closed");
+                    global.tunnels_idle_closed.fetch_add(1, Relaxed);
+                    break;
+                }
+            }
+        }
     }
+    global.connections_active.fetch_sub(1, Relaxed);
+    global.tunnels_active.fetch_sub(1, Relaxed);
+    drop(permit);
 }
 
 fn is_body_limit(e: &hyper_util::client::legacy::Error) -> bool {

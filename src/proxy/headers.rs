@@ -9,6 +9,7 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -59,9 +60,23 @@ pub fn upgrade_request(h: &HeaderMap) -> Option<HeaderValue> {
     if asks { h.get(header::UPGRADE).cloned() } else { None }
 }
 
-/// Appends the client to `X-Forwarded-For`; sets `X-Forwarded-Proto`, `X-Forwarded-Host`;
-/// appends to `Via`.
-pub fn add_forwarding(h: &mut HeaderMap, client: IpAddr, https: bool, host: Option<&str>, via: &'static str) {
+/// Appends the client to `X-Forwarded-For`; sets `X-Forwarded-Proto` and `X-Forwarded-Host`
+/// (never passes a client's own on); appends to `Via`. Unless the client is a `trusted` hop,
+/// the client-sent `Forwarded` and `X-Real-IP` are removed: an upstream must not believe an
+/// address or host the client made up.
+pub fn add_forwarding(
+    h: &mut HeaderMap,
+    client: IpAddr,
+    https: bool,
+    host: Option<&str>,
+    trusted: bool,
+    via: &'static str,
+) {
+    h.remove(&X_FORWARDED_HOST);
+    if !trusted {
+        h.remove(header::FORWARDED);
+        h.remove(&X_REAL_IP);
+    }
     let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.trim().is_empty() => format!("{prev}, {client}"),
         _ => client.to_string(),
@@ -91,14 +106,20 @@ pub fn append_via(h: &mut HeaderMap, value: &'static str) {
     }
 }
 
-/// Keeps a sane client-supplied request id, else makes one: 32 hex digits, unique per process
+/// Whether a client-supplied request id is kept: 1–128 bytes of letters, digits and
+/// `-._:+/=` (UUIDs, hex, base64). Anything else — markup, quotes, spaces — could end up in a
+/// log viewer or a page, so it is replaced.
+fn safe_request_id(b: &[u8]) -> bool {
+    !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-._:+/=".contains(c))
+}
+
+/// Keeps a safe client-supplied request id, else makes one: 32 hex digits, unique per process
 /// (random prefix + counter), no syscall.
 pub fn request_id(h: &HeaderMap) -> HeaderValue {
-    if let Some(v) = h.get(&X_REQUEST_ID) {
-        let b = v.as_bytes();
-        if !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic()) {
-            return v.clone();
-        }
+    if let Some(v) = h.get(&X_REQUEST_ID)
+        && safe_request_id(v.as_bytes())
+    {
+        return v.clone();
     }
     static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -143,7 +164,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", "10.0.0.1".parse().unwrap());
         h.insert(header::VIA, "1.0 edge".parse().unwrap());
-        add_forwarding(&mut h, "192.0.2.7".parse().unwrap(), true, Some("api.example.com"), "1.1 prescale");
+        add_forwarding(&mut h, "192.0.2.7".parse().unwrap(), true, Some("api.example.com"), false, "1.1 prescale");
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "api.example.com");
@@ -161,5 +182,32 @@ mod tests {
         assert_eq!(request_id(&h), "abc-123");
         h.insert(&X_REQUEST_ID, "has space".parse().unwrap());
         assert_ne!(request_id(&h), "has space");
+        // Regression (issue 20, finding 10): markup and quotes were kept.
+        for bad in ["<script>x</script>", "a\"b", "x'y", "{json}"] {
+            h.insert(&X_REQUEST_ID, bad.parse().unwrap());
+            assert_eq!(request_id(&h).len(), 32, "{bad} replaced");
+        }
+        h.insert(&X_REQUEST_ID, "9f1c2a3b-0000-4abc-8def-1234567890ab".parse().unwrap());
+        assert_eq!(request_id(&h), "9f1c2a3b-0000-4abc-8def-1234567890ab");
+    }
+
+    /// Regression (issue 20, finding 5): a client's own X-Forwarded-Host, Forwarded and
+    /// X-Real-IP were passed on.
+    #[test]
+    fn client_forwarding_claims_are_not_passed_on_from_untrusted_clients() {
+        let claims = || {
+            let mut h = HeaderMap::new();
+            h.insert("x-forwarded-host", "evil.example".parse().unwrap());
+            h.insert("forwarded", "for=1.2.3.4;host=evil.example".parse().unwrap());
+            h.insert("x-real-ip", "1.2.3.4".parse().unwrap());
+            h
+        };
+        let mut h = claims();
+        add_forwarding(&mut h, "192.0.2.7".parse().unwrap(), false, None, false, "1.1 prescale");
+        assert!(h.get("x-forwarded-host").is_none() && h.get("forwarded").is_none() && h.get("x-real-ip").is_none());
+        let mut h = claims();
+        add_forwarding(&mut h, "192.0.2.7".parse().unwrap(), false, Some("api.example.com"), true, "1.1 prescale");
+        assert_eq!(h["x-forwarded-host"], "api.example.com", "ours, not the client's");
+        assert!(h.get("forwarded").is_some() && h.get("x-real-ip").is_some(), "kept behind trusted hops");
     }
 }

@@ -44,6 +44,8 @@ pub struct ConnSettings {
     pub max_header_bytes: usize,
     /// Open-connection cap shared by all workers.
     pub connections: Arc<Semaphore>,
+    /// Upgraded connections with no bytes either way for this long are closed.
+    pub tunnel_idle_timeout: Duration,
     pub tls: Option<TlsAcceptor>,
     pub upstream: UpstreamSettings,
 }
@@ -55,6 +57,7 @@ impl ConnSettings {
             idle_timeout: l.idle_timeout,
             max_header_bytes: l.max_header_bytes,
             connections: Arc::new(Semaphore::new(l.max_connections)),
+            tunnel_idle_timeout: l.tunnel_idle_timeout,
             tls: l.tls.as_ref().map(|t| TlsAcceptor::from(t.server_config.clone())),
             upstream: upstream.clone(),
         }
@@ -162,17 +165,19 @@ pub async fn serve(
         conns.spawn(async move {
             proxy.global.connections_active.fetch_add(1, Relaxed);
             proxy.global.connections_total.fetch_add(1, Relaxed);
-            serve_conn(stream, peer, client, proxy.clone(), &builder, &settings, shutdown).await;
+            let slot = ConnSlot { permit: std::sync::Mutex::new(Some(permit)), tunnel_idle: settings.tunnel_idle_timeout };
+            serve_conn(stream, peer, client, slot, proxy.clone(), &builder, &settings, shutdown).await;
             proxy.global.connections_active.fetch_sub(1, Relaxed);
-            drop(permit);
         });
     }
 }
 
+#[allow(clippy::too_many_arguments)] // one call site; each is what the connection is made of
 async fn serve_conn(
     stream: TcpStream,
     peer: SocketAddr,
     client: super::UpstreamClient,
+    slot: ConnSlot,
     proxy: Arc<Proxy>,
     builder: &auto::Builder<TokioExecutor>,
     settings: &ConnSettings,
@@ -180,7 +185,7 @@ async fn serve_conn(
 ) {
     match &settings.tls {
         None => {
-            let info = Arc::new(ConnInfo { peer, https: false, client });
+            let info = Arc::new(ConnInfo { peer, https: false, client, slot });
             serve_io(stream, info, proxy, builder, settings, shutdown).await
         }
         Some(acceptor) => {
@@ -190,7 +195,7 @@ async fn serve_conn(
             };
             match tls {
                 Ok(Ok(tls)) => {
-                    let info = Arc::new(ConnInfo { peer, https: true, client });
+                    let info = Arc::new(ConnInfo { peer, https: true, client, slot });
                     serve_io(tls, info, proxy, builder, settings, shutdown).await
                 }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
@@ -259,12 +264,40 @@ async fn serve_io<I>(
     }
 }
 
+/// A connection's place under `max_connections`: released when the connection ends, or handed
+/// to the tunnel when the connection is upgraded (so a WebSocket keeps counting).
+pub struct ConnSlot {
+    /// Locked once per upgrade, never per request.
+    permit: std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
+    pub tunnel_idle: Duration,
+}
+
+impl ConnSlot {
+    /// The connection's permit, for the tunnel that outlives the connection.
+    pub fn take(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.permit.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+impl std::fmt::Debug for ConnSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnSlot").field("tunnel_idle", &self.tunnel_idle).finish_non_exhaustive()
+    }
+}
+
 /// Stamps the time of the last byte moved in either direction, and since when writes have been
 /// blocked (the peer is not reading; 0 when not blocked).
-struct IdleIo<I> {
+pub(crate) struct IdleIo<I> {
     inner: I,
     last: Arc<AtomicU64>,
     blocked: Arc<AtomicU64>,
+}
+
+impl<I> IdleIo<I> {
+    /// Wraps `inner`; `last` is stamped with the time of every byte moved.
+    pub(crate) fn new(inner: I, last: Arc<AtomicU64>) -> Self {
+        Self { inner, last, blocked: Arc::new(AtomicU64::new(0)) }
+    }
 }
 
 impl<I> IdleIo<I> {

@@ -15,6 +15,7 @@ pub mod listener;
 pub mod pool;
 pub mod router;
 pub mod stats;
+pub mod target;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -45,6 +46,11 @@ pub(crate) type UpstreamClient = Client<HttpConnector, UpstreamBody>;
 pub struct Limits {
     pub max_body_bytes: u64,
     pub response_timeout: Duration,
+    /// Paths with `.`/`..` segments: normalised before routing, or refused.
+    pub dot_segments: target::DotSegments,
+    /// Client-sent `Forwarded`, `X-Real-IP` and `X-Forwarded-*` are believed (and passed on)
+    /// only when trusted proxies stand in front of prescale (`historian.trusted_hops` > 0).
+    pub trust_forwarded: bool,
 }
 
 /// What one request needs, swapped whole on reload.
@@ -106,7 +112,12 @@ impl Proxy {
         let proxy = Arc::new(Self {
             table: ArcSwap::from_pointee(RouteTable {
                 router: Router::default(),
-                limits: Limits { max_body_bytes: 0, response_timeout: Duration::ZERO },
+                limits: Limits {
+                    max_body_bytes: 0,
+                    response_timeout: Duration::ZERO,
+                    dot_segments: target::DotSegments::Normalize,
+                    trust_forwarded: false,
+                },
             }),
             pools: Mutex::new(HashMap::new()),
             endpoint_stats: Mutex::new(HashMap::new()),
@@ -176,6 +187,8 @@ impl Proxy {
             limits: Limits {
                 max_body_bytes: settings.listen.max_body_bytes,
                 response_timeout: settings.upstream.response_timeout,
+                dot_segments: settings.listen.dot_segments,
+                trust_forwarded: settings.historian.as_ref().is_some_and(|h| h.trusted_hops > 0),
             },
         }));
 

@@ -60,8 +60,16 @@ impl EndpointStats {
 /// Process-wide data-plane counters.
 #[derive(Debug, Default)]
 pub struct GlobalStats {
+    /// Client connections open now, upgraded tunnels included.
     pub connections_active: AtomicU64,
     pub connections_total: AtomicU64,
+    /// Upgraded (WebSocket) tunnels open now; each holds a connection slot.
+    pub tunnels_active: AtomicU64,
+    pub tunnels_total: AtomicU64,
+    /// Tunnels closed because no byte moved for `listen.tunnel_idle_timeout`.
+    pub tunnels_idle_closed: AtomicU64,
+    /// Upgrades refused because the connection cap was reached.
+    pub tunnels_refused: AtomicU64,
     /// Requests that matched no endpoint (404) or were refused before routing.
     pub unrouted: AtomicU64,
     pub upstream_retries: AtomicU64,
