@@ -130,7 +130,7 @@ impl App {
             view,
             forecasts,
             allocator.as_ref().map(Allocator::view),
-            settings.admin.token.clone(),
+            &settings.admin,
             clock.clone(),
             shutdown.clone(),
         )
@@ -181,7 +181,7 @@ impl App {
         if l.0.access_log != l.1.access_log {
             report.needs_restart.push("listen.access_log");
         }
-        if old.admin.addr != n.admin.addr || old.admin.token != n.admin.token {
+        if old.admin != n.admin {
             report.needs_restart.push("admin");
         }
         let (u0, u1) = (&old.upstream, &n.upstream);

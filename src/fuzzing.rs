@@ -101,7 +101,7 @@ pub fn admin_query(data: &[u8]) {
     let p = api::query_params(Some(&q));
     for r in [api::series(&VIEW, &p), api::calls(&VIEW, &p), api::forecast(None, &p), api::accuracy(None, &p)] {
         match r {
-            Ok(json) => assert!(json.len() < 64 << 20, "answer of {} bytes", json.len()),
+            Ok(page) => assert!(page.json.len() < 64 << 20, "answer of {} bytes", page.json.len()),
             Err((status, msg)) => assert!(status.is_client_error(), "{status} {msg}"),
         }
     }
@@ -118,7 +118,7 @@ mod tests {
         // `from` × 1,000,000 overflowed (a panic with overflow checks, a wrong filter without).
         super::admin_query(b"endpoint=orders&step=59&from=1799992809992800&to=1060");
         let p = crate::admin::api::query_params(Some("from=18446744073709551615"));
-        let all = crate::admin::api::calls(&super::VIEW, &p).unwrap();
+        let all = crate::admin::api::calls(&super::VIEW, &p).unwrap().json;
         assert_eq!(all, "[]", "nothing starts after the end of time");
     }
 
@@ -129,13 +129,13 @@ mod tests {
         super::admin_query(b"endpoint=orders&step=59999288000000&\x7f=52800&t\x7f=580000");
         let p = crate::admin::api::query_params(Some("endpoint=orders&step=59999288000000&from=0&to=1800000000"));
         let one: serde_json::Value =
-            serde_json::from_str(&crate::admin::api::series(&super::VIEW, &p).unwrap()).unwrap();
+            serde_json::from_str(&crate::admin::api::series(&super::VIEW, &p).unwrap().json).unwrap();
         assert_eq!(one["points"].as_array().unwrap().len(), 1);
         // The same calls as the 1-second tier's points over the hour it keeps.
         let p =
             crate::admin::api::query_params(Some(&format!("endpoint=orders&step=1&from={}&to={}", T0 - 7200, T0 + 60)));
         let fine: serde_json::Value =
-            serde_json::from_str(&crate::admin::api::series(&super::VIEW, &p).unwrap()).unwrap();
+            serde_json::from_str(&crate::admin::api::series(&super::VIEW, &p).unwrap().json).unwrap();
         let total: u64 = fine["points"].as_array().unwrap().iter().map(|p| p["count"].as_u64().unwrap()).sum();
         assert!(total > 300);
         assert_eq!(one["points"][0]["count"], total, "every call in the one point");

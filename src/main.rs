@@ -357,13 +357,16 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 async fn run(settings: config::Settings, config: Option<PathBuf>) -> anyhow::Result<()> {
     let files = prescale::app::raise_open_file_limit();
-    // Each client connection may hold an upstream one too, plus the data files and the admin.
-    let wanted = settings.listen.max_connections as u64 * 2 + 256;
+    // Each client connection may hold an upstream one too; the admin's connections are capped
+    // apart (admin.max_connections, plus as many briefly read for probes) so they never take
+    // the data plane's descriptors; 256 more for data files, health checks and libvirt.
+    let wanted = settings.listen.max_connections as u64 * 2 + settings.admin.max_connections as u64 * 2 + 256;
     if files < wanted {
         tracing::warn!(
             limit = files,
             max_connections = settings.listen.max_connections,
-            "the open-file limit is below 2 × listen.max_connections + 256: beyond it, accepts back off"
+            admin_max_connections = settings.admin.max_connections,
+            "the open-file limit is below 2 × listen.max_connections + 2 × admin.max_connections + 256: beyond it, accepts back off"
         );
     }
     let app = App::start(settings).await?;

@@ -8,12 +8,40 @@ use serde_json::{Value, json};
 
 use crate::historian::{HistorianView, Snapshot};
 
-/// Points one series query may return.
-const MAX_POINTS: u64 = 100_000;
-const MAX_CALLS: usize = 10_000;
+/// Points one series answer holds (about 130 bytes each); a longer range is paged.
+pub const MAX_POINTS: u64 = 10_000;
+/// Calls one answer holds (each at most a few hundred bytes: paths and queries are cut when
+/// recorded); more are paged.
+pub const MAX_CALLS: usize = 1_000;
 
-/// Serialized JSON, or a status and message.
-pub type ApiResult = Result<String, (StatusCode, String)>;
+/// One answer: serialized JSON, and where the rest is when it was paged (a path and query for a
+/// `Link: rel="next"` header).
+#[derive(Debug)]
+pub struct Page {
+    pub json: String,
+    pub next: Option<String>,
+}
+
+impl From<String> for Page {
+    fn from(json: String) -> Self {
+        Self { json, next: None }
+    }
+}
+
+/// An answer, or a status and message.
+pub type ApiResult = Result<Page, (StatusCode, String)>;
+
+/// The same query with `key` set to `value` (for a next-page link).
+fn with_param(path: &str, p: &HashMap<String, String>, key: &str, value: u64) -> String {
+    let mut keys: Vec<&String> = p.keys().filter(|k| k.as_str() != key).collect();
+    keys.sort();
+    let mut q = format!("{path}?");
+    for k in keys {
+        q.push_str(&format!("{}={}&", encode(k), encode(&p[k])));
+    }
+    q.push_str(&format!("{key}={value}"));
+    q
+}
 
 fn bad(msg: impl Into<String>) -> (StatusCode, String) {
     (StatusCode::BAD_REQUEST, msg.into())
@@ -89,7 +117,8 @@ pub fn endpoints(h: &HistorianView) -> ApiResult {
             })
             .collect(),
     )
-    .to_string())
+    .to_string()
+    .into())
 }
 
 pub fn series(h: &HistorianView, p: &HashMap<String, String>) -> ApiResult {
@@ -107,33 +136,34 @@ pub fn series(h: &HistorianView, p: &HashMap<String, String>) -> ApiResult {
     if from >= to {
         return Err(bad("from: must be before to"));
     }
-    if (to - from) / step > MAX_POINTS {
-        return Err(bad(format!(
-            "step: more than {MAX_POINTS} points requested; use a larger step or a shorter range"
-        )));
-    }
     let tier = ep.tier_for(step, from, now_s).ok_or_else(|| {
         let steps: Vec<u64> = ep.tiers.iter().map(|t| t.step_s).collect();
         bad(format!("step: must be a multiple of one of the recorded steps {steps:?}"))
     })?;
     // Buckets still open are not "missing": the series ends at the last closed one.
-    let to = to.min(tier.next() * tier.step_s).max(from);
-    let points = tier.points(from, to, step);
+    let to = to.min(tier.next().saturating_mul(tier.step_s)).max(from);
     let step = step / tier.step_s * tier.step_s;
+    // At most MAX_POINTS per answer; the rest is the next page.
+    let page_end = from.saturating_add(MAX_POINTS.saturating_mul(step));
+    let (to, next) = if to > page_end { (page_end, Some(page_end)) } else { (to, None) };
+    let points = tier.points(from, to, step);
     #[derive(serde::Serialize)]
     struct Series<'a> {
         endpoint: &'a str,
         step: u64,
         points: &'a [crate::historian::series::Point],
     }
-    serde_json::to_string(&Series { endpoint: &ep.name, step, points: &points })
-        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    let json = serde_json::to_string(&Series { endpoint: &ep.name, step, points: &points })
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Page { json, next: next.map(|n| with_param("/admin/api/series", p, "from", n)) })
 }
 
 pub fn calls(h: &HistorianView, p: &HashMap<String, String>) -> ApiResult {
     let snap = h.snapshot();
     let limit = num(p, "limit")?.unwrap_or(100).min(MAX_CALLS as u64) as usize;
     let from_us = num(p, "from")?.map(|s| s.saturating_mul(1_000_000));
+    // Paging: calls strictly older than this (the last `t_us` of the previous page).
+    let before_us = num(p, "before_us")?;
     let to_us = num(p, "to")?.map(|s| s.saturating_mul(1_000_000));
     let endpoint = p.get("endpoint");
     let client = p.get("client");
@@ -156,9 +186,14 @@ pub fn calls(h: &HistorianView, p: &HashMap<String, String>) -> ApiResult {
         .filter(|c| status.is_none_or(|(lo, hi)| (lo..=hi).contains(&c.status)))
         .filter(|c| from_us.is_none_or(|f| c.start_us >= f))
         .filter(|c| to_us.is_none_or(|t| c.start_us < t))
+        .filter(|c| before_us.is_none_or(|b| c.start_us < b))
         .take(limit)
         .collect();
-    serde_json::to_string(&calls).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    let next = (calls.len() == limit && limit > 0)
+        .then(|| calls.last().map(|c| with_param("/admin/api/calls", p, "before_us", c.start_us)))
+        .flatten();
+    let json = serde_json::to_string(&calls).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Page { json, next })
 }
 
 pub fn forecast(f: Option<&crate::forecast::thread::ForecastView>, p: &HashMap<String, String>) -> ApiResult {
@@ -177,7 +212,7 @@ pub fn forecast(f: Option<&crate::forecast::thread::ForecastView>, p: &HashMap<S
         }
         _ => return Err(bad("give exactly one of endpoint=NAME or pool=NAME")),
     };
-    json.map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    json.map(Page::from).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
 /// `/admin/api/pools` (each scaled pool: mode, VMs, capacity against forecast, lead time) and
@@ -200,7 +235,7 @@ pub fn allocator(
         let d: Vec<_> = st.decisions.iter().filter(|d| pool.is_none_or(|n| &d.pool == n)).take(limit).collect();
         serde_json::to_string(&d)
     };
-    json.map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    json.map(Page::from).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
 /// `/admin/api/accuracy?endpoint=NAME` (or every endpoint without it): rolling forecast scores
@@ -225,5 +260,5 @@ pub fn accuracy(f: Option<&crate::forecast::thread::ForecastView>, p: &HashMap<S
             serde_json::to_string(&v)
         }
     };
-    json.map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    json.map(Page::from).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }

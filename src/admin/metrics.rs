@@ -50,7 +50,10 @@ pub fn render(
     let _ = writeln!(out, "prescale_connections_active {}", g.connections_active.load(Relaxed));
     let _ = writeln!(out, "# TYPE prescale_connections_total counter");
     let _ = writeln!(out, "prescale_connections_total {}", g.connections_total.load(Relaxed));
-    let _ = writeln!(out, "# HELP prescale_tunnels_active Upgraded (WebSocket) tunnels open now; each holds a connection slot.");
+    let _ = writeln!(
+        out,
+        "# HELP prescale_tunnels_active Upgraded (WebSocket) tunnels open now; each holds a connection slot."
+    );
     let _ = writeln!(out, "# TYPE prescale_tunnels_active gauge");
     let _ = writeln!(out, "prescale_tunnels_active {}", g.tunnels_active.load(Relaxed));
     let _ = writeln!(out, "# HELP prescale_tunnels_total Upgraded tunnels opened, by how they ended or were refused.");

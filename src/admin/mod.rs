@@ -4,26 +4,60 @@
 //! starve it and it cannot starve the data plane. It only reads shared state. When a bearer
 //! token is configured every path except `/live` and `/ready` requires it.
 
+//! The admin listener: `/live`, `/ready`, `/metrics`, the `/admin` page and `/admin/api/*`,
+//! and `POST /admin/action`.
+//!
+//! It runs on its own OS thread with a single-threaded runtime, so a busy data plane cannot
+//! starve it and it cannot starve the data plane. It only reads shared state (actions are sent
+//! to their owners). When a bearer token is configured every path except `/live` and `/ready`
+//! requires it.
+//!
+//! Hostile clients are bounded: at most `admin.max_connections` connections (beyond them only
+//! `/live` and `/ready` are answered, then the connection is closed), request heads and bodies
+//! within `admin.request_timeout`, idle keep-alive connections closed after
+//! `admin.idle_timeout`, bodies of at most 16 KB read only after the cheap checks (Host,
+//! Origin, the bearer header, the failed-login limit). Pages and API answers are rendered on a
+//! blocking worker, two at a time, so one large answer never stalls `/live` and `/ready`; every
+//! answer is bounded in size (the calls and series APIs page with a `Link: rel="next"`).
+
 pub mod api;
+mod guard;
 mod metrics;
 mod page;
 
 use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, header};
+use http::{Method, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::allocator::manager::AllocatorView;
+use crate::config::AdminSettings;
 use crate::forecast::thread::ForecastView;
 use crate::historian::HistorianView;
 use crate::proxy::Proxy;
+use crate::proxy::pool::now_ms;
+pub use guard::HostPolicy;
+
+/// Largest `POST /admin/action` body.
+const MAX_FORM_BYTES: u64 = 16 * 1024;
+/// Pages and API answers rendered at once (each on a blocking worker).
+const RENDERS: usize = 2;
+/// Connections beyond the cap that are still read for a `/live` or `/ready` probe.
+const OVERFLOW_PROBES: usize = 64;
+/// How long an over-the-cap connection has to send its request line.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Starts the admin thread on an already-bound listener; it stops when `shutdown` fires.
 #[allow(clippy::too_many_arguments)] // the composition root hands each view over explicitly
@@ -33,32 +67,41 @@ pub fn start(
     historian: Option<HistorianView>,
     forecasts: Option<ForecastView>,
     allocator: Option<AllocatorView>,
-    token: Option<String>,
+    settings: &AdminSettings,
     clock: crate::clock::SharedClock,
     shutdown: CancellationToken,
 ) -> std::io::Result<JoinHandle<()>> {
     listener.set_nonblocking(true)?;
+    let shared = Arc::new(Shared {
+        proxy,
+        historian,
+        forecasts,
+        allocator,
+        clock,
+        token: settings.token.as_deref().map(Arc::from),
+        hosts: HostPolicy { names: settings.hosts.clone() },
+        max_connections: settings.max_connections,
+        request_timeout: settings.request_timeout,
+        idle_timeout: settings.idle_timeout,
+        forms: guard::FormSecrets::default(),
+        logins: guard::LoginLimiter::default(),
+        messages: guard::Messages::default(),
+        renders: Semaphore::new(RENDERS),
+        refused: AtomicU64::new(0),
+    });
     std::thread::Builder::new().name("prescale-admin".into()).spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .max_blocking_threads(RENDERS + 2)
+            .build()
+        {
             Ok(rt) => rt,
             Err(e) => {
                 tracing::error!(error = %e, "admin runtime failed to start");
                 return;
             }
         };
-        rt.block_on(serve(
-            listener,
-            Arc::new(Shared {
-                proxy,
-                historian,
-                forecasts,
-                allocator,
-                clock,
-                csrf: format!("{:032x}", fastrand::u128(..)),
-            }),
-            token.map(Arc::from),
-            shutdown,
-        ));
+        rt.block_on(serve(listener, shared, shutdown));
     })
 }
 
@@ -70,17 +113,25 @@ struct Shared {
     allocator: Option<AllocatorView>,
     /// The app's clock (the demo's runs fast): the page's "now".
     clock: crate::clock::SharedClock,
-    /// Per-process secret the page's forms carry when no admin token is configured (so another
-    /// site cannot make a browser on this machine post actions).
-    csrf: String,
+    /// Bearer token (`admin.token_file`); without one, actions need a form secret of the page.
+    token: Option<Arc<str>>,
+    /// `Host` values answered (DNS rebinding).
+    hosts: HostPolicy,
+    max_connections: usize,
+    request_timeout: Duration,
+    idle_timeout: Duration,
+    /// Form secrets handed out per page load (so another site cannot make a browser on this
+    /// machine post actions, and a secret read once does not last).
+    forms: guard::FormSecrets,
+    logins: guard::LoginLimiter,
+    messages: guard::Messages,
+    /// Bounds the blocking render workers.
+    renders: Semaphore,
+    /// Connections refused at the cap (shown in `/metrics`).
+    refused: AtomicU64,
 }
 
-async fn serve(
-    listener: std::net::TcpListener,
-    proxy: Arc<Shared>,
-    token: Option<Arc<str>>,
-    shutdown: CancellationToken,
-) {
+async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -88,49 +139,185 @@ async fn serve(
             return;
         }
     };
+    let slots = Arc::new(Semaphore::new(shared.max_connections));
+    let probes = Arc::new(Semaphore::new(OVERFLOW_PROBES));
     let conns = tokio_util::task::TaskTracker::new();
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             a = listener.accept() => match a {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
         };
-        let (proxy, token, shutdown) = (proxy.clone(), token.clone(), shutdown.clone());
-        conns.spawn(async move {
-            let service = service_fn(move |req| {
-                let (proxy, token) = (proxy.clone(), token.clone());
-                async move {
-                    let mut r = if req.method() == Method::POST {
-                        action(&proxy, token.as_deref(), req).await
-                    } else {
-                        route(&proxy, token.as_deref(), req)
-                    };
-                    secure(&mut r);
-                    Ok::<_, Infallible>(r)
-                }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(std::time::Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), conn).await;
+        let shared = shared.clone();
+        match slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                let shutdown = shutdown.clone();
+                conns.spawn(async move {
+                    serve_conn(stream, peer, &shared, shutdown).await;
+                    drop(slot);
+                });
+            }
+            Err(_) => {
+                shared.refused.fetch_add(1, Relaxed);
+                // Over the cap: probes still get their answer, everything else a 503; the
+                // connection is closed either way, so it holds no descriptor for long.
+                if let Ok(p) = probes.clone().try_acquire_owned() {
+                    conns.spawn(async move {
+                        probe_only(stream, &shared).await;
+                        drop(p);
+                    });
                 }
             }
-        });
+        }
     }
     conns.close();
     conns.wait().await;
+}
+
+/// Answers `/live` and `/ready` on a connection beyond the cap, anything else with 503.
+async fn probe_only(mut stream: tokio::net::TcpStream, shared: &Shared) {
+    let mut buf = [0u8; 64];
+    let mut n = 0;
+    let read = tokio::time::timeout(PROBE_TIMEOUT, async {
+        while n < buf.len() && !buf[..n].contains(&b'\n') {
+            match stream.read(&mut buf[n..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
+            }
+        }
+    });
+    let _ = read.await;
+    let line = &buf[..n];
+    let (status, body): (&str, &str) = if line.starts_with(b"GET /live ") || line.starts_with(b"HEAD /live ") {
+        ("200 OK", "live\n")
+    } else if line.starts_with(b"GET /ready ") || line.starts_with(b"HEAD /ready ") {
+        if shared.proxy.is_ready() { ("200 OK", "ready\n") } else { ("503 Service Unavailable", "not ready\n") }
+    } else {
+        ("503 Service Unavailable", "admin connection limit reached\n")
+    };
+    let resp = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(PROBE_TIMEOUT, stream.write_all(resp.as_bytes())).await;
+}
+
+async fn serve_conn(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let last = Arc::new(AtomicU64::new(now_ms()));
+    let io = TokioIo::new(crate::proxy::listener::IdleIo::new(stream, last.clone()));
+    let for_service = shared.clone();
+    let service = service_fn(move |req| {
+        let shared = for_service.clone();
+        async move {
+            let mut r = dispatch(shared, peer.ip(), req).await;
+            secure(&mut r);
+            Ok::<_, Infallible>(r)
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.request_timeout)
+        .max_buf_size(64 * 1024)
+        .serve_connection(io, service);
+    tokio::pin!(conn);
+    let idle_ms = shared.idle_timeout.as_millis() as u64;
+    let hard_ms = idle_ms + shared.request_timeout.as_millis() as u64;
+    let mut tick = tokio::time::interval(shared.idle_timeout / 4 + Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            biased;
+            _ = conn.as_mut() => return,
+            _ = shutdown.cancelled(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = tick.tick() => {
+                let silent = now_ms().saturating_sub(last.load(Relaxed));
+                // Silent past the idle timeout: close after the request in flight; still
+                // silent a request timeout later (a body that never comes): drop it.
+                if silent >= hard_ms {
+                    return;
+                }
+                if silent >= idle_ms && !closing {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
+}
+
+/// One request: the probes at once; everything else after the Host, auth and rate checks, the
+/// action on this thread (it only sends commands), pages and APIs on a blocking worker.
+async fn dispatch(shared: Arc<Shared>, ip: IpAddr, req: hyper::Request<Incoming>) -> Response<Full<Bytes>> {
+    const PLAIN: &str = "text/plain; charset=utf-8";
+    let path = req.uri().path();
+    if matches!(*req.method(), Method::GET | Method::HEAD) && (path == "/live" || path == "/ready") {
+        return probe(&shared, path);
+    }
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+    if !shared.hosts.allows(host) {
+        return text(
+            StatusCode::MISDIRECTED_REQUEST,
+            PLAIN,
+            "this Host is not one of the admin's names (admin.hosts); use the address or a configured name\n",
+        );
+    }
+    let now_s = crate::clock::now_us() / 1_000_000;
+    if let Some(wait) = shared.logins.blocked(ip, now_s) {
+        let mut r = text(StatusCode::TOO_MANY_REQUESTS, PLAIN, "too many failed logins; try again later\n");
+        r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(wait));
+        return r;
+    }
+    if req.method() == Method::POST {
+        return action(&shared, ip, req).await;
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, PLAIN, "method not allowed\n");
+    }
+    match bearer(shared.token.as_deref(), req.headers()) {
+        Auth::Ok => {}
+        auth => {
+            if auth == Auth::Wrong {
+                shared.logins.failed(ip, now_s);
+            }
+            let mut r = text(StatusCode::UNAUTHORIZED, PLAIN, "bearer token required\n");
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            return r;
+        }
+    }
+    let Ok(permit) = tokio::time::timeout(shared.request_timeout, shared.renders.acquire()).await else {
+        return text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, "the admin is busy; try again\n");
+    };
+    let (parts, _) = req.into_parts();
+    let worker = shared.clone();
+    let r = tokio::task::spawn_blocking(move || route(&worker, &parts)).await;
+    drop(permit);
+    r.unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, PLAIN, "the page failed to render\n"))
+}
+
+fn probe(shared: &Shared, path: &str) -> Response<Full<Bytes>> {
+    const PLAIN: &str = "text/plain; charset=utf-8";
+    if path == "/live" {
+        text(StatusCode::OK, PLAIN, "live\n")
+    } else if shared.proxy.is_ready() {
+        text(StatusCode::OK, PLAIN, "ready\n")
+    } else {
+        text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, "not ready: a pool has no healthy member\n")
+    }
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -144,21 +331,40 @@ fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) 
 fn json_response(r: api::ApiResult) -> Response<Full<Bytes>> {
     const JSON: &str = "application/json";
     match r {
-        Ok(body) => text(StatusCode::OK, JSON, body),
+        Ok(page) => {
+            let mut resp = text(StatusCode::OK, JSON, page.json);
+            // RFC 8288: where the rest of a paged answer is.
+            if let Some(next) = page.next
+                && let Ok(v) = header::HeaderValue::from_str(&format!("<{next}>; rel=\"next\""))
+            {
+                resp.headers_mut().insert(header::LINK, v);
+            }
+            resp
+        }
         Err((status, msg)) => text(status, JSON, serde_json::json!({ "error": msg }).to_string()),
     }
 }
 
-fn authorized(token: Option<&str>, req: &Request<Incoming>) -> bool {
-    let Some(token) = token else { return true };
-    let Some(given) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
-        return false;
+#[derive(Debug, PartialEq, Eq)]
+enum Auth {
+    /// No token configured, or the right bearer token.
+    Ok,
+    /// No `Authorization: Bearer` header.
+    Missing,
+    /// A bearer token, and not the right one.
+    Wrong,
+}
+
+fn bearer(token: Option<&str>, headers: &http::HeaderMap) -> Auth {
+    let Some(token) = token else { return Auth::Ok };
+    let Some(given) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return Auth::Missing;
     };
     let Some(given) = given.strip_prefix("Bearer ") else {
-        return false;
+        return Auth::Wrong;
     };
     // Constant-time comparison: the token is a secret.
-    given.len() == token.len() && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    if guard::same(given, token) { Auth::Ok } else { Auth::Wrong }
 }
 
 /// Headers on every admin response: nothing from elsewhere, no framing, no sniffing.
@@ -175,10 +381,11 @@ fn secure(r: &mut Response<Full<Bytes>>) {
     h.insert(header::REFERRER_POLICY, header::HeaderValue::from_static("no-referrer"));
 }
 
-fn see_other(msg: &str) -> Response<Full<Bytes>> {
+/// Back to the page, which shows `msg` (by id: the page never shows text from its URL).
+fn see_other(shared: &Shared, msg: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::SEE_OTHER;
-    let loc = format!("/admin?refresh=0&msg={}#pools", api::encode(msg));
+    let loc = format!("/admin?refresh=0&msg={}#pools", shared.messages.put(msg));
     if let Ok(v) = header::HeaderValue::from_str(&loc) {
         r.headers_mut().insert(header::LOCATION, v);
     }
@@ -187,31 +394,57 @@ fn see_other(msg: &str) -> Response<Full<Bytes>> {
 
 /// `POST /admin/action` (form fields): `action=mode&pool=P&mode=enabled|dry_run`,
 /// `action=scale&pool=P&delta=1|-1`, `action=refit&endpoint=E`. Needs the admin token (the
-/// `Authorization: Bearer` header or a `token` field) when one is configured, else the page's
-/// per-process `csrf` field. Every action is logged as a decision.
-async fn action(shared: &Shared, token: Option<&str>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// `Authorization: Bearer` header or a `token` field) when one is configured, else a form
+/// secret from a page load of the last hour. Checked before the body is read: the path, the
+/// origin (a browser's `Origin`/`Referer` must name this Host), a wrong bearer header, the
+/// body's declared size; the body itself must arrive within `admin.request_timeout`. Every
+/// action is logged as a decision; failed logins count against the client's address.
+async fn action(shared: &Shared, ip: IpAddr, req: hyper::Request<Incoming>) -> Response<Full<Bytes>> {
     use http_body_util::BodyExt;
     const PLAIN: &str = "text/plain; charset=utf-8";
     if req.uri().path() != "/admin/action" {
         return text(StatusCode::METHOD_NOT_ALLOWED, PLAIN, "method not allowed\n");
     }
-    let header_ok = token.is_some() && authorized(token, &req);
-    let body = match http_body_util::Limited::new(req.into_body(), 16 * 1024).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, PLAIN, "form too large or unreadable\n"),
-    };
-    let form = api::query_params(std::str::from_utf8(&body).ok());
-    let same =
-        |a: &str, b: &str| a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |x, (p, q)| x | (p ^ q)) == 0;
-    let allowed = match token {
-        Some(t) => header_ok || form.get("token").is_some_and(|g| same(g, t)),
-        None => form.get("csrf").is_some_and(|g| same(g, &shared.csrf)),
-    };
-    if !allowed {
+    let h = req.headers();
+    let str_of = |name: header::HeaderName| h.get(name).and_then(|v| v.to_str().ok());
+    if !guard::same_origin(str_of(header::HOST), str_of(header::ORIGIN), str_of(header::REFERER)) {
+        return text(StatusCode::FORBIDDEN, PLAIN, "cross-origin actions are refused\n");
+    }
+    let now_s = crate::clock::now_us() / 1_000_000;
+    let forbidden = |shared: &Shared| {
+        shared.logins.failed(ip, now_s);
         let mut r =
             text(StatusCode::FORBIDDEN, PLAIN, "actions need the admin token (or, without one, the page's form)\n");
         r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-        return r;
+        r
+    };
+    let header_auth = bearer(shared.token.as_deref(), h);
+    if shared.token.is_some() && header_auth == Auth::Wrong {
+        return forbidden(shared);
+    }
+    let declared = str_of(header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        None => return text(StatusCode::LENGTH_REQUIRED, PLAIN, "a form with a Content-Length is required\n"),
+        Some(n) if n > MAX_FORM_BYTES => return text(StatusCode::PAYLOAD_TOO_LARGE, PLAIN, "form too large\n"),
+        _ => {}
+    }
+    let read = http_body_util::Limited::new(req.into_body(), MAX_FORM_BYTES as usize).collect();
+    let body = match tokio::time::timeout(shared.request_timeout, read).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(_)) => return text(StatusCode::PAYLOAD_TOO_LARGE, PLAIN, "form too large or unreadable\n"),
+        Err(_) => {
+            let mut r = text(StatusCode::REQUEST_TIMEOUT, PLAIN, "the form did not arrive in time\n");
+            r.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+            return r;
+        }
+    };
+    let form = api::query_params(std::str::from_utf8(&body).ok());
+    let allowed = match shared.token.as_deref() {
+        Some(t) => header_auth == Auth::Ok || form.get("token").is_some_and(|g| guard::same(g, t)),
+        None => form.get("csrf").is_some_and(|g| shared.forms.valid(g, now_s)),
+    };
+    if !allowed {
+        return forbidden(shared);
     }
     use crate::allocator::manager::Command;
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
@@ -272,51 +505,44 @@ async fn action(shared: &Shared, token: Option<&str>, req: Request<Incoming>) ->
         a => return text(StatusCode::BAD_REQUEST, PLAIN, format!("action {a:?}: use mode, scale or refit\n")),
     };
     match result {
-        Ok(msg) => see_other(&msg),
+        Ok(msg) => see_other(shared, msg),
         Err(e) => text(StatusCode::CONFLICT, PLAIN, format!("{e}\n")),
     }
 }
 
-fn route(shared: &Shared, token: Option<&str>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// Pages and APIs (after the Host and auth checks), on a blocking worker.
+fn route(shared: &Shared, req: &http::request::Parts) -> Response<Full<Bytes>> {
     let proxy = &shared.proxy;
     const PLAIN: &str = "text/plain; charset=utf-8";
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        return text(StatusCode::METHOD_NOT_ALLOWED, PLAIN, "method not allowed\n");
-    }
-    match req.uri().path() {
-        "/live" => text(StatusCode::OK, PLAIN, "live\n"),
-        "/ready" => {
-            if proxy.is_ready() {
-                text(StatusCode::OK, PLAIN, "ready\n")
-            } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, "not ready: a pool has no healthy member\n")
-            }
-        }
-        _ if !authorized(token, &req) => {
-            let mut r = text(StatusCode::UNAUTHORIZED, PLAIN, "bearer token required\n");
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-            r
-        }
+    match req.uri.path() {
         "/admin" | "/admin/" => {
-            let params = api::query_params(req.uri().query());
+            let params = api::query_params(req.uri.query());
             let now = shared.clock.now_us() / 1_000_000;
-            text(StatusCode::OK, "text/html; charset=utf-8", page::render(shared, &params, &shared.csrf, now))
+            let csrf = shared.forms.issue(crate::clock::now_us() / 1_000_000);
+            text(StatusCode::OK, "text/html; charset=utf-8", page::render(shared, &params, &csrf, now))
         }
         "/admin/style.css" => text(StatusCode::OK, "text/css; charset=utf-8", page::STYLE),
-        "/metrics" => text(
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            metrics::render(proxy, shared.historian.as_ref(), shared.forecasts.as_ref(), shared.allocator.as_ref()),
-        ),
+        "/metrics" => {
+            use std::fmt::Write;
+            let mut m =
+                metrics::render(proxy, shared.historian.as_ref(), shared.forecasts.as_ref(), shared.allocator.as_ref());
+            let _ = writeln!(
+                m,
+                "# HELP prescale_admin_connections_refused_total Admin connections beyond admin.max_connections (answered only for /live and /ready, then closed)."
+            );
+            let _ = writeln!(m, "# TYPE prescale_admin_connections_refused_total counter");
+            let _ = writeln!(m, "prescale_admin_connections_refused_total {}", shared.refused.load(Relaxed));
+            text(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", m)
+        }
         path @ ("/admin/api/pools" | "/admin/api/decisions") => {
-            let params = api::query_params(req.uri().query());
+            let params = api::query_params(req.uri.query());
             json_response(api::allocator(shared.allocator.as_ref(), path, &params))
         }
         path if path.starts_with("/admin/api/") => {
             let Some(h) = &shared.historian else {
                 return json_response(Err((StatusCode::NOT_FOUND, "the historian is disabled".into())));
             };
-            let params = api::query_params(req.uri().query());
+            let params = api::query_params(req.uri.query());
             json_response(match &path["/admin/api/".len()..] {
                 "endpoints" => api::endpoints(h),
                 "series" => api::series(h, &params),

@@ -213,8 +213,9 @@ pub(super) fn render(shared: &Shared, p: &HashMap<String, String>, csrf: &str, n
             if c.disk_dropped > 0 { format!(", {} dropped", c.disk_dropped) } else { String::new() }
         );
     }
-    if let Some(msg) = p.get("msg") {
-        let _ = write!(o, r#"<p id="msg" class="warn">{}</p>"#, esc(msg));
+    // Only a message prescale stored for an action's redirect: never text from the URL.
+    if let Some(msg) = p.get("msg").and_then(|id| shared.messages.get(id)) {
+        let _ = write!(o, r#"<p id="msg" class="warn">{}</p>"#, esc(&msg));
     }
 
     // Endpoints.

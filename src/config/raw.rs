@@ -52,6 +52,10 @@ pub struct RawTls {
 pub struct RawAdmin {
     pub addr: Option<String>,
     pub token_file: Option<String>,
+    pub hosts: Option<Vec<String>>,
+    pub max_connections: Option<i64>,
+    pub request_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
 }
 
 /// `[upstream]`: how prescale talks to pool members.

@@ -35,6 +35,14 @@ pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 pub const DEFAULT_MAX_IDLE_PER_MEMBER: usize = 1024;
 /// Default admin listener: loopback only.
 pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9901";
+/// Admin connections open at once (the admin must never take the data plane's descriptors).
+pub const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 64;
+/// An admin request's head and body must arrive within this.
+pub const DEFAULT_ADMIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle admin keep-alive connections are closed after this.
+pub const DEFAULT_ADMIN_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Shortest admin token accepted (bytes).
+pub const MIN_TOKEN_BYTES: usize = 16;
 /// Default data-plane listener.
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8080";
 /// Health check defaults.
@@ -102,11 +110,19 @@ pub enum AccessLog {
     File(PathBuf),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminSettings {
     pub addr: SocketAddr,
     /// Bearer token; required when `addr` is not loopback.
     pub token: Option<String>,
+    /// Host names the admin answers besides IP literals and `localhost` (DNS rebinding guard).
+    pub hosts: Vec<String>,
+    /// Admin connections open at once; beyond them only `/live` and `/ready` are answered.
+    pub max_connections: usize,
+    /// A request's head and body must arrive within this.
+    pub request_timeout: Duration,
+    /// Keep-alive admin connections silent this long are closed.
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]

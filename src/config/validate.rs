@@ -203,23 +203,78 @@ fn tls(c: &mut Check, t: RawTls, base: &Path) -> Option<TlsSettings> {
     }
 }
 
-fn admin(c: &mut Check, r: RawAdmin, base: &Path) -> AdminSettings {
-    let addr = c.socket_addr("admin.addr", &r.addr, DEFAULT_ADMIN_ADDR);
-    let token = r.token_file.and_then(|f| match std::fs::read_to_string(resolve(base, &f)) {
-        Ok(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
-        Ok(_) => {
-            c.err("admin.token_file", format!("{f:?} is empty"));
-            None
-        }
+/// The admin token from its file: at least [`MIN_TOKEN_BYTES`], in a file others cannot write,
+/// nor read when this process owns it (a secret mounted by a container runtime belongs to
+/// someone else and may need to be readable by all to reach this user).
+fn token_from_file(c: &mut Check, f: &str, base: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let path = resolve(base, f);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
         Err(e) => {
             c.err("admin.token_file", format!("cannot read {f:?}: {e}"));
-            None
+            return None;
         }
-    });
+    };
+    let token = text.trim();
+    if token.is_empty() {
+        c.err("admin.token_file", format!("{f:?} is empty"));
+        return None;
+    }
+    if token.len() < MIN_TOKEN_BYTES {
+        c.err(
+            "admin.token_file",
+            format!(
+                "{f:?} holds {} bytes: use at least {MIN_TOKEN_BYTES} (e.g. head -c 24 /dev/urandom | base64)",
+                token.len()
+            ),
+        );
+        return None;
+    }
+    if let Ok(meta) = std::fs::metadata(&path) {
+        let mode = meta.mode();
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let ours = meta.uid() == unsafe { libc::geteuid() };
+        if mode & 0o002 != 0 {
+            c.err("admin.token_file", format!("{f:?} is writable by everyone (mode {:o}): chmod 600", mode & 0o777));
+            return None;
+        }
+        if ours && mode & 0o004 != 0 {
+            c.err("admin.token_file", format!("{f:?} is readable by everyone (mode {:o}): chmod 600", mode & 0o777));
+            return None;
+        }
+    }
+    Some(token.to_string())
+}
+
+fn admin(c: &mut Check, r: RawAdmin, base: &Path) -> AdminSettings {
+    let addr = c.socket_addr("admin.addr", &r.addr, DEFAULT_ADMIN_ADDR);
+    let token = r.token_file.and_then(|f| token_from_file(c, &f, base));
     if !addr.ip().is_loopback() && token.is_none() && c.errors.iter().all(|e| e.path != "admin.token_file") {
         c.err("admin.addr", format!("{addr} is not loopback: set admin.token_file to require a bearer token"));
     }
-    AdminSettings { addr, token }
+    let mut hosts = Vec::new();
+    for (i, h) in r.hosts.unwrap_or_default().iter().enumerate() {
+        if crate::proxy::target::valid_host(h.as_bytes()) && !h.contains(':') {
+            hosts.push(h.to_ascii_lowercase());
+        } else {
+            c.err(format!("admin.hosts[{i}]"), format!("{h:?} is not a host name (no port, no scheme)"));
+        }
+    }
+    AdminSettings {
+        addr,
+        token,
+        hosts,
+        max_connections: c.count(
+            "admin.max_connections",
+            r.max_connections,
+            1,
+            10_000,
+            DEFAULT_ADMIN_MAX_CONNECTIONS as i64,
+        ) as usize,
+        request_timeout: c.duration("admin.request_timeout", &r.request_timeout, DEFAULT_ADMIN_REQUEST_TIMEOUT),
+        idle_timeout: c.duration("admin.idle_timeout", &r.idle_timeout, DEFAULT_ADMIN_IDLE_TIMEOUT),
+    }
 }
 
 fn upstream(c: &mut Check, r: RawUpstream) -> UpstreamSettings {

@@ -161,7 +161,14 @@ pub async fn handle(
                 s.timeout = matches!(e, ProxyError::Timeout { .. });
                 // prescale's own 413/502/504 are calls like any other in the access log.
                 s.access = proxy.access.as_ref().map(|a| {
-                    a.pending(conn.peer.ip(), &s.method, s.target.path(), &route.name, None, rid.to_str().unwrap_or("-"))
+                    a.pending(
+                        conn.peer.ip(),
+                        &s.method,
+                        s.target.path(),
+                        &route.name,
+                        None,
+                        rid.to_str().unwrap_or("-"),
+                    )
                 });
             }
             Ok(error_response(&e, rid, call))
@@ -292,7 +299,13 @@ async fn forward(
             if let (Some(client_side), Some(_)) = (client_upgrade, &value) {
                 let upstream_side = hyper::upgrade::on(&mut resp);
                 let permit = conn.slot.take();
-                proxy.tasks.spawn(tunnel(client_side, upstream_side, conn.slot.tunnel_idle, permit, proxy.global.clone()));
+                proxy.tasks.spawn(tunnel(
+                    client_side,
+                    upstream_side,
+                    conn.slot.tunnel_idle,
+                    permit,
+                    proxy.global.clone(),
+                ));
             }
             value
         } else {

@@ -165,7 +165,8 @@ pub async fn serve(
         conns.spawn(async move {
             proxy.global.connections_active.fetch_add(1, Relaxed);
             proxy.global.connections_total.fetch_add(1, Relaxed);
-            let slot = ConnSlot { permit: std::sync::Mutex::new(Some(permit)), tunnel_idle: settings.tunnel_idle_timeout };
+            let slot =
+                ConnSlot { permit: std::sync::Mutex::new(Some(permit)), tunnel_idle: settings.tunnel_idle_timeout };
             serve_conn(stream, peer, client, slot, proxy.clone(), &builder, &settings, shutdown).await;
             proxy.global.connections_active.fetch_sub(1, Relaxed);
         });
