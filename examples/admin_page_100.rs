@@ -41,12 +41,10 @@ async fn main() -> anyhow::Result<()> {
         std::fs::write(&f, csv)?;
         prescale::historian::import::import(
             &f,
-            None,
             &format!("ep{i:03}"),
-            None,
             h.data_dir.as_ref().unwrap(),
             &h.store.tiers,
-            None,
+            &Default::default(),
         )?;
     }
     println!("imported 3 days × 100 endpoints in {:.1} s", t.elapsed().as_secs_f64());

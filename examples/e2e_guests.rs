@@ -57,7 +57,7 @@ fn main() -> anyhow::Result<()> {
     let settings = prescale::config::load(&cfg)?;
     let h = settings.historian.as_ref().expect("historian on");
     let dir = h.data_dir.clone().expect("data_dir set");
-    prescale::historian::import::import(&run.join("h.csv"), None, "api", None, &dir, &h.store.tiers, None)
+    prescale::historian::import::import(&run.join("h.csv"), "api", &dir, &h.store.tiers, &Default::default())
         .map_err(|e| anyhow::anyhow!("import: {e}"))?;
     anyhow::ensure!(start.elapsed() < Duration::from_secs(20), "set-up took too long for the timeline");
 

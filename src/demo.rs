@@ -417,7 +417,13 @@ fn seed(dir: &Path, settings: &Settings, now_s: u64, trace: Option<&Path>) -> an
         if ep == "orders"
             && let Some(t) = trace
         {
-            let r = crate::historian::import::import(t, None, ep, None, dir, &h.store.tiers, Some(now_s))?;
+            let r = crate::historian::import::import(
+                t,
+                ep,
+                dir,
+                &h.store.tiers,
+                &crate::historian::import::ImportOptions { shift_to_s: Some(now_s), ..Default::default() },
+            )?;
             anyhow::ensure!(r.calls > 0, "{}: no calls imported", t.display());
             let series = crate::historian::import::recorded_series(dir, ep).map_err(anyhow::Error::msg)?;
             let per_min = series.step_s as f64 / 60.0;
@@ -443,7 +449,7 @@ fn seed(dir: &Path, settings: &Settings, now_s: u64, trace: Option<&Path>) -> an
             text.push_str(&format!("{t},{}\n", (mean * noise).round() as u64));
         }
         std::fs::write(&csv, text)?;
-        crate::historian::import::import(&csv, None, ep, None, dir, &h.store.tiers, None)?;
+        crate::historian::import::import(&csv, ep, dir, &h.store.tiers, &Default::default())?;
     }
     Ok(replay)
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, LazyLock};
 use crate::admin::api;
 use crate::historian::HistorianView;
 use crate::historian::disk::{decode_segment, frame};
-use crate::historian::import::{Format, to_rows};
+use crate::historian::import::{Format, ImportOptions, to_rows};
 use crate::historian::record::{CallOutcome, CallRecord};
 use crate::historian::store::{Store, StoreConfig, default_tiers};
 
@@ -32,8 +32,11 @@ pub fn import(data: &[u8]) {
         _ => Some(Format::AccessLog),
     };
     let tiers = default_tiers();
-    if let Ok((rows, report)) = to_rows(text, format, "e", Some("/"), &tiers, None) {
-        assert!(report.bad_lines.len() as u64 <= report.lines);
+    let opts = ImportOptions { format, path_prefix: Some("/"), shift_to_s: None, latest_s: Some(T0 + 86_400) };
+    if let Ok((rows, report)) = to_rows(text, "e", &tiers, &opts) {
+        assert!(report.bad_lines.len() <= crate::historian::import::BAD_LINES_KEPT);
+        assert!(report.bad_count <= report.lines);
+        assert!(report.bad_lines.iter().all(|(_, p)| p.len() <= crate::historian::import::BAD_LINE_ECHO + 3));
         assert_eq!(rows.len() as u64, report.buckets_written);
         for (ti, _, index, _) in &rows {
             let spec = &tiers[*ti];

@@ -46,6 +46,9 @@ enum Command {
         /// Move an old trace forward by whole weeks so it ends within the last week
         #[arg(long)]
         shift_to_now: bool,
+        /// Accept rows dated after now (refused by default: they would sit after every live call)
+        #[arg(long)]
+        allow_future: bool,
     },
     /// Score forecast models on a `timestamp,value` trace with the project's rolling-origin
     /// protocol (origins hourly over the last 48 h, horizons 5 and 60 min).
@@ -134,9 +137,15 @@ fn main() -> ExitCode {
             };
             report(runtime().and_then(|rt| rt.block_on(run(settings, Some(config)))))
         }
-        Command::Import { config, endpoint, input, format, path_prefix, shift_to_now } => {
-            let shift = shift_to_now.then(|| prescale::clock::now_us() / 1_000_000);
-            match import(&config, &endpoint, &input, format.as_deref(), path_prefix.as_deref(), shift) {
+        Command::Import { config, endpoint, input, format, path_prefix, shift_to_now, allow_future } => {
+            let now = prescale::clock::now_us() / 1_000_000;
+            let opts = prescale::historian::import::ImportOptions {
+                format: None,
+                path_prefix: path_prefix.as_deref(),
+                shift_to_s: shift_to_now.then_some(now),
+                latest_s: (!allow_future).then_some(now + prescale::historian::import::FUTURE_TOLERANCE_S),
+            };
+            match import(&config, &endpoint, &input, format.as_deref(), opts) {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("prescale import: {e:#}");
@@ -185,10 +194,14 @@ fn import(
     endpoint: &str,
     input: &std::path::Path,
     format: Option<&str>,
-    path_prefix: Option<&str>,
-    shift_to_s: Option<u64>,
+    mut opts: prescale::historian::import::ImportOptions,
 ) -> anyhow::Result<ExitCode> {
     use prescale::historian::import::{self, Format};
+    if !config::valid_name(endpoint) {
+        let shown: String = endpoint.chars().take(40).collect();
+        eprintln!("--endpoint {shown:?}{}: {}", if shown.len() < endpoint.len() { "…" } else { "" }, config::NAME_RULE);
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
     let settings = match config::load(config) {
         Ok(s) => s,
         Err(e) => {
@@ -201,19 +214,19 @@ fn import(
     if !settings.endpoints.iter().any(|e| e.name == endpoint) {
         eprintln!("warning: no endpoint named {endpoint:?} in {}; importing anyway", config.display());
     }
-    let format = match format {
+    opts.format = match format {
         None => None,
         Some("csv") => Some(Format::Csv),
         Some("log" | "clf") => Some(Format::AccessLog),
         Some(other) => anyhow::bail!("--format {other:?}: use csv or log"),
     };
-    let r = import::import(input, format, endpoint, path_prefix, dir, &h.store.tiers, shift_to_s)
+    let r = import::import(input, endpoint, dir, &h.store.tiers, &opts)
         .with_context(|| format!("importing {}", input.display()))?;
     for (line, problem) in r.bad_lines.iter().take(50) {
         eprintln!("{}:{line}: {problem}", input.display());
     }
-    if r.bad_lines.len() > 50 {
-        eprintln!("… and {} more bad lines", r.bad_lines.len() - 50);
+    if r.bad_count > 50 {
+        eprintln!("… and {} more bad lines", r.bad_count - 50);
     }
     println!(
         "imported {} calls from {} lines into {} buckets for endpoint {endpoint:?} ({} to {}){}; {} line(s) skipped",
@@ -223,7 +236,7 @@ fn import(
         r.first_s.map_or("-".into(), |t| t.to_string()),
         r.last_s.map_or("-".into(), |t| t.to_string()),
         r.csv_step_s.map_or(String::new(), |s| format!(", csv step {s}s")),
-        r.bad_lines.len()
+        r.bad_count
     );
     Ok(ExitCode::SUCCESS)
 }

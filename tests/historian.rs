@@ -306,8 +306,23 @@ fn import_reports_bad_lines_and_imports_the_rest() {
         "timestamp,value\n1800000000,5\n1800000060,seven\n1800000120,9\n1800000180\n1800000240,0\n1800000300,2\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_prescale"))
+    // 2027 is in the future of this test's writing: refused by default (issue 20, finding 7)...
+    let refused = Command::new(env!("CARGO_BIN_EXE_prescale"))
         .args(["import", "--config"])
+        .arg(&cfg)
+        .args(["--endpoint", "e", "--input"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    if now < 1_800_000_000 {
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert!(err.contains("t.csv:2: dated") && err.contains("future rows are refused"), "{err}");
+        assert!(String::from_utf8_lossy(&refused.stdout).contains("imported 0 calls"));
+    }
+    // ...and taken with --allow-future.
+    let out = Command::new(env!("CARGO_BIN_EXE_prescale"))
+        .args(["import", "--allow-future", "--config"])
         .arg(&cfg)
         .args(["--endpoint", "e", "--input"])
         .arg(&csv)
@@ -331,7 +346,7 @@ fn import_reports_bad_lines_and_imports_the_rest() {
     let out = Command::new(env!("CARGO_BIN_EXE_prescale"))
         .args(["import", "--config"])
         .arg(&cfg)
-        .args(["--endpoint", "logs", "--path-prefix", "/api", "--input"])
+        .args(["--endpoint", "logs", "--allow-future", "--path-prefix", "/api", "--input"])
         .arg(&log)
         .output()
         .unwrap();

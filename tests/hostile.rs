@@ -226,9 +226,9 @@ fn non_loopback_ip() -> Option<std::net::IpAddr> {
 async fn admin_mutations_refuse_without_the_token_from_any_address() {
     let up = Upstream::start("u").await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("token"), "s3cret-admin-token\n").unwrap();
+    write_token(dir.path(), "s3cret-admin-token");
     let text = format!(
-        "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"0.0.0.0:0\"\ntoken_file = \"token\"\n\
+        "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"0.0.0.0:0\"\ntoken_file = \"token\"\nmax_failed_logins = 1000\n\
          [[endpoint]]\nname = \"api\"\npath_prefix = \"/\"\npool = \"p\"\n[[pool]]\nname = \"p\"\nmembers = [\"{}\"]\n",
         up.addr
     );

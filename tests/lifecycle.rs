@@ -34,7 +34,7 @@ async fn ready_waits_for_a_healthy_member_per_pool() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_token_protects_metrics_but_not_probes() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("token"), "s3cret\n").unwrap();
+    write_token(dir.path(), "s3cret-admin-token");
     let text = "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\ntoken_file = \"token\"\n";
     let settings = prescale::config::parse(text, dir.path()).unwrap();
     let app = prescale::app::App::start(settings).await.unwrap();
@@ -43,7 +43,9 @@ async fn admin_token_protects_metrics_but_not_probes() {
     assert_eq!(get(&c, &admin_url(&app, "/metrics")).await.status, 401);
     let bad = Request::get(admin_url(&app, "/metrics")).header("authorization", "Bearer nope").body(Full::default());
     assert_eq!(send(&c, bad.unwrap()).await.status, 401);
-    let good = Request::get(admin_url(&app, "/metrics")).header("authorization", "Bearer s3cret").body(Full::default());
+    let good = Request::get(admin_url(&app, "/metrics"))
+        .header("authorization", "Bearer s3cret-admin-token")
+        .body(Full::default());
     let got = send(&c, good.unwrap()).await;
     assert_eq!(got.status, 200);
     assert!(String::from_utf8_lossy(&got.body).contains("prescale_connections_total"));
@@ -52,6 +54,26 @@ async fn admin_token_protects_metrics_but_not_probes() {
     // Non-loopback admin without a token is refused at validation.
     let errs = prescale::config::parse("[admin]\naddr = \"0.0.0.0:9901\"\n", dir.path()).unwrap_err();
     assert!(errs[0].to_string().contains("admin.addr: 0.0.0.0:9901 is not loopback"), "{}", errs[0]);
+}
+
+/// Regression (issue 20, finding 10): a 1-byte or world-readable token file passed `check`
+/// with a public admin address.
+#[test]
+fn weak_token_files_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[admin]\naddr = \"0.0.0.0:9901\"\ntoken_file = \"token\"\n";
+    let p = write_token(dir.path(), "x");
+    let errs = prescale::config::parse(text, dir.path()).unwrap_err();
+    assert!(errs[0].to_string().contains("admin.token_file: \"token\" holds 1 bytes: use at least 16"), "{}", errs[0]);
+    write_token(dir.path(), "a-long-enough-admin-token");
+    assert!(prescale::config::parse(text, dir.path()).is_ok());
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let errs = prescale::config::parse(text, dir.path()).unwrap_err();
+    assert!(errs[0].to_string().contains("is readable by everyone (mode 644): chmod 600"), "{}", errs[0]);
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o622)).unwrap();
+    let errs = prescale::config::parse(text, dir.path()).unwrap_err();
+    assert!(errs[0].to_string().contains("is writable by everyone"), "{}", errs[0]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,7 @@
 mod util;
 
 mod allocator;
+mod attacks;
 mod balancing;
 mod browser;
 mod cli;

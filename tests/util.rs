@@ -335,3 +335,12 @@ pub async fn app_with(up: &Upstream, listen_extra: &str) -> prescale::app::App {
 pub async fn serves(app: &App) -> bool {
     get(&client(), &url(app, "/ok")).await.status == 200
 }
+
+/// Writes an admin token file readable by its owner only (as `check` requires).
+pub fn write_token(dir: &std::path::Path, token: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join("token");
+    std::fs::write(&p, format!("{token}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    p
+}

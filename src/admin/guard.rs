@@ -88,24 +88,37 @@ pub fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |x, (p, q)| x | (p ^ q)) == 0
 }
 
-/// Failed admin logins (wrong token, wrong form secret) per client address: after
-/// [`MAX_FAILURES`] within [`FAILURE_WINDOW_S`], the address gets 429 until the window ends.
-#[derive(Debug, Default)]
+/// Failed admin logins (a wrong token or form secret presented) per client address: after
+/// `max` within [`FAILURE_WINDOW_S`], the address gets 429 until the window ends — even with
+/// the right token, or guessing would go on at full speed.
+#[derive(Debug)]
 pub struct LoginLimiter {
+    max: u32,
     failures: Mutex<HashMap<IpAddr, (u64, u32)>>,
 }
 
+impl Default for LoginLimiter {
+    fn default() -> Self {
+        Self::new(MAX_FAILURES)
+    }
+}
+
+/// Default failed logins allowed per address and window (`admin.max_failed_logins`).
 pub const MAX_FAILURES: u32 = 10;
 pub const FAILURE_WINDOW_S: u64 = 60;
 /// Addresses tracked at most (a flood of addresses resets the table rather than growing it).
 const TRACKED: usize = 10_000;
 
 impl LoginLimiter {
+    pub fn new(max: u32) -> Self {
+        Self { max: max.max(1), failures: Mutex::default() }
+    }
+
     /// Seconds to wait when `ip` has failed too often, else `None`.
     pub fn blocked(&self, ip: IpAddr, now_s: u64) -> Option<u64> {
         let m = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         match m.get(&ip) {
-            Some((start, n)) if *n >= MAX_FAILURES && now_s < start + FAILURE_WINDOW_S => {
+            Some((start, n)) if *n >= self.max && now_s < start + FAILURE_WINDOW_S => {
                 Some(start + FAILURE_WINDOW_S - now_s)
             }
             _ => None,

@@ -84,7 +84,7 @@ pub fn start(
         request_timeout: settings.request_timeout,
         idle_timeout: settings.idle_timeout,
         forms: guard::FormSecrets::default(),
-        logins: guard::LoginLimiter::default(),
+        logins: guard::LoginLimiter::new(settings.max_failed_logins),
         messages: guard::Messages::default(),
         renders: Semaphore::new(RENDERS),
         refused: AtomicU64::new(0),
@@ -411,8 +411,11 @@ async fn action(shared: &Shared, ip: IpAddr, req: hyper::Request<Incoming>) -> R
         return text(StatusCode::FORBIDDEN, PLAIN, "cross-origin actions are refused\n");
     }
     let now_s = crate::clock::now_us() / 1_000_000;
-    let forbidden = |shared: &Shared| {
-        shared.logins.failed(ip, now_s);
+    // `presented`: a wrong credential was sent (counts as a failed login), not just none.
+    let forbidden = |shared: &Shared, presented: bool| {
+        if presented {
+            shared.logins.failed(ip, now_s);
+        }
         let mut r =
             text(StatusCode::FORBIDDEN, PLAIN, "actions need the admin token (or, without one, the page's form)\n");
         r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
@@ -420,7 +423,7 @@ async fn action(shared: &Shared, ip: IpAddr, req: hyper::Request<Incoming>) -> R
     };
     let header_auth = bearer(shared.token.as_deref(), h);
     if shared.token.is_some() && header_auth == Auth::Wrong {
-        return forbidden(shared);
+        return forbidden(shared, true);
     }
     let declared = str_of(header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
     match declared {
@@ -444,7 +447,8 @@ async fn action(shared: &Shared, ip: IpAddr, req: hyper::Request<Incoming>) -> R
         None => form.get("csrf").is_some_and(|g| shared.forms.valid(g, now_s)),
     };
     if !allowed {
-        return forbidden(shared);
+        let presented = form.contains_key("token") || form.contains_key("csrf");
+        return forbidden(shared, presented);
     }
     use crate::allocator::manager::Command;
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");

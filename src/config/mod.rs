@@ -8,6 +8,7 @@
 mod raw;
 mod settings;
 mod validate;
+pub use validate::{MAX_NAME_BYTES, NAME_RULE, valid_name};
 
 use std::fmt;
 use std::path::Path;

@@ -56,6 +56,7 @@ pub struct RawAdmin {
     pub max_connections: Option<i64>,
     pub request_timeout: Option<String>,
     pub idle_timeout: Option<String>,
+    pub max_failed_logins: Option<i64>,
 }
 
 /// `[upstream]`: how prescale talks to pool members.

@@ -123,6 +123,8 @@ pub struct AdminSettings {
     pub request_timeout: Duration,
     /// Keep-alive admin connections silent this long are closed.
     pub idle_timeout: Duration,
+    /// Wrong tokens or form secrets one address may present per minute before it gets 429.
+    pub max_failed_logins: u32,
 }
 
 #[derive(Debug, Clone)]

@@ -274,6 +274,7 @@ fn admin(c: &mut Check, r: RawAdmin, base: &Path) -> AdminSettings {
         ) as usize,
         request_timeout: c.duration("admin.request_timeout", &r.request_timeout, DEFAULT_ADMIN_REQUEST_TIMEOUT),
         idle_timeout: c.duration("admin.idle_timeout", &r.idle_timeout, DEFAULT_ADMIN_IDLE_TIMEOUT),
+        max_failed_logins: c.count("admin.max_failed_logins", r.max_failed_logins, 1, 1_000_000, 10) as u32,
     }
 }
 
@@ -415,14 +416,26 @@ fn forecast(
     (enabled && historian.is_some()).then_some(cfg)
 }
 
+/// Longest endpoint or pool name (it is a label in metrics and a key in every recorded bucket).
+pub const MAX_NAME_BYTES: usize = 64;
+/// What a name must look like, for error messages.
+pub const NAME_RULE: &str = "must be 1 to 64 letters, digits, '-', '_' or '.'";
+
+/// Whether `n` is a valid endpoint or pool name (see [`NAME_RULE`]).
+pub fn valid_name(n: &str) -> bool {
+    !n.is_empty() && n.len() <= MAX_NAME_BYTES && n.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+}
+
 fn name(c: &mut Check, path: String, v: Option<String>) -> Option<String> {
     match v {
         None => {
             c.err(path, "missing");
             None
         }
-        Some(n) if n.is_empty() || !n.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) => {
-            c.err(path, format!("{n:?} must be non-empty and use only letters, digits, '-', '_' or '.'"));
+        Some(n) if !valid_name(&n) => {
+            let shown: String = n.chars().take(40).collect();
+            let more = if shown.len() < n.len() { "…" } else { "" };
+            c.err(path, format!("{shown:?}{more} {NAME_RULE}"));
             None
         }
         Some(n) => Some(n),

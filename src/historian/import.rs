@@ -1,6 +1,9 @@
 //! Cold start: load history from a `timestamp,count` CSV or an nginx/Apache access log
 //! (Common or Combined Log Format) into the data directory, so a new deployment can forecast
-//! from day one. Malformed lines are reported with their line numbers; the rest is imported.
+//! from day one. Malformed lines are reported with their line numbers (the first
+//! [`BAD_LINES_KEPT`], each cut to [`BAD_LINE_ECHO`] bytes, and a count of all); the rest is
+//! imported. Rows dated after [`ImportOptions::latest_s`] are bad lines: a future bucket would
+//! sit after every live call.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -17,13 +20,37 @@ pub enum Format {
     AccessLog,
 }
 
+/// Bad lines listed at most (all are counted).
+pub const BAD_LINES_KEPT: usize = 100;
+/// Bytes of a problem (with the line it quotes) kept.
+pub const BAD_LINE_ECHO: usize = 160;
+
+/// How to read an input.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ImportOptions<'a> {
+    /// CSV or access log; detected from the first line when absent.
+    pub format: Option<Format>,
+    /// Only access-log requests whose path starts with this.
+    pub path_prefix: Option<&'a str>,
+    /// Move an old trace forward by whole weeks to end within the week before this second.
+    pub shift_to_s: Option<u64>,
+    /// Rows after this second (after any shift) are bad lines; `None` accepts any date.
+    pub latest_s: Option<u64>,
+}
+
+/// How far ahead of now an imported row may be (clocks differ a little).
+pub const FUTURE_TOLERANCE_S: u64 = 300;
+
 /// What an import did.
 #[derive(Debug, Default)]
 pub struct ImportReport {
     pub lines: u64,
     pub calls: u64,
-    /// `(line number, problem)` for every line that was skipped.
+    /// `(line number, problem)` for the first [`BAD_LINES_KEPT`] lines that were skipped, each
+    /// problem cut to [`BAD_LINE_ECHO`] bytes.
     pub bad_lines: Vec<(u64, String)>,
+    /// Every line skipped.
+    pub bad_count: u64,
     pub buckets_written: u64,
     pub first_s: Option<u64>,
     pub last_s: Option<u64>,
@@ -44,20 +71,37 @@ struct Obs {
     e4: u64,
     e5: u64,
     bytes_out: u64,
+    /// Where it came from, for a bad-line report.
+    line: u64,
+}
+
+impl ImportReport {
+    fn bad(&mut self, line: u64, mut problem: String) {
+        self.bad_count += 1;
+        if self.bad_lines.len() < BAD_LINES_KEPT {
+            if problem.len() > BAD_LINE_ECHO {
+                let mut cut = BAD_LINE_ECHO;
+                while !problem.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                problem.truncate(cut);
+                problem.push('…');
+            }
+            self.bad_lines.push((line, problem));
+        }
+    }
 }
 
 /// Imports `input` for `endpoint` into every persisted tier under `data_dir`.
 pub fn import(
     input: &Path,
-    format: Option<Format>,
     endpoint: &str,
-    path_prefix: Option<&str>,
     data_dir: &Path,
     tiers: &[TierSpec],
-    shift_to_s: Option<u64>,
+    opts: &ImportOptions,
 ) -> io::Result<ImportReport> {
     let file = std::fs::File::open(input)?;
-    let (rows, report) = to_rows(io::BufReader::new(file), format, endpoint, path_prefix, tiers, shift_to_s)?;
+    let (rows, report) = to_rows(io::BufReader::new(file), endpoint, tiers, opts)?;
     let mut disk = Disk::open(data_dir)?;
     disk.append(tiers, rows).map_err(|(e, _)| e)?;
     disk.sync();
@@ -68,12 +112,11 @@ pub fn import(
 /// touching the disk: what `import` writes (and what the importer fuzz target exercises).
 pub fn to_rows(
     input: impl io::BufRead,
-    format: Option<Format>,
     endpoint: &str,
-    path_prefix: Option<&str>,
     tiers: &[TierSpec],
-    shift_to_s: Option<u64>,
+    opts: &ImportOptions,
 ) -> io::Result<(Vec<super::disk::Row>, ImportReport)> {
+    let ImportOptions { format, path_prefix, shift_to_s, latest_s } = *opts;
     // Lines as bytes: one with invalid UTF-8 is a bad line, not the end of the import.
     let mut lines = input.split(b'\n');
     let mut report = ImportReport::default();
@@ -102,10 +145,10 @@ pub fn to_rows(
                         adjacent_step = Some(adjacent_step.map_or(t - prev_t, |s: u64| s.min(t - prev_t)));
                     }
                     prev_row = Some((line_no, t));
-                    obs.push(Obs { t, span: 0, calls: c, e4: 0, e5: 0, bytes_out: 0 })
+                    obs.push(Obs { t, span: 0, calls: c, e4: 0, e5: 0, bytes_out: 0, line: line_no })
                 }
                 Ok(None) => {} // header
-                Err(e) => report.bad_lines.push((line_no, e)),
+                Err(e) => report.bad(line_no, e),
             },
             Format::AccessLog => match parse_clf(line) {
                 Ok(l) => {
@@ -119,9 +162,10 @@ pub fn to_rows(
                         e4: (400..500).contains(&l.status) as u64,
                         e5: (l.status >= 500) as u64,
                         bytes_out: l.bytes,
+                        line: line_no,
                     })
                 }
-                Err(e) => report.bad_lines.push((line_no, e)),
+                Err(e) => report.bad(line_no, e),
             },
         }
     }
@@ -142,6 +186,19 @@ pub fn to_rows(
         for o in &mut obs {
             o.t += weeks * WEEK;
         }
+    }
+    if let Some(latest) = latest_s {
+        let (keep, future): (Vec<Obs>, Vec<Obs>) = obs.into_iter().partition(|o| o.t <= latest);
+        for o in future {
+            report.bad(
+                o.line,
+                format!(
+                    "dated {} s after now: future rows are refused (--allow-future)",
+                    o.t - latest + FUTURE_TOLERANCE_S
+                ),
+            );
+        }
+        obs = keep;
     }
     report.calls = obs.iter().fold(0u64, |a, o| a.saturating_add(o.calls));
     report.first_s = obs.iter().map(|o| o.t).min();
@@ -325,7 +382,9 @@ mod tests {
     #[test]
     fn hostile_timestamps_are_bad_lines_or_bounded() {
         let tiers = super::super::store::default_tiers();
-        let rows = |text: &str, f| to_rows(text.as_bytes(), Some(f), "e", None, &tiers, None).unwrap();
+        let rows = |text: &str, f| {
+            to_rows(text.as_bytes(), "e", &tiers, &ImportOptions { format: Some(f), ..Default::default() }).unwrap()
+        };
         // Past the year 9999: a bad line, not an overflow.
         let (r, rep) = rows("18446744073709551615,5\n", Format::Csv);
         assert_eq!((r.len(), rep.bad_lines.len()), (0, 1));
@@ -349,7 +408,7 @@ mod tests {
         }
         // Invalid UTF-8 is one bad line; the lines around it are imported.
         let (_, rep) =
-            to_rows(&b"1800000000,1\n\xff\xfe,2\n1800000060,3\n"[..], None, "e", None, &tiers, None).unwrap();
+            to_rows(&b"1800000000,1\n\xff\xfe,2\n1800000060,3\n"[..], "e", &tiers, &ImportOptions::default()).unwrap();
         assert_eq!((rep.lines, rep.bad_lines.len(), rep.calls), (3, 1, 4));
     }
 
@@ -365,10 +424,45 @@ mod tests {
     #[test]
     fn spreading_keeps_counts_exact() {
         let mut b = BTreeMap::new();
-        spread(&Obs { t: 600, span: 300, calls: 7, e4: 0, e5: 0, bytes_out: 0 }, 60, 0, &mut b);
+        spread(&Obs { t: 600, span: 300, calls: 7, e4: 0, e5: 0, bytes_out: 0, line: 1 }, 60, 0, &mut b);
         assert_eq!(b.values().map(|f| f.calls).collect::<Vec<_>>(), vec![2, 2, 1, 1, 1]);
         let mut h = BTreeMap::new();
-        spread(&Obs { t: 3600 + 300, span: 300, calls: 7, e4: 0, e5: 0, bytes_out: 0 }, 3600, 0, &mut h);
+        spread(&Obs { t: 3600 + 300, span: 300, calls: 7, e4: 0, e5: 0, bytes_out: 0, line: 1 }, 3600, 0, &mut h);
         assert_eq!(h[&1].calls, 7);
+    }
+
+    /// Regression (issue 20, finding 9): 40 lines of 1 MB control bytes were kept and echoed
+    /// whole (210 MB on stderr).
+    #[test]
+    fn bad_lines_are_cut_listed_up_to_a_cap_and_counted() {
+        let tiers = [TierSpec { step_s: 60, keep_s: 86_400, persist: true }];
+        let mut text = String::from("timestamp,value\n");
+        let junk = "\u{1}".repeat(1 << 20);
+        for _ in 0..(BAD_LINES_KEPT + 40) {
+            text.push_str(&junk);
+            text.push('\n');
+        }
+        text.push_str("1700000000,5\n");
+        let (_, rep) = to_rows(text.as_bytes(), "e", &tiers, &ImportOptions::default()).unwrap();
+        assert_eq!(rep.bad_count, BAD_LINES_KEPT as u64 + 40);
+        assert_eq!(rep.bad_lines.len(), BAD_LINES_KEPT);
+        assert!(rep.bad_lines.iter().all(|(_, p)| p.len() <= BAD_LINE_ECHO + '…'.len_utf8()));
+        assert_eq!(rep.calls, 5);
+    }
+
+    /// Regression (issue 20, finding 7): a row in the year 2100 was imported.
+    #[test]
+    fn future_rows_are_bad_lines_unless_allowed() {
+        let tiers = [TierSpec { step_s: 60, keep_s: 86_400, persist: true }];
+        let now = 1_790_000_000;
+        let text = format!("1789999940,3\n1790000000,4\n{},9\n4102444800,1\n", now + 60);
+        let opts = ImportOptions { latest_s: Some(now + FUTURE_TOLERANCE_S), ..Default::default() };
+        let (rows, rep) = to_rows(text.as_bytes(), "e", &tiers, &opts).unwrap();
+        assert_eq!((rep.calls, rep.bad_count), (16, 1), "{:?}", rep.bad_lines);
+        assert_eq!(rep.bad_lines[0].0, 4);
+        assert!(rep.bad_lines[0].1.contains("future rows are refused"), "{:?}", rep.bad_lines);
+        assert!(rows.iter().all(|(_, _, i, _)| i * 60 <= now + FUTURE_TOLERANCE_S));
+        let (_, rep) = to_rows(text.as_bytes(), "e", &tiers, &ImportOptions::default()).unwrap();
+        assert_eq!((rep.calls, rep.bad_count), (17, 0), "allowed when asked");
     }
 }

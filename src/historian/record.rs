@@ -53,11 +53,12 @@ pub struct StoredCall {
     pub method: Method,
     /// Path, then (unless redacted or truncated) `?query`. An owned copy: keeping the
     /// request's `PathAndQuery` would pin the connection's whole read buffer per stored call.
-    target: Box<str>,
+    /// Shared, so the snapshots that copy the ring's open chunk copy no strings.
+    target: Arc<str>,
     /// Length of the path within `target`.
     path_len: u32,
     /// Set when the query needed redaction or truncation; else it is read from `target`.
-    params: Option<Box<str>>,
+    params: Option<Arc<str>>,
     pub status: u16,
     pub outcome: CallOutcome,
     pub latency_us: u64,
@@ -332,11 +333,11 @@ fn percent_decode(b: &[u8]) -> Vec<u8> {
 
 impl StoredCall {
     pub fn from_record(r: CallRecord, redaction: &Redaction) -> Self {
-        let params = r.target.query().and_then(|q| redaction.rewrite(q)).map(String::into_boxed_str);
+        let params = r.target.query().and_then(|q| redaction.rewrite(q)).map(Arc::<str>::from);
         let raw_path = r.target.path();
         let stored_path = redaction.path(raw_path);
         let path = stored_path.as_deref().unwrap_or(raw_path);
-        let target: Box<str> = match (&stored_path, &params, r.target.query()) {
+        let target: Arc<str> = match (&stored_path, &params, r.target.query()) {
             (None, None, Some(_)) => r.target.as_str().into(),
             _ => path.into(),
         };
@@ -358,10 +359,11 @@ impl StoredCall {
     }
 
     /// Heap bytes this call holds beyond its own struct (path, query, parameters), with the
-    /// allocator's per-allocation overhead: what the memory gauge adds up.
+    /// reference counts and the allocator's per-allocation overhead: what the memory gauge adds.
     pub fn heap_bytes(&self) -> usize {
         const MALLOC_OVERHEAD: usize = 16;
-        let alloc = |n: usize| if n == 0 { 0 } else { n.div_ceil(16) * 16 + MALLOC_OVERHEAD };
+        const ARC_COUNTS: usize = 16;
+        let alloc = |n: usize| (n + ARC_COUNTS).div_ceil(16) * 16 + MALLOC_OVERHEAD;
         // The upstream's address shares the member's buffer; the endpoint name is shared too.
         alloc(self.target.len()) + self.params.as_ref().map_or(0, |p| alloc(p.len()))
     }

@@ -61,6 +61,9 @@ pub struct StoreCounters {
     pub accepted: u64,
     /// Calls whose buckets had already closed; counted in memory, not in quantiles or on disk.
     pub late: u64,
+    /// Buckets on disk dated after the start (an import from the future, a clock that was
+    /// ahead): not loaded, so live calls are not all "late" behind them.
+    pub future_skipped: u64,
     /// Failed attempts to write closed buckets (each retried later).
     pub disk_errors: u64,
     /// Closed buckets waiting in memory for the disk to take them again.
@@ -145,9 +148,10 @@ impl CallRing {
         }
     }
 
-    /// Bytes the ring holds: its chunks' slots (allocated whole) and every call's strings.
+    /// Bytes the ring holds: its chunks' slots (allocated whole, the open one twice: the
+    /// published snapshot has its own copy) and every call's strings (shared with snapshots).
     pub fn memory_bytes(&self) -> usize {
-        (self.chunks.len() + 1) * CALL_CHUNK * std::mem::size_of::<StoredCall>()
+        (self.chunks.len() + 2) * CALL_CHUNK * std::mem::size_of::<StoredCall>()
             + self.chunk_heap.iter().sum::<usize>()
             + self.tail_heap
     }
@@ -259,9 +263,22 @@ impl Store {
                     });
                 }
             }
+            let now_s = now_us / 1_000_000;
             for (ti, name, index, full) in loaded {
+                // A bucket that has not begun yet cannot hold real calls; loading it would put
+                // the tier's end in the future and make every live call "late".
+                if index.saturating_mul(s.cfg.tiers[ti].step_s) > now_s {
+                    s.counters.future_skipped += 1;
+                    continue;
+                }
                 let ep = s.endpoint_entry(name);
                 ep.tiers[ti].put(index, &full, Bucket::MISSING);
+            }
+            if s.counters.future_skipped > 0 {
+                tracing::warn!(
+                    buckets = s.counters.future_skipped,
+                    "history dated in the future was not loaded (an import of future rows, or a clock that was ahead)"
+                );
             }
         }
         s
@@ -717,5 +734,34 @@ mod tests {
         let slots = (5000 / CALL_CHUNK) * CALL_CHUNK * std::mem::size_of::<StoredCall>();
         assert!(grew >= held + slots, "{grew} < {held} + {slots}");
         assert!(grew <= held + slots + 5000 * 48, "{grew} > {held} + {slots} + rounding");
+    }
+
+    /// Regression (issue 20, finding 7): one imported row in the year 2100 made every later live
+    /// call "late" (20 GETs → late 20, series 0).
+    #[test]
+    fn a_future_dated_bucket_on_disk_does_not_stop_live_recording() {
+        let dir = tempfile::tempdir().unwrap();
+        let tiers = cfg().tiers;
+        let year_2100 = 4_102_444_800u64;
+        let rows: Vec<_> = tiers
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.persist)
+            .map(|(ti, t)| (ti, Arc::from("api"), year_2100 / t.step_s, FullBucket { calls: 7, ..Default::default() }))
+            .collect();
+        assert!(!rows.is_empty());
+        let mut disk = Disk::open(dir.path()).unwrap();
+        disk.append(&tiers, rows).map_err(|(e, _)| e).unwrap();
+        disk.sync();
+        drop(disk);
+        let mut s = Store::new(cfg(), Some(Disk::open(dir.path()).unwrap()), T0 * 1_000_000);
+        assert!(s.counters().future_skipped > 0);
+        for i in 0..20 {
+            s.ingest(rec("api", T0 as f64 + 1.0 + i as f64 / 100.0, 200, 100));
+        }
+        s.advance((T0 + 125) * 1_000_000);
+        let snap = s.snapshot((T0 + 125) * 1_000_000);
+        assert_eq!(snap.counters.late, 0, "live calls are not late behind a future bucket");
+        assert_eq!(minute_counts(&snap, "api", T0, T0 + 60), vec![(20, false)]);
     }
 }
