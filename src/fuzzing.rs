@@ -72,6 +72,39 @@ pub fn segment(data: &[u8]) {
     assert_eq!(again, n);
 }
 
+/// The request-target checks that run before routing. The first byte picks the dot-segment
+/// mode; the rest is used as a request path (when the `http` crate accepts it, as hyper's
+/// parser would) and as a Host value.
+/// - a normalised path starts with `/`, holds no dot-segment in any spelling, is a valid
+///   request target, and normalising it again changes nothing;
+/// - `reject` mode never rewrites: a path is refused or passed as it is;
+/// - a Host that passes parses as a URI authority without userinfo, and its name is not empty.
+pub fn request_target(data: &[u8]) {
+    use crate::proxy::target::{DotSegments, normalize_path, valid_host};
+    let Some((&mode, rest)) = data.split_first() else { return };
+    let mode = if mode & 1 == 1 { DotSegments::Reject } else { DotSegments::Normalize };
+    if let Ok(host) = std::str::from_utf8(rest)
+        && valid_host(rest)
+    {
+        let a: http::uri::Authority = host.parse().expect("a valid Host is an authority");
+        assert!(!host.contains('@') && !crate::proxy::router::host_without_port(host).is_empty(), "{host:?}");
+        assert_eq!(a.as_str(), host);
+    }
+    let Ok(pq) = http::uri::PathAndQuery::try_from(rest) else { return };
+    let path = pq.path();
+    match normalize_path(path, mode) {
+        Err(_) => {}
+        Ok(std::borrow::Cow::Borrowed(p)) => assert_eq!(p, path),
+        Ok(std::borrow::Cow::Owned(p)) => {
+            assert_eq!(mode, DotSegments::Normalize, "reject mode rewrote {path:?}");
+            assert!(p.starts_with('/'), "{p:?}");
+            http::uri::PathAndQuery::try_from(p.as_str()).expect("still a valid target");
+            let again = normalize_path(&p, DotSegments::Normalize).expect("a normalised path is accepted");
+            assert!(matches!(again, std::borrow::Cow::Borrowed(_)), "not idempotent: {path:?} → {p:?} → {again:?}");
+        }
+    }
+}
+
 const T0: u64 = 1_800_000_000;
 
 /// Two endpoints, two hours of calls (statuses, query strings) in a store's snapshot.

@@ -6,9 +6,9 @@
 //! | module | owns | threads |
 //! |---|---|---|
 //! | [`config`] | `proxy.toml`: raw serde structs → validated [`config::Settings`], every error reported with key path and line | — |
-//! | [`proxy`] | the data plane: listener + TLS, routing, forwarding, upstream pools, balancing, health checks, per-endpoint counters | `listen.workers` threads, each a current-thread runtime with its own SO_REUSEPORT socket and upstream pool |
+//! | [`proxy`] | the data plane: listener + TLS, request-target checks (dot-segments, Host), routing, forwarding, WebSocket tunnels (held under the connection cap), upstream pools, balancing, health checks, per-endpoint counters | `listen.workers` threads, each a current-thread runtime with its own SO_REUSEPORT socket and upstream pool |
 //! | [`historian`] | every call recorded: `CallRecord` hand-over (`try_send`), tiered per-endpoint series, recent-calls ring, disk log, import | one ingest thread (`prescale-historian`) |
-//! | [`admin`] | `/live`, `/ready`, `/metrics`, the `/admin` page (server-rendered, strict CSP), `/admin/api/*`, and `POST /admin/action` (mode, manual scale, refit: token or page secret) on a separate listener | its own thread + current-thread runtime |
+//! | [`admin`] | `/live`, `/ready`, `/metrics`, the `/admin` page (server-rendered, strict CSP), `/admin/api/*` (paged, bounded), and `POST /admin/action` (mode, manual scale, refit: token or a per-page-load form secret) on a separate listener; guards: connection cap, timeouts, Host allow-list, same-origin POSTs, failed-login limit | its own thread + current-thread runtime; pages and APIs rendered on its blocking workers (two at a time) |
 //! | [`app`] | composition root: binds, starts, reloads (SIGHUP), stops in order (SIGTERM/SIGINT) | control runtime (signals, health checks) |
 //! | [`forecast`] | models as pure code (Holt–Winters, double-seasonal, ARIMA, Prophet-style, naive), season detection, automatic choice, the rolling-origin backtest, the per-endpoint engine (shared with the simulator), the forecast thread with demand conversion and class split | `prescale-forecast`: reads historian snapshots, publishes forecasts (`ArcSwap`) |
 //! | [`allocator`] | planning as a pure function (forecast, pool state, policy, now → decisions with reasons); the live manager: adopts VMs, health-gated join, drain-then-stop, dry_run/enabled, learned lead time, decision log | `prescale-allocator` (libvirt calls block) |
@@ -16,7 +16,7 @@
 //! | [`feedback`] | forecast scoring (rolling MASE, sMAPE, under-rate, coverage, band stretch per horizon group), cost models (RLS with forgetting: cores per request, memory per request in flight), request classes, margin calibration, dry-run promotion; run by the forecast thread and the allocator | — |
 //! | [`simulate`] | `prescale simulate`: a trace replayed on a virtual clock through the historian series, the forecast engine, the planner and the margin calibration, against a simulated hypervisor; policies (HPA-style reactive, static, predictive, predictive+reactive, oracle), SLO and SPEC elasticity metrics, SVG chart | — (the caller's) |
 //! | [`clock`] | real and virtual time | — |
-//! | [`fuzzing`] | what the fuzz targets (`fuzz/`, cargo-fuzz) and the corpus replay test check, per input: config parser, importers, segment decoder, admin query parameters | — |
+//! | [`fuzzing`] | what the fuzz targets (`fuzz/`, cargo-fuzz) and the corpus replay test check, per input: config parser, importers, segment decoder, admin query parameters, the request-target checks (path normaliser, Host validator) | — |
 //! | [`demo`] | `prescale demo`: seeded history, an accelerated clock, libvirt test-driver VMs backed by in-process servers, a load generator — the Quick start's default | the demo's runtime |
 //!
 //! # Data flow

@@ -26,6 +26,7 @@ fn the_fuzz_corpus_passes_every_check() {
         ("import", prescale::fuzzing::import),
         ("segment", prescale::fuzzing::segment),
         ("admin_query", prescale::fuzzing::admin_query),
+        ("request_target", prescale::fuzzing::request_target),
     ]
     .into_iter()
     .map(|(t, f)| (t, replay(t, f)))
