@@ -427,9 +427,13 @@ async fn dns_rebinding_and_cross_origin_posts_are_refused() {
     }
     let probe = Request::get(admin_url(&app, "/live")).header("host", "attacker.example").body(Full::default());
     assert_eq!(send(&c, probe.unwrap()).await.status, 200, "probes answer any Host");
-    // The real page, and its form secret.
-    let ok = send(&c, page(format!("127.0.0.1:{port}"))).await;
-    let body = String::from_utf8_lossy(&ok.body).into_owned();
+    // The real page, and its form secret (its forms appear with the endpoint's first forecast).
+    let mut body = String::new();
+    let has_form = async || {
+        body = String::from_utf8_lossy(&send(&c, page(format!("127.0.0.1:{port}"))).await.body).into_owned();
+        body.contains(r#"name="csrf""#)
+    };
+    assert!(eventually(Duration::from_secs(30), has_form).await, "the page has its action forms");
     let csrf = body.split(r#"name="csrf" value=""#).nth(1).unwrap().split('"').next().unwrap().to_string();
     let second = String::from_utf8_lossy(&send(&c, page(format!("localhost:{port}"))).await.body).into_owned();
     assert!(!second.contains(&csrf), "a new secret per page load");

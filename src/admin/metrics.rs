@@ -56,11 +56,10 @@ pub fn render(
     );
     let _ = writeln!(out, "# TYPE prescale_tunnels_active gauge");
     let _ = writeln!(out, "prescale_tunnels_active {}", g.tunnels_active.load(Relaxed));
-    let _ = writeln!(out, "# HELP prescale_tunnels_total Upgraded tunnels opened, by how they ended or were refused.");
+    let _ = writeln!(out, "# HELP prescale_tunnels_total Upgraded tunnels opened, and those closed for idleness.");
     let _ = writeln!(out, "# TYPE prescale_tunnels_total counter");
     let _ = writeln!(out, "prescale_tunnels_total{{result=\"opened\"}} {}", g.tunnels_total.load(Relaxed));
     let _ = writeln!(out, "prescale_tunnels_total{{result=\"idle_closed\"}} {}", g.tunnels_idle_closed.load(Relaxed));
-    let _ = writeln!(out, "prescale_tunnels_total{{result=\"refused\"}} {}", g.tunnels_refused.load(Relaxed));
     let _ = writeln!(out, "# HELP prescale_unrouted_requests_total Requests that matched no endpoint (404).");
     let _ = writeln!(out, "# TYPE prescale_unrouted_requests_total counter");
     let _ = writeln!(out, "prescale_unrouted_requests_total {}", g.unrouted.load(Relaxed));

@@ -86,7 +86,7 @@ pub fn start(
         forms: guard::FormSecrets::default(),
         logins: guard::LoginLimiter::new(settings.max_failed_logins),
         messages: guard::Messages::default(),
-        renders: Semaphore::new(RENDERS),
+        renders: Arc::new(Semaphore::new(RENDERS)),
         refused: AtomicU64::new(0),
     });
     std::thread::Builder::new().name("prescale-admin".into()).spawn(move || {
@@ -126,7 +126,7 @@ struct Shared {
     logins: guard::LoginLimiter,
     messages: guard::Messages,
     /// Bounds the blocking render workers.
-    renders: Semaphore,
+    renders: Arc<Semaphore>,
     /// Connections refused at the cap (shown in `/metrics`).
     refused: AtomicU64,
 }
@@ -299,14 +299,23 @@ async fn dispatch(shared: Arc<Shared>, ip: IpAddr, req: hyper::Request<Incoming>
             return r;
         }
     }
-    let Ok(permit) = tokio::time::timeout(shared.request_timeout, shared.renders.acquire()).await else {
+    let Ok(Ok(permit)) = tokio::time::timeout(shared.request_timeout, shared.renders.clone().acquire_owned()).await
+    else {
         return text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, "the admin is busy; try again\n");
     };
     let (parts, _) = req.into_parts();
     let worker = shared.clone();
-    let r = tokio::task::spawn_blocking(move || route(&worker, &parts)).await;
-    drop(permit);
-    r.unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, PLAIN, "the page failed to render\n"))
+    // The permit goes with the work: a render that outlives its answer still counts.
+    let job = tokio::task::spawn_blocking(move || {
+        let r = route(&worker, &parts);
+        drop(permit);
+        r
+    });
+    match tokio::time::timeout(shared.request_timeout, job).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => text(StatusCode::INTERNAL_SERVER_ERROR, PLAIN, "the page failed to render\n"),
+        Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, "the answer took too long; try a smaller page\n"),
+    }
 }
 
 fn probe(shared: &Shared, path: &str) -> Response<Full<Bytes>> {

@@ -68,8 +68,6 @@ pub struct GlobalStats {
     pub tunnels_total: AtomicU64,
     /// Tunnels closed because no byte moved for `listen.tunnel_idle_timeout`.
     pub tunnels_idle_closed: AtomicU64,
-    /// Upgrades refused because the connection cap was reached.
-    pub tunnels_refused: AtomicU64,
     /// Requests that matched no endpoint (404) or were refused before routing.
     pub unrouted: AtomicU64,
     pub upstream_retries: AtomicU64,
