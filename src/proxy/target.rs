@@ -113,8 +113,9 @@ pub fn normalize_path(path: &str, mode: DotSegments) -> Result<Cow<'_, str>, Pat
 pub fn valid_host(h: &[u8]) -> bool {
     let (host, port) = if h.first() == Some(&b'[') {
         let Some(end) = h.iter().position(|b| *b == b']') else { return false };
-        let inner = &h[1..end];
-        if inner.is_empty() || !inner.iter().all(|b| b.is_ascii_hexdigit() || *b == b':' || *b == b'.') {
+        // An IPv6 literal must be one (found by fuzzing: `[::::::::9::9]` passed a character check).
+        let ip = std::str::from_utf8(&h[1..end]).ok().and_then(|s| s.parse::<std::net::Ipv6Addr>().ok());
+        if ip.is_none() {
             return false;
         }
         match &h[end + 1..] {
@@ -206,6 +207,7 @@ mod tests {
             "[::1",
             "[::1]x",
             "[zz]",
+            "[::::::::::::::9::9]",
             "a:123456",
             "a\\b",
         ] {
