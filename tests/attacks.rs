@@ -280,7 +280,7 @@ async fn slow_admin_posts_are_cut_and_the_proxy_keeps_serving_at_the_file_limit(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tunnels_count_against_the_cap_and_are_closed_when_idle() {
     let up = Upstream::start("u").await;
-    let app = app_with(&up, "max_connections = 5\ntunnel_idle_timeout = \"1500ms\"").await;
+    let app = app_with(&up, "max_connections = 5\ntunnel_idle_timeout = \"3s\"").await;
     let mut tunnels = Vec::new();
     for _ in 0..5 {
         let mut s = TcpStream::connect(app.proxy_addr).await.unwrap();
@@ -293,6 +293,13 @@ async fn tunnels_count_against_the_cap_and_are_closed_when_idle() {
         assert_eq!(&buf[..n], b"ping", "the tunnel echoes");
         tunnels.push(s);
     }
+    // Fresh activity on every tunnel, so none idles out while the gauges are read.
+    for s in &mut tunnels {
+        s.write_all(b"pong").await.unwrap();
+        let mut buf = [0u8; 16];
+        let n = s.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"pong");
+    }
     let c = client();
     let m = String::from_utf8_lossy(&get(&c, &admin_url(&app, "/metrics")).await.body).into_owned();
     assert_eq!(metric(&m, "prescale_tunnels_active"), Some(5.0), "{m}");
@@ -303,7 +310,7 @@ async fn tunnels_count_against_the_cap_and_are_closed_when_idle() {
     // Idle for the tunnel timeout: closed, slots free.
     for s in &mut tunnels {
         let mut buf = [0u8; 16];
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.expect("closed when idle");
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await.expect("closed when idle");
         assert_eq!(n.unwrap_or(0), 0);
     }
     let freed = async || {
