@@ -62,17 +62,34 @@ async fn long_path_requests(addr: SocketAddr, n: usize, len: usize, conns: usize
     }
 }
 
-fn run_config(dir: &std::path::Path, up: SocketAddr, extra_historian: &str) -> std::path::PathBuf {
+/// A `proxy.toml` for `prescale run` in front of `up` (one endpoint on `/`), with extra lines for
+/// `[listen]`, `[admin]` and `[historian]`.
+fn run_config(dir: &std::path::Path, up: SocketAddr, listen: &str, admin: &str, historian: &str) -> std::path::PathBuf {
     let cfg = dir.join("p.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n[historian]\n{extra_historian}\n\
+            "[listen]\naddr = \"127.0.0.1:0\"\n{listen}\n[admin]\naddr = \"127.0.0.1:0\"\n{admin}\n[historian]\n{historian}\n\
              [[endpoint]]\nname = \"api\"\npath_prefix = \"/\"\npool = \"p\"\n[[pool]]\nname = \"p\"\nmembers = [\"{up}\"]\n"
         ),
     )
     .unwrap();
     cfg
+}
+
+/// Sends `n` requests with `len`-byte paths after a warm-up, waits until the historian has
+/// them all, and returns RSS growth (bytes) and memory-gauge growth.
+async fn memory_growth(pid: u32, addr: SocketAddr, admin: &str, n: usize, len: usize) -> (f64, f64) {
+    let gauge = "prescale_historian_memory_bytes";
+    let accepted = "prescale_historian_records_total{result=\"accepted\"}";
+    long_path_requests(addr, 200, 100, 4).await; // warm-up: buffers, ring chunk, tiers
+    let before = metric(&metrics(admin).await, accepted).unwrap();
+    let (rss0, g0) = (rss_kib(pid), metric(&metrics(admin).await, gauge).unwrap());
+    long_path_requests(addr, n, len, 4).await;
+    let all_in = async || metric(&metrics(admin).await, accepted) >= Some(before + n as f64);
+    assert!(eventually(Duration::from_secs(10), all_in).await, "every call recorded");
+    let (rss1, g1) = (rss_kib(pid), metric(&metrics(admin).await, gauge).unwrap());
+    ((rss1 as f64 - rss0 as f64) * 1024.0, g1 - g0)
 }
 
 /// Finding 1: 5,000 requests with 64 KB paths grew RSS 48 → 574 MB (the recent-calls ring kept
@@ -83,51 +100,34 @@ fn run_config(dir: &std::path::Path, up: SocketAddr, extra_historian: &str) -> s
 async fn long_paths_keep_memory_bounded_and_the_gauge_honest() {
     let up = Upstream::start("u").await;
     let dir = tempfile::tempdir().unwrap();
-    let gauge = "prescale_historian_memory_bytes";
 
     // Defaults: bounded.
-    let (child, addr, admin) = spawn_run(&run_config(dir.path(), up.addr, ""));
-    let addr: SocketAddr = addr.parse().unwrap();
-    long_path_requests(addr, 200, 100, 4).await; // warm-up: buffers, ring chunk, tiers
-    let (rss0, g0) = (rss_kib(child.0.id()), metric(&metrics(&admin).await, gauge).unwrap());
-    long_path_requests(addr, 5000, 64_000, 4).await;
-    let all_in = async || {
-        metric(&metrics(&admin).await, "prescale_historian_records_total{result=\"accepted\"}") >= Some(5200.0)
-    };
-    assert!(eventually(Duration::from_secs(10), all_in).await, "every call recorded");
-    let (rss1, g1) = (rss_kib(child.0.id()), metric(&metrics(&admin).await, gauge).unwrap());
+    let (child, addr, admin) = spawn_run(&run_config(dir.path(), up.addr, "", "", ""));
+    let (rss, gauge) = memory_growth(child.0.id(), addr.parse().unwrap(), &admin, 5000, 64_000).await;
     let calls = get(&client(), &format!("http://{admin}/admin/api/calls?limit=1000")).await;
     let longest = calls.json().as_array().unwrap().iter().map(|c| c["path"].as_str().unwrap().len()).max().unwrap();
     eprintln!(
-        "5,000 × 64 KB paths, defaults: RSS {rss0} → {rss1} KiB (+{} MiB), gauge {g0} → {g1} (+{:.1} MiB), longest stored path {longest} B, /calls page {} B",
-        (rss1 - rss0) / 1024,
-        (g1 - g0) / 1048576.0,
+        "5,000 × 64 KB paths, defaults: RSS +{:.1} MiB, gauge +{:.1} MiB, longest stored path {longest} B, /calls page {} B",
+        rss / 1048576.0,
+        gauge / 1048576.0,
         calls.body.len()
     );
     assert!(longest <= 256 + 3, "stored paths are cut: {longest}");
-    assert!(rss1.saturating_sub(rss0) < 48 * 1024, "RSS grew {} KiB (before the fix: ≈ 500 MB)", rss1 - rss0);
+    assert!(rss < 48.0 * 1048576.0, "RSS grew {rss} bytes (before the fix: ≈ 500 MB)");
     assert!(calls.body.len() < 1 << 20, "one page of calls is {} bytes", calls.body.len());
     drop(child);
 
     // Paths kept to 16 KB: the gauge tracks RSS.
-    let (child, addr, admin) = spawn_run(&run_config(dir.path(), up.addr, "path_max_len = 16384\nrecent_calls = 5000"));
-    let addr: SocketAddr = addr.parse().unwrap();
-    long_path_requests(addr, 200, 100, 4).await;
-    let (rss0, g0) = (rss_kib(child.0.id()), metric(&metrics(&admin).await, gauge).unwrap());
-    long_path_requests(addr, 4000, 16_000, 4).await;
-    let all_in = async || {
-        metric(&metrics(&admin).await, "prescale_historian_records_total{result=\"accepted\"}") >= Some(4200.0)
-    };
-    assert!(eventually(Duration::from_secs(10), all_in).await, "every call recorded");
-    let (rss1, g1) = (rss_kib(child.0.id()), metric(&metrics(&admin).await, gauge).unwrap());
-    let (rss_grew, gauge_grew) = ((rss1 - rss0) as f64 * 1024.0, g1 - g0);
+    let cfg = run_config(dir.path(), up.addr, "", "", "path_max_len = 16384\nrecent_calls = 5000");
+    let (child, addr, admin) = spawn_run(&cfg);
+    let (rss, gauge) = memory_growth(child.0.id(), addr.parse().unwrap(), &admin, 4000, 16_000).await;
     eprintln!(
         "4,000 × 16 KB paths kept: RSS +{:.1} MiB, gauge +{:.1} MiB (ratio {:.3})",
-        rss_grew / 1048576.0,
-        gauge_grew / 1048576.0,
-        gauge_grew / rss_grew
+        rss / 1048576.0,
+        gauge / 1048576.0,
+        gauge / rss
     );
-    assert!((gauge_grew / rss_grew - 1.0).abs() <= 0.10, "gauge +{gauge_grew} vs RSS +{rss_grew}");
+    assert!((gauge / rss - 1.0).abs() <= 0.10, "gauge +{gauge} vs RSS +{rss}");
     drop(child);
 }
 
@@ -224,17 +224,8 @@ fn spawn_run_with_files(cfg: &std::path::Path, files: u64) -> (KillOnDrop, Strin
 async fn slow_admin_posts_are_cut_and_the_proxy_keeps_serving_at_the_file_limit() {
     let up = Upstream::start("u").await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("p.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[listen]\naddr = \"127.0.0.1:0\"\nmax_connections = 50\n\
-             [admin]\naddr = \"127.0.0.1:0\"\nmax_connections = 16\nrequest_timeout = \"2s\"\n[historian]\nenabled = false\n\
-             [[endpoint]]\nname = \"api\"\npath_prefix = \"/\"\npool = \"p\"\n[[pool]]\nname = \"p\"\nmembers = [\"{}\"]\n",
-            up.addr
-        ),
-    )
-    .unwrap();
+    let admin_limits = "max_connections = 16\nrequest_timeout = \"2s\"";
+    let cfg = run_config(dir.path(), up.addr, "max_connections = 50", admin_limits, "enabled = false");
     let (_child, addr, admin) = spawn_run_with_files(&cfg, 256);
     let admin_addr: SocketAddr = admin.parse().unwrap();
     // 300 slow POSTs: more than the process has descriptors for.
@@ -280,7 +271,7 @@ async fn slow_admin_posts_are_cut_and_the_proxy_keeps_serving_at_the_file_limit(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tunnels_count_against_the_cap_and_are_closed_when_idle() {
     let up = Upstream::start("u").await;
-    let app = app_with(&up, "max_connections = 5\ntunnel_idle_timeout = \"3s\"").await;
+    let app = app_with(&up, "max_connections = 5\ntunnel_idle_timeout = \"5s\"").await;
     let mut tunnels = Vec::new();
     for _ in 0..5 {
         let mut s = TcpStream::connect(app.proxy_addr).await.unwrap();
@@ -310,7 +301,7 @@ async fn tunnels_count_against_the_cap_and_are_closed_when_idle() {
     // Idle for the tunnel timeout: closed, slots free.
     for s in &mut tunnels {
         let mut buf = [0u8; 16];
-        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await.expect("closed when idle");
+        let n = tokio::time::timeout(Duration::from_secs(15), s.read(&mut buf)).await.expect("closed when idle");
         assert_eq!(n.unwrap_or(0), 0);
     }
     let freed = async || {

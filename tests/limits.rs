@@ -139,6 +139,24 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
     app.stop().await;
 }
 
+/// Regression: each worker took a connection place before accepting, so with N workers N − 1
+/// places were held by idle accept loops and a connection could wait below the cap (found by
+/// the WebSocket-tunnel test, which flaked 4 runs in 6). With 4 workers and a cap of 4, four
+/// connections are all served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_place_under_the_cap_is_usable_whatever_the_worker_count() {
+    let up = Upstream::start("u").await;
+    let app = app_with(&up, "max_connections = 4\nworkers = 4").await;
+    for round in 0..3 {
+        let held = tokio::time::timeout(Duration::from_secs(3), open_kept_alive(4, app.proxy_addr))
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: a connection below the cap was not served"));
+        drop(held);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.stop().await;
+}
+
 /// Opens `n` connections that each complete one request and stay open (keep-alive).
 async fn open_kept_alive(n: usize, addr: std::net::SocketAddr) -> Vec<tokio::net::TcpStream> {
     let mut out = Vec::new();

@@ -142,10 +142,6 @@ pub async fn serve(
     let client = super::build_client(&settings.upstream);
     let settings = Arc::new(settings);
     loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
             a = listener.accept() => a,
@@ -158,6 +154,15 @@ pub async fn serve(
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
+        };
+        // The permit is taken for a connection in hand, not before accepting: a worker waiting
+        // in accept() must not hold a place another worker's connection needs (with N workers,
+        // N − 1 places were held that way, so a connection could wait below the cap). At the
+        // cap this worker stops accepting until a place frees: back-pressure stays in the
+        // kernel's queue, plus at most this one connection per worker.
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
         };
         let _ = stream.set_nodelay(true);
         let (proxy, builder, settings, shutdown) = (proxy.clone(), builder.clone(), settings.clone(), shutdown.clone());
