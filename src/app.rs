@@ -23,8 +23,10 @@ use crate::proxy::{Proxy, access};
 /// Why the app could not start (bad config is reported before this, by `config`).
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    /// `what` names the setting (`listen.addr`, `admin.addr`); the OS error is the source
+    /// (printed once, after this).
+    #[error("cannot listen on {addr} ({what})")]
+    Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
     #[error("cannot open the access log: {0}")]
     AccessLog(std::io::Error),
     #[error("cannot start the admin thread: {0}")]
@@ -86,16 +88,19 @@ impl App {
     pub async fn start_with(settings: Settings, opts: Options) -> Result<Self, StartError> {
         let clock = opts.clock.clone().unwrap_or_else(|| Arc::new(RealClock));
         let listen = settings.listen.addr;
-        let first = listener::bind(listen).map_err(|source| StartError::Bind { addr: listen, source })?;
-        let proxy_addr = first.local_addr().map_err(|source| StartError::Bind { addr: listen, source })?;
+        let bind_err = |what, addr| move |source| StartError::Bind { what, addr, source };
+        // Workers share the address through SO_REUSEPORT, which would also let a second
+        // prescale (same user) share it and take half the traffic: refuse a taken address first.
+        listener::ensure_free(listen).map_err(bind_err("listen.addr", listen))?;
+        let first = listener::bind(listen).map_err(bind_err("listen.addr", listen))?;
+        let proxy_addr = first.local_addr().map_err(bind_err("listen.addr", listen))?;
         let mut listeners = vec![first];
         for _ in 1..settings.listen.workers {
-            listeners.push(listener::bind(proxy_addr).map_err(|source| StartError::Bind { addr: proxy_addr, source })?);
+            listeners.push(listener::bind(proxy_addr).map_err(bind_err("listen.addr", proxy_addr))?);
         }
-        let admin_listener = std::net::TcpListener::bind(settings.admin.addr)
-            .map_err(|source| StartError::Bind { addr: settings.admin.addr, source })?;
-        let admin_addr =
-            admin_listener.local_addr().map_err(|source| StartError::Bind { addr: settings.admin.addr, source })?;
+        let admin = settings.admin.addr;
+        let admin_listener = std::net::TcpListener::bind(admin).map_err(bind_err("admin.addr", admin))?;
+        let admin_addr = admin_listener.local_addr().map_err(bind_err("admin.addr", admin))?;
 
         let global = Arc::new(GlobalStats::default());
         let access = match &settings.listen.access_log {

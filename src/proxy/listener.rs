@@ -76,6 +76,25 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// Fails with `AddrInUse` when another socket listens on `addr` — also one of another prescale
+/// that set SO_REUSEPORT, which [`bind`] would otherwise join (the kernel would split the
+/// traffic between the two processes). Port 0 is always free.
+pub fn ensure_free(addr: SocketAddr) -> io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // SO_REUSEADDR only: a port in TIME_WAIT is free, one with a listener is not.
+    probe.set_reuse_address(true)?;
+    match probe.bind(&addr.into()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            Err(io::Error::new(io::ErrorKind::AddrInUse, "another process is listening on this address"))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Kernel accept queue per worker socket.
 const LISTEN_BACKLOG: i32 = 4096;
 
