@@ -127,3 +127,41 @@ async fn upstream_statuses_pass_through_and_are_counted() {
     assert_eq!(metric(&text, "prescale_request_duration_seconds_count{endpoint=\"api\"}"), Some(5.0));
     app.stop().await;
 }
+
+/// Regression: an HTTP/1.0 upstream's version reached clients (`HTTP/1.0 200`, and the client's
+/// keep-alive connection closed). Clients get HTTP/1.1 with keep-alive whatever the upstream
+/// speaks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_1_0_upstream_does_not_downgrade_the_client() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let old = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let old_addr = old.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = old.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nold server\n").await;
+            });
+        }
+    });
+    let app = start(&format!(
+        "[[endpoint]]\nname = \"api\"\npath_prefix = \"/\"\npool = \"p\"\n[[pool]]\nname = \"p\"\nmembers = [\"{old_addr}\"]\n"
+    ))
+    .await;
+    let mut s = tokio::net::TcpStream::connect(app.proxy_addr).await.unwrap();
+    for i in 0..2 {
+        s.write_all(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        // The upstream's body ends at its close; to the client it is chunked, ending in `0`.
+        while !String::from_utf8_lossy(&got).ends_with("\r\n0\r\n\r\n") {
+            let n = tokio::time::timeout(std::time::Duration::from_secs(3), s.read(&mut buf)).await.unwrap().unwrap();
+            assert!(n > 0, "request {i}: the client's connection was closed");
+            got.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 200") && text.contains("old server"), "request {i}: {text}");
+    }
+    app.stop().await;
+}

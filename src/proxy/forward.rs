@@ -292,6 +292,9 @@ async fn forward(
             Ok(Ok(resp)) => resp,
         };
         member.report_success(sent.elapsed());
+        // The client's connection speaks its own version: an HTTP/1.0 upstream must not
+        // downgrade it (hyper would answer `HTTP/1.0` and close a keep-alive connection).
+        *resp.version_mut() = Version::HTTP_11;
 
         let status = resp.status();
         let resp_upgrade = if status == StatusCode::SWITCHING_PROTOCOLS {
