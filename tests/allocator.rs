@@ -212,3 +212,16 @@ async fn a_vm_that_never_becomes_healthy_is_deleted_and_launches_pause() {
     assert_eq!(launches_after, 2, "no launch while paused");
     app.stop().await;
 }
+
+/// Regression (issue 21, section 5): `/admin/api/pools` and `/decisions` were 404 when no pool
+/// scales, though every other list answers `[]` when nothing matches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pools_and_decisions_are_empty_lists_without_scaling() {
+    let up = Upstream::start("u").await;
+    let app = app_with(&up, "").await;
+    for path in ["/admin/api/pools", "/admin/api/decisions?limit=5"] {
+        let got = get(&client(), &admin_url(&app, path)).await;
+        assert_eq!((got.status, got.json()), (200, serde_json::json!([])), "{path}");
+    }
+    app.stop().await;
+}

@@ -216,13 +216,16 @@ pub fn forecast(f: Option<&crate::forecast::thread::ForecastView>, p: &HashMap<S
 }
 
 /// `/admin/api/pools` (each scaled pool: mode, VMs, capacity against forecast, lead time) and
-/// `/admin/api/decisions` (most recent first; `pool=NAME`, `limit=N`).
+/// `/admin/api/decisions` (most recent first; `pool=NAME`, `limit=N`). Without a scaled pool
+/// both are empty lists, like any other query that matches nothing.
 pub fn allocator(
     a: Option<&crate::allocator::manager::AllocatorView>,
     path: &str,
     p: &HashMap<String, String>,
 ) -> ApiResult {
-    let a = a.ok_or_else(|| (StatusCode::NOT_FOUND, "no pool has [pool.scaling]".to_string()))?;
+    let Some(a) = a else {
+        return Ok(Page::from("[]".to_string()));
+    };
     let st = a.state();
     let json = if path.ends_with("pools") {
         serde_json::to_string(&st.pools)
