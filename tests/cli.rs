@@ -121,6 +121,8 @@ fn a_second_instance_on_a_taken_address_exits_1() {
     assert!(err.contains(&format!("cannot listen on 127.0.0.1:{port} (listen.addr)")), "{err}");
     assert_eq!(err.matches("os error 98").count(), 0, "{err}");
     assert_eq!(err.matches("another process is listening on this address").count(), 1, "{err}");
+    // Regression (issue 21, section 5): logs to a pipe were coloured.
+    assert!(!err.contains('\x1b'), "colour codes in a piped log: {err:?}");
 }
 
 fn config(upstream: std::net::SocketAddr, extra_endpoint: bool) -> String {
