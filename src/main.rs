@@ -117,6 +117,18 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    // The one-shot commands behave like Unix filters: output into a closed pipe (`… | head`)
+    // ends them quietly, as SIGPIPE does, instead of a panic on EPIPE (exit 101). The servers
+    // (`run`, `demo`) keep SIGPIPE ignored: a client that hangs up must never stop them.
+    if matches!(
+        cli.command,
+        Command::Check { .. } | Command::Import { .. } | Command::Backtest { .. } | Command::Simulate { .. }
+    ) {
+        // SAFETY: restoring a signal's default action before any thread of ours exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match cli.command {
         Command::Check { config } => match config::load(&config) {
             Ok(s) => {

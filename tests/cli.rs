@@ -125,6 +125,22 @@ fn a_second_instance_on_a_taken_address_exits_1() {
     assert!(!err.contains('\x1b'), "colour codes in a piped log: {err:?}");
 }
 
+/// Regression (issue 21, section 5): `prescale import … | head` exited 101 (a panic on EPIPE).
+#[test]
+fn one_shot_output_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("proxy.toml");
+    let mut child =
+        bin().args(["check", "--config"]).arg(&path).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    drop(child.stdout.take()); // the reader is gone before anything is written
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_ne!(status.code(), Some(101), "panicked: {err}");
+    assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?} {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 fn config(upstream: std::net::SocketAddr, extra_endpoint: bool) -> String {
     let mut s = format!(
         "[listen]\naddr = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n[admin]\naddr = \"127.0.0.1:0\"\n\
