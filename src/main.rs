@@ -211,9 +211,8 @@ fn import(
     mut opts: prescale::historian::import::ImportOptions,
 ) -> anyhow::Result<ExitCode> {
     use prescale::historian::import::{self, Format};
-    if !config::valid_name(endpoint) {
-        let shown: String = endpoint.chars().take(40).collect();
-        eprintln!("--endpoint {shown:?}{}: {}", if shown.len() < endpoint.len() { "…" } else { "" }, config::NAME_RULE);
+    if let Some(problem) = config::name_problem(endpoint) {
+        eprintln!("--endpoint {problem}");
         return Ok(ExitCode::from(EXIT_CONFIG));
     }
     let settings = match config::load(config) {

@@ -193,16 +193,16 @@ async fn probe_only(mut stream: tokio::net::TcpStream, shared: &Shared) {
         }
     });
     let _ = read.await;
-    let line = &buf[..n];
-    let (status, body): (&str, &str) = if line.starts_with(b"GET /live ") || line.starts_with(b"HEAD /live ") {
-        ("200 OK", "live\n")
-    } else if line.starts_with(b"GET /ready ") || line.starts_with(b"HEAD /ready ") {
-        if shared.proxy.is_ready() { ("200 OK", "ready\n") } else { ("503 Service Unavailable", "not ready\n") }
-    } else {
-        ("503 Service Unavailable", "admin connection limit reached\n")
+    let mut words = buf[..n].split(|b| *b == b' ');
+    let (method, path) = (words.next(), words.next().and_then(|p| std::str::from_utf8(p).ok()));
+    let (status, body) = match path {
+        Some(p @ ("/live" | "/ready")) if matches!(method, Some(b"GET" | b"HEAD")) => probe_answer(shared, p),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "admin connection limit reached\n"),
     };
     let resp = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {} {}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
         body.len()
     );
     let _ = tokio::time::timeout(PROBE_TIMEOUT, stream.write_all(resp.as_bytes())).await;
@@ -318,15 +318,20 @@ async fn dispatch(shared: Arc<Shared>, ip: IpAddr, req: hyper::Request<Incoming>
     }
 }
 
-fn probe(shared: &Shared, path: &str) -> Response<Full<Bytes>> {
-    const PLAIN: &str = "text/plain; charset=utf-8";
+/// The answer to `/live` or `/ready` (shared by connections under and over the cap).
+fn probe_answer(shared: &Shared, path: &str) -> (StatusCode, &'static str) {
     if path == "/live" {
-        text(StatusCode::OK, PLAIN, "live\n")
+        (StatusCode::OK, "live\n")
     } else if shared.proxy.is_ready() {
-        text(StatusCode::OK, PLAIN, "ready\n")
+        (StatusCode::OK, "ready\n")
     } else {
-        text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, "not ready: a pool has no healthy member\n")
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: a pool has no healthy member\n")
     }
+}
+
+fn probe(shared: &Shared, path: &str) -> Response<Full<Bytes>> {
+    let (status, body) = probe_answer(shared, path);
+    text(status, "text/plain; charset=utf-8", body)
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {

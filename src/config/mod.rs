@@ -8,7 +8,7 @@
 mod raw;
 mod settings;
 mod validate;
-pub use validate::{MAX_NAME_BYTES, NAME_RULE, valid_name};
+pub use validate::name_problem;
 
 use std::fmt;
 use std::path::Path;

@@ -421,9 +421,18 @@ pub const MAX_NAME_BYTES: usize = 64;
 /// What a name must look like, for error messages.
 pub const NAME_RULE: &str = "must be 1 to 64 letters, digits, '-', '_' or '.'";
 
-/// Whether `n` is a valid endpoint or pool name (see [`NAME_RULE`]).
-pub fn valid_name(n: &str) -> bool {
-    !n.is_empty() && n.len() <= MAX_NAME_BYTES && n.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+/// Why `n` is not a valid endpoint or pool name (see [`NAME_RULE`]), quoting at most 40
+/// characters of it; `None` when it is valid.
+pub fn name_problem(n: &str) -> Option<String> {
+    let valid = !n.is_empty()
+        && n.len() <= MAX_NAME_BYTES
+        && n.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch));
+    if valid {
+        return None;
+    }
+    let shown: String = n.chars().take(40).collect();
+    let more = if shown.len() < n.len() { "…" } else { "" };
+    Some(format!("{shown:?}{more} {NAME_RULE}"))
 }
 
 fn name(c: &mut Check, path: String, v: Option<String>) -> Option<String> {
@@ -432,10 +441,8 @@ fn name(c: &mut Check, path: String, v: Option<String>) -> Option<String> {
             c.err(path, "missing");
             None
         }
-        Some(n) if !valid_name(&n) => {
-            let shown: String = n.chars().take(40).collect();
-            let more = if shown.len() < n.len() { "…" } else { "" };
-            c.err(path, format!("{shown:?}{more} {NAME_RULE}"));
+        Some(n) if let Some(problem) = name_problem(&n) => {
+            c.err(path, problem);
             None
         }
         Some(n) => Some(n),

@@ -79,14 +79,7 @@ impl ImportReport {
     fn bad(&mut self, line: u64, mut problem: String) {
         self.bad_count += 1;
         if self.bad_lines.len() < BAD_LINES_KEPT {
-            if problem.len() > BAD_LINE_ECHO {
-                let mut cut = BAD_LINE_ECHO;
-                while !problem.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                problem.truncate(cut);
-                problem.push('…');
-            }
+            super::record::truncate_marked(&mut problem, BAD_LINE_ECHO);
             self.bad_lines.push((line, problem));
         }
     }

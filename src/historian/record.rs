@@ -266,7 +266,7 @@ impl Redaction {
                 out.push(c);
             }
         }
-        cut(&mut out, self.max_len);
+        truncate_marked(&mut out, self.max_len);
         out
     }
 
@@ -290,13 +290,13 @@ impl Redaction {
             at = b;
         }
         out.push_str(&path[at..]);
-        cut(&mut out, self.path_max_len);
+        truncate_marked(&mut out, self.path_max_len);
         Some(out)
     }
 }
 
-/// Truncates to `max` bytes on a char boundary, marking the cut.
-fn cut(s: &mut String, max: usize) {
+/// Truncates to `max` bytes on a char boundary, marking the cut with [`CUT`].
+pub fn truncate_marked(s: &mut String, max: usize) {
     if s.len() > max {
         let mut at = max;
         while !s.is_char_boundary(at) {

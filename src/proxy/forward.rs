@@ -36,6 +36,8 @@ pub struct ConnInfo {
     pub client: super::UpstreamClient,
     /// The connection's slot under `max_connections`, which an upgrade hands to its tunnel.
     pub slot: super::listener::ConnSlot,
+    /// An upgraded connection with no bytes either way for this long is closed.
+    pub tunnel_idle: std::time::Duration,
 }
 
 const VIA: &str = "1.1 prescale";
@@ -302,13 +304,7 @@ async fn forward(
             if let (Some(client_side), Some(_)) = (client_upgrade, &value) {
                 let upstream_side = hyper::upgrade::on(&mut resp);
                 let permit = conn.slot.take();
-                proxy.tasks.spawn(tunnel(
-                    client_side,
-                    upstream_side,
-                    conn.slot.tunnel_idle,
-                    permit,
-                    proxy.global.clone(),
-                ));
+                proxy.tasks.spawn(tunnel(client_side, upstream_side, conn.tunnel_idle, permit, proxy.global.clone()));
             }
             value
         } else {

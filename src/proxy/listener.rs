@@ -189,8 +189,7 @@ pub async fn serve(
         conns.spawn(async move {
             proxy.global.connections_active.fetch_add(1, Relaxed);
             proxy.global.connections_total.fetch_add(1, Relaxed);
-            let slot =
-                ConnSlot { permit: std::sync::Mutex::new(Some(permit)), tunnel_idle: settings.tunnel_idle_timeout };
+            let slot = ConnSlot(std::sync::Mutex::new(Some(permit)));
             serve_conn(stream, peer, client, slot, proxy.clone(), &builder, &settings, shutdown).await;
             proxy.global.connections_active.fetch_sub(1, Relaxed);
         });
@@ -210,7 +209,8 @@ async fn serve_conn(
 ) {
     match &settings.tls {
         None => {
-            let info = Arc::new(ConnInfo { peer, https: false, client, slot });
+            let info =
+                Arc::new(ConnInfo { peer, https: false, client, slot, tunnel_idle: settings.tunnel_idle_timeout });
             serve_io(stream, info, proxy, builder, settings, shutdown).await
         }
         Some(acceptor) => {
@@ -220,7 +220,13 @@ async fn serve_conn(
             };
             match tls {
                 Ok(Ok(tls)) => {
-                    let info = Arc::new(ConnInfo { peer, https: true, client, slot });
+                    let info = Arc::new(ConnInfo {
+                        peer,
+                        https: true,
+                        client,
+                        slot,
+                        tunnel_idle: settings.tunnel_idle_timeout,
+                    });
                     serve_io(tls, info, proxy, builder, settings, shutdown).await
                 }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
@@ -290,23 +296,20 @@ async fn serve_io<I>(
 }
 
 /// A connection's place under `max_connections`: released when the connection ends, or handed
-/// to the tunnel when the connection is upgraded (so a WebSocket keeps counting).
-pub struct ConnSlot {
-    /// Locked once per upgrade, never per request.
-    permit: std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
-    pub tunnel_idle: Duration,
-}
+/// to the tunnel when the connection is upgraded (so a WebSocket keeps counting). Locked once
+/// per upgrade, never per request.
+pub struct ConnSlot(std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>);
 
 impl ConnSlot {
     /// The connection's permit, for the tunnel that outlives the connection.
     pub fn take(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        self.permit.lock().unwrap_or_else(|e| e.into_inner()).take()
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 
 impl std::fmt::Debug for ConnSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConnSlot").field("tunnel_idle", &self.tunnel_idle).finish_non_exhaustive()
+        f.debug_struct("ConnSlot").finish_non_exhaustive()
     }
 }
 
@@ -323,9 +326,7 @@ impl<I> IdleIo<I> {
     pub(crate) fn new(inner: I, last: Arc<AtomicU64>) -> Self {
         Self { inner, last, blocked: Arc::new(AtomicU64::new(0)) }
     }
-}
 
-impl<I> IdleIo<I> {
     fn wrote<T>(&self, r: &Poll<T>) {
         if r.is_ready() {
             self.last.store(now_ms(), Relaxed);

@@ -70,30 +70,29 @@ pub fn normalize_path(path: &str, mode: DotSegments) -> Result<Cow<'_, str>, Pat
     if !may_have_dots(path.as_bytes()) {
         return Ok(Cow::Borrowed(path));
     }
-    let segs: Vec<&str> = rest.split('/').collect();
-    if segs.iter().any(|s| ambiguous(s)) {
+    let segs: Vec<(&str, Option<u8>)> = rest.split('/').map(|s| (s, dot_kind(s))).collect();
+    if segs.iter().any(|(s, _)| ambiguous(s)) {
         return Err(PathError::Ambiguous);
     }
-    if segs.iter().all(|s| dot_kind(s).is_none()) {
+    if segs.iter().all(|(_, kind)| kind.is_none()) {
         return Ok(Cow::Borrowed(path));
     }
     if mode == DotSegments::Reject {
         return Err(PathError::DotSegments);
     }
     let mut out: Vec<&str> = Vec::with_capacity(segs.len());
-    let last = segs.len() - 1;
-    for (i, seg) in segs.iter().enumerate() {
-        match dot_kind(seg) {
+    for (seg, kind) in &segs {
+        match kind {
             Some(1) => {}
             Some(_) => {
                 out.pop();
             }
             None => out.push(seg),
         }
-        // `/a/b/..` is `/a/`: a trailing dot-segment leaves a directory.
-        if i == last && dot_kind(seg).is_some() {
-            out.push("");
-        }
+    }
+    // `/a/b/..` is `/a/`: a trailing dot-segment leaves a directory.
+    if segs.last().is_some_and(|(_, kind)| kind.is_some()) {
+        out.push("");
     }
     let mut s = String::with_capacity(path.len());
     for seg in &out {
