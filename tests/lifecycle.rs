@@ -21,7 +21,9 @@ async fn ready_waits_for_a_healthy_member_per_pool() {
     assert_eq!(get(&c, &admin_url(&app, "/live")).await.status, 200);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(get(&c, &admin_url(&app, "/ready")).await.status, 503);
-    assert_eq!(get(&c, &url(&app, "/x")).await.status, 503, "no healthy member");
+    let r = get(&c, &url(&app, "/x")).await;
+    assert_eq!(r.status, 503, "no healthy member");
+    assert!(String::from_utf8_lossy(&r.body).contains("pool \"p\""), "the 503 names the pool: {:?}", r.body);
     up.set_healthy(true);
     assert!(eventually(Duration::from_secs(3), async || get(&c, &admin_url(&app, "/ready")).await.status == 200).await);
     assert_eq!(get(&c, &url(&app, "/x")).await.status, 200);
@@ -161,3 +163,36 @@ async fn access_log_records_each_call_when_enabled() {
     assert!(lines[1].contains(" 503 ") && lines[1].contains(&format!("member={}", up.addr)), "{}", lines[1]);
     app.stop().await;
 }
+
+/// Regression (issue 21, section 4): with no health check and the only member down, every
+/// request got 503 while `/ready` said 200. Ready now means every pool has a member that can
+/// take a request: not failing on real traffic, not ejected, not draining. The 503 and the
+/// `/ready` answer both name the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_is_false_while_the_only_member_fails_without_a_health_check() {
+    let dead = dead_addr();
+    let app = start(&format!(
+        "[[endpoint]]\nname = \"api\"\npath_prefix = \"/\"\npool = \"backends\"\n\
+         [[pool]]\nname = \"backends\"\nmembers = [\"{dead}\"]\n"
+    ))
+    .await;
+    let c = client();
+    assert_eq!(get(&c, &admin_url(&app, "/ready")).await.status, 200, "nothing known against the member yet");
+    let r = get(&c, &url(&app, "/x")).await;
+    assert!(r.status == 502 || r.status == 503, "{}", r.status);
+    let r = get(&c, &url(&app, "/x")).await;
+    assert!(r.status == 502 || r.status == 503, "{}", r.status);
+    if r.status == 503 {
+        assert!(String::from_utf8_lossy(&r.body).contains("pool \"backends\""), "the 503 names the pool: {:?}", r.body);
+    }
+    let ready = get(&c, &admin_url(&app, "/ready")).await;
+    assert_eq!(ready.status, 503, "every request fails: not ready");
+    assert!(String::from_utf8_lossy(&ready.body).contains("pool \"backends\""), "names the pool: {:?}", ready.body);
+    // The backend comes up on that address: the next request reaches it and readiness returns.
+    let up = Upstream::start_on("u", dead).await;
+    assert!(eventually(Duration::from_secs(5), async || get(&c, &url(&app, "/x")).await.status == 200).await);
+    assert_eq!(get(&c, &admin_url(&app, "/ready")).await.status, 200);
+    app.stop().await;
+    drop(up);
+}
+

@@ -197,7 +197,7 @@ async fn probe_only(mut stream: tokio::net::TcpStream, shared: &Shared) {
     let (method, path) = (words.next(), words.next().and_then(|p| std::str::from_utf8(p).ok()));
     let (status, body) = match path {
         Some(p @ ("/live" | "/ready")) if matches!(method, Some(b"GET" | b"HEAD")) => probe_answer(shared, p),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "admin connection limit reached\n"),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "admin connection limit reached\n".into()),
     };
     let resp = format!(
         "HTTP/1.1 {} {}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -319,13 +319,16 @@ async fn dispatch(shared: Arc<Shared>, ip: IpAddr, req: hyper::Request<Incoming>
 }
 
 /// The answer to `/live` or `/ready` (shared by connections under and over the cap).
-fn probe_answer(shared: &Shared, path: &str) -> (StatusCode, &'static str) {
+fn probe_answer(shared: &Shared, path: &str) -> (StatusCode, String) {
     if path == "/live" {
-        (StatusCode::OK, "live\n")
-    } else if shared.proxy.is_ready() {
-        (StatusCode::OK, "ready\n")
+        return (StatusCode::OK, "live\n".into());
+    }
+    let unready = shared.proxy.unready_pools();
+    if unready.is_empty() {
+        (StatusCode::OK, "ready\n".into())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: a pool has no healthy member\n")
+        let names: Vec<String> = unready.iter().map(|p| format!("pool \"{p}\"")).collect();
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: no member can take requests in {}\n", names.join(", ")))
     }
 }
 

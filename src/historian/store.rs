@@ -224,7 +224,8 @@ pub struct Store {
     endpoints: BTreeMap<Arc<str>, Endpoint>,
     recent: CallRing,
     disk: Option<Disk>,
-    /// Second from which this process records: earlier gaps are missing, later ones zero.
+    /// Second from which this process records: buckets begun earlier are missing, later
+    /// ones zero when quiet.
     live_from_s: u64,
     counters: StoreCounters,
     spare: Vec<Histogram<u32>>,
@@ -359,9 +360,12 @@ impl Store {
             for (ti, spec) in self.cfg.tiers.iter().enumerate() {
                 let tier = &mut ep.tiers[ti];
                 let close_before = horizon_s / spec.step_s;
-                let live_from = self.live_from_s / spec.step_s;
-                if tier.is_empty() || tier.next() < live_from {
-                    tier.fill_to(live_from, Bucket::MISSING);
+                // The first bucket this process saw from its start: a bucket begun before the
+                // process was only partly observed, so it is missing, not a (too small) value.
+                let live_from = self.live_from_s.div_ceil(spec.step_s);
+                let missing_to = live_from.min(close_before.max(self.live_from_s / spec.step_s));
+                if tier.is_empty() || tier.next() < missing_to {
+                    tier.fill_to(missing_to, Bucket::MISSING);
                 }
                 // Buckets that can never be shown again are not walked one by one.
                 let floor = close_before.saturating_sub(spec.capacity() as u64);
@@ -644,11 +648,12 @@ mod tests {
         // A registered endpoint without calls has real zeros since start, not missing.
         assert_eq!(minute_counts(&snap, "quiet", T0 - 120, T0), vec![(0, false), (0, false)]);
         assert!(minute_counts(&snap, "quiet", T0 - 180, T0 - 120)[0].1, "before start: missing");
-        // The hour before T0 holds 3, the hour from T0 holds 3 (once it closes).
+        // The hour before T0 was seen only from T0 − 120: missing. The hour from T0 holds 3
+        // (once it closes).
         s.advance((T0 + 3600 + 3) * 1_000_000);
         let snap = s.snapshot(0);
         let h = snap.endpoint("api").unwrap().tiers[2].points(T0 - 3600, T0 + 3600, 3600);
-        assert_eq!(h.iter().map(|p| p.count).collect::<Vec<_>>(), vec![3, 3]);
+        assert_eq!(h.iter().map(|p| (p.count, p.missing)).collect::<Vec<_>>(), vec![(0, true), (3, false)]);
         assert_eq!(snap.endpoint("api").unwrap().calls_total, 6);
         // The recent-calls ring holds them newest first, with secrets redacted.
         let calls: Vec<_> = snap.recent.iter().collect();
@@ -698,6 +703,50 @@ mod tests {
         // Hours too.
         let h = snap.endpoint("api").unwrap().tiers[2].points(T0, T0 + 3600, 3600);
         assert!(h[0].missing, "the hour had not closed before the crash");
+    }
+
+    /// Regression (issue 21, section 4): a restart in the middle of a minute made that minute a
+    /// real value — a zero, or only the calls after the restart — although the process saw only
+    /// part of it. Buckets a process did not observe from their start are missing, in every tier.
+    #[test]
+    fn a_restart_mid_minute_marks_the_partly_observed_buckets_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::new(cfg(), Some(Disk::open(dir.path()).unwrap()), T0 * 1_000_000);
+        s.register(&[Arc::from("quiet")]);
+        for m in 0..3u64 {
+            s.ingest(rec("api", (T0 + m * 60) as f64 + 5.0, 200, 100));
+        }
+        // Graceful stop 40 s into minute 3, as the historian thread does it.
+        s.ingest(rec("api", (T0 + 180) as f64 + 30.0, 200, 100));
+        s.advance((T0 + 220) * 1_000_000);
+        s.sync();
+        drop(s);
+        // Restart 10 s later, in the same minute; calls resume.
+        let up = (T0 + 230) * 1_000_000;
+        let mut s = Store::new(cfg(), Some(Disk::open(dir.path()).unwrap()), up);
+        s.register(&[Arc::from("quiet")]);
+        s.ingest(rec("api", (T0 + 180) as f64 + 55.0, 200, 100));
+        s.ingest(rec("api", (T0 + 240) as f64 + 5.0, 200, 100));
+        s.advance((T0 + 303) * 1_000_000);
+        let snap = s.snapshot(0);
+        assert_eq!(
+            minute_counts(&snap, "api", T0, T0 + 300),
+            vec![(1, false), (1, false), (1, false), (0, true), (1, false)],
+            "the minute of the restart is missing, not 1 call"
+        );
+        assert_eq!(
+            minute_counts(&snap, "quiet", T0, T0 + 300),
+            vec![(0, false), (0, false), (0, false), (0, true), (0, false)],
+            "a quiet endpoint's restart minute is missing, not a real zero"
+        );
+        // The seconds after the restart were all observed: they are real.
+        let secs = snap.endpoint("api").unwrap().tiers[0].points(T0 + 230, T0 + 240, 1);
+        assert!(secs.iter().all(|p| !p.missing));
+        // The hour holding the restart is incomplete too.
+        s.advance((T0 + 3600 + 3) * 1_000_000);
+        let snap = s.snapshot(0);
+        let h = snap.endpoint("api").unwrap().tiers[2].points(T0, T0 + 3600, 3600);
+        assert!(h[0].missing, "the hour of the restart was not fully observed");
     }
 
     #[test]

@@ -411,7 +411,14 @@ fn is_body_limit(e: &hyper_util::client::legacy::Error) -> bool {
 /// the status and the request id, not upstream addresses.
 pub fn error_response(e: &ProxyError, rid: HeaderValue, done: CallDone) -> Response<ProxyBody> {
     let status = e.status();
-    let text = format!("{} {}\n", status.as_u16(), status.canonical_reason().unwrap_or(""));
+    let reason = status.canonical_reason().unwrap_or("");
+    let text = match e {
+        // The operator reading a client's report needs the pool; addresses stay private.
+        ProxyError::NoMember { pool } => {
+            format!("{} {reason}: no member of pool \"{pool}\" can take requests\n", status.as_u16())
+        }
+        _ => format!("{} {reason}\n", status.as_u16()),
+    };
     let mut resp = Response::new(ProxyBody::full(text, done));
     *resp.status_mut() = status;
     let h = resp.headers_mut();

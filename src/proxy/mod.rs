@@ -214,11 +214,15 @@ impl Proxy {
         v
     }
 
-    /// Ready when every pool has a member that can take traffic: one that passes its health
-    /// checks, or any member when the pool has no active check.
-    pub fn is_ready(&self) -> bool {
-        lock(&self.pools).values().all(|p| p.has_healthy_member())
+    /// Pools without a member that can take a request now (see `Pool::has_routable_member`),
+    /// sorted; ready when empty.
+    pub fn unready_pools(&self) -> Vec<String> {
+        let mut v: Vec<String> =
+            lock(&self.pools).iter().filter(|(_, p)| !p.has_routable_member()).map(|(n, _)| n.to_string()).collect();
+        v.sort();
+        v
     }
+
 }
 
 /// Locks a control-plane mutex, recovering from poisoning (a panicked holder cannot leave

@@ -40,6 +40,9 @@ pub struct Member {
     draining: AtomicBool,
     /// Consecutive connect failures/timeouts seen on real traffic (passive checks).
     failures: AtomicU32,
+    /// The last request sent to it failed to connect or timed out (cleared by a response or a
+    /// passing health check): not routable for `/ready`, whatever the ejection window says.
+    failing: AtomicBool,
     /// `now_ms()` until which passive ejection keeps the member out; 0 when not ejected.
     ejected_until: AtomicU64,
     pub(crate) requests_total: AtomicU64,
@@ -57,6 +60,7 @@ impl Member {
             healthy: AtomicBool::new(healthy),
             draining: AtomicBool::new(false),
             failures: AtomicU32::new(0),
+            failing: AtomicBool::new(false),
             ejected_until: AtomicU64::new(0),
             requests_total: AtomicU64::new(0),
             failures_total: AtomicU64::new(0),
@@ -96,6 +100,7 @@ impl Member {
         if healthy {
             // A member that passes active checks is given traffic again at once.
             self.failures.store(0, Relaxed);
+            self.failing.store(false, Relaxed);
             self.ejected_until.store(0, Relaxed);
         }
     }
@@ -113,6 +118,9 @@ impl Member {
     /// A response arrived (whatever its status): the member is reachable.
     pub(crate) fn report_success(&self, latency: Duration) {
         self.failures.store(0, Relaxed);
+        if self.failing.load(Relaxed) {
+            self.failing.store(false, Relaxed);
+        }
         let sample = latency.as_micros().min(u64::MAX as u128) as u64;
         let old = self.ewma_us.load(Relaxed);
         let new = if old == 0 { sample } else { (old * 4 + sample) / 5 };
@@ -124,6 +132,7 @@ impl Member {
     /// this failure ejected the member.
     pub(crate) fn report_failure(&self, passive: &PassiveSettings) -> bool {
         self.failures_total.fetch_add(1, Relaxed);
+        self.failing.store(true, Relaxed);
         let n = self.failures.fetch_add(1, Relaxed) + 1;
         if passive.max_failures > 0 && n >= passive.max_failures {
             self.failures.store(0, Relaxed);
@@ -302,9 +311,12 @@ impl Pool {
         })
     }
 
-    /// At least one member can take traffic (for `/ready`).
-    pub fn has_healthy_member(&self) -> bool {
-        self.members().iter().any(|m| m.is_healthy() && !m.is_draining())
+    /// At least one member can take a request now (for `/ready`): it passes its health checks
+    /// (or the pool has none), is neither draining nor ejected, and the last request sent to
+    /// it did not fail to connect or time out.
+    pub fn has_routable_member(&self) -> bool {
+        let now = now_ms();
+        self.members().iter().any(|m| m.eligible(now) && !m.failing.load(Relaxed))
     }
 }
 
