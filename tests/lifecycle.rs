@@ -195,4 +195,3 @@ async fn ready_is_false_while_the_only_member_fails_without_a_health_check() {
     app.stop().await;
     drop(up);
 }
-

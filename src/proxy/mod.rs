@@ -222,7 +222,6 @@ impl Proxy {
         v.sort();
         v
     }
-
 }
 
 /// Locks a control-plane mutex, recovering from poisoning (a panicked holder cannot leave
