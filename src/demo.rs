@@ -422,7 +422,11 @@ fn seed(dir: &Path, settings: &Settings, now_s: u64, trace: Option<&Path>) -> an
                 ep,
                 dir,
                 &h.store.tiers,
-                &crate::historian::import::ImportOptions { shift_to_s: Some(now_s), ..Default::default() },
+                &crate::historian::import::ImportOptions {
+                    shift_to_s: Some(now_s),
+                    skip_bad: true,
+                    ..Default::default()
+                },
             )?;
             anyhow::ensure!(r.calls > 0, "{}: no calls imported", t.display());
             let series = crate::historian::import::recorded_series(dir, ep).map_err(anyhow::Error::msg)?;

@@ -32,7 +32,7 @@ pub fn import(data: &[u8]) {
         _ => Some(Format::AccessLog),
     };
     let tiers = default_tiers();
-    let opts = ImportOptions { format, path_prefix: Some("/"), shift_to_s: None, latest_s: Some(T0 + 86_400) };
+    let opts = ImportOptions { format, path_prefix: Some("/"), latest_s: Some(T0 + 86_400), ..Default::default() };
     if let Ok((rows, report)) = to_rows(text, "e", &tiers, &opts) {
         assert!(report.bad_lines.len() <= crate::historian::import::BAD_LINES_KEPT);
         assert!(report.bad_count <= report.lines);

@@ -29,12 +29,16 @@ enum Command {
         config: PathBuf,
     },
     /// Load history for an endpoint from a `timestamp,count` CSV or an access log (Common or
-    /// Combined Log Format) into the historian's data_dir. Stop prescale first.
+    /// Combined Log Format) into the historian's data_dir. Stop prescale first: the data_dir is
+    /// locked while it runs. Any bad line, or a row older than the history kept, makes the
+    /// import fail without writing anything, unless --skip-bad.
     Import {
         #[arg(long, short, default_value = "proxy.toml")]
         config: PathBuf,
+        /// The endpoint (as named in the config) whose history this is
         #[arg(long)]
         endpoint: String,
+        /// The CSV (`timestamp,count`; epoch seconds or ISO-8601) or access log to read
         #[arg(long)]
         input: PathBuf,
         /// csv or log (default: detected from the first line)
@@ -49,6 +53,9 @@ enum Command {
         /// Accept rows dated after now (refused by default: they would sit after every live call)
         #[arg(long)]
         allow_future: bool,
+        /// Import the good rows even when some lines are bad or too old (listed, exit 0)
+        #[arg(long)]
+        skip_bad: bool,
     },
     /// Score forecast models on a `timestamp,value` trace with the project's rolling-origin
     /// protocol (origins hourly over the last 48 h, horizons 5 and 60 min).
@@ -151,13 +158,15 @@ fn main() -> ExitCode {
             };
             report(runtime().and_then(|rt| rt.block_on(run(settings, Some(config)))))
         }
-        Command::Import { config, endpoint, input, format, path_prefix, shift_to_now, allow_future } => {
+        Command::Import { config, endpoint, input, format, path_prefix, shift_to_now, allow_future, skip_bad } => {
             let now = prescale::clock::now_us() / 1_000_000;
             let opts = prescale::historian::import::ImportOptions {
                 format: None,
                 path_prefix: path_prefix.as_deref(),
                 shift_to_s: shift_to_now.then_some(now),
                 latest_s: (!allow_future).then_some(now + prescale::historian::import::FUTURE_TOLERANCE_S),
+                oldest_s: None,
+                skip_bad,
             };
             match import(&config, &endpoint, &input, format.as_deref(), opts) {
                 Ok(code) => code,
@@ -233,13 +242,38 @@ fn import(
         Some("log" | "clf") => Some(Format::AccessLog),
         Some(other) => anyhow::bail!("--format {other:?}: use csv or log"),
     };
+    // What the next start keeps: rows older than the longest persisted tier are deleted then.
+    let kept_s = h.store.tiers.iter().filter(|t| t.persist).map(|t| t.keep_s).max().unwrap_or(0);
+    let now = prescale::clock::now_us() / 1_000_000;
+    opts.oldest_s = Some(now.saturating_sub(kept_s));
     let r = import::import(input, endpoint, dir, &h.store.tiers, &opts)
         .with_context(|| format!("importing {}", input.display()))?;
-    for (line, problem) in r.bad_lines.iter().take(50) {
+    // Every bad line the report kept (it keeps the first BAD_LINES_KEPT, each cut short).
+    for (line, problem) in &r.bad_lines {
         eprintln!("{}:{line}: {problem}", input.display());
     }
-    if r.bad_count > 50 {
-        eprintln!("… and {} more bad lines", r.bad_count - 50);
+    if r.bad_count > r.bad_lines.len() as u64 {
+        eprintln!("… and {} more bad lines", r.bad_count - r.bad_lines.len() as u64);
+    }
+    if r.expired > 0 {
+        eprintln!(
+            "{}:{}: {} row(s) older than the history kept ({} days, the longest persisted tier in historian.tiers): \
+             the next start would delete them. --shift-to-now moves an old trace forward by whole weeks",
+            input.display(),
+            r.expired_line.unwrap_or(0),
+            r.expired,
+            kept_s / 86_400
+        );
+    }
+    if !r.written {
+        eprintln!(
+            "prescale import: nothing was written: {} of {} line(s) cannot be imported as they are. \
+             Fix them, or pass --skip-bad to import the other {} call(s)",
+            r.skipped(),
+            r.lines,
+            r.calls
+        );
+        return Ok(ExitCode::from(EXIT_START));
     }
     println!(
         "imported {} calls from {} lines into {} buckets for endpoint {endpoint:?} ({} to {}){}; {} line(s) skipped",
@@ -249,7 +283,7 @@ fn import(
         r.first_s.map_or("-".into(), |t| t.to_string()),
         r.last_s.map_or("-".into(), |t| t.to_string()),
         r.csv_step_s.map_or(String::new(), |s| format!(", csv step {s}s")),
-        r.bad_count
+        r.skipped()
     );
     Ok(ExitCode::SUCCESS)
 }

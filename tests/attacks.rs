@@ -551,7 +551,7 @@ fn import_validates_the_endpoint_name_and_bounds_what_it_echoes() {
         std::process::Command::new(env!("CARGO_BIN_EXE_prescale"))
             .args(["import", "--config"])
             .arg(&cfg)
-            .args(["--endpoint", endpoint, "--input"])
+            .args(["--endpoint", endpoint, "--skip-bad", "--shift-to-now", "--input"])
             .arg(&csv)
             .output()
             .unwrap()

@@ -318,11 +318,12 @@ fn import_reports_bad_lines_and_imports_the_rest() {
     if now < 1_800_000_000 {
         let err = String::from_utf8_lossy(&refused.stderr);
         assert!(err.contains("t.csv:2: dated") && err.contains("future rows are refused"), "{err}");
-        assert!(String::from_utf8_lossy(&refused.stdout).contains("imported 0 calls"));
+        assert_eq!(refused.status.code(), Some(1), "{err}");
+        assert!(err.contains("nothing was written"), "{err}");
     }
-    // ...and taken with --allow-future.
+    // ...and taken with --allow-future (and the malformed lines skipped with --skip-bad).
     let out = Command::new(env!("CARGO_BIN_EXE_prescale"))
-        .args(["import", "--allow-future", "--config"])
+        .args(["import", "--allow-future", "--skip-bad", "--config"])
         .arg(&cfg)
         .args(["--endpoint", "e", "--input"])
         .arg(&csv)
@@ -346,7 +347,7 @@ fn import_reports_bad_lines_and_imports_the_rest() {
     let out = Command::new(env!("CARGO_BIN_EXE_prescale"))
         .args(["import", "--config"])
         .arg(&cfg)
-        .args(["--endpoint", "logs", "--allow-future", "--path-prefix", "/api", "--input"])
+        .args(["--endpoint", "logs", "--allow-future", "--skip-bad", "--path-prefix", "/api", "--input"])
         .arg(&log)
         .output()
         .unwrap();
@@ -409,4 +410,162 @@ async fn client_comes_from_the_trusted_forwarded_hop_and_filters_apply() {
     assert_eq!(api(&c, &app, "/admin/api/calls?to=946684800").await.as_array().unwrap().len(), 0);
     assert_eq!(api(&c, &app, "/admin/api/calls?from=946684800").await.as_array().unwrap().len(), 7);
     app.stop().await;
+}
+
+fn import_cmd(cfg: &std::path::Path, endpoint: &str, input: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_prescale"))
+        .args(["import", "--config"])
+        .arg(cfg)
+        .args(["--endpoint", endpoint, "--input"])
+        .arg(input)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn minutes_on_disk(cfg: &std::path::Path, endpoint: &str, now_s: u64) -> Vec<(u64, u64)> {
+    let h = prescale::config::load(cfg).unwrap().historian.unwrap();
+    let mut disk = prescale::historian::disk::Disk::open(h.data_dir.as_ref().unwrap()).unwrap();
+    let mut rows = Vec::new();
+    disk.load(1, &h.store.tiers[1], now_s, &mut |n, i, f| {
+        if &*n == endpoint {
+            rows.push((i * 60, f.calls));
+        }
+    });
+    rows
+}
+
+/// Regression (issue 21, section 4): ISO-8601 timestamps gave "imported 0 calls … 2999 lines
+/// skipped" and exit 0; a malformed word in the middle of a CSV was taken for a header and
+/// skipped unlisted. Now ISO-8601 and the access-log time format are read, every skipped line
+/// is listed, and skipped lines make the import fail — writing nothing — unless `--skip-bad`.
+#[test]
+fn import_reads_iso_timestamps_and_fails_on_skipped_lines_unless_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("p.toml");
+    std::fs::write(&cfg, "[historian]\ndata_dir = \"data\"\n").unwrap();
+    let now = prescale::clock::now_us() / 1_000_000;
+    let base = (now - 2 * 86_400) / 86_400 * 86_400; // midnight two days ago, UTC
+    let iso = |t: u64, style: u8| {
+        let (d, s) = (t / 86_400, t % 86_400);
+        // Civil date from days since the epoch (Hinnant), to write the test's own input.
+        let z = d as i64 + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        let (h, m, sec) = (s / 3600, s % 3600 / 60, s % 60);
+        match style {
+            0 => format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{sec:02}Z"),
+            // The same instant written two hours ahead, with an offset.
+            1 => format!("{year:04}-{month:02}-{day:02}T{:02}:{m:02}:{sec:02}.000+02:00", h + 2),
+            _ => format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{sec:02}"),
+        }
+    };
+    let csv = dir.path().join("iso.csv");
+    let mut text = String::from("time,requests\n");
+    for (i, style) in [0u8, 1, 2, 0].iter().enumerate() {
+        text.push_str(&format!("{},{}\n", iso(base + i as u64 * 60, *style), i + 1));
+    }
+    std::fs::write(&csv, &text).unwrap();
+    let out = import_cmd(&cfg, "api", &csv, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("imported 10 calls from"), "{out:?}");
+    let got = minutes_on_disk(&cfg, "api", now);
+    assert_eq!(got, vec![(base, 1), (base + 60, 2), (base + 120, 3), (base + 180, 4)]);
+
+    // A word in the middle is a bad line, listed; the import fails and writes nothing.
+    let csv = dir.path().join("bad.csv");
+    std::fs::write(&csv, format!("timestamp,count\n{},5\nbroken,row\n{},7\n", base + 3600, base + 3660)).unwrap();
+    let out = import_cmd(&cfg, "other", &csv, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("bad.csv:3: "), "the middle line is listed: {err}");
+    assert!(err.contains("--skip-bad"), "{err}");
+    assert!(minutes_on_disk(&cfg, "other", now).is_empty(), "nothing written");
+    // With --skip-bad the rest goes in, and exit is 0.
+    let out = import_cmd(&cfg, "other", &csv, &["--skip-bad"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.csv:3: "));
+    assert_eq!(minutes_on_disk(&cfg, "other", now), vec![(base + 3600, 5), (base + 3660, 7)]);
+}
+
+/// Regression (issue 21, section 4): a 2025 access log imported "fine" and the next `run`
+/// deleted it as past retention, with no hint. Rows older than the history kept are refused
+/// with the way out (`--shift-to-now`).
+#[test]
+fn import_refuses_rows_that_retention_would_delete_and_names_shift_to_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("p.toml");
+    std::fs::write(&cfg, "[historian]\ndata_dir = \"data\"\n").unwrap();
+    let log = dir.path().join("access.log");
+    std::fs::write(
+        &log,
+        "1.2.3.4 - - [15/Jan/2024:08:00:01 +0000] \"GET /api/x HTTP/1.1\" 200 512\n\
+         1.2.3.4 - - [15/Jan/2024:08:01:30 +0000] \"GET /api/x HTTP/1.1\" 200 10\n",
+    )
+    .unwrap();
+    let out = import_cmd(&cfg, "api", &log, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("older than the history kept") && err.contains("--shift-to-now"), "{err}");
+    let now = prescale::clock::now_us() / 1_000_000;
+    assert!(minutes_on_disk(&cfg, "api", now).is_empty());
+    let out = import_cmd(&cfg, "api", &log, &["--shift-to-now"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got = minutes_on_disk(&cfg, "api", now);
+    assert_eq!(got.iter().map(|r| r.1).collect::<Vec<_>>(), vec![1, 1]);
+}
+
+/// Regression (issue 21, section 4): an import into a running instance's data_dir was invisible
+/// until a restart, and a second `run` could share the directory. The directory is locked: both
+/// refuse, naming the directory; a `data_dir` that is a file is named too.
+#[test]
+fn a_data_dir_in_use_is_refused_by_import_and_by_a_second_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("p.toml");
+    std::fs::write(
+        &cfg,
+        "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n[historian]\ndata_dir = \"data\"\n\
+         [[endpoint]]\nname = \"api\"\npath_prefix = \"/\"\npool = \"p\"\n[[pool]]\nname = \"p\"\nmembers = [\"127.0.0.1:9\"]\n",
+    )
+    .unwrap();
+    let (first, _, _) = spawn_run(&cfg);
+    let csv = dir.path().join("t.csv");
+    let now = prescale::clock::now_us() / 1_000_000;
+    std::fs::write(&csv, format!("{},3\n", now - 3600)).unwrap();
+    let out = import_cmd(&cfg, "api", &csv, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("in use by prescale") && err.contains(&format!("pid {}", first.0.id())), "{err}");
+    let second = Command::new(env!("CARGO_BIN_EXE_prescale"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("PRESCALE_LOG", "warn")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert!(err.contains("data") && err.contains("in use by prescale"), "{err}");
+    drop(first);
+    // Free again once the first instance is gone.
+    let out = import_cmd(&cfg, "api", &csv, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A data_dir that is a file: the error names it.
+    let file_cfg = dir.path().join("f.toml");
+    std::fs::write(dir.path().join("afile"), "x").unwrap();
+    std::fs::write(
+        &file_cfg,
+        "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n[historian]\ndata_dir = \"afile\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_prescale")).args(["run", "--config"]).arg(&file_cfg).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(err.contains("afile"), "the path is named: {err}");
 }

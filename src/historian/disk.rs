@@ -53,6 +53,49 @@ pub struct Disk {
     bytes: u64,
     pub report: LoadReport,
     last_retention_s: u64,
+    /// Held by writers (`run`, `import`) for as long as the `Disk` lives.
+    _lock: Option<DirLock>,
+}
+
+/// The lock file in a data directory.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// An exclusive `flock` on a data directory's [`LOCK_FILE`], released when dropped (or when the
+/// process dies, however it dies). The holder's pid is written into the file for the message
+/// another process shows.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: File,
+}
+
+impl DirLock {
+    /// Takes the lock without waiting; `ErrorKind::WouldBlock` names the holder when another
+    /// process (or another `Disk` in this one) has it.
+    pub fn take(dir: &Path) -> io::Result<Self> {
+        let path = dir.join(LOCK_FILE);
+        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a descriptor this function owns; no memory is passed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::WouldBlock {
+                return Err(err);
+            }
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let who = match holder.trim().parse::<u32>() {
+                Ok(pid) => format!("prescale (pid {pid})"),
+                Err(_) => "prescale".to_string(),
+            };
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("{} is in use by {who}: stop it first, or use another data_dir", dir.display()),
+            ));
+        }
+        file.set_len(0)?;
+        file.write_all(format!("{}\n", std::process::id()).as_bytes())?;
+        Ok(Self { _file: file })
+    }
 }
 
 pub(crate) fn file_name(step_s: u64, number: u64) -> String {
@@ -174,16 +217,43 @@ pub fn decode_segment(data: &[u8], mut each: impl FnMut(&str, u64, FullBucket)) 
 }
 
 impl Disk {
+    /// Opens (creating) a data directory to read it; see [`Disk::open_exclusive`] to write.
     pub fn open(dir: &Path) -> io::Result<Self> {
-        fs::create_dir_all(dir)?;
+        Self::open_with(dir, false)
+    }
+
+    /// Opens a data directory for writing: one writer at a time (a running instance, or an
+    /// import), enforced by a [`DirLock`] held as long as the `Disk`.
+    pub fn open_exclusive(dir: &Path) -> io::Result<Self> {
+        Self::open_with(dir, true)
+    }
+
+    fn open_with(dir: &Path, exclusive: bool) -> io::Result<Self> {
+        // Every error names the directory: "Not a directory (os error 20)" alone does not say which.
+        let named = |e: io::Error| {
+            if e.kind() == io::ErrorKind::WouldBlock {
+                e
+            } else {
+                io::Error::new(e.kind(), format!("{}: {e}", dir.display()))
+            }
+        };
+        fs::create_dir_all(dir).map_err(named)?;
+        let lock = if exclusive { Some(DirLock::take(dir).map_err(named)?) } else { None };
         let mut bytes = 0;
-        for e in fs::read_dir(dir)? {
-            let e = e?;
+        for e in fs::read_dir(dir).map_err(named)? {
+            let e = e.map_err(named)?;
             if parse_name(&e.file_name().to_string_lossy()).is_some() {
-                bytes += e.metadata()?.len();
+                bytes += e.metadata().map_err(named)?.len();
             }
         }
-        Ok(Self { dir: dir.to_path_buf(), open: Vec::new(), bytes, report: LoadReport::default(), last_retention_s: 0 })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            open: Vec::new(),
+            bytes,
+            report: LoadReport::default(),
+            last_retention_s: 0,
+            _lock: lock,
+        })
     }
 
     pub fn bytes(&self) -> u64 {

@@ -1,9 +1,12 @@
-//! Cold start: load history from a `timestamp,count` CSV or an nginx/Apache access log
-//! (Common or Combined Log Format) into the data directory, so a new deployment can forecast
-//! from day one. Malformed lines are reported with their line numbers (the first
-//! [`BAD_LINES_KEPT`], each cut to [`BAD_LINE_ECHO`] bytes, and a count of all); the rest is
-//! imported. Rows dated after [`ImportOptions::latest_s`] are bad lines: a future bucket would
-//! sit after every live call.
+//! Cold start: load history from a `timestamp,count` CSV (epoch seconds, ISO-8601 or the
+//! access-log time format) or an nginx/Apache access log (Common or Combined Log Format) into
+//! the data directory, so a new deployment can forecast from day one. Malformed lines are
+//! reported with their line numbers (the first [`BAD_LINES_KEPT`], each cut to
+//! [`BAD_LINE_ECHO`] bytes, and a count of all). Rows dated after [`ImportOptions::latest_s`]
+//! are bad lines: a future bucket would sit after every live call; rows before
+//! [`ImportOptions::oldest_s`] would be deleted by retention at the next start. Any of these
+//! makes [`import`] write nothing unless [`ImportOptions::skip_bad`]. Writing takes the data
+//! directory's lock, so an import into a running instance's directory is refused.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -36,6 +39,12 @@ pub struct ImportOptions<'a> {
     pub shift_to_s: Option<u64>,
     /// Rows after this second (after any shift) are bad lines; `None` accepts any date.
     pub latest_s: Option<u64>,
+    /// Rows before this second (after any shift) would be deleted by retention at the next
+    /// start: they are counted in [`ImportReport::expired`], not imported.
+    pub oldest_s: Option<u64>,
+    /// Write the good rows even when some lines were bad or expired; without it such an
+    /// import writes nothing.
+    pub skip_bad: bool,
 }
 
 /// How far ahead of now an imported row may be (clocks differ a little).
@@ -56,6 +65,18 @@ pub struct ImportReport {
     pub last_s: Option<u64>,
     /// Spacing of the CSV rows, seconds.
     pub csv_step_s: Option<u64>,
+    /// Rows older than the history kept (`oldest_s`), and the first line holding one.
+    pub expired: u64,
+    pub expired_line: Option<u64>,
+    /// False when problems stopped the import before anything was written.
+    pub written: bool,
+}
+
+impl ImportReport {
+    /// Lines that were not imported, for whatever reason.
+    pub fn skipped(&self) -> u64 {
+        self.bad_count + self.expired
+    }
 }
 
 /// Guesses the format from the first non-empty line.
@@ -93,11 +114,16 @@ pub fn import(
     tiers: &[TierSpec],
     opts: &ImportOptions,
 ) -> io::Result<ImportReport> {
-    let file = std::fs::File::open(input)?;
-    let (rows, report) = to_rows(io::BufReader::new(file), endpoint, tiers, opts)?;
-    let mut disk = Disk::open(data_dir)?;
+    // Lock first: an import into a running instance's directory would be invisible to it.
+    let mut disk = Disk::open_exclusive(data_dir)?;
+    let file = std::fs::File::open(input).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", input.display())))?;
+    let (rows, mut report) = to_rows(io::BufReader::new(file), endpoint, tiers, opts)?;
+    if report.skipped() > 0 && !opts.skip_bad {
+        return Ok(report);
+    }
     disk.append(tiers, rows).map_err(|(e, _)| e)?;
     disk.sync();
+    report.written = true;
     Ok(report)
 }
 
@@ -109,7 +135,7 @@ pub fn to_rows(
     tiers: &[TierSpec],
     opts: &ImportOptions,
 ) -> io::Result<(Vec<super::disk::Row>, ImportReport)> {
-    let ImportOptions { format, path_prefix, shift_to_s, latest_s } = *opts;
+    let ImportOptions { format, path_prefix, shift_to_s, latest_s, oldest_s, skip_bad: _ } = *opts;
     // Lines as bytes: one with invalid UTF-8 is a bad line, not the end of the import.
     let mut lines = input.split(b'\n');
     let mut report = ImportReport::default();
@@ -127,7 +153,7 @@ pub fn to_rows(
         let f = *fmt.get_or_insert_with(|| detect(line));
         report.lines += 1;
         match f {
-            Format::Csv => match parse_csv_row(line) {
+            Format::Csv => match parse_csv_row(line, report.lines == 1) {
                 Ok(Some((t, c))) => {
                     // The row spacing is read from rows on adjacent lines, so a malformed row
                     // in between does not look like a wider step.
@@ -193,6 +219,12 @@ pub fn to_rows(
         }
         obs = keep;
     }
+    if let Some(oldest) = oldest_s {
+        let (keep, old): (Vec<Obs>, Vec<Obs>) = obs.into_iter().partition(|o| o.t + o.span.max(1) > oldest);
+        report.expired = old.len() as u64;
+        report.expired_line = old.iter().map(|o| o.line).min();
+        obs = keep;
+    }
     report.calls = obs.iter().fold(0u64, |a, o| a.saturating_add(o.calls));
     report.first_s = obs.iter().map(|o| o.t).min();
     report.last_s = obs.iter().map(|o| o.t + o.span.max(1) - 1).max();
@@ -241,19 +273,101 @@ fn spread(o: &Obs, step: u64, floor: u64, out: &mut BTreeMap<u64, FullBucket>) {
 /// The last second importers accept (9999-12-31T23:59:59Z): beyond it a timestamp is a typo.
 const MAX_TIMESTAMP: u64 = 253_402_300_799;
 
-/// `timestamp,count` (epoch seconds, non-negative integer count); `Ok(None)` for a header.
-fn parse_csv_row(line: &str) -> Result<Option<(u64, u64)>, String> {
+/// `timestamp,count`: the timestamp in epoch seconds, ISO-8601 or the access-log time format
+/// (see [`parse_time`]), the count a non-negative integer. `Ok(None)` for a header, which only
+/// the first line may be: a word later on is a bad line, not a second header.
+fn parse_csv_row(line: &str, first: bool) -> Result<Option<(u64, u64)>, String> {
     let mut it = line.split(',').map(str::trim);
     let (Some(a), Some(b), None) = (it.next(), it.next(), it.next()) else {
         return Err(format!("expected `timestamp,count`, got {line:?}"));
     };
-    match (a.parse::<u64>(), b.parse::<f64>()) {
-        (Ok(t), Ok(_)) if t > MAX_TIMESTAMP => Err(format!("timestamp {t} is after the year 9999")),
-        (Ok(t), Ok(c)) if c >= 0.0 && c.fract() == 0.0 && c < 1e15 => Ok(Some((t, c as u64))),
-        (Ok(_), Ok(_)) => Err(format!("count {b:?} is not a non-negative integer")),
-        _ if a.chars().all(|c| c.is_ascii_alphabetic() || c == '_') => Ok(None),
-        _ => Err(format!("cannot read {line:?} as `timestamp,count`")),
+    if first && !a.is_empty() && a.chars().all(|c| c.is_ascii_alphabetic() || c == '_' || c == ' ') {
+        return Ok(None);
     }
+    let t = parse_time(a)?;
+    match b.parse::<f64>() {
+        Ok(c) if c >= 0.0 && c.fract() == 0.0 && c < 1e15 => Ok(Some((t, c as u64))),
+        _ => Err(format!("count {b:?} is not a non-negative integer")),
+    }
+}
+
+/// A timestamp as people's exports write it: epoch seconds (`1700000000`, `1700000000.25`),
+/// ISO-8601 / RFC 3339 (`2024-01-15T08:00:00Z`, `…T08:00:00.5+02:00`, `2024-01-15 08:00:00`
+/// taken as UTC, `2024-01-15`), or the access-log format (`15/Jan/2024:08:00:00 +0000`).
+pub fn parse_time(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let bad = || {
+        format!(
+            "cannot read {s:?} as a time (epoch seconds, ISO-8601 such as 2024-01-15T08:00:00Z, or 15/Jan/2024:08:00:00 +0000)"
+        )
+    };
+    let t = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        let secs = s.split('.').next().unwrap_or("");
+        let t: u64 = secs.parse().map_err(|_| bad())?;
+        if s.matches('.').count() > 1 {
+            return Err(bad());
+        }
+        if t > MAX_TIMESTAMP {
+            return Err(format!("timestamp {t} is after the year 9999 (milliseconds? the column is read as seconds)"));
+        }
+        t
+    } else if s.contains('/') {
+        parse_clf_time(s).ok_or_else(bad)?
+    } else {
+        parse_iso(s).ok_or_else(bad)?
+    };
+    if t > MAX_TIMESTAMP { Err(format!("{s:?} is after the year 9999")) } else { Ok(t) }
+}
+
+/// `YYYY-MM-DD`, then optionally `T` or a space, `HH:MM[:SS[.fraction]]` and `Z`, `±HH:MM`,
+/// `±HHMM` or `±HH` (no zone: UTC). Fractions are cut to the second.
+fn parse_iso(s: &str) -> Option<u64> {
+    let num = |t: &str| -> Option<i64> { t.bytes().all(|b| b.is_ascii_digit()).then(|| t.parse().ok()).flatten() };
+    let (date, time) = match s.find(['T', 't', ' ']) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let mut d = date.split('-');
+    let (y, mo, da) = (d.next()?, d.next()?, d.next()?);
+    if d.next().is_some() || y.len() != 4 || mo.len() != 2 || da.len() != 2 {
+        return None;
+    }
+    let (year, month, day) = (num(y)?, num(mo)?, num(da)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let mut secs = days_from_civil(year, month, day) * 86_400;
+    if let Some(time) = time {
+        let zone_at = time.find(['Z', 'z', '+', '-']).unwrap_or(time.len());
+        let (clock, zone) = time.split_at(zone_at);
+        let mut c = clock.split(':');
+        let (h, mi) = (num(c.next()?)?, num(c.next()?)?);
+        let se = match c.next() {
+            Some(sec) => num(sec.split(['.', ',']).next()?)?,
+            None => 0,
+        };
+        if c.next().is_some() || !(0..=23).contains(&h) || !(0..=59).contains(&mi) || !(0..=60).contains(&se) {
+            return None;
+        }
+        let off = match zone {
+            "" | "Z" | "z" => 0,
+            z => {
+                let sign = if z.starts_with('-') { -1 } else { 1 };
+                let digits: String = z[1..].chars().filter(|c| *c != ':').collect();
+                let (oh, om) = match digits.len() {
+                    2 => (num(&digits)?, 0),
+                    4 => (num(&digits[..2])?, num(&digits[2..])?),
+                    _ => return None,
+                };
+                if oh > 23 || om > 59 {
+                    return None;
+                }
+                sign * (oh * 3600 + om * 60)
+            }
+        };
+        secs += h * 3600 + mi * 60 + se - off;
+    }
+    u64::try_from(secs).ok()
 }
 
 struct LogLine {
@@ -407,11 +521,48 @@ mod tests {
 
     #[test]
     fn csv_rows() {
-        assert_eq!(parse_csv_row("timestamp,value"), Ok(None));
-        assert_eq!(parse_csv_row("804571200,42"), Ok(Some((804_571_200, 42))));
-        assert!(parse_csv_row("804571200,-1").is_err());
-        assert!(parse_csv_row("804571200").is_err());
-        assert!(parse_csv_row("x,y,z").is_err());
+        assert_eq!(parse_csv_row("timestamp,value", true), Ok(None));
+        assert!(parse_csv_row("timestamp,value", false).is_err(), "only the first line is a header");
+        assert_eq!(parse_csv_row("804571200,42", false), Ok(Some((804_571_200, 42))));
+        assert!(parse_csv_row("804571200,-1", false).is_err());
+        assert!(parse_csv_row("804571200", false).is_err());
+        assert!(parse_csv_row("x,y,z", true).is_err());
+    }
+
+    #[test]
+    fn times_in_the_formats_exports_use() {
+        let t = 1_705_305_600; // 2024-01-15T08:00:00Z
+        for s in [
+            "1705305600",
+            "1705305600.75",
+            "2024-01-15T08:00:00Z",
+            "2024-01-15t08:00:00z",
+            "2024-01-15T08:00:00.123456Z",
+            "2024-01-15T10:00:00+02:00",
+            "2024-01-15T10:00:00+0200",
+            "2024-01-15T03:00:00-05",
+            "2024-01-15 08:00:00",
+            "2024-01-15T08:00",
+            "15/Jan/2024:08:00:00 +0000",
+            "15/Jan/2024:09:00:00 +0100",
+        ] {
+            assert_eq!(parse_time(s), Ok(t), "{s}");
+        }
+        assert_eq!(parse_time("2024-01-15"), Ok(t - 8 * 3600));
+        for bad in [
+            "",
+            "yesterday",
+            "2024-13-01T00:00:00Z",
+            "2024-01-15T25:00:00Z",
+            "2024-01-15T08:00:00+2",
+            "24-01-15",
+            "1.2.3",
+            "1705305600000",
+            "15/Jan/2024:08:00:00",
+        ] {
+            assert!(parse_time(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_time("1705305600000").unwrap_err().contains("milliseconds"));
     }
 
     #[test]

@@ -130,7 +130,7 @@ impl Historian {
     /// Opens the data directory (loading its history) and starts the thread.
     pub fn start(cfg: HistorianConfig, clock: SharedClock) -> std::io::Result<Self> {
         let disk = match &cfg.data_dir {
-            Some(dir) => Some(disk::Disk::open(dir)?),
+            Some(dir) => Some(disk::Disk::open_exclusive(dir)?),
             None => None,
         };
         let store = store::Store::new(cfg.store.clone(), disk, clock.now_us());
