@@ -41,11 +41,39 @@ pub enum StartError {
     Worker(std::io::Error),
 }
 
-/// What a reload did.
+/// One setting a reload found changed, with both values as written in messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub key: String,
+    pub old: String,
+    pub new: String,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} → {}", self.key, self.old, self.new)
+    }
+}
+
+/// What a reload did: the changes now in force, and those that wait for a restart (their old
+/// values stay in force, and are what the next reload compares against).
 #[derive(Debug, Default)]
 pub struct ReloadReport {
-    /// Keys whose new values take effect only after a restart (the old values stay in use).
-    pub needs_restart: Vec<&'static str>,
+    pub applied: Vec<Change>,
+    pub needs_restart: Vec<Change>,
+}
+
+/// Collects changed values, formatted with `Debug` (durations as `10s`, strings quoted) and
+/// cut to a readable length.
+fn diff(out: &mut Vec<Change>, key: impl Into<String>, old: &dyn std::fmt::Debug, new: &dyn std::fmt::Debug) {
+    let (old, new) = (format!("{old:?}"), format!("{new:?}"));
+    if old != new {
+        let cut = |mut s: String| {
+            crate::historian::record::truncate_marked(&mut s, 160);
+            s
+        };
+        out.push(Change { key: key.into(), old: cut(old), new: cut(new) });
+    }
 }
 
 /// A running prescale.
@@ -166,43 +194,96 @@ impl App {
         })
     }
 
-    /// Swaps in new routing, pools and limits atomically. Listener and upstream-client
-    /// settings cannot change without a restart; they are reported and left as they were.
+    /// Swaps in new routing, pools and limits atomically. Listener, admin, upstream-client,
+    /// historian, forecast and scaling settings cannot change without a restart: they are
+    /// reported with their old and new values and the old ones stay in force.
     pub fn reload(&mut self, new: Settings) -> ReloadReport {
         let mut report = ReloadReport::default();
         let (old, n) = (&self.settings, &new);
-        let l = (&old.listen, &n.listen);
-        if l.0.addr != l.1.addr {
-            report.needs_restart.push("listen.addr");
+        let r = &mut report.needs_restart;
+        let (l0, l1) = (&old.listen, &n.listen);
+        diff(r, "listen.addr", &l0.addr, &l1.addr);
+        let tls = |l: &config::ListenSettings| l.tls.as_ref().map(|t| (t.cert.clone(), t.key.clone()));
+        diff(r, "listen.tls", &tls(l0), &tls(l1));
+        diff(r, "listen.header_timeout", &l0.header_timeout, &l1.header_timeout);
+        diff(r, "listen.idle_timeout", &l0.idle_timeout, &l1.idle_timeout);
+        diff(r, "listen.max_header_bytes", &l0.max_header_bytes, &l1.max_header_bytes);
+        diff(r, "listen.max_connections", &l0.max_connections, &l1.max_connections);
+        diff(r, "listen.shutdown_grace", &l0.shutdown_grace, &l1.shutdown_grace);
+        diff(r, "listen.workers", &l0.workers, &l1.workers);
+        diff(r, "listen.access_log", &l0.access_log, &l1.access_log);
+        diff(r, "listen.tunnel_idle_timeout", &l0.tunnel_idle_timeout, &l1.tunnel_idle_timeout);
+        let (a0, a1) = (&old.admin, &n.admin);
+        diff(r, "admin.addr", &a0.addr, &a1.addr);
+        // The token itself is never printed: only whether it is set, or that it changed.
+        let token = |t: &Option<String>| match t {
+            None => "none",
+            Some(_) => "a token",
+        };
+        if a0.token != a1.token {
+            let new = if a0.token.is_some() && a1.token.is_some() { "another token" } else { token(&a1.token) };
+            r.push(Change { key: "admin.token_file".into(), old: token(&a0.token).into(), new: new.into() });
         }
-        if l.0.tls.as_ref().map(|t| (&t.cert, &t.key)) != l.1.tls.as_ref().map(|t| (&t.cert, &t.key)) {
-            report.needs_restart.push("listen.tls");
-        }
-        if (l.0.header_timeout, l.0.idle_timeout, l.0.max_header_bytes, l.0.max_connections, l.0.workers)
-            != (l.1.header_timeout, l.1.idle_timeout, l.1.max_header_bytes, l.1.max_connections, l.1.workers)
-        {
-            report.needs_restart.push("listen (timeouts, header size, connection limit, workers)");
-        }
-        if l.0.access_log != l.1.access_log {
-            report.needs_restart.push("listen.access_log");
-        }
-        if old.admin != n.admin {
-            report.needs_restart.push("admin");
-        }
+        diff(r, "admin.hosts", &a0.hosts, &a1.hosts);
+        diff(r, "admin.max_connections", &a0.max_connections, &a1.max_connections);
+        diff(r, "admin.request_timeout", &a0.request_timeout, &a1.request_timeout);
+        diff(r, "admin.idle_timeout", &a0.idle_timeout, &a1.idle_timeout);
+        diff(r, "admin.max_failed_logins", &a0.max_failed_logins, &a1.max_failed_logins);
         let (u0, u1) = (&old.upstream, &n.upstream);
-        if (u0.connect_timeout, u0.pool_idle_timeout, u0.max_idle_per_member)
-            != (u1.connect_timeout, u1.pool_idle_timeout, u1.max_idle_per_member)
-        {
-            report.needs_restart.push("upstream (connect_timeout, pool_idle_timeout, max_idle_per_member)");
+        diff(r, "upstream.connect_timeout", &u0.connect_timeout, &u1.connect_timeout);
+        diff(r, "upstream.pool_idle_timeout", &u0.pool_idle_timeout, &u1.pool_idle_timeout);
+        diff(r, "upstream.max_idle_per_member", &u0.max_idle_per_member, &u1.max_idle_per_member);
+        match (&old.historian, &n.historian) {
+            (Some(h0), Some(h1)) => {
+                diff(r, "historian.data_dir", &h0.data_dir, &h1.data_dir);
+                diff(r, "historian.tiers", &h0.store.tiers, &h1.store.tiers);
+                diff(r, "historian.recent_calls", &h0.store.recent_calls, &h1.store.recent_calls);
+                diff(r, "historian (redaction)", &h0.store.redaction, &h1.store.redaction);
+                diff(r, "historian.close_after", &h0.store.close_after_us, &h1.store.close_after_us);
+                diff(r, "historian.channel_capacity", &h0.channel_capacity, &h1.channel_capacity);
+            }
+            (h0, h1) => diff(r, "historian.enabled", &h0.is_some(), &h1.is_some()),
         }
-        if old.historian.as_ref().map(|h| (&h.data_dir, &h.store.tiers, h.channel_capacity))
-            != n.historian.as_ref().map(|h| (&h.data_dir, &h.store.tiers, h.channel_capacity))
-        {
-            report.needs_restart.push("historian");
+        diff(r, "forecast", &old.forecast, &n.forecast);
+        for p1 in &n.pools {
+            let s0 = old.pools.iter().find(|p| p.name == p1.name).and_then(|p| p.scaling.as_ref());
+            diff(r, format!("pool {:?} [pool.scaling]", p1.name), &s0, &p1.scaling.as_ref());
         }
-        if old.forecast != n.forecast {
-            report.needs_restart.push("forecast");
+
+        let a = &mut report.applied;
+        diff(a, "listen.max_body_bytes", &l0.max_body_bytes, &l1.max_body_bytes);
+        diff(a, "listen.dot_segments", &l0.dot_segments, &l1.dot_segments);
+        diff(a, "upstream.response_timeout", &u0.response_timeout, &u1.response_timeout);
+        diff(
+            a,
+            "historian.trusted_hops",
+            &old.historian.as_ref().map(|h| h.trusted_hops),
+            &n.historian.as_ref().map(|h| h.trusted_hops),
+        );
+        for e in &n.endpoints {
+            let before = old.endpoints.iter().find(|o| o.name == e.name);
+            diff(a, format!("endpoint {:?}", e.name), &before, &Some(e));
         }
+        for e in old.endpoints.iter().filter(|o| !n.endpoints.iter().any(|e| e.name == o.name)) {
+            diff(a, format!("endpoint {:?}", e.name), &Some(e), &None::<&config::EndpointSettings>);
+        }
+        for p1 in &n.pools {
+            match old.pools.iter().find(|p| p.name == p1.name) {
+                Some(p0) => {
+                    let k = |what: &str| format!("pool {:?} {what}", p1.name);
+                    diff(a, k("members"), &p0.members, &p1.members);
+                    diff(a, k("balance"), &p0.balance, &p1.balance);
+                    diff(a, k("retry"), &p0.retry, &p1.retry);
+                    diff(a, k("health_check"), &p0.health_check, &p1.health_check);
+                    diff(a, k("passive"), &p0.passive, &p1.passive);
+                }
+                None => diff(a, format!("pool {:?}", p1.name), &"absent", &"added"),
+            }
+        }
+        for p0 in old.pools.iter().filter(|o| !n.pools.iter().any(|p| p.name == o.name)) {
+            diff(a, format!("pool {:?}", p0.name), &"present", &"removed");
+        }
+
         self.proxy.apply(&new);
         if let Some(h) = &self.historian {
             h.register(new.endpoints.iter().map(|e| Arc::from(e.name.as_str())).collect());
@@ -210,13 +291,25 @@ impl App {
         if let Some(f) = &self.forecaster {
             f.set_routes(routes(&new));
         }
-        // Remember the values actually in force: `[listen]` stays as started except the body
-        // limit, which is read per request from the route table.
-        let max_body = new.listen.max_body_bytes;
+        // Remember the values actually in force, so that reverting a change that waited for a
+        // restart is not reported again: what cannot change live stays as started.
         let mut kept = new;
+        let live_listen = (kept.listen.max_body_bytes, kept.listen.dot_segments);
         kept.listen = self.settings.listen.clone();
-        kept.listen.max_body_bytes = max_body;
+        (kept.listen.max_body_bytes, kept.listen.dot_segments) = live_listen;
         kept.admin = self.settings.admin.clone();
+        let response_timeout = kept.upstream.response_timeout;
+        kept.upstream = self.settings.upstream.clone();
+        kept.upstream.response_timeout = response_timeout;
+        let trusted_hops = kept.historian.as_ref().map(|h| h.trusted_hops);
+        kept.historian = self.settings.historian.clone();
+        if let (Some(h), Some(t)) = (kept.historian.as_mut(), trusted_hops) {
+            h.trusted_hops = t;
+        }
+        kept.forecast = self.settings.forecast.clone();
+        for p in &mut kept.pools {
+            p.scaling = self.settings.pools.iter().find(|o| o.name == p.name).and_then(|o| o.scaling.clone());
+        }
         self.settings = kept;
         report
     }
@@ -261,9 +354,22 @@ impl App {
                     Some(path) => match config::load(path) {
                         Ok(new) => {
                             let report = self.reload(new);
-                            tracing::info!(config = %path.display(), "configuration reloaded");
-                            for key in report.needs_restart {
-                                tracing::warn!(key, "changed, but takes effect only after a restart");
+                            tracing::info!(
+                                config = %path.display(),
+                                applied = report.applied.len(),
+                                waiting = report.needs_restart.len(),
+                                "configuration reloaded"
+                            );
+                            for c in &report.applied {
+                                tracing::info!(key = %c.key, old = %c.old, new = %c.new, "applied");
+                            }
+                            for c in &report.needs_restart {
+                                tracing::warn!(
+                                    key = %c.key,
+                                    old = %c.old,
+                                    new = %c.new,
+                                    "changed, but takes effect only after a restart (the old value stays in force)"
+                                );
                             }
                         }
                         Err(errors) => {

@@ -128,7 +128,13 @@ async fn reload_swaps_routes_and_keeps_member_state() {
         a.addr, b.addr, b.addr
     );
     let report = app.reload(prescale::config::parse(&two, std::path::Path::new(".")).unwrap());
-    assert_eq!(report.needs_restart, vec!["listen.addr"]);
+    let waiting: Vec<String> = report.needs_restart.iter().map(|c| c.to_string()).collect();
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    assert!(waiting[0].starts_with("listen.addr: 127.0.0.1:") && waiting[0].ends_with(" → 127.0.0.1:1"), "{waiting:?}");
+    let applied: Vec<&str> = report.applied.iter().map(|c| c.key.as_str()).collect();
+    assert_eq!(applied, vec!["endpoint \"extra\"", "pool \"p\" members", "pool \"p\" balance", "pool \"q\""]);
+    let balance = report.applied.iter().find(|c| c.key.ends_with("balance")).unwrap();
+    assert_eq!((balance.old.as_str(), balance.new.as_str()), ("P2c", "RoundRobin"));
     let pool = app.proxy.pool("p").unwrap();
     assert!(std::sync::Arc::ptr_eq(&pool.members()[0], &member_a), "member a kept its state");
     let mut seen = std::collections::HashSet::new();
@@ -194,4 +200,34 @@ async fn ready_is_false_while_the_only_member_fails_without_a_health_check() {
     assert_eq!(get(&c, &admin_url(&app, "/ready")).await.status, 200);
     app.stop().await;
     drop(up);
+}
+
+/// Regression (issue 21, section 5): SIGHUP reported "takes effect only after a restart" again
+/// after the change had been reverted (the unapplied value was remembered as if in force), and
+/// never said which values changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reverted_restart_only_change_is_not_reported_again() {
+    let up = Upstream::start("u").await;
+    let cfg = |timeout: &str, max_body: u64| {
+        format!(
+            "[listen]\naddr = \"127.0.0.1:0\"\nheader_timeout = \"{timeout}\"\nmax_body_bytes = {max_body}\n\
+             [admin]\naddr = \"127.0.0.1:0\"\n[upstream]\nconnect_timeout = \"{timeout}\"\n\
+             [[endpoint]]\nname = \"api\"\npath_prefix = \"/\"\npool = \"p\"\n[[pool]]\nname = \"p\"\nmembers = [\"{}\"]\n",
+            up.addr
+        )
+    };
+    let parse = |t: String| prescale::config::parse(&t, std::path::Path::new(".")).unwrap();
+    let mut app = start(&cfg("10s", 1000)).await;
+    let r = app.reload(parse(cfg("20s", 2000)));
+    let waiting: Vec<String> = r.needs_restart.iter().map(|c| c.to_string()).collect();
+    assert_eq!(waiting, vec!["listen.header_timeout: 10s → 20s", "upstream.connect_timeout: 10s → 20s"]);
+    assert_eq!(r.applied.iter().map(|c| c.to_string()).collect::<Vec<_>>(), vec!["listen.max_body_bytes: 1000 → 2000"]);
+    // Reverted: nothing waits for a restart any more, and the body limit goes back.
+    let r = app.reload(parse(cfg("10s", 1000)));
+    assert!(r.needs_restart.is_empty(), "{:?}", r.needs_restart);
+    assert_eq!(r.applied.iter().map(|c| c.to_string()).collect::<Vec<_>>(), vec!["listen.max_body_bytes: 2000 → 1000"]);
+    // The same file again: nothing at all.
+    let r = app.reload(parse(cfg("10s", 1000)));
+    assert!(r.needs_restart.is_empty() && r.applied.is_empty());
+    app.stop().await;
 }

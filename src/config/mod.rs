@@ -84,36 +84,91 @@ pub fn parse(text: &str, base: &Path) -> Result<Settings, Vec<ConfigError>> {
 
     let mut errors = Vec::new();
     let mut unknown = Vec::new();
-    let de = toml::Deserializer::new(text);
-    let raw: Option<raw::RawConfig> = match serde_ignored::deserialize(de, |p| unknown.push(ignored_path(&p))) {
-        Ok(raw) => Some(raw),
-        Err(e) => {
-            // A type error: serde stops at the first one, so validation cannot run; report it
-            // with the unknown keys seen so far.
-            let line = e.span().map(|s| lines.line_of(s.start));
-            let path = e.span().and_then(|s| path_at(doc.as_item(), s.start)).map(|p| display_path(&p));
-            let message = e.message().trim().replace("expected i64", "expected an integer");
-            errors.push(ConfigError { path: path.unwrap_or_default(), line, message });
-            None
+    // serde stops at the first type error. To report them all in one run, each offending value
+    // is removed from a copy of the document and the rest read again (at most MAX_TYPE_ERRORS
+    // rounds); validation then runs on what is left, quiet about the keys already reported.
+    const MAX_TYPE_ERRORS: usize = 50;
+    let mut current = text.to_string();
+    let mut typed: Vec<Vec<Seg>> = Vec::new();
+    let raw: Option<raw::RawConfig> = loop {
+        unknown.clear();
+        let de = toml::Deserializer::new(&current);
+        match serde_ignored::deserialize(de, |p| unknown.push(ignored_path(&p))) {
+            Ok(raw) => break Some(raw),
+            Err(e) => {
+                let here = toml_edit::ImDocument::parse(current.as_str()).ok();
+                let path = e.span().zip(here.as_ref()).and_then(|(s, d)| path_at(d.as_item(), s.start));
+                let message = e.message().trim().replace("expected i64", "expected an integer");
+                let line = match &path {
+                    Some(p) => locate(p),
+                    None => e.span().map(|s| lines.line_of(s.start)),
+                };
+                errors.push(ConfigError { path: path.as_deref().map(display_path).unwrap_or_default(), line, message });
+                // Without a key path the value cannot be taken out: stop at this one.
+                let Some(mut path) = path.filter(|p| !p.is_empty()) else { break None };
+                // Inside an array of values the whole array goes: removing one element would
+                // renumber the others in later messages.
+                while matches!(path.last(), Some(Seg::Index(_))) {
+                    path.pop();
+                }
+                let Ok(mut doc) = current.parse::<toml_edit::DocumentMut>() else { break None };
+                if typed.len() >= MAX_TYPE_ERRORS || !remove_at(doc.as_item_mut(), &path) {
+                    break None;
+                }
+                typed.push(path);
+                current = doc.to_string();
+            }
         }
     };
     for path in unknown {
-        errors.push(ConfigError { line: locate(&path), path: display_path(&path), message: "unknown key".into() });
+        errors.push(ConfigError {
+            line: locate(&path),
+            path: display_path(&path),
+            message: unknown_key_message(&path),
+        });
     }
     if let Some(raw) = raw {
         match validate::validate(raw, base) {
             Ok(settings) if errors.is_empty() => return Ok(settings),
             Ok(_) => {}
-            Err(errs) => errors.extend(errs.into_iter().map(|mut e| {
-                if e.line.is_none() {
-                    e.line = locate(&parse_path(&e.path));
-                }
-                e
-            })),
+            Err(errs) => errors.extend(
+                errs.into_iter()
+                    // A key whose value had the wrong type was taken out: validation's view of
+                    // it (missing, defaulted) is not news.
+                    .filter(|e| {
+                        let p = parse_path(&e.path);
+                        !typed.iter().any(|t| p.starts_with(t) || t.starts_with(&p) && !p.is_empty())
+                    })
+                    .map(|mut e| {
+                        if e.line.is_none() {
+                            e.line = locate(&parse_path(&e.path));
+                        }
+                        e
+                    }),
+            ),
         }
     }
     errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
     Err(errors)
+}
+
+/// "unknown key", with the known key it most resembles when there is one.
+fn unknown_key_message(path: &[Seg]) -> String {
+    let keys: Vec<&str> = path
+        .iter()
+        .filter_map(|s| match s {
+            Seg::Key(k) => Some(k.as_str()),
+            Seg::Index(_) => None,
+        })
+        .collect();
+    let hint = keys
+        .split_last()
+        .and_then(|(key, table)| Some((key, raw::known_keys(table)?)))
+        .and_then(|(key, known)| raw::closest(key, known));
+    match hint {
+        Some(k) => format!("unknown key (did you mean `{k}`?)"),
+        None => "unknown key".into(),
+    }
 }
 
 /// One step of a key path.
@@ -176,6 +231,35 @@ fn ignored_path(p: &serde_ignored::Path<'_>) -> Vec<Seg> {
         _ => {}
     }
     out
+}
+
+/// Removes the value at `path` from a document; false when there is none.
+fn remove_at(root: &mut toml_edit::Item, path: &[Seg]) -> bool {
+    let Some((last, parents)) = path.split_last() else { return false };
+    let mut item = root;
+    for seg in parents {
+        let next = match seg {
+            Seg::Key(k) => item.get_mut(k.as_str()),
+            Seg::Index(i) => item.get_mut(*i),
+        };
+        match next {
+            Some(n) => item = n,
+            None => return false,
+        }
+    }
+    match (last, item) {
+        (Seg::Key(k), toml_edit::Item::Table(t)) => t.remove(k).is_some(),
+        (Seg::Key(k), toml_edit::Item::Value(toml_edit::Value::InlineTable(t))) => t.remove(k).is_some(),
+        (Seg::Index(i), toml_edit::Item::Value(toml_edit::Value::Array(a))) if *i < a.len() => {
+            a.remove(*i);
+            true
+        }
+        (Seg::Index(i), toml_edit::Item::ArrayOfTables(a)) if *i < a.len() => {
+            a.remove(*i);
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Byte offset where the deepest existing prefix of `path` is written.
@@ -356,7 +440,10 @@ members = ["127.0.0.1:1", "10.0.0.1"]
     #[test]
     fn all_unknown_keys_are_errors() {
         let errs = errors("[listen]\nadr = \"x\"\n[admin]\ntoken = \"t\"\n");
-        assert_eq!(errs, vec!["line 2: listen.adr: unknown key", "line 4: admin.token: unknown key"]);
+        assert_eq!(
+            errs,
+            vec!["line 2: listen.adr: unknown key (did you mean `addr`?)", "line 4: admin.token: unknown key"]
+        );
     }
 
     #[test]
@@ -399,6 +486,74 @@ members = ["127.0.0.1:1", "10.0.0.1"]
         );
     }
 
+    /// Regression (issue 21, section 5): `check` stopped at the first type error, so a file with
+    /// five took five rounds; a number for a duration said "expected a string".
+    #[test]
+    fn every_type_error_is_reported_in_one_run_next_to_the_other_problems() {
+        let errs = errors(
+            "[listen]\nheader_timeout = 10\nmax_connections = \"many\"\nadr = \"x\"\n\
+             [admin]\nmax_connections = true\n[[pool]]\nname = \"p\"\nmembers = [\"127.0.0.1:1\"]\n\
+             balance = \"random\"\n[pool.scaling]\nuri = \"test:///default\"\ntemplate = \"t\"\nvcpus = [\"one\", \"two\"]\n\
+             min_vms = 1.5\n",
+        );
+        assert_eq!(
+            errs,
+            vec![
+                "line 2: listen.header_timeout: invalid type: integer `10`, expected a duration such as \"10s\" (a string with a unit: ms, s, m, h, d)",
+                "line 3: listen.max_connections: invalid type: string \"many\", expected an integer",
+                "line 4: listen.adr: unknown key (did you mean `addr`?)",
+                "line 6: admin.max_connections: invalid type: boolean `true`, expected an integer",
+                "line 10: pool[0].balance: \"random\" is not one of \"p2c\", \"round_robin\", \"weighted\"",
+                "line 14: pool[0].scaling.vcpus[0]: invalid type: string \"one\", expected an integer",
+                "line 15: pool[0].scaling.min_vms: invalid type: floating point `1.5`, expected an integer",
+            ]
+        );
+    }
+
+    /// Regression (issue 21, section 5): a key the user never wrote was reported
+    /// (`pool.scaling.health_path` for a bad `health_check.path`); `members = []` without
+    /// `[pool.scaling]` passed and then answered 503; a `data_dir` that is a file was not caught.
+    #[test]
+    fn problems_are_reported_where_the_user_wrote_them() {
+        let errs = errors(
+            "[[pool]]\nname = \"p\"\nmembers = [\"127.0.0.1:1\"]\nhealth_check = { path = \"health\" }\n\
+             [pool.scaling]\nuri = \"test:///default\"\ntemplate = \"t\"\n",
+        );
+        assert_eq!(errs, vec!["line 4: pool[0].health_check.path: \"health\" must start with '/'"]);
+        let errs = errors("[[pool]]\nname = \"p\"\nmembers = []\n");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].starts_with("line 3: pool[0].members: no members and no [pool.scaling]"), "{errs:?}");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("history"), "").unwrap();
+        let errs: Vec<String> = parse("[historian]\ndata_dir = \"history\"\n", dir.path())
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("line 2: historian.data_dir: ") && errs[0].contains("is not a directory"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_get_the_nearest_known_one() {
+        let errs = errors(
+            "[admin]\ntoken_fil = \"t\"\n[[pool]]\nname = \"p\"\nmembers = [\"127.0.0.1:1\"]\nhelth_check = {}\nzzz = 1\n",
+        );
+        assert_eq!(
+            errs,
+            vec![
+                "line 2: admin.token_fil: unknown key (did you mean `token_file`?)",
+                "line 6: pool[0].helth_check: unknown key (did you mean `health_check`?)",
+                "line 7: pool[0].zzz: unknown key",
+            ]
+        );
+        assert!(raw::known_keys(&["pool", "scaling"]).unwrap().contains(&"lead_time"));
+    }
+
     #[test]
     fn syntax_and_type_errors_name_the_line() {
         let errs = errors("[listen]\naddr = \n");
@@ -406,8 +561,10 @@ members = ["127.0.0.1:1", "10.0.0.1"]
         assert!(errs[0].starts_with("line 2:"), "{errs:?}");
         let errs = errors("[listen]\nmax_connections = \"many\"\n");
         assert_eq!(errs, vec!["line 2: listen.max_connections: invalid type: string \"many\", expected an integer"]);
-        let errs = errors("[[pool]]\nname = \"p\"\n[[pool]]\nname = \"q\"\nretry = \"yes\"\n");
-        assert_eq!(errs, vec!["line 5: pool[1].retry: invalid type: string \"yes\", expected a boolean"]);
+        let errs = errors(
+            "[[pool]]\nname = \"p\"\nmembers = [\"127.0.0.1:1\"]\n[[pool]]\nname = \"q\"\nretry = \"yes\"\nmembers = [\"127.0.0.1:1\"]\n",
+        );
+        assert_eq!(errs, vec!["line 6: pool[1].retry: invalid type: string \"yes\", expected a boolean"]);
     }
 
     #[test]

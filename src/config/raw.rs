@@ -7,6 +7,40 @@
 
 use serde::Deserialize;
 
+/// A duration as written (`"10s"`), checked by validation. Its own type so that a number or a
+/// boolean in its place reads "expected a duration such as \"10s\"", not "expected a string".
+#[derive(Clone, PartialEq, Eq)]
+pub struct Dur(pub String);
+
+impl std::ops::Deref for Dur {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Dur {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a duration such as \"10s\" (a string with a unit: ms, s, m, h, d)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Dur, E> {
+                Ok(Dur(v.to_string()))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -26,16 +60,16 @@ pub struct RawConfig {
 pub struct RawListen {
     pub addr: Option<String>,
     pub tls: Option<RawTls>,
-    pub header_timeout: Option<String>,
-    pub idle_timeout: Option<String>,
+    pub header_timeout: Option<Dur>,
+    pub idle_timeout: Option<Dur>,
     pub max_header_bytes: Option<i64>,
     pub max_body_bytes: Option<i64>,
     pub max_connections: Option<i64>,
-    pub shutdown_grace: Option<String>,
+    pub shutdown_grace: Option<Dur>,
     pub workers: Option<i64>,
     pub access_log: Option<String>,
     pub dot_segments: Option<String>,
-    pub tunnel_idle_timeout: Option<String>,
+    pub tunnel_idle_timeout: Option<Dur>,
 }
 
 /// `[listen.tls]`: PEM files for HTTPS.
@@ -54,8 +88,8 @@ pub struct RawAdmin {
     pub token_file: Option<String>,
     pub hosts: Option<Vec<String>>,
     pub max_connections: Option<i64>,
-    pub request_timeout: Option<String>,
-    pub idle_timeout: Option<String>,
+    pub request_timeout: Option<Dur>,
+    pub idle_timeout: Option<Dur>,
     pub max_failed_logins: Option<i64>,
 }
 
@@ -63,9 +97,9 @@ pub struct RawAdmin {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct RawUpstream {
-    pub connect_timeout: Option<String>,
-    pub response_timeout: Option<String>,
-    pub pool_idle_timeout: Option<String>,
+    pub connect_timeout: Option<Dur>,
+    pub response_timeout: Option<Dur>,
+    pub pool_idle_timeout: Option<Dur>,
     pub max_idle_per_member: Option<i64>,
 }
 
@@ -112,20 +146,20 @@ pub struct RawScaling {
     pub target_utilization: Option<f64>,
     pub headroom: Option<f64>,
     pub headroom_bounds: Option<Vec<f64>>,
-    pub lead_time: Option<String>,
-    pub window: Option<String>,
-    pub cooldown: Option<String>,
-    pub scale_in_stabilization: Option<String>,
+    pub lead_time: Option<Dur>,
+    pub window: Option<Dur>,
+    pub cooldown: Option<Dur>,
+    pub scale_in_stabilization: Option<Dur>,
     pub max_step: Option<i64>,
     pub launch_vcpus: Option<i64>,
     pub mode: Option<String>,
     pub ports: Option<Vec<i64>>,
     pub health_path: Option<String>,
-    pub drain_timeout: Option<String>,
-    pub stats_interval: Option<String>,
-    pub boot_timeout: Option<String>,
+    pub drain_timeout: Option<Dur>,
+    pub stats_interval: Option<Dur>,
+    pub boot_timeout: Option<Dur>,
     pub auto_enable: Option<bool>,
-    pub auto_enable_after: Option<String>,
+    pub auto_enable_after: Option<Dur>,
 }
 
 /// `[pool.health_check]`: active HTTP checks.
@@ -133,8 +167,8 @@ pub struct RawScaling {
 #[serde(default)]
 pub struct RawHealthCheck {
     pub path: Option<String>,
-    pub interval: Option<String>,
-    pub timeout: Option<String>,
+    pub interval: Option<Dur>,
+    pub timeout: Option<Dur>,
     pub rise: Option<i64>,
     pub fall: Option<i64>,
 }
@@ -144,7 +178,7 @@ pub struct RawHealthCheck {
 #[serde(default)]
 pub struct RawPassive {
     pub max_failures: Option<i64>,
-    pub eject_for: Option<String>,
+    pub eject_for: Option<Dur>,
 }
 
 /// `[historian]`: call recording and its time series.
@@ -160,7 +194,7 @@ pub struct RawHistorian {
     pub redact: Option<Vec<String>>,
     pub redact_paths: Option<Vec<String>>,
     pub trusted_hops: Option<i64>,
-    pub close_after: Option<String>,
+    pub close_after: Option<Dur>,
     pub tiers: Option<Vec<RawTier>>,
 }
 
@@ -168,8 +202,8 @@ pub struct RawHistorian {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct RawTier {
-    pub step: Option<String>,
-    pub keep: Option<String>,
+    pub step: Option<Dur>,
+    pub keep: Option<Dur>,
     pub persist: Option<bool>,
 }
 
@@ -178,10 +212,95 @@ pub struct RawTier {
 #[serde(default)]
 pub struct RawForecast {
     pub enabled: Option<bool>,
-    pub horizon: Option<String>,
-    pub refit_every: Option<String>,
-    pub select_every: Option<String>,
-    pub history: Option<String>,
+    pub horizon: Option<Dur>,
+    pub refit_every: Option<Dur>,
+    pub select_every: Option<Dur>,
+    pub history: Option<Dur>,
     pub cpu_ms_per_request: Option<f64>,
     pub memory_mib_per_request: Option<f64>,
+}
+
+/// The keys a table of the file accepts, by the table's key path with indices left out
+/// (`["pool", "scaling"]`), read from the serde structs themselves so the list cannot drift.
+pub fn known_keys(table: &[&str]) -> Option<&'static [&'static str]> {
+    Some(match table {
+        [] => fields_of::<RawConfig>(),
+        ["listen"] => fields_of::<RawListen>(),
+        ["listen", "tls"] => fields_of::<RawTls>(),
+        ["admin"] => fields_of::<RawAdmin>(),
+        ["upstream"] => fields_of::<RawUpstream>(),
+        ["endpoint"] => fields_of::<RawEndpoint>(),
+        ["pool"] => fields_of::<RawPool>(),
+        ["pool", "scaling"] => fields_of::<RawScaling>(),
+        ["pool", "health_check"] => fields_of::<RawHealthCheck>(),
+        ["pool", "passive"] => fields_of::<RawPassive>(),
+        ["historian"] => fields_of::<RawHistorian>(),
+        ["historian", "tiers"] => fields_of::<RawTier>(),
+        ["forecast"] => fields_of::<RawForecast>(),
+        _ => return None,
+    })
+}
+
+/// The field names a derived `Deserialize` struct asks for: a deserializer that records them
+/// from `deserialize_struct` and stops.
+fn fields_of<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+    use std::cell::Cell;
+    #[derive(Debug)]
+    struct Stop;
+    impl std::fmt::Display for Stop {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("field capture")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl serde::de::Error for Stop {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Stop
+        }
+    }
+    struct Capture<'a>(&'a Cell<&'static [&'static str]>);
+    impl<'de> serde::Deserializer<'de> for Capture<'_> {
+        type Error = Stop;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            self.0.set(fields);
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+    let cell = Cell::new(&[][..]);
+    let _ = T::deserialize(Capture(&cell));
+    cell.get()
+}
+
+/// The known key closest to `key` (edit distance at most 2, or a third of its length), for a
+/// "did you mean" hint.
+pub fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    let limit = (key.chars().count() / 3).clamp(1, 2);
+    known.iter().map(|k| (edit_distance(key, k), *k)).filter(|(d, _)| *d <= limit).min().map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }

@@ -23,7 +23,7 @@ impl Check {
         self.errors.push(ConfigError { path: path.into(), line: None, message: message.into() });
     }
 
-    fn duration(&mut self, path: &str, v: &Option<String>, default: Duration) -> Duration {
+    fn duration(&mut self, path: &str, v: &Option<Dur>, default: Duration) -> Duration {
         match v {
             None => default,
             Some(s) => match parse_duration(s) {
@@ -355,7 +355,11 @@ fn historian(c: &mut Check, r: RawHistorian, base: &Path) -> Option<crate::histo
                 .duration("historian.close_after", &r.close_after, Duration::from_micros(d.store.close_after_us))
                 .as_micros() as u64,
         },
-        data_dir: r.data_dir.map(|p| resolve(base, &p)),
+        data_dir: r.data_dir.map(|p| resolve(base, &p)).inspect(|d| {
+            if d.exists() && !d.is_dir() {
+                c.err("historian.data_dir", format!("{} exists and is not a directory", d.display()));
+            }
+        }),
         channel_capacity: c.count("historian.channel_capacity", r.channel_capacity, 1, 16_777_216, 65_536) as usize,
         trusted_hops: c.count("historian.trusted_hops", r.trusted_hops, 0, 16, 0) as usize,
     };
@@ -594,6 +598,13 @@ fn pool(c: &mut Check, i: usize, r: RawPool) -> Option<PoolSettings> {
             eject_for: c.duration(&format!("{p}.passive.eject_for"), &ps.eject_for, DEFAULT_EJECT_FOR),
         })
         .unwrap_or_default();
+    if members.is_empty() && r.members.is_empty() && r.scaling.is_none() {
+        c.err(
+            format!("{p}.members"),
+            "no members and no [pool.scaling] to launch VMs into the pool: every request to it would get 503 \
+             (list \"host:port\" members, or add [pool.scaling])",
+        );
+    }
     let scaling = r.scaling.map(|sc| scaling(c, &p, sc, health_check.as_ref()));
     Some(PoolSettings { name: name?, members, balance, retry: r.retry.unwrap_or(true), health_check, passive, scaling })
 }
@@ -699,11 +710,13 @@ fn scaling(
             Mode::DryRun
         }
     };
-    let health_path = r.health_path.or_else(|| hc.map(|h| h.path.clone())).unwrap_or_else(|| "/".into());
-    if !health_path.starts_with('/') {
-        c.err(k("health_path"), format!("{health_path:?} must start with '/'"));
+    // Only a health_path the user wrote is checked here; one taken from [pool.health_check] was
+    // checked (and reported under its own key) there.
+    if let Some(hp) = r.health_path.as_deref().filter(|hp| !hp.starts_with('/')) {
+        c.err(k("health_path"), format!("{hp:?} must start with '/'"));
     }
-    let secs = |c: &mut Check, key: &str, v: &Option<String>, def: u64| {
+    let health_path = r.health_path.or_else(|| hc.map(|h| h.path.clone())).unwrap_or_else(|| "/".into());
+    let secs = |c: &mut Check, key: &str, v: &Option<Dur>, def: u64| {
         c.duration(&k(key), v, std::time::Duration::from_secs(def)).as_secs()
     };
     let policy = crate::allocator::plan::Policy {
