@@ -196,6 +196,8 @@ async fn a_vm_that_never_becomes_healthy_is_deleted_and_launches_pause() {
         async || decisions().await.iter().any(|d| d["reason"].as_str().is_some_and(|r| r.contains("launches paused")));
     assert!(eventually(Duration::from_secs(30), paused).await, "{:?}", decisions().await);
     let d = decisions().await;
+    // Regression (issue 21, section 5): records without an action (a hold) lacked the key.
+    assert!(d.iter().all(|d| d.as_object().unwrap().contains_key("action")), "{d:?}");
     let timed_out: Vec<&Value> =
         d.iter().filter(|d| d["reason"].as_str().is_some_and(|r| r.contains("did not become healthy"))).collect();
     assert_eq!(timed_out.len(), 2, "{timed_out:?}");

@@ -127,6 +127,22 @@ async fn every_call_is_accounted_for_exactly_once() {
     assert_eq!(bad.status, 400);
     assert!(String::from_utf8_lossy(&bad.body).contains("step"));
     assert_eq!(get(&c, &admin_url(&app, "/admin/api/series?endpoint=nope")).await.status, 404);
+    // Regression (issue 21, section 5): calls?endpoint=nope was [] while series 404'd; both
+    // are 404 now, naming the known endpoints.
+    let nope = get(&c, &admin_url(&app, "/admin/api/calls?endpoint=nope")).await;
+    assert_eq!(nope.status, 404);
+    let msg = nope.json()["error"].as_str().unwrap().to_string();
+    assert!(msg.contains("known: [\"a\", \"b\", \"dead\"]"), "{msg}");
+    // Regression: calls?from= was seconds while records carry t_us; from_us/to_us take the
+    // records' own unit (and both units at once is a 400).
+    let newest = calls[0]["t_us"].as_u64().unwrap();
+    let since = api(&c, &app, &format!("/admin/api/calls?from_us={newest}&limit=1000")).await;
+    assert!(!since.as_array().unwrap().is_empty());
+    assert!(since.as_array().unwrap().iter().all(|c| c["t_us"].as_u64().unwrap() >= newest));
+    let before = api(&c, &app, &format!("/admin/api/calls?to_us={newest}&limit=1000")).await;
+    assert_eq!(before.as_array().unwrap().len() + since.as_array().unwrap().len(), 60);
+    let both = get(&c, &admin_url(&app, &format!("/admin/api/calls?from=1&from_us={newest}"))).await;
+    assert_eq!(both.status, 400);
     app.stop().await;
 }
 

@@ -124,8 +124,7 @@ pub fn endpoints(h: &HistorianView) -> ApiResult {
 pub fn series(h: &HistorianView, p: &HashMap<String, String>) -> ApiResult {
     let snap: std::sync::Arc<Snapshot> = h.snapshot();
     let name = p.get("endpoint").ok_or_else(|| bad("endpoint: required"))?;
-    let ep =
-        snap.endpoint(name).ok_or_else(|| (StatusCode::NOT_FOUND, format!("endpoint: no endpoint named {name:?}")))?;
+    let ep = snap.endpoint(name).ok_or_else(|| no_endpoint(&snap, name))?;
     let now_s = snap.taken_us / 1_000_000;
     let step = num(p, "step")?.unwrap_or(60);
     if step == 0 {
@@ -158,14 +157,37 @@ pub fn series(h: &HistorianView, p: &HashMap<String, String>) -> ApiResult {
     Ok(Page { json, next: next.map(|n| with_param("/admin/api/series", p, "from", n)) })
 }
 
+/// 404 for an endpoint the historian does not know, naming those it does.
+fn no_endpoint(snap: &Snapshot, name: &str) -> (StatusCode, String) {
+    let known: Vec<&str> = snap.endpoints.iter().map(|e| &*e.name).take(50).collect();
+    (StatusCode::NOT_FOUND, format!("endpoint: no endpoint named {name:?} (known: {known:?})"))
+}
+
+/// A time bound given in seconds (`key`) or in microseconds like the records' `t_us`
+/// (`key_us`), as microseconds; both at once is an error.
+fn bound_us(p: &HashMap<String, String>, key: &str) -> Result<Option<u64>, (StatusCode, String)> {
+    let key_us = format!("{key}_us");
+    match (num(p, key)?, num(p, &key_us)?) {
+        (Some(_), Some(_)) => Err(bad(format!("{key}: give {key} (seconds) or {key_us} (microseconds), not both"))),
+        (Some(s), None) => Ok(Some(s.saturating_mul(1_000_000))),
+        (None, us) => Ok(us),
+    }
+}
+
 pub fn calls(h: &HistorianView, p: &HashMap<String, String>) -> ApiResult {
     let snap = h.snapshot();
     let limit = num(p, "limit")?.unwrap_or(100).min(MAX_CALLS as u64) as usize;
-    let from_us = num(p, "from")?.map(|s| s.saturating_mul(1_000_000));
+    let from_us = bound_us(p, "from")?;
     // Paging: calls strictly older than this (the last `t_us` of the previous page).
     let before_us = num(p, "before_us")?;
-    let to_us = num(p, "to")?.map(|s| s.saturating_mul(1_000_000));
+    let to_us = bound_us(p, "to")?;
     let endpoint = p.get("endpoint");
+    // An unknown endpoint is a 404, as for the series: an empty list would look like silence.
+    if let Some(name) = endpoint
+        && snap.endpoint(name).is_none()
+    {
+        return Err(no_endpoint(&snap, name));
+    }
     let client = p.get("client");
     let status = match p.get("status").map(String::as_str) {
         None | Some("") => None,

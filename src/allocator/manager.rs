@@ -57,7 +57,7 @@ pub struct LoggedDecision {
     pub t: u64,
     pub pool: String,
     pub mode: Mode,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// `null` for a decision to hold (every record has the key, so readers need no guesswork).
     pub action: Option<Action>,
     pub reason: String,
     pub reactive: bool,
