@@ -215,6 +215,8 @@ impl App {
         diff(r, "listen.tunnel_idle_timeout", &l0.tunnel_idle_timeout, &l1.tunnel_idle_timeout);
         let (a0, a1) = (&old.admin, &n.admin);
         diff(r, "admin.addr", &a0.addr, &a1.addr);
+        let tls = |a: &config::AdminSettings| a.tls.as_ref().map(|t| (t.cert.clone(), t.key.clone()));
+        diff(r, "admin.tls", &tls(a0), &tls(a1));
         // The token itself is never printed: only whether it is set, or that it changed.
         let token = |t: &Option<String>| match t {
             None => "none",

@@ -66,7 +66,7 @@ pub const FORM_SECRETS_KEPT: usize = 1024;
 impl FormSecrets {
     /// A new secret for one page load.
     pub fn issue(&self, now_s: u64) -> String {
-        let s = format!("{:032x}", fastrand::u128(..));
+        let s = random_hex(16);
         let mut q = self.issued.lock().unwrap_or_else(|e| e.into_inner());
         q.retain(|(_, t)| now_s.saturating_sub(*t) < FORM_SECRET_TTL_S);
         if q.len() >= FORM_SECRETS_KEPT {
@@ -80,6 +80,84 @@ impl FormSecrets {
     pub fn valid(&self, given: &str, now_s: u64) -> bool {
         let q = self.issued.lock().unwrap_or_else(|e| e.into_inner());
         q.iter().fold(false, |ok, (s, t)| ok | (same(s, given) && now_s.saturating_sub(*t) < FORM_SECRET_TTL_S))
+    }
+}
+
+/// `n` bytes from the kernel's CSPRNG (`getrandom(2)`), hex-encoded: for secrets that must not
+/// be guessable from earlier ones (form secrets, session ids), which a seeded PRNG cannot give.
+pub fn random_hex(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    let mut filled = 0;
+    while filled < n {
+        // SAFETY: writes at most `n - filled` bytes into the owned buffer at `filled`.
+        let got = unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), n - filled, 0) };
+        if got > 0 {
+            filled += got as usize;
+        } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            // getrandom cannot fail on a kernel with it once the pool is initialised; if it
+            // does, no secret is better than a guessable one.
+            panic!("getrandom failed: {}", std::io::Error::last_os_error());
+        }
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Browser sessions of the admin page: a login with the admin token gives a random id, carried
+/// by an `HttpOnly; SameSite=Strict` cookie (and `Secure` under TLS). Sessions live in memory
+/// only and are tied to the token they were opened with: a restart — the only way to change
+/// `admin.token_file` — ends them all. At most [`SESSIONS_KEPT`], oldest dropped first.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    open: Mutex<VecDeque<(String, u64)>>,
+}
+
+/// How long a session lasts from its login.
+pub const SESSION_TTL_S: u64 = 12 * 3600;
+pub const SESSIONS_KEPT: usize = 256;
+/// The cookie's name.
+pub const SESSION_COOKIE: &str = "prescale_session";
+
+impl Sessions {
+    /// Opens a session; returns its id.
+    pub fn open(&self, now_s: u64) -> String {
+        let id = random_hex(32);
+        let mut q = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        q.retain(|(_, t)| now_s < t + SESSION_TTL_S);
+        if q.len() >= SESSIONS_KEPT {
+            q.pop_front();
+        }
+        q.push_back((id.clone(), now_s));
+        id
+    }
+
+    /// Whether `id` is an open, unexpired session (compared in constant time).
+    pub fn valid(&self, id: &str, now_s: u64) -> bool {
+        let q = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        q.iter().fold(false, |ok, (s, t)| ok | (same(s, id) && now_s < t + SESSION_TTL_S))
+    }
+
+    pub fn close(&self, id: &str) {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).retain(|(s, _)| !same(s, id));
+    }
+}
+
+/// The session id in a request's `Cookie` headers, if any.
+pub fn session_cookie(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v)
+}
+
+/// Where to go after a login: a path of the admin page only (never another site).
+pub fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(n) if n.starts_with("/admin") && !n.contains("//") && !n.contains('\\') && n.is_ascii() => n,
+        _ => "/admin",
     }
 }
 
@@ -153,7 +231,7 @@ const MESSAGES_KEPT: usize = 64;
 impl Messages {
     /// Stores `text`; returns the id the redirect carries.
     pub fn put(&self, text: String) -> String {
-        let id = format!("{:016x}", fastrand::u64(..));
+        let id = random_hex(8);
         let mut q = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         if q.len() >= MESSAGES_KEPT {
             q.pop_front();
@@ -224,6 +302,32 @@ mod tests {
         assert_eq!(l.blocked(a, 110), Some(50));
         assert_eq!(l.blocked(b, 110), None, "per address");
         assert_eq!(l.blocked(a, 100 + FAILURE_WINDOW_S), None, "the window ends");
+    }
+
+    #[test]
+    fn sessions_expire_close_and_are_random() {
+        let s = Sessions::default();
+        let a = s.open(1000);
+        let b = s.open(1000);
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 64);
+        assert!(s.valid(&a, 1000 + SESSION_TTL_S - 1));
+        assert!(!s.valid(&a, 1000 + SESSION_TTL_S), "expired");
+        assert!(!s.valid("0".repeat(64).as_str(), 1000));
+        s.close(&a);
+        assert!(!s.valid(&a, 1001) && s.valid(&b, 1001));
+        let mut h = http::HeaderMap::new();
+        h.append(http::header::COOKIE, format!("theme=dark; {SESSION_COOKIE}={b}").parse().unwrap());
+        assert_eq!(session_cookie(&h), Some(b.as_str()));
+        for (next, want) in [
+            (Some("/admin?refresh=0"), "/admin?refresh=0"),
+            (Some("https://evil.example/admin"), "/admin"),
+            (Some("//evil.example"), "/admin"),
+            (Some("/admin//evil"), "/admin"),
+            (None, "/admin"),
+        ] {
+            assert_eq!(safe_next(next), want);
+        }
     }
 
     #[test]

@@ -1,16 +1,12 @@
-//! The admin listener: `/live`, `/ready`, `/metrics` (later `/admin` and `/admin/api/*`).
-//!
-//! It runs on its own OS thread with a single-threaded runtime, so a busy data plane cannot
-//! starve it and it cannot starve the data plane. It only reads shared state. When a bearer
-//! token is configured every path except `/live` and `/ready` requires it.
-
 //! The admin listener: `/live`, `/ready`, `/metrics`, the `/admin` page and `/admin/api/*`,
 //! and `POST /admin/action`.
 //!
 //! It runs on its own OS thread with a single-threaded runtime, so a busy data plane cannot
 //! starve it and it cannot starve the data plane. It only reads shared state (actions are sent
-//! to their owners). When a bearer token is configured every path except `/live` and `/ready`
-//! requires it.
+//! to their owners). When a token is configured (`admin.token_file`) every path except `/live`,
+//! `/ready`, the sign-in page and the style sheet requires it: as a bearer token, or — for a
+//! browser — through a session cookie that `POST /admin/login` gives for the token
+//! (`HttpOnly`, `SameSite=Strict`, `Secure` when `[admin.tls]` is set; 12 h; in memory only).
 //!
 //! Hostile clients are bounded: at most `admin.max_connections` connections (beyond them only
 //! `/live` and `/ready` are answered, then the connection is closed), request heads and bodies
@@ -79,6 +75,8 @@ pub fn start(
         allocator,
         clock,
         token: settings.token.as_deref().map(Arc::from),
+        tls: settings.tls.as_ref().map(|t| tokio_rustls::TlsAcceptor::from(t.server_config.clone())),
+        sessions: guard::Sessions::default(),
         hosts: HostPolicy { names: settings.hosts.clone() },
         max_connections: settings.max_connections,
         request_timeout: settings.request_timeout,
@@ -115,6 +113,10 @@ struct Shared {
     clock: crate::clock::SharedClock,
     /// Bearer token (`admin.token_file`); without one, actions need a form secret of the page.
     token: Option<Arc<str>>,
+    /// `[admin.tls]`: every connection is HTTPS.
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Browser sessions opened with the token.
+    sessions: guard::Sessions,
     /// `Host` values answered (DNS rebinding).
     hosts: HostPolicy,
     max_connections: usize,
@@ -159,7 +161,14 @@ async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, shutdown: C
             Ok(slot) => {
                 let shutdown = shutdown.clone();
                 conns.spawn(async move {
-                    serve_conn(stream, peer, &shared, shutdown).await;
+                    match &shared.tls {
+                        None => serve_conn(stream, peer, &shared, shutdown).await,
+                        Some(tls) => {
+                            if let Some(s) = handshake(tls, stream, shared.request_timeout).await {
+                                serve_conn(s, peer, &shared, shutdown).await;
+                            }
+                        }
+                    }
                     drop(slot);
                 });
             }
@@ -169,7 +178,14 @@ async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, shutdown: C
                 // connection is closed either way, so it holds no descriptor for long.
                 if let Ok(p) = probes.clone().try_acquire_owned() {
                     conns.spawn(async move {
-                        probe_only(stream, &shared).await;
+                        match &shared.tls {
+                            None => probe_only(stream, &shared).await,
+                            Some(tls) => {
+                                if let Some(s) = handshake(tls, stream, PROBE_TIMEOUT).await {
+                                    probe_only(s, &shared).await;
+                                }
+                            }
+                        }
                         drop(p);
                     });
                 }
@@ -180,8 +196,24 @@ async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, shutdown: C
     conns.wait().await;
 }
 
+/// A TLS handshake within `limit` (a client that stalls it holds nothing for long).
+async fn handshake(
+    tls: &tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    limit: Duration,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    match tokio::time::timeout(limit, tls.accept(stream)).await {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "admin TLS handshake failed");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
 /// Answers `/live` and `/ready` on a connection beyond the cap, anything else with 503.
-async fn probe_only(mut stream: tokio::net::TcpStream, shared: &Shared) {
+async fn probe_only<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut stream: S, shared: &Shared) {
     let mut buf = [0u8; 64];
     let mut n = 0;
     let read = tokio::time::timeout(PROBE_TIMEOUT, async {
@@ -208,8 +240,8 @@ async fn probe_only(mut stream: tokio::net::TcpStream, shared: &Shared) {
     let _ = tokio::time::timeout(PROBE_TIMEOUT, stream.write_all(resp.as_bytes())).await;
 }
 
-async fn serve_conn(
-    stream: tokio::net::TcpStream,
+async fn serve_conn<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
     peer: SocketAddr,
     shared: &Arc<Shared>,
     shutdown: CancellationToken,
@@ -260,6 +292,109 @@ async fn serve_conn(
     }
 }
 
+const HTML: &str = "text/html; charset=utf-8";
+
+impl Shared {
+    /// The request carries the cookie of an open session (only meaningful with a token).
+    fn session(&self, headers: &http::HeaderMap, now_s: u64) -> bool {
+        self.token.is_some() && guard::session_cookie(headers).is_some_and(|id| self.sessions.valid(id, now_s))
+    }
+
+    fn cookie(&self, value: &str, max_age_s: u64) -> header::HeaderValue {
+        let secure = if self.tls.is_some() { "; Secure" } else { "" };
+        let c = format!(
+            "{}={value}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}",
+            guard::SESSION_COOKIE
+        );
+        header::HeaderValue::from_str(&c).unwrap_or_else(|_| header::HeaderValue::from_static("invalid=1"))
+    }
+}
+
+/// 303 to a path of the admin page, optionally setting a cookie.
+fn redirect(to: &str, cookie: Option<header::HeaderValue>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::SEE_OTHER;
+    if let Ok(v) = header::HeaderValue::from_str(to) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    if let Some(c) = cookie {
+        r.headers_mut().insert(header::SET_COOKIE, c);
+    }
+    r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    r
+}
+
+/// `POST /admin/login` (`token`, `next`): the right token opens a session and goes on to
+/// `next`; a wrong one counts as a failed login and shows the form again.
+async fn login(shared: &Shared, ip: IpAddr, req: hyper::Request<Incoming>) -> Response<Full<Bytes>> {
+    const PLAIN: &str = "text/plain; charset=utf-8";
+    let Some(token) = shared.token.as_deref() else { return redirect("/admin", None) };
+    let form = match read_form(shared, req).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let now_s = crate::clock::now_us() / 1_000_000;
+    let next = guard::safe_next(form.get("next").map(String::as_str));
+    match form.get("token") {
+        Some(given) if guard::same(given.trim(), token) => {
+            let id = shared.sessions.open(now_s);
+            tracing::info!(client = %ip, "admin sign-in");
+            redirect(next, Some(shared.cookie(&id, guard::SESSION_TTL_S)))
+        }
+        Some(_) => {
+            shared.logins.failed(ip, now_s);
+            tracing::warn!(client = %ip, "admin sign-in with a wrong token");
+            text(StatusCode::UNAUTHORIZED, HTML, page::login(next, true))
+        }
+        None => text(StatusCode::BAD_REQUEST, PLAIN, "token: required\n"),
+    }
+}
+
+/// `POST /admin/logout`: closes the session and clears the cookie.
+fn logout(shared: &Shared, req: hyper::Request<Incoming>) -> Response<Full<Bytes>> {
+    const PLAIN: &str = "text/plain; charset=utf-8";
+    let h = req.headers();
+    let str_of = |name: header::HeaderName| h.get(name).and_then(|v| v.to_str().ok());
+    if !guard::same_origin(str_of(header::HOST), str_of(header::ORIGIN), str_of(header::REFERER)) {
+        return text(StatusCode::FORBIDDEN, PLAIN, "cross-origin actions are refused\n");
+    }
+    if let Some(id) = guard::session_cookie(h) {
+        shared.sessions.close(id);
+    }
+    redirect("/admin/login", Some(shared.cookie("", 0)))
+}
+
+/// Reads a small form after the cheap checks: the origin, the declared size; the body must
+/// arrive within `admin.request_timeout`.
+async fn read_form(
+    shared: &Shared,
+    req: hyper::Request<Incoming>,
+) -> Result<std::collections::HashMap<String, String>, Response<Full<Bytes>>> {
+    use http_body_util::BodyExt;
+    const PLAIN: &str = "text/plain; charset=utf-8";
+    let h = req.headers();
+    let str_of = |name: header::HeaderName| h.get(name).and_then(|v| v.to_str().ok());
+    if !guard::same_origin(str_of(header::HOST), str_of(header::ORIGIN), str_of(header::REFERER)) {
+        return Err(text(StatusCode::FORBIDDEN, PLAIN, "cross-origin actions are refused\n"));
+    }
+    let declared = str_of(header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        None => return Err(text(StatusCode::LENGTH_REQUIRED, PLAIN, "a form with a Content-Length is required\n")),
+        Some(n) if n > MAX_FORM_BYTES => return Err(text(StatusCode::PAYLOAD_TOO_LARGE, PLAIN, "form too large\n")),
+        _ => {}
+    }
+    let read = http_body_util::Limited::new(req.into_body(), MAX_FORM_BYTES as usize).collect();
+    match tokio::time::timeout(shared.request_timeout, read).await {
+        Ok(Ok(b)) => Ok(api::query_params(std::str::from_utf8(&b.to_bytes()).ok())),
+        Ok(Err(_)) => Err(text(StatusCode::PAYLOAD_TOO_LARGE, PLAIN, "form too large or unreadable\n")),
+        Err(_) => {
+            let mut r = text(StatusCode::REQUEST_TIMEOUT, PLAIN, "the form did not arrive in time\n");
+            r.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+            Err(r)
+        }
+    }
+}
+
 /// One request: the probes at once; everything else after the Host, auth and rate checks, the
 /// action on this thread (it only sends commands), pages and APIs on a blocking worker.
 async fn dispatch(shared: Arc<Shared>, ip: IpAddr, req: hyper::Request<Incoming>) -> Response<Full<Bytes>> {
@@ -283,18 +418,43 @@ async fn dispatch(shared: Arc<Shared>, ip: IpAddr, req: hyper::Request<Incoming>
         return r;
     }
     if req.method() == Method::POST {
-        return action(&shared, ip, req).await;
+        return match req.uri().path() {
+            "/admin/login" => login(&shared, ip, req).await,
+            "/admin/logout" => logout(&shared, req),
+            _ => action(&shared, ip, req).await,
+        };
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, PLAIN, "method not allowed\n");
     }
+    if path == "/admin/style.css" {
+        return text(StatusCode::OK, "text/css; charset=utf-8", page::STYLE);
+    }
+    let session = shared.session(req.headers(), now_s);
+    if path == "/admin/login" {
+        if shared.token.is_none() || session {
+            return redirect("/admin", None);
+        }
+        let params = api::query_params(req.uri().query());
+        let next = guard::safe_next(params.get("next").map(String::as_str));
+        return text(StatusCode::OK, HTML, page::login(next, params.contains_key("failed")));
+    }
     match bearer(shared.token.as_deref(), req.headers()) {
         Auth::Ok => {}
+        // The cookie is scoped to /admin (its Path): /metrics and the rest take the bearer.
+        Auth::Missing if session && path.starts_with("/admin") => {}
         auth => {
             if auth == Auth::Wrong {
                 shared.logins.failed(ip, now_s);
             }
-            let mut r = text(StatusCode::UNAUTHORIZED, PLAIN, "bearer token required\n");
+            // A browser asking for the page gets the sign-in form; scripts get the bearer hint.
+            if auth == Auth::Missing && (path == "/admin" || path == "/admin/") {
+                let next = guard::safe_next(req.uri().path_and_query().map(|p| p.as_str()));
+                let mut r = text(StatusCode::UNAUTHORIZED, HTML, page::login(next, false));
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+                return r;
+            }
+            let mut r = text(StatusCode::UNAUTHORIZED, PLAIN, "bearer token required (or sign in at /admin/login)\n");
             r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
             return r;
         }
@@ -395,7 +555,10 @@ fn secure(r: &mut Response<Full<Bytes>>) {
     );
     h.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, header::HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, header::HeaderValue::from_static("no-referrer"));
+    // Not `no-referrer`: under it a browser sends `Origin: null` with the page's own form
+    // posts, which the same-origin check must refuse. `same-origin` keeps the page's URLs from
+    // other sites and lets its forms say where they come from.
+    h.insert(header::REFERRER_POLICY, header::HeaderValue::from_static("same-origin"));
 }
 
 /// Back to the page, which shows `msg` (by id: the page never shows text from its URL).
@@ -417,7 +580,6 @@ fn see_other(shared: &Shared, msg: String) -> Response<Full<Bytes>> {
 /// body's declared size; the body itself must arrive within `admin.request_timeout`. Every
 /// action is logged as a decision; failed logins count against the client's address.
 async fn action(shared: &Shared, ip: IpAddr, req: hyper::Request<Incoming>) -> Response<Full<Bytes>> {
-    use http_body_util::BodyExt;
     const PLAIN: &str = "text/plain; charset=utf-8";
     if req.uri().path() != "/admin/action" {
         return text(StatusCode::METHOD_NOT_ALLOWED, PLAIN, "method not allowed\n");
@@ -442,26 +604,18 @@ async fn action(shared: &Shared, ip: IpAddr, req: hyper::Request<Incoming>) -> R
     if shared.token.is_some() && header_auth == Auth::Wrong {
         return forbidden(shared, true);
     }
-    let declared = str_of(header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
-    match declared {
-        None => return text(StatusCode::LENGTH_REQUIRED, PLAIN, "a form with a Content-Length is required\n"),
-        Some(n) if n > MAX_FORM_BYTES => return text(StatusCode::PAYLOAD_TOO_LARGE, PLAIN, "form too large\n"),
-        _ => {}
-    }
-    let read = http_body_util::Limited::new(req.into_body(), MAX_FORM_BYTES as usize).collect();
-    let body = match tokio::time::timeout(shared.request_timeout, read).await {
-        Ok(Ok(b)) => b.to_bytes(),
-        Ok(Err(_)) => return text(StatusCode::PAYLOAD_TOO_LARGE, PLAIN, "form too large or unreadable\n"),
-        Err(_) => {
-            let mut r = text(StatusCode::REQUEST_TIMEOUT, PLAIN, "the form did not arrive in time\n");
-            r.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
-            return r;
-        }
+    let session = shared.session(h, now_s);
+    let form = match read_form(shared, req).await {
+        Ok(f) => f,
+        Err(r) => return r,
     };
-    let form = api::query_params(std::str::from_utf8(&body).ok());
+    let csrf_ok = form.get("csrf").is_some_and(|g| shared.forms.valid(g, now_s));
     let allowed = match shared.token.as_deref() {
-        Some(t) => header_auth == Auth::Ok || form.get("token").is_some_and(|g| guard::same(g, t)),
-        None => form.get("csrf").is_some_and(|g| shared.forms.valid(g, now_s)),
+        // A signed-in browser posts the page's form: its session and the form's secret.
+        Some(t) => {
+            header_auth == Auth::Ok || form.get("token").is_some_and(|g| guard::same(g, t)) || session && csrf_ok
+        }
+        None => csrf_ok,
     };
     if !allowed {
         let presented = form.contains_key("token") || form.contains_key("csrf");

@@ -19,6 +19,8 @@ pub const STYLE: &str = r#"
 *{box-sizing:border-box}body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#222;background:#f6f7f9}
 header{background:#1f2d3d;color:#fff;padding:10px 16px;display:flex;flex-wrap:wrap;gap:16px;align-items:baseline}
 header h1{font-size:18px;margin:0}header a{color:#cde}header span{opacity:.85}
+main.login{max-width:420px;margin:48px auto;background:#fff;padding:16px 20px;border-radius:6px}
+main.login input{display:block;width:100%;margin:6px 0 12px;padding:6px}p.error{color:#b00020}
 main{padding:12px;max-width:1400px;margin:auto}section{margin-bottom:20px}h2{font-size:16px;margin:8px 0}
 .cards{display:flex;flex-wrap:wrap;gap:12px}.card{background:#fff;border:1px solid #dde;border-radius:6px;padding:10px;flex:1 1 420px;min-width:0}
 .card.endpoint{max-width:720px}.card h3{font-size:14px;margin:0 0 4px;display:flex;justify-content:space-between;gap:8px;flex-wrap:wrap}
@@ -195,12 +197,17 @@ pub(super) fn render(shared: &Shared, p: &HashMap<String, String>, csrf: &str, n
     let calls: u64 = snap.as_ref().map_or(0, |s| s.endpoints.iter().map(|e| e.calls_total).sum());
     let _ = write!(
         o,
-        r##"<header><h1>prescale</h1><span id="summary">{} endpoints · {calls} calls recorded · <span id="dropped" class="{}">{dropped} records dropped</span></span><span>{} UTC</span><a href="#endpoints">endpoints</a><a href="#accuracy">accuracy</a><a href="#pools">pools</a><a href="#decisions">decisions</a><a href="#calls">calls</a><a href="?refresh={}">{}</a></header><main>"##,
+        r##"<header><h1>prescale</h1><span id="summary">{} endpoints · {calls} calls recorded · <span id="dropped" class="{}">{dropped} records dropped</span></span><span>{} UTC</span><a href="#endpoints">endpoints</a><a href="#accuracy">accuracy</a><a href="#pools">pools</a><a href="#decisions">decisions</a><a href="#calls">calls</a><a href="?refresh={}">{}</a>{}</header><main>"##,
         snap.as_ref().map_or(0, |s| s.endpoints.len()),
         if dropped > 0 { "warn" } else { "ok" },
         hhmm(now),
         if refresh { "0" } else { "1" },
-        if refresh { "pause refresh" } else { "auto-refresh" }
+        if refresh { "pause refresh" } else { "auto-refresh" },
+        if shared.token.is_some() {
+            r#"<form class="inline" method="post" action="/admin/logout"><button type="submit" id="logout">sign out</button></form>"#
+        } else {
+            ""
+        }
     );
     if let Some(c) = snap.as_ref().map(|s| &s.counters)
         && let Some(e) = &c.disk_error
@@ -419,6 +426,15 @@ pub(super) fn render(shared: &Shared, p: &HashMap<String, String>, csrf: &str, n
     }
     o.push_str("</table></div></section></main></body></html>");
     o
+}
+
+/// The sign-in page (for a browser without a session when `admin.token_file` is set).
+pub(super) fn login(next: &str, failed: bool) -> String {
+    format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>prescale admin: sign in</title><link rel="stylesheet" href="/admin/style.css"></head><body><header><h1>prescale</h1></header><main class="login"><p>This admin page needs the admin token: the contents of the file named by <code>admin.token_file</code>.</p>{}<form method="post" action="/admin/login"><label>Admin token<input type="password" name="token" id="token" autocomplete="current-password" required autofocus></label><input type="hidden" name="next" value="{}"><button type="submit" id="sign-in">Sign in</button></form></main></body></html>"#,
+        if failed { r#"<p class="error" id="login-error">That is not the admin token.</p>"# } else { "" },
+        esc(next)
+    )
 }
 
 #[cfg(test)]

@@ -85,6 +85,7 @@ pub struct RawTls {
 #[serde(default)]
 pub struct RawAdmin {
     pub addr: Option<String>,
+    pub tls: Option<RawTls>,
     pub token_file: Option<String>,
     pub hosts: Option<Vec<String>>,
     pub max_connections: Option<i64>,

@@ -110,9 +110,12 @@ pub enum AccessLog {
     File(PathBuf),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct AdminSettings {
     pub addr: SocketAddr,
+    /// Present when the admin listener speaks HTTPS (`[admin.tls]`); session cookies are then
+    /// `Secure`.
+    pub tls: Option<TlsSettings>,
     /// Bearer token; required when `addr` is not loopback.
     pub token: Option<String>,
     /// Host names the admin answers besides IP literals and `localhost` (DNS rebinding guard).

@@ -126,7 +126,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, Vec<ConfigError
 
 fn listen(c: &mut Check, r: RawListen, base: &Path) -> ListenSettings {
     let addr = c.socket_addr("listen.addr", &r.addr, DEFAULT_LISTEN_ADDR);
-    let tls = r.tls.and_then(|t| tls(c, t, base));
+    let tls = r.tls.and_then(|t| tls(c, t, base, "listen.tls"));
     let max_header_bytes = c.count(
         "listen.max_header_bytes",
         r.max_header_bytes,
@@ -175,13 +175,13 @@ fn listen(c: &mut Check, r: RawListen, base: &Path) -> ListenSettings {
     }
 }
 
-fn tls(c: &mut Check, t: RawTls, base: &Path) -> Option<TlsSettings> {
+fn tls(c: &mut Check, t: RawTls, base: &Path, key_path: &str) -> Option<TlsSettings> {
     let (Some(cert), Some(key)) = (t.cert.as_deref(), t.key.as_deref()) else {
         if t.cert.is_none() {
-            c.err("listen.tls.cert", "missing (PEM certificate chain)");
+            c.err(format!("{key_path}.cert"), "missing (PEM certificate chain)");
         }
         if t.key.is_none() {
-            c.err("listen.tls.key", "missing (PEM private key)");
+            c.err(format!("{key_path}.key"), "missing (PEM private key)");
         }
         return None;
     };
@@ -189,15 +189,15 @@ fn tls(c: &mut Check, t: RawTls, base: &Path) -> Option<TlsSettings> {
     match crate::proxy::tls::server_config(&cert, &key) {
         Ok(server_config) => Some(TlsSettings { cert, key, server_config: Arc::new(server_config) }),
         Err(crate::proxy::tls::TlsError::Cert(msg)) => {
-            c.err("listen.tls.cert", msg);
+            c.err(format!("{key_path}.cert"), msg);
             None
         }
         Err(crate::proxy::tls::TlsError::Key(msg)) => {
-            c.err("listen.tls.key", msg);
+            c.err(format!("{key_path}.key"), msg);
             None
         }
         Err(crate::proxy::tls::TlsError::Config(msg)) => {
-            c.err("listen.tls", msg);
+            c.err(key_path, msg);
             None
         }
     }
@@ -261,8 +261,16 @@ fn admin(c: &mut Check, r: RawAdmin, base: &Path) -> AdminSettings {
             c.err(format!("admin.hosts[{i}]"), format!("{h:?} is not a host name (no port, no scheme)"));
         }
     }
+    // The admin speaks HTTP/1.1 only: offer just that by ALPN.
+    let tls = r.tls.and_then(|t| tls(c, t, base, "admin.tls")).map(|mut t| {
+        let mut sc = (*t.server_config).clone();
+        sc.alpn_protocols = vec![b"http/1.1".to_vec()];
+        t.server_config = Arc::new(sc);
+        t
+    });
     AdminSettings {
         addr,
+        tls,
         token,
         hosts,
         max_connections: c.count(
