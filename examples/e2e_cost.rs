@@ -40,8 +40,14 @@ fn main() -> anyhow::Result<()> {
     for v in hv.list(POOL)? {
         hv.delete(&v.name)?;
     }
-    let spec =
-        CloneSpec { template: "e2e-tpl".into(), name: "cost-1".into(), pool: POOL.into(), port: PORT, host: None };
+    let spec = CloneSpec {
+        template: "e2e-tpl".into(),
+        name: "cost-1".into(),
+        pool: POOL.into(),
+        port: PORT,
+        network: prescale::hypervisor::Network::User,
+        host: None,
+    };
     hv.clone_vm(&spec)?;
     hv.start("cost-1")?;
     let addr: SocketAddr = format!("127.0.0.1:{PORT}").parse()?;

@@ -423,7 +423,9 @@ fn allocator(
                 name: p.name.clone(),
                 hypervisor: match &opts.hypervisor {
                     Some(make) => make(&p.name, &sc),
-                    None => Box::new(crate::hypervisor::libvirt::Libvirt::new(&sc.uris)),
+                    None => {
+                        Box::new(crate::hypervisor::libvirt::Libvirt::new(&sc.uris).with_network(sc.network.clone()))
+                    }
                 },
                 settings: sc,
                 endpoints: s.endpoints.iter().filter(|e| e.pool == p.name).map(|e| e.name.clone()).collect(),

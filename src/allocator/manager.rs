@@ -95,6 +95,9 @@ pub struct LeadStats {
 pub struct PoolStatus {
     pub pool: String,
     pub mode: Mode,
+    /// How its VMs are reached (`{"mode": "user"}` or `{"mode": "bridge", "port": …,
+    /// "sources": […]}`); each VM's `addr` is the forwarded or the discovered address.
+    pub network: crate::hypervisor::Network,
     /// Set while the hypervisor cannot be reached or fails.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub degraded: Option<String>,
@@ -445,6 +448,7 @@ fn status(r: &PoolRun) -> PoolStatus {
     PoolStatus {
         pool: r.p.name.clone(),
         mode: r.p.settings.mode,
+        network: r.p.settings.network.clone(),
         degraded: r.degraded.clone(),
         hosts: r.hosts.clone(),
         vms,
@@ -925,14 +929,21 @@ fn execute(r: &mut PoolRun, pool: Option<&crate::proxy::pool::Pool>, vms: &[VmIn
                             .chain(taken.iter().copied())
                             .collect();
                         let (lo, hi) = r.p.settings.ports;
-                        let port = (lo..=hi)
-                            .find(|p| !used.contains(p) && std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-                            .ok_or("no free port left in ports")?;
+                        let network = r.p.settings.network.clone();
+                        // A forwarded port only for user networking; on a bridge the VM's
+                        // own address is discovered once it runs.
+                        let port = match network {
+                            crate::hypervisor::Network::User => (lo..=hi)
+                                .find(|p| !used.contains(p) && std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+                                .ok_or("no free port left in ports")?,
+                            crate::hypervisor::Network::Bridge { port, .. } => port,
+                        };
                         let spec = CloneSpec {
                             template: r.p.settings.template.clone(),
                             name: name.clone(),
                             pool: r.p.name.clone(),
                             port,
+                            network,
                             host: None,
                         };
                         taken.push(port);

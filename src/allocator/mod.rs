@@ -32,8 +32,10 @@ pub struct ScalingSettings {
     pub policy: Policy,
     pub lead_time: LeadTime,
     pub mode: Mode,
-    /// Range new VMs' forwarded ports are taken from.
+    /// Range new VMs' forwarded ports are taken from (`network = "user"`).
     pub ports: (u16, u16),
+    /// How the pool's VMs are reached: a host port forward, or an address on a network.
+    pub network: crate::hypervisor::Network,
     /// Health check a new VM must pass before it joins the upstream pool.
     pub health_path: String,
     /// Longest wait for in-flight requests of a draining VM.
@@ -73,6 +75,7 @@ impl Default for ScalingSettings {
             lead_time: LeadTime::Auto,
             mode: Mode::DryRun,
             ports: (18000, 18999),
+            network: crate::hypervisor::Network::User,
             health_path: "/".into(),
             drain_timeout: Duration::from_secs(30),
             boot_timeout: Duration::from_secs(300),

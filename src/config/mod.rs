@@ -471,6 +471,42 @@ members = ["127.0.0.1:1", "10.0.0.1"]
         );
     }
 
+    /// Issue 21, section 1: how a pool's VMs are reached.
+    #[test]
+    fn network_modes_are_checked() {
+        use crate::hypervisor::{AddressSource, Network};
+        let base = "[[pool]]\nname = \"p\"\n[pool.scaling]\nuri = \"test:///default\"\ntemplate = \"t\"\n";
+        let net = |extra: &str| {
+            parse(&format!("{base}{extra}"), Path::new(".")).map(|s| s.pools[0].scaling.clone().unwrap().network)
+        };
+        assert_eq!(net("").unwrap(), Network::User);
+        assert_eq!(
+            net("network = \"bridge\"\n").unwrap(),
+            Network::Bridge { port: 80, sources: vec![AddressSource::Lease, AddressSource::Agent, AddressSource::Arp] }
+        );
+        assert_eq!(
+            net("network = \"bridge\"\nport = 8080\naddress_sources = [\"arp\"]\n").unwrap(),
+            Network::Bridge { port: 8080, sources: vec![AddressSource::Arp] }
+        );
+        let errs = errors(&format!(
+            "{base}network = \"bridge\"\nports = [18000, 18010]\naddress_sources = [\"dns\", \"arp\", \"arp\"]\nport = 0\n"
+        ));
+        assert_eq!(
+            errs,
+            vec![
+                "line 7: pool[0].scaling.ports: only with network = \"user\" (on a bridge the VM's own address and `port` are used)",
+                "line 8: pool[0].scaling.address_sources[0]: \"dns\" is not one of \"lease\", \"agent\", \"arp\"",
+                "line 8: pool[0].scaling.address_sources[2]: \"arp\" is listed twice",
+                "line 9: pool[0].scaling.port: 0 is out of range (1..=65535)",
+            ]
+        );
+        let errs = errors(&format!("{base}network = \"nat\"\nport = 80\n"));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].contains("\"nat\" is not one of \"user\""), "{errs:?}");
+        let errs = errors(&format!("{base}port = 80\n"));
+        assert!(errs[0].contains("port: only with network = \"bridge\""), "{errs:?}");
+    }
+
     #[test]
     fn forecast_keys_are_checked() {
         let errs = errors(

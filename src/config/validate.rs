@@ -670,6 +670,7 @@ fn scaling(
     };
     let vcpus = pair("vcpus", r.vcpus, 1, 1024, (d.policy.vcpus.0 as u64, d.policy.vcpus.1 as u64));
     let memory = pair("memory_mib", r.memory_mib, 16, 16 << 20, d.policy.memory_mib);
+    let ports_given = r.ports.is_some();
     let ports = pair("ports", r.ports, 1, 65535, (d.ports.0 as u64, d.ports.1 as u64));
     let mut frac = |key: &str, v: Option<f64>, lo: f64, hi: f64, def: f64| match v {
         Some(x) if !(x.is_finite() && lo < x && x <= hi) => {
@@ -753,12 +754,61 @@ fn scaling(
     if !(vcpus.0..=vcpus.1).contains(&(policy.launch_vcpus as u64)) {
         c.err(k("launch_vcpus"), format!("{} is outside vcpus [{}, {}]", policy.launch_vcpus, vcpus.0, vcpus.1));
     }
+    use crate::hypervisor::{AddressSource, Network};
+    let network = match r.network.as_deref() {
+        None | Some("user") => {
+            for (key, given) in [("port", r.port.is_some()), ("address_sources", r.address_sources.is_some())] {
+                if given {
+                    c.err(k(key), "only with network = \"bridge\" (user networking uses ports)");
+                }
+            }
+            Network::User
+        }
+        Some("bridge") => {
+            if ports_given {
+                c.err(
+                    k("ports"),
+                    "only with network = \"user\" (on a bridge the VM's own address and `port` are used)",
+                );
+            }
+            let port = c.count(&k("port"), r.port, 1, 65_535, 80) as u16;
+            let mut sources = Vec::new();
+            for (i, s) in r
+                .address_sources
+                .clone()
+                .unwrap_or_else(|| vec!["lease".into(), "agent".into(), "arp".into()])
+                .iter()
+                .enumerate()
+            {
+                match AddressSource::ALL.iter().find(|a| a.name() == s) {
+                    Some(a) if !sources.contains(a) => sources.push(*a),
+                    Some(_) => c.err(format!("{}[{i}]", k("address_sources")), format!("{s:?} is listed twice")),
+                    None => c.err(
+                        format!("{}[{i}]", k("address_sources")),
+                        format!("{s:?} is not one of \"lease\", \"agent\", \"arp\""),
+                    ),
+                }
+            }
+            if sources.is_empty() && c.errors.iter().all(|e| !e.path.starts_with(&k("address_sources"))) {
+                c.err(k("address_sources"), "must list at least one of \"lease\", \"agent\", \"arp\"");
+            }
+            Network::Bridge { port, sources }
+        }
+        Some(n) => {
+            c.err(
+                k("network"),
+                format!("{n:?} is not one of \"user\" (a host port forward), \"bridge\" (an address on a network)"),
+            );
+            Network::User
+        }
+    };
     ScalingSettings {
         uris,
         template,
         policy,
         lead_time,
         mode,
+        network,
         ports: (ports.0 as u16, ports.1 as u16),
         health_path,
         drain_timeout: c.duration(&k("drain_timeout"), &r.drain_timeout, d.drain_timeout),

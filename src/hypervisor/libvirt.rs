@@ -31,6 +31,10 @@ struct Host {
 
 pub struct Libvirt {
     hosts: Vec<Host>,
+    network: super::Network,
+    /// Addresses discovered on a network, by VM name and the domain id they were found for
+    /// (a restarted domain gets a new id, and may get a new lease).
+    discovered: std::collections::HashMap<String, (u32, String)>,
 }
 
 fn lv(e: virt::error::Error) -> HvError {
@@ -55,7 +59,15 @@ impl Libvirt {
                     last_error: None,
                 })
                 .collect(),
+            network: super::Network::User,
+            discovered: std::collections::HashMap::new(),
         }
+    }
+
+    /// How the pool's VMs are reached (user networking unless told otherwise).
+    pub fn with_network(mut self, network: super::Network) -> Self {
+        self.network = network;
+        self
     }
 
     /// Runs `f` on host `i`'s connection, opening it if due; a panic inside abandons it.
@@ -166,6 +178,48 @@ fn info(uri: &str, d: &Domain, m: &str) -> HvResult<VmInfo> {
         created_at: attr(m, "created").and_then(|c| c.parse().ok()).unwrap_or(0),
         cpu_time_ns: i.cpu_time,
     })
+}
+
+/// A running VM's address on its network: the first IPv4 address (not loopback or link-local)
+/// that one of `sources` reports, in their order, with the pool's port. Remembered per domain
+/// id; `None` until the guest has one (DHCP takes seconds after boot).
+fn discover(
+    d: &Domain,
+    name: &str,
+    sources: &[super::AddressSource],
+    port: u16,
+    cache: &mut std::collections::HashMap<String, (u32, String)>,
+) -> Option<String> {
+    let id = d.id().unwrap_or(0);
+    if let Some((cached_id, addr)) = cache.get(name)
+        && *cached_id == id
+    {
+        return Some(addr.clone());
+    }
+    for s in sources {
+        let src = match s {
+            super::AddressSource::Lease => sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
+            super::AddressSource::Agent => sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
+            super::AddressSource::Arp => sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP,
+        };
+        // A source that does not apply (no agent, no lease) is an error here: try the next.
+        let Ok(ifaces) = catch_unwind(AssertUnwindSafe(|| d.interface_addresses(src, 0))) else { continue };
+        let Ok(ifaces) = ifaces else { continue };
+        let ip = ifaces
+            .iter()
+            .filter(|i| i.name != "lo")
+            .flat_map(|i| i.addrs.iter())
+            .filter(|a| a.typed == sys::VIR_IP_ADDR_TYPE_IPV4 as i64)
+            .filter_map(|a| a.addr.parse::<std::net::Ipv4Addr>().ok())
+            .find(|ip| !ip.is_loopback() && !ip.is_link_local() && !ip.is_unspecified());
+        if let Some(ip) = ip {
+            let addr = format!("{ip}:{port}");
+            tracing::info!(vm = name, source = s.name(), %addr, "VM address discovered");
+            cache.insert(name.to_string(), (id, addr.clone()));
+            return Some(addr);
+        }
+    }
+    None
 }
 
 /// Every domain's stats on one connection: `virConnectGetAllDomainStats` (state, CPU, balloon,
@@ -283,13 +337,26 @@ pub(crate) fn clone_xml(
         // A qcow2 overlay needs the driver type to say so.
         xml = xml.replace("type='raw'", "type='qcow2'").replace("type=\"raw\"", "type=\"qcow2\"");
     }
-    // qemu user networking: the clone's own forwarded port.
-    if let Some(i) = xml.find("hostfwd=tcp:127.0.0.1:") {
-        let p = i + "hostfwd=tcp:127.0.0.1:".len();
-        let e = p + xml[p..].find('-').ok_or_else(|| bad("broken hostfwd"))?;
-        xml.replace_range(p..e, &spec.port.to_string());
-    }
-    let addr = format!("127.0.0.1:{}", spec.port);
+    let addr = match spec.network {
+        // qemu user networking: the clone's own forwarded port.
+        // (A template without a forward is taken as reachable there by other means, e.g. a
+        // test driver's stand-in listening on that port.)
+        super::Network::User => {
+            if let Some(i) = xml.find("hostfwd=tcp:127.0.0.1:") {
+                let p = i + "hostfwd=tcp:127.0.0.1:".len();
+                let e = p + xml[p..].find('-').ok_or_else(|| bad("broken hostfwd"))?;
+                xml.replace_range(p..e, &spec.port.to_string());
+            }
+            format!("127.0.0.1:{}", spec.port)
+        }
+        // On a network the address comes from DHCP: discovered once the VM runs.
+        super::Network::Bridge { .. } => {
+            if !xml.contains("<interface") {
+                return Err(bad("network = \"bridge\" needs an <interface> in the template"));
+            }
+            String::new()
+        }
+    };
     let m = metadata_xml(&spec.pool, &addr, &spec.template, overlays.first().map(|o| o.1.as_str()), created);
     xml = if let Some(i) = xml.find("</metadata>") {
         format!("{}{}{}", &xml[..i], m, &xml[i..])
@@ -320,15 +387,26 @@ impl Hypervisor for Libvirt {
         let mut errors = Vec::new();
         for i in 0..self.hosts.len() {
             let uri = self.hosts[i].uri.clone();
+            let network = self.network.clone();
+            let mut found = std::mem::take(&mut self.discovered);
+            let discovered = &mut found;
             let r = self.on(i, |c| {
                 let mut v = Vec::new();
                 for d in c.list_all_domains(0).map_err(lv)? {
                     if let Some(m) = meta(&d).filter(|m| attr(m, "pool").as_deref() == Some(pool)) {
-                        v.push(info(&uri, &d, &m)?);
+                        let mut vm = info(&uri, &d, &m)?;
+                        if let super::Network::Bridge { port, sources } = &network
+                            && vm.addr.is_none()
+                            && vm.state == VmState::Running
+                        {
+                            vm.addr = discover(&d, &vm.name, sources, *port, discovered);
+                        }
+                        v.push(vm);
                     }
                 }
                 Ok(v)
             });
+            self.discovered = found;
             match r {
                 Ok(v) => out.extend(v),
                 Err(e) => errors.push(e),
@@ -533,8 +611,14 @@ mod tests {
     #[test]
     fn clone_xml_renames_and_rewires() {
         let t = "<domain type='qemu'>\n  <name>tpl</name>\n  <uuid>1234</uuid>\n  <devices>\n    <disk type='file'><driver name='qemu' type='qcow2'/><source file='/img/base.qcow2'/></disk>\n    <interface type='user'><mac address='52:54:00:00:00:01'/></interface>\n  </devices>\n  <qemu:commandline><qemu:arg value='user,id=n0,hostfwd=tcp:127.0.0.1:8000-:80'/></qemu:commandline>\n</domain>";
-        let spec =
-            CloneSpec { template: "tpl".into(), name: "api-3".into(), pool: "api".into(), port: 8013, host: None };
+        let spec = CloneSpec {
+            template: "tpl".into(),
+            name: "api-3".into(),
+            pool: "api".into(),
+            port: 8013,
+            network: crate::hypervisor::Network::User,
+            host: None,
+        };
         let (x, ov) = clone_xml(t, &spec, 42).unwrap();
         assert!(x.contains("<name>api-3</name>"), "{x}");
         assert!(!x.contains("<uuid>") && !x.contains("<mac"), "{x}");
@@ -544,5 +628,26 @@ mod tests {
         assert!(x.contains(METADATA_NS) && x.contains(r#"pool="api""#) && x.contains(r#"addr="127.0.0.1:8013""#));
         assert!(x.contains(r#"created="42""#));
         assert!(clone_xml("<domain></domain>", &spec, 0).is_err());
+    }
+
+    /// On a network: the template's MAC goes (libvirt makes a new one), the forward is not
+    /// touched, and the metadata holds no address (it is discovered once the VM runs).
+    #[test]
+    fn clone_xml_on_a_network() {
+        let t = "<domain type='qemu'>\n  <name>tpl</name>\n  <devices>\n    <interface type='network'><mac address='52:54:00:00:00:01'/><source network='lab'/></interface>\n  </devices>\n</domain>";
+        let spec = CloneSpec {
+            template: "tpl".into(),
+            name: "api-4".into(),
+            pool: "api".into(),
+            port: 80,
+            network: crate::hypervisor::Network::Bridge {
+                port: 80,
+                sources: vec![crate::hypervisor::AddressSource::Lease],
+            },
+            host: None,
+        };
+        let (x, _) = clone_xml(t, &spec, 42).unwrap();
+        assert!(!x.contains("<mac") && x.contains("<source network='lab'/>"), "{x}");
+        assert!(x.contains("addr=\"\""), "{x}");
     }
 }

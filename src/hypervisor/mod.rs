@@ -61,6 +61,45 @@ pub struct HostInfo {
     pub error: Option<String>,
 }
 
+/// How a pool's VMs are reached (`[pool.scaling] network`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum Network {
+    /// qemu user networking with a host port forward (`hostfwd=tcp:127.0.0.1:PORT-:…` in the
+    /// template's `<qemu:commandline>`): each clone gets its own PORT from `ports` and is
+    /// reached at `127.0.0.1:PORT`. For the demo and single-host set-ups.
+    #[default]
+    User,
+    /// A bridge or libvirt network: each clone keeps the template's interfaces with a new MAC,
+    /// gets its address from the network (DHCP), and prescale discovers it through libvirt
+    /// (`virDomainInterfaceAddresses`, trying `sources` in order); the VM is `ADDRESS:port`.
+    Bridge { port: u16, sources: Vec<AddressSource> },
+}
+
+/// Where libvirt looks for a guest's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AddressSource {
+    /// The DHCP leases of a libvirt-managed network (dnsmasq).
+    Lease,
+    /// The qemu guest agent inside the VM.
+    Agent,
+    /// The host's ARP table (bridges libvirt does not manage).
+    Arp,
+}
+
+impl AddressSource {
+    pub const ALL: [AddressSource; 3] = [AddressSource::Lease, AddressSource::Agent, AddressSource::Arp];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Lease => "lease",
+            Self::Agent => "agent",
+            Self::Arp => "arp",
+        }
+    }
+}
+
 /// What to create.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CloneSpec {
@@ -68,8 +107,9 @@ pub struct CloneSpec {
     pub name: String,
     pub pool: String,
     /// Port of the new VM's upstream address (`127.0.0.1:port`), written into its qemu
-    /// user-networking forward where the template has one.
+    /// user-networking forward where the template has one (unused on a bridge).
     pub port: u16,
+    pub network: Network,
     /// Host to create it on; `None`: the one with the most free memory.
     pub host: Option<String>,
 }
