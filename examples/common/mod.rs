@@ -1,4 +1,6 @@
 //! Helpers shared by the end-to-end examples (not an example itself: a folder without main.rs).
+// Each example uses a part of these helpers.
+#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
