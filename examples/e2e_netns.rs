@@ -73,7 +73,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let result = check(&pools, &addrs, proxy, admin, t);
-    println!("{}", serde_json::to_string_pretty(&pools["network"]).unwrap_or_default());
+    println!("pool network: {}", pools[0]["network"]);
     rt.block_on(app.stop());
     for v in hv.list(POOL).unwrap_or_default() {
         let _ = hv.delete(&v.name);
@@ -101,7 +101,8 @@ fn check(
     for a in addrs {
         let (status, body) = http_get(a.parse()?, "/addr").ok_or_else(|| anyhow::anyhow!("{a} does not answer"))?;
         let ip = a.trim_end_matches(":80");
-        anyhow::ensure!(status == 200 && body.starts_with(&format!("{ip}/")), "{a} says {status} {body:?}");
+        anyhow::ensure!(status == 200 && body.trim() == ip, "{a} says {status} {body:?}");
+        println!("t={:.1} s  {a} says its address is {}", t(), body.trim());
     }
     let mut ok = 0;
     for _ in 0..200 {
