@@ -60,11 +60,13 @@ enum Command {
     /// Score forecast models on a `timestamp,value` trace with the project's rolling-origin
     /// protocol (origins hourly over the last 48 h, horizons 5 and 60 min).
     Backtest {
+        /// The trace: a `timestamp,value` CSV at a regular step (epoch seconds, values per step)
         #[arg(long)]
         input: PathBuf,
         /// auto, hw, hw_mul, dshw, arima, prophet, snaive, holt, naive, or all
         #[arg(long, default_value = "all")]
         model: String,
+        /// Print the scores as one JSON object instead of a table
         #[arg(long)]
         json: bool,
     },
@@ -87,6 +89,7 @@ enum Command {
         /// A TOML file with a `[simulate]` table overriding the defaults
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Print the report as one JSON object instead of a table
         #[arg(long)]
         json: bool,
         /// Write a chart of the replay
@@ -364,6 +367,15 @@ fn simulate(
         }
         _ => anyhow::bail!("give --trace FILE, or --from-history DATA_DIR with --endpoint NAME"),
     };
+    // Forecasts learn a daily pattern from at least two days: on less, their errors say more
+    // about the trace's length than about the models.
+    let span_h = series.values.len() as f64 * series.step_s as f64 / 3600.0;
+    if span_h < 48.0 {
+        eprintln!(
+            "warning: the trace covers {span_h:.1} h; forecasts need two days to learn a daily pattern, so on this \
+             trace expect forecast errors (MASE) well above 1 and the predictive policies to do little better than reactive"
+        );
+    }
     let policies: Vec<&str> = if policy == "all" { simulate::POLICIES.to_vec() } else { policy.split(',').collect() };
     let tty = std::io::stderr().is_terminal();
     let started = std::time::Instant::now();

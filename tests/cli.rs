@@ -284,6 +284,14 @@ fn simulate_replays_a_trace_and_what_prescale_recorded() {
     }
     let trace = dir.path().join("t.csv");
     std::fs::write(&trace, &csv).unwrap();
+    // Regression (issue 21, section 5): a one-day trace printed MASE 17–20 without a word.
+    let one_day: String = csv.lines().take(1 + 1440).map(|l| format!("{l}\n")).collect();
+    let short = dir.path().join("short.csv");
+    std::fs::write(&short, one_day).unwrap();
+    let out = bin().args(["simulate", "--policy", "reactive", "--trace"]).arg(&short).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("warning: the trace covers 24.0 h"), "{err}");
     let svg = dir.path().join("t.svg");
     let out = bin().args(["simulate", "--json", "--trace"]).arg(&trace).arg("--svg").arg(&svg).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
