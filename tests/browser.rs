@@ -116,6 +116,10 @@ async fn the_admin_page_renders_charts_tables_and_escapes_recorded_strings() {
     assert!(dom.contains("/api/%3Cscript%3Ealert(1)%3C/script%3E"), "the recorded path is shown as sent");
     assert!(dom.contains("q=%3Cscript%3Ex%3C/script%3E&amp;a='b'"), "the recorded query is shown as text");
     assert!(!dom.contains("<script"), "a script element made it into the page");
+    // Regression (issue 21, section 5): ?endpoint=nope was silently ignored.
+    let nope = get(&c, &admin_url(&app, "/admin?refresh=0&endpoint=nope")).await;
+    let body = String::from_utf8_lossy(&nope.body);
+    assert!(body.contains(r#"id="no-endpoint""#) && body.contains("No endpoint named “nope”"), "{body}");
     // Strict CSP on the page.
     let g = get(&c, &page).await;
     let csp = g.header("content-security-policy").unwrap().to_string();

@@ -232,6 +232,15 @@ pub(super) fn render(shared: &Shared, p: &HashMap<String, String>, csrf: &str, n
         let mut eps: Vec<_> = snap.endpoints.iter().filter(|e| filter_ep.is_none_or(|f| **f == *e.name)).collect();
         eps.sort_by(|a, b| b.calls_total.cmp(&a.calls_total).then(a.name.cmp(&b.name)));
         let shown = eps.len().min(if filter_ep.is_some() { 1 } else { 60 });
+        if let Some(f) = filter_ep
+            && eps.is_empty()
+        {
+            let _ = write!(
+                o,
+                r#"<p class="error" id="no-endpoint">No endpoint named “{}”. <a href="/admin?refresh=0">Show all endpoints</a></p>"#,
+                esc(f)
+            );
+        }
         for e in &eps[..shown] {
             let pts = e.tiers.iter().find(|t| t.step_s == 60).map_or(Vec::new(), |t| t.points(now - 86_400, now, 60));
             let f = forecasts.as_ref().and_then(|fs| fs.endpoints.get(&*e.name).cloned());
@@ -371,7 +380,7 @@ pub(super) fn render(shared: &Shared, p: &HashMap<String, String>, csrf: &str, n
     o.push_str(r#"<section id="decisions"><h2>Scaling decisions</h2><div class="scroll"><table><tr><th>when</th><th>pool</th><th>mode</th><th>action</th><th>reason</th><th>outcome</th></tr>"#);
     if let Some(a) = &alloc {
         for d in a.decisions.iter().take(50) {
-            let action = d.action.as_ref().map_or("–".to_string(), |a| serde_json::to_string(a).unwrap_or_default());
+            let action = d.action.as_ref().map_or("hold".to_string(), |a| a.to_string());
             let _ = write!(
                 o,
                 r#"<tr class="decision"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td></tr>"#,

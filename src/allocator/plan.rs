@@ -119,6 +119,28 @@ pub enum Action {
     Migrate { vm: String, from: String, to: String },
 }
 
+impl std::fmt::Display for Action {
+    /// The action in words, as the admin page shows it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::SetVcpus { vm, from, to } => write!(f, "{vm}: vCPUs {from} → {to}"),
+            Self::SetMemory { vm, from_mib, to_mib } => write!(f, "{vm}: memory {from_mib} → {to_mib} MiB"),
+            Self::Resume { vm } => write!(f, "resume {vm}"),
+            Self::Launch { count, vcpus } => {
+                write!(f, "launch {count} VM{} of {vcpus} vCPU{}", plural(*count as u64), plural(*vcpus as u64))
+            }
+            Self::Drain { vm } => write!(f, "drain {vm}"),
+            Self::Stop { vm } => write!(f, "stop {vm}"),
+            Self::SetWeight { vm, weight } => write!(f, "{vm}: weight {weight}"),
+            Self::Migrate { vm, from, to } => write!(f, "migrate {vm} from {from} to {to}"),
+        }
+    }
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
 /// The arithmetic behind a decision, for the log.
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct Inputs {
@@ -382,6 +404,14 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (issue 21, section 5): the page showed actions as raw JSON.
+    #[test]
+    fn actions_read_as_words() {
+        assert_eq!(Action::Launch { count: 2, vcpus: 1 }.to_string(), "launch 2 VMs of 1 vCPU");
+        assert_eq!(Action::SetVcpus { vm: "a-1".into(), from: 1, to: 2 }.to_string(), "a-1: vCPUs 1 → 2");
+        assert_eq!(Action::Stop { vm: "a-2".into() }.to_string(), "stop a-2");
+    }
 
     fn policy() -> Policy {
         Policy {
