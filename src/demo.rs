@@ -7,9 +7,12 @@
 //!   VMs on **libvirt's built-in test driver**, each running domain backed by an in-process
 //!   HTTP server whose capacity is real — `capacity_per_vcpu` requests at a time per vCPU, each
 //!   holding its slot for `work_ms`, so an overloaded VM queues and slows down;
-//! - replays the next day through the proxy with a built-in load generator following the same
-//!   pattern, so the forecast, its bands and scale-ups ahead of the peaks show on `/admin`
-//!   within a minute; prints the admin URL and a one-line status every second.
+//! - starts the virtual day at 06:00 UTC of the latest weekday (the seeded history ends there),
+//!   holds the clock until the first VMs answer, then replays the day through the proxy with a
+//!   built-in load generator following the same pattern (or the trace), so the morning ramp,
+//!   scale-outs ahead of the 14:00 peak and scale-ins after it come within a few minutes;
+//!   prints the admin URL, every scaling step on its own line, and on a terminal a one-line
+//!   status every second.
 //!
 //! The VMs are simulated: nothing boots. Pointing prescale at real libvirt is a matter of the
 //! `[pool.scaling]` section of `proxy.toml` (see the README).
@@ -36,24 +39,54 @@ use crate::config::{self, ConfigError, Settings};
 use crate::hypervisor::libvirt::Libvirt;
 use crate::hypervisor::{CloneSpec, HostInfo, HvResult, Hypervisor, VmInfo, stats::DomainStats};
 
-/// A clock running `speed` times faster than the real one from `origin_us` on.
+/// A clock running `speed` times faster than the real one from `origin_us` on. It stands at
+/// `origin_us` until [`ScaledClock::start`] (the demo starts it when its first VMs answer, so
+/// the seeded history runs straight into live traffic with no minutes of zeros between).
 #[derive(Debug)]
 pub struct ScaledClock {
     origin_us: u64,
-    real_origin: std::time::Instant,
+    real_origin: std::sync::OnceLock<std::time::Instant>,
     speed: f64,
 }
 
 impl ScaledClock {
+    /// A clock already running.
     pub fn new(origin_us: u64, speed: f64) -> Self {
-        Self { origin_us, real_origin: std::time::Instant::now(), speed }
+        let c = Self::paused(origin_us, speed);
+        c.start();
+        c
+    }
+
+    /// A clock standing at `origin_us` until started.
+    pub fn paused(origin_us: u64, speed: f64) -> Self {
+        Self { origin_us, real_origin: std::sync::OnceLock::new(), speed }
+    }
+
+    pub fn start(&self) {
+        let _ = self.real_origin.set(std::time::Instant::now());
     }
 }
 
 impl Clock for ScaledClock {
     fn now_us(&self) -> u64 {
-        self.origin_us + (self.real_origin.elapsed().as_secs_f64() * 1e6 * self.speed) as u64
+        let elapsed = self.real_origin.get().map_or(0.0, |o| o.elapsed().as_secs_f64());
+        self.origin_us + (elapsed * 1e6 * self.speed) as u64
     }
+}
+
+/// Where the demo's virtual day starts: 06:00 UTC of the latest weekday at or before `now_s`,
+/// an hour before the morning ramp, so a run of a few minutes shows the scale-out before the
+/// afternoon peak and the scale-in after it.
+pub fn virtual_start(now_s: u64) -> u64 {
+    let mut day = now_s / 86_400;
+    if now_s % 86_400 < 6 * 3600 {
+        day -= 1;
+    }
+    // 1970-01-01 was a Thursday: (day + 4) % 7 is 5 on Saturdays and 6 on Sundays.
+    while (day + 4) % 7 >= 5 {
+        day -= 1;
+    }
+    day * 86_400 + 6 * 3600
 }
 
 /// Demo settings (command-line flags).
@@ -484,9 +517,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let settings = config::parse(&text, &dir).map_err(|errs: Vec<ConfigError>| {
         anyhow::anyhow!(errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
     })?;
-    let now_s = crate::clock::now_us() / 1_000_000;
+    let now_s = virtual_start(crate::clock::now_us() / 1_000_000);
     let replay = seed(&dir.join("data"), &settings, now_s, opts.trace.as_deref()).context("seeding the history")?;
-    let clock = Arc::new(ScaledClock::new(now_s * 1_000_000, opts.speed));
+    // Stands at 06:00 while the first VMs boot; starts with the load.
+    let clock = Arc::new(ScaledClock::paused(now_s * 1_000_000, opts.speed));
     let boot = Duration::from_secs_f64((150.0 / opts.speed).max(0.2)); // 150 s of virtual boot
     let uri = format!("test://{}", dir.join("node.xml").display());
     let speed = opts.speed;
@@ -503,7 +537,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     .await?;
     let (p, a) = (app.proxy_addr, app.admin_addr);
     println!(
-        "prescale demo: a week of history seeded; replaying the next day at ×{} (a day in {:.0} min)",
+        "prescale demo: a week of history seeded up to {} 06:00 UTC; replaying the day from there at ×{} (a day in {:.0} min)",
+        weekday_name(now_s),
         opts.speed,
         86_400.0 / opts.speed / 60.0
     );
@@ -529,10 +564,13 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     if tokio::time::timeout(Duration::from_secs(30), ready).await.is_err() {
         anyhow::bail!("the demo's pools did not become ready in 30 s");
     }
+    // The day starts now: history up to 06:00, live traffic from 06:00 on.
+    clock.start();
     let stop = CancellationToken::new();
     let stats = Arc::new(LoadStats::default());
-    let load = tokio::spawn(load(p, clock.clone(), replay, stats.clone(), stop.clone()));
-    let status = tokio::spawn(status_line(a, clock.clone(), stats.clone(), stop.clone()));
+    let replay = Arc::new(replay);
+    let load = tokio::spawn(load(p, clock.clone(), replay.clone(), stats.clone(), stop.clone()));
+    let status = tokio::spawn(status_line(a, clock.clone(), replay, stats.clone(), stop.clone()));
     let started = std::time::Instant::now();
     let r = tokio::select! {
         r = signalled() => r,
@@ -592,10 +630,26 @@ pub struct LoadStats {
 
 /// The load generator: every 100 ms (real), the calls the pattern (or the replayed trace) asks
 /// for in the virtual time that passed, open-loop, at most 2,000 in flight.
+/// Calls per minute the demo sends to `ep` at virtual second `t`: the generated pattern, or for
+/// `orders` with `--trace` the trace a week earlier at the same minute (the replayed "next day").
+fn demo_rate(replay: &Option<Vec<(u64, f64)>>, ep: &str, t: u64) -> f64 {
+    match (replay, ep) {
+        (Some(r), "orders") => {
+            let i = r.partition_point(|x| x.0 + 7 * 86_400 <= t);
+            r.get(i.saturating_sub(1)).map_or(0.0, |x| x.1)
+        }
+        _ => pattern(ep, t),
+    }
+}
+
+fn weekday_name(t: u64) -> &'static str {
+    ["Thursday", "Friday", "Saturday", "Sunday", "Monday", "Tuesday", "Wednesday"][((t / 86_400) % 7) as usize]
+}
+
 async fn load(
     proxy: SocketAddr,
     clock: Arc<ScaledClock>,
-    replay: Option<Vec<(u64, f64)>>,
+    replay: Arc<Option<Vec<(u64, f64)>>>,
     stats: Arc<LoadStats>,
     stop: CancellationToken,
 ) {
@@ -605,16 +659,7 @@ async fn load(
     let mut owed: HashMap<&str, f64> = HashMap::new();
     let mut last = clock.now_us();
     let mut n = 0u64;
-    let rate = |ep: &str, t: u64| -> f64 {
-        match (&replay, ep) {
-            // The trace a week earlier, same minute: the replayed "next day".
-            (Some(r), "orders") => {
-                let i = r.partition_point(|x| x.0 + 7 * 86_400 <= t);
-                r.get(i.saturating_sub(1)).map_or(0.0, |x| x.1)
-            }
-            _ => pattern(ep, t),
-        }
-    };
+    let rate = |ep: &str, t: u64| demo_rate(&replay, ep, t);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {
@@ -667,7 +712,16 @@ async fn load(
 }
 
 /// One status line a second: virtual time, orders' rate vs forecast, VMs, requests.
-async fn status_line(admin: SocketAddr, clock: Arc<ScaledClock>, stats: Arc<LoadStats>, stop: CancellationToken) {
+async fn status_line(
+    admin: SocketAddr,
+    clock: Arc<ScaledClock>,
+    replay: Arc<Option<Vec<(u64, f64)>>>,
+    stats: Arc<LoadStats>,
+    stop: CancellationToken,
+) {
+    use std::io::IsTerminal;
+    let tty = std::io::stderr().is_terminal();
+    let mut printed_decisions = 0u64;
     let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<Bytes>> =
         hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
     let get = |path: &str| {
@@ -698,12 +752,44 @@ async fn status_line(admin: SocketAddr, clock: Arc<ScaledClock>, stats: Arc<Load
         let vms = pool.as_ref().and_then(|p| p["vms"].as_array().cloned()).unwrap_or_default();
         let vcpus: u64 = vms.iter().filter_map(|v| v["vcpus"].as_u64()).sum();
         let (n, lat) = (stats.lat_n.swap(0, Relaxed), stats.lat_us.swap(0, Relaxed));
+        // Every scaling action once, on its own line, with the virtual time it was taken.
+        if let Some(ds) = get("/admin/api/decisions?pool=orders&limit=50").await.and_then(|d| d.as_array().cloned()) {
+            let mut new: Vec<&serde_json::Value> = ds
+                .iter()
+                .filter(|d| d["t"].as_u64().is_some_and(|dt| dt > printed_decisions) && !d["action"].is_null())
+                .collect();
+            new.reverse();
+            for d in new {
+                let dt = d["t"].as_u64().unwrap_or(0);
+                printed_decisions = printed_decisions.max(dt);
+                let what = match d["action"]["kind"].as_str() {
+                    Some("launch" | "resume") => "scale-out",
+                    Some("set_vcpus") if d["action"]["to"].as_u64() > d["action"]["from"].as_u64() => "scale-up",
+                    Some("set_vcpus") => "scale-down",
+                    Some("drain" | "stop") => "scale-in",
+                    // Memory and weight follow the vCPUs: not part of the story.
+                    _ => continue,
+                };
+                let clear = if tty { "\r\x1b[K" } else { "" };
+                eprintln!(
+                    "{clear}{:02}:{:02} UTC  {what}: {} — {}",
+                    dt % 86_400 / 3600,
+                    dt % 3600 / 60,
+                    action_words(&d["action"]),
+                    d["reason"].as_str().unwrap_or("")
+                );
+            }
+        }
+        if !tty {
+            // A pipe gets the decisions only (no carriage-return status line).
+            continue;
+        }
         eprint!(
-            "\r\x1b[Kday {} {:02}:{:02} UTC | orders now {:>4.0}/min, forecast {} ({model}) | VMs {} ({vcpus} vCPUs), capacity {:.0}/min | ok {} failed {} | latency {:.0} ms",
-            (t / 86_400) % 7,
+            "\r\x1b[K{} {:02}:{:02} UTC | orders now {:>4.0}/min, forecast {} ({model}) | VMs {} ({vcpus} vCPUs), capacity {:.0}/min | ok {} failed {} | latency {:.0} ms",
+            &weekday_name(t)[..3],
             t % 86_400 / 3600,
             t % 3600 / 60,
-            pattern("orders", t),
+            demo_rate(&replay, "orders", t),
             fc.map_or("-".into(), |v| format!("{v:.0}/min")),
             vms.len(),
             pool.as_ref().and_then(|p| p["capacity_rps"].as_f64()).unwrap_or(0.0) * 60.0,
@@ -712,4 +798,11 @@ async fn status_line(admin: SocketAddr, clock: Arc<ScaledClock>, stats: Arc<Load
             if n > 0 { lat as f64 / n as f64 / 1000.0 } else { 0.0 }
         );
     }
+}
+
+/// A decision's action (as the API gives it) in words.
+fn action_words(a: &serde_json::Value) -> String {
+    serde_json::from_value::<crate::allocator::plan::Action>(a.clone())
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| a.to_string())
 }

@@ -363,3 +363,49 @@ fn simulate_replays_a_trace_and_what_prescale_recorded() {
         bin().args(["simulate", "--endpoint", "nope", "--from-history"]).arg(dir.path().join("data")).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"api\""), "names what was recorded");
 }
+
+/// Regression (issue 21, section 3): the demo's clock started at the real time of day (a run
+/// at 17:43 began after the peak: no scale-out before it, no scale-in after), and the load
+/// started only once the VMs were up, leaving minutes of recorded zeros between the seeded
+/// history and live traffic. Now the virtual day starts at 06:00 UTC, the clock waits for the
+/// first VMs, and a run of a couple of minutes tells the story: capacity added ahead of the
+/// 14:00 peak, taken away after it, no failed request.
+#[test]
+fn the_demo_scales_out_before_the_peak_and_in_after_it() {
+    let out = bin()
+        .args(["demo", "--seconds", "140", "--speed", "288", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .env("PRESCALE_LOG", "warn")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("seeded up to") && stdout.contains("06:00 UTC"), "{stdout}");
+    // "HH:MM UTC  scale-out: launch 1 VM of 2 vCPUs — forecast upper band …"
+    let events: Vec<(u64, &str, &str)> = stderr
+        .lines()
+        .filter_map(|l| {
+            let (hm, rest) = l.split_once(" UTC  ")?;
+            let (h, m) = hm.split_once(':')?;
+            let (kind, what) = rest.split_once(": ")?;
+            Some((h.parse::<u64>().ok()? * 60 + m.parse::<u64>().ok()?, kind, what))
+        })
+        .collect();
+    let peak = 14 * 60;
+    let ahead = events
+        .iter()
+        .filter(|(t, k, w)| *t < peak && (*k == "scale-out" || *k == "scale-up") && w.contains("forecast upper band"))
+        .count();
+    assert!(ahead >= 1, "capacity added ahead of the peak from the forecast: {events:?}\n{stderr}");
+    assert!(
+        events
+            .iter()
+            .any(|(t, k, w)| *t < peak && *k == "scale-out" && w.starts_with("launch") && w.contains("forecast")),
+        "a VM launched from the forecast before the peak: {events:?}"
+    );
+    assert!(events.iter().any(|(t, k, _)| *t > peak && *k == "scale-in"), "scale-in after the peak: {events:?}");
+    let last = stdout.lines().find(|l| l.starts_with("demo: ")).expect("a summary line");
+    let num = |after: &str| -> u64 { last.split(after).next().unwrap().rsplit(' ').next().unwrap().parse().unwrap() };
+    let (ok, failed) = (num(" requests ok"), num(" failed"));
+    eprintln!("demo: {} events, {ahead} ahead of the peak; {ok} ok, {failed} failed", events.len());
+    assert!(ok > 10_000 && failed * 200 <= ok, "{last}");
+}

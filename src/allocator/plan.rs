@@ -106,7 +106,7 @@ pub struct ForecastInput {
     pub points: Vec<(u64, f64, f64)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Action {
     SetVcpus { vm: String, from: u32, to: u32 },
@@ -117,6 +117,11 @@ pub enum Action {
     Stop { vm: String },
     SetWeight { vm: String, weight: u32 },
     Migrate { vm: String, from: String, to: String },
+}
+
+/// `HH:MM` of an epoch second (UTC).
+fn hhmm(t: u64) -> String {
+    format!("{:02}:{:02}", t % 86_400 / 3600, t % 3600 / 60)
 }
 
 impl std::fmt::Display for Action {
@@ -257,9 +262,13 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
         let why = if reactive {
             format!("measured {:.1} rps exceeds serving capacity {:.1} × {util}", s.measured_rps, serving_cap)
         } else {
+            // Times of day and rounded factors: the reason is read by people (the exact inputs
+            // are in the record's `inputs`).
             format!(
-                "forecast upper band {:.1} rps in [{from}, {to}) × (1 + {}) ÷ {util} = {required:.1} > capacity {capacity:.1}",
+                "forecast upper band {:.1} rps in {}–{} UTC × (1 + {:.2}) ÷ {util} = {required:.1} > capacity {capacity:.1}",
                 forecast_hi.unwrap_or(0.0),
+                hhmm(from),
+                hhmm(to),
                 p.headroom
             )
         };
