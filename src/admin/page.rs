@@ -71,22 +71,40 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 /// A forecast point in calls/min: t, mean, lo80, hi80, lo95, hi95.
 type Fp = (u64, f64, f64, f64, f64, f64);
 
-/// One endpoint's chart: the last 24 h of calls/min, the next hour's forecast with bands,
-/// the forecasts made 15 min ahead (dashed). Width 600 in SVG units, scaled by CSS.
-fn chart(points: &[Point], f: Option<&EndpointForecast>, now: u64) -> String {
-    let (w, h, l, r, top, bottom) = (600.0, 170.0, 34.0, 6.0, 6.0, 18.0);
-    let t0 = now.saturating_sub(86_400);
+/// The two views of an endpoint's chart.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum View {
+    /// The last 24 h (5-minute means) and the next hour.
+    Day,
+    /// The last 2 h (each minute) and the next hour, large enough to read the forecast.
+    NextHour,
+}
+
+/// One endpoint's chart (see [`View`]): calls/min recorded, the forecast's mean with its 80 %
+/// and 95 % bands, the forecasts made 15 min ahead (dashed), and — for a scaled pool — the
+/// pool's capacity now (dashed red). Minutes prescale did not record break the line; they are
+/// not drawn as zeros. Width 600 in SVG units, scaled by CSS.
+fn chart(points: &[Point], f: Option<&EndpointForecast>, now: u64, view: View, capacity: Option<f64>) -> String {
+    let (w, h, l, r, top, bottom) = (600.0, if view == View::Day { 170.0 } else { 140.0 }, 34.0, 6.0, 6.0, 18.0);
+    let (t0, col_s) = match view {
+        View::Day => (now.saturating_sub(86_400), 300),
+        View::NextHour => (now.saturating_sub(7200), 60),
+    };
     let t1 = now + 3600;
     let x = |t: u64| l + (t.saturating_sub(t0)) as f64 / (t1 - t0) as f64 * (w - l - r);
-    // Actuals per 5-minute column (max of the minutes, calls/min), for a light SVG.
-    let mut cols: Vec<(u64, f64)> = Vec::new();
+    // Actuals per column: the mean of the recorded minutes, calls/min (like the forecast).
+    let mut cols: Vec<(u64, f64, u32)> = Vec::new();
     for p in points.iter().filter(|p| !p.missing && p.t >= t0) {
-        let c = p.t - p.t % 300;
+        let c = p.t - p.t % col_s;
         match cols.last_mut() {
-            Some(last) if last.0 == c => last.1 = last.1.max(p.count as f64),
-            _ => cols.push((c, p.count as f64)),
+            Some(last) if last.0 == c => {
+                last.1 += p.count as f64;
+                last.2 += 1;
+            }
+            _ => cols.push((c, p.count as f64, 1)),
         }
     }
+    let cols: Vec<(u64, f64)> = cols.into_iter().map(|(t, sum, n)| (t, sum / n as f64)).collect();
     let fc: Vec<Fp> = f
         .map(|f| {
             f.points
@@ -97,29 +115,56 @@ fn chart(points: &[Point], f: Option<&EndpointForecast>, now: u64) -> String {
         .unwrap_or_default();
     let past: Vec<(u64, f64)> =
         f.map(|f| f.past.iter().filter(|p| p.t >= t0).map(|p| (p.t, p.mean * 60.0)).collect()).unwrap_or_default();
-    let ymax =
-        cols.iter().map(|c| c.1).chain(fc.iter().map(|p| p.5)).chain(past.iter().map(|p| p.1)).fold(1.0f64, f64::max)
-            * 1.08;
+    let highest = cols
+        .iter()
+        .map(|c| c.1)
+        .chain(fc.iter().map(|p| p.5))
+        .chain(past.iter().map(|p| p.1))
+        .chain(capacity)
+        .fold(0.0f64, f64::max);
+    // At least 3 calls/min of axis, so an idle endpoint's grid reads 0, 1, 2, 3, not 1, 1, 0, 0.
+    let ymax = (highest * 1.08).max(3.0);
     let y = |v: f64| top + (h - top - bottom) * (1.0 - v / ymax);
-    let mut s = format!(r#"<svg viewBox="0 0 {w} {h}" role="img" aria-label="calls per minute and forecast">"#);
+    let label = match view {
+        View::Day => "calls per minute over the last day and the next hour's forecast",
+        View::NextHour => "calls per minute over the last two hours and the next hour's forecast",
+    };
+    let mut s = format!(
+        r#"<svg class="{}" viewBox="0 0 {w} {h}" role="img" aria-label="{label}">"#,
+        match view {
+            View::Day => "day",
+            View::NextHour => "next-hour",
+        }
+    );
     for k in 0..=3 {
         let v = ymax / 3.0 * k as f64;
+        let text = if v >= 1000.0 {
+            format!("{:.1}k", v / 1000.0)
+        } else if ymax < 30.0 {
+            format!("{v:.1}")
+        } else {
+            format!("{v:.0}")
+        };
         let _ = write!(
             s,
-            r##"<line x1="{l}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="#eee"/><text x="{}" y="{:.1}" font-size="9" text-anchor="end" fill="#666">{}</text>"##,
+            r##"<line x1="{l}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="#eee"/><text x="{}" y="{:.1}" font-size="9" text-anchor="end" fill="#666">{text}</text>"##,
             w - r,
             l - 3.0,
             y(v) + 3.0,
-            if v >= 1000.0 { format!("{:.1}k", v / 1000.0) } else { format!("{v:.0}") },
             yy = y(v)
         );
     }
-    for hrs in [24u64, 18, 12, 6] {
-        let t = now - hrs * 3600;
+    let ticks: &[(i64, &str)] = match view {
+        View::Day => &[(-86_400, "-24h"), (-64_800, "-18h"), (-43_200, "-12h"), (-21_600, "-6h")],
+        View::NextHour => &[(-7200, "-2h"), (-3600, "-1h"), (3600, "+1h")],
+    };
+    for (dt, name) in ticks {
+        let t = (now as i64 + dt).max(0) as u64;
+        let anchor = if *dt > 0 { "end" } else { "middle" };
         let _ = write!(
             s,
-            r##"<text x="{:.1}" y="{}" font-size="9" fill="#666" text-anchor="middle">-{hrs}h</text>"##,
-            x(t),
+            r##"<text x="{:.1}" y="{}" font-size="9" fill="#666" text-anchor="{anchor}">{name}</text>"##,
+            x(t).max(l + 8.0),
             h - 5.0
         );
     }
@@ -150,20 +195,41 @@ fn chart(points: &[Point], f: Option<&EndpointForecast>, now: u64) -> String {
         let _ = write!(s, r##"<path class="forecast" d="{d}" fill="none" stroke="#1f77b4" stroke-width="1.5"/>"##);
     }
     if !cols.is_empty() {
+        // A new subpath after a gap: unrecorded minutes are not zeros.
         let mut d = String::new();
+        let mut prev: Option<u64> = None;
         for (t, v) in &cols {
-            let _ = write!(d, "{}{:.1},{:.1}", if d.is_empty() { "M" } else { " L" }, x(*t), y(*v));
+            let cmd = if prev.is_some_and(|p| t - p <= col_s) { " L" } else { " M" };
+            let _ = write!(d, "{cmd}{:.1},{:.1}", x(*t), y(*v));
+            prev = Some(*t);
         }
-        let _ = write!(s, r##"<path class="actual" d="{d}" fill="none" stroke="#555" stroke-width="1"/>"##);
+        let _ =
+            write!(s, r##"<path class="actual" d="{}" fill="none" stroke="#555" stroke-width="1"/>"##, d.trim_start());
+    } else {
+        let _ = write!(
+            s,
+            r##"<text class="empty" x="{:.1}" y="{:.1}" font-size="11" fill="#888" text-anchor="middle">no calls recorded in this window</text>"##,
+            (l + w - r) / 2.0,
+            (top + h - bottom) / 2.0
+        );
     }
     if past.len() > 1 {
         let mut d = String::new();
-        for (t, v) in past.iter().step_by(5) {
+        let step = if view == View::Day { 5 } else { 1 };
+        for (t, v) in past.iter().step_by(step) {
             let _ = write!(d, "{}{:.1},{:.1}", if d.is_empty() { "M" } else { " L" }, x(*t), y(*v));
         }
         let _ = write!(
             s,
             r##"<path class="past" d="{d}" fill="none" stroke="#ff7f0e" stroke-width="1" stroke-dasharray="4,3"/>"##
+        );
+    }
+    if let Some(c) = capacity {
+        let _ = write!(
+            s,
+            r##"<line class="capacity" x1="{l}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="#d62728" stroke-width="1" stroke-dasharray="6,3"/>"##,
+            w - r,
+            yy = y(c)
         );
     }
     s.push_str("</svg>");
@@ -227,7 +293,8 @@ pub(super) fn render(shared: &Shared, p: &HashMap<String, String>, csrf: &str, n
 
     // Endpoints.
     let forecasts = shared.forecasts.as_ref().map(|f| f.all());
-    o.push_str(r#"<section id="endpoints"><h2>Endpoints</h2><p class="legend small"><span><i class="sw a"></i>calls/min (5-min max)</span><span><i class="sw f"></i>forecast</span><span><i class="sw b80"></i>80 %</span><span><i class="sw b95"></i>95 %</span><span><i class="sw p"></i>forecast 15 min ahead</span></p><div class="cards">"#);
+    let alloc = shared.allocator.as_ref().map(|a| a.state());
+    o.push_str(r#"<section id="endpoints"><h2>Endpoints</h2><p class="legend small"><span><i class="sw a"></i>calls/min recorded (5-min mean over the day)</span><span><i class="sw f"></i>forecast</span><span><i class="sw b80"></i>80 %</span><span><i class="sw b95"></i>95 %</span><span><i class="sw p"></i>forecast 15 min ahead</span></p><div class="cards">"#);
     if let Some(snap) = &snap {
         let mut eps: Vec<_> = snap.endpoints.iter().filter(|e| filter_ep.is_none_or(|f| **f == *e.name)).collect();
         eps.sort_by(|a, b| b.calls_total.cmp(&a.calls_total).then(a.name.cmp(&b.name)));
@@ -250,13 +317,25 @@ pub(super) fn render(shared: &Shared, p: &HashMap<String, String>, csrf: &str, n
                     .map_or_else(|| format!("{} ({})", f.model, f.fit_reason), |n| format!("no forecast: {n}"))
             });
             let next = f.as_ref().and_then(|f| f.points.first()).map(|p| p.rate * 60.0);
+            // The capacity of the endpoint's pool, when it scales (shared by the pool's endpoints).
+            let route_pool =
+                shared.proxy.table().router.routes().iter().find(|r| *r.name == *e.name).map(|r| r.pool.name.clone());
+            let capacity = alloc.as_ref().and_then(|a| {
+                a.pools.iter().find(|p| Some(&p.pool) == route_pool.as_ref()).map(|p| p.capacity_rps * 60.0)
+            });
             let _ = write!(
                 o,
-                r#"<div class="card endpoint" data-endpoint="{n}"><h3><span>{n}</span><span class="muted small">{} calls · model {} · next min {} calls</span></h3>{}"#,
+                r#"<div class="card endpoint" data-endpoint="{n}"><h3><span>{n}</span><span class="muted small">{} calls · model {} · next min {} calls</span></h3>{}<p class="small muted">next hour, each minute{}</p>{}"#,
                 e.calls_total,
                 esc(&model),
                 opt(next, 0),
-                chart(&pts, f.as_deref(), now),
+                chart(&pts, f.as_deref(), now, View::Day, capacity),
+                if capacity.is_some() {
+                    " · red: the pool's capacity now, calls/min (shared by its endpoints)"
+                } else {
+                    ""
+                },
+                chart(&pts, f.as_deref(), now, View::NextHour, capacity),
                 n = esc(&e.name)
             );
             if f.is_some() {
@@ -299,7 +378,6 @@ pub(super) fn render(shared: &Shared, p: &HashMap<String, String>, csrf: &str, n
 
     // Pools.
     o.push_str(r#"<section id="pools"><h2>Pools</h2>"#);
-    let alloc = shared.allocator.as_ref().map(|a| a.state());
     for pool in shared.proxy.pools().iter().map(|p| p.name.clone()) {
         let st = alloc.as_ref().and_then(|a| a.pools.iter().find(|p| p.pool == pool));
         let pf = forecasts.as_ref().and_then(|fs| fs.pools.get(&pool).cloned());
@@ -329,19 +407,20 @@ pub(super) fn render(shared: &Shared, p: &HashMap<String, String>, csrf: &str, n
                 let peak = pf.as_ref().and_then(|f| f.rate.iter().map(|p| p.hi80).reduce(f64::max));
                 let _ = write!(
                     o,
-                    r#"<p class="small">capacity <b class="capacity">{:.1}</b> rps · required {:.1} rps · forecast upper band in window {} rps · next-hour peak (80 %) {} rps · measured {:.1} rps<br>lead time <b>{} s</b> ({}; {} launches, p50 {} s, p90 {} s) · cost {} ({:.2} rps/vCPU, {:.2} cores used) · memory model {} · headroom {:.2}{}</p>"#,
-                    st.capacity_rps,
-                    st.required_rps,
-                    opt(st.forecast_hi_rps, 1),
-                    opt(peak, 1),
-                    st.measured_rps,
+                    // One unit on the whole page: calls per minute.
+                    r#"<p class="small">capacity <b class="capacity">{:.0}</b>/min · required {:.0}/min · forecast upper band in window {}/min · next-hour peak (80 %) {}/min · measured {:.0}/min<br>lead time <b>{} s</b> ({}; {} launches, p50 {} s, p90 {} s) · cost {} ({:.1}/min per vCPU, {:.2} cores used) · memory model {} · headroom {:.2}{}</p>"#,
+                    st.capacity_rps * 60.0,
+                    st.required_rps * 60.0,
+                    opt(st.forecast_hi_rps.map(|v| v * 60.0), 0),
+                    opt(peak.map(|v| v * 60.0), 0),
+                    st.measured_rps * 60.0,
                     st.lead.lead_time_s,
                     if st.lead.auto { "learned" } else { "fixed" },
                     st.lead.launches,
                     opt(st.lead.launch_p50_s, 1),
                     opt(st.lead.launch_p90_s, 1),
                     st.cost.source,
-                    st.cost.capacity_rps_per_vcpu,
+                    st.cost.capacity_rps_per_vcpu * 60.0,
                     st.cost.cores_used,
                     st.cost.memory_source,
                     st.cost.headroom,
@@ -474,9 +553,20 @@ mod tests {
                 missing: false,
             })
             .collect();
-        let svg = chart(&pts, None, now);
+        let svg = chart(&pts, None, now, View::Day, None);
         assert!(svg.contains(r#"class="actual""#) && !svg.contains(r#"class="forecast""#));
-        // The y axis tops out just above the highest 5-minute max (109 calls/min).
-        assert!(svg.contains(">39<") || svg.contains(">40<"), "grid label a third of the way: {svg}");
+        // The y axis tops out just above the highest 5-minute mean (107 calls/min).
+        assert!(svg.contains(">38<") || svg.contains(">39<"), "grid label a third of the way: {svg}");
+        // Regression (issue 21, section 5): a gap was drawn as a slope; now it breaks the line.
+        let gappy: Vec<Point> =
+            pts.iter().filter(|p| !(600..700).contains(&((p.t - (now - 86_400)) / 60))).cloned().collect();
+        let svg = chart(&gappy, None, now, View::Day, None);
+        let d = svg.split(r#"class="actual" d=""#).nth(1).unwrap().split('"').next().unwrap();
+        assert_eq!(d.matches('M').count(), 2, "two runs of data, two subpaths: {d}");
+        // An idle endpoint: a readable axis and a note, not "1, 1, 0, 0".
+        let svg = chart(&[], None, now, View::NextHour, None);
+        assert!(svg.contains("no calls recorded") && svg.contains(">1.0<") && svg.contains(">3.0<"), "{svg}");
+        // A scaled pool's capacity is drawn.
+        assert!(chart(&pts, None, now, View::NextHour, Some(150.0)).contains(r#"class="capacity""#));
     }
 }
