@@ -119,6 +119,12 @@ pub enum Action {
     Migrate { vm: String, from: String, to: String },
 }
 
+/// A rate given in requests/s, written per minute as the admin page shows rates.
+fn per_min(rps: f64) -> String {
+    let m = rps * 60.0;
+    if m.abs() < 10.0 { format!("{m:.1}/min") } else { format!("{m:.0}/min") }
+}
+
 /// `HH:MM` of an epoch second (UTC).
 fn hhmm(t: u64) -> String {
     format!("{:02}:{:02}", t % 86_400 / 3600, t % 3600 / 60)
@@ -252,24 +258,28 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
             d.push(Decision {
                 action: None,
                 reason: format!(
-                    "need {required:.1} rps > capacity {capacity:.1}, but in cooldown until {}",
-                    s.last_scale_out.unwrap_or(0) + p.cooldown_s
+                    "need {} > capacity {}, but in cooldown until {} UTC",
+                    per_min(required),
+                    per_min(capacity),
+                    hhmm(s.last_scale_out.unwrap_or(0) + p.cooldown_s)
                 ),
                 reactive: false,
             });
             return Plan { inputs, decisions: d, low: false };
         }
         let why = if reactive {
-            format!("measured {:.1} rps exceeds serving capacity {:.1} × {util}", s.measured_rps, serving_cap)
+            format!("measured {} exceeds serving capacity {} × {util}", per_min(s.measured_rps), per_min(serving_cap))
         } else {
             // Times of day and rounded factors: the reason is read by people (the exact inputs
             // are in the record's `inputs`).
             format!(
-                "forecast upper band {:.1} rps in {}–{} UTC × (1 + {:.2}) ÷ {util} = {required:.1} > capacity {capacity:.1}",
-                forecast_hi.unwrap_or(0.0),
+                "forecast upper band {} in {}–{} UTC × (1 + {:.2}) ÷ {util} = {} > capacity {}",
+                per_min(forecast_hi.unwrap_or(0.0)),
                 hhmm(from),
                 hhmm(to),
-                p.headroom
+                p.headroom,
+                per_min(required),
+                per_min(capacity)
             )
         };
         let mut deficit = required - capacity;
@@ -358,7 +368,9 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
             d.push(Decision {
                 action: Some(Action::Drain { vm: v.name.clone() }),
                 reason: format!(
-                    "capacity {capacity:.1} rps exceeds the need {required:.1} even without {} for {} s",
+                    "capacity {} exceeds the need {} even without {} for {} s",
+                    per_min(capacity),
+                    per_min(required),
                     v.name,
                     now - since
                 ),
@@ -651,7 +663,8 @@ mod tests {
         assert!((p.inputs.required_rps - 288.0).abs() < 1e-9);
         assert_eq!(p.inputs.capacity_rps, 100.0);
         assert!(
-            p.decisions[0].reason.contains("144.0") && p.decisions[0].reason.contains("288.0"),
+            // 144 and 288 requests/s, written per minute like the page.
+            p.decisions[0].reason.contains("8640/min") && p.decisions[0].reason.contains("17280/min"),
             "{:?}",
             p.decisions
         );
