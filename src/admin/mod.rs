@@ -352,32 +352,22 @@ async fn login(shared: &Shared, ip: IpAddr, req: hyper::Request<Incoming>) -> Re
 
 /// `POST /admin/logout`: closes the session and clears the cookie.
 fn logout(shared: &Shared, req: hyper::Request<Incoming>) -> Response<Full<Bytes>> {
-    const PLAIN: &str = "text/plain; charset=utf-8";
-    let h = req.headers();
-    let str_of = |name: header::HeaderName| h.get(name).and_then(|v| v.to_str().ok());
-    if !guard::same_origin(str_of(header::HOST), str_of(header::ORIGIN), str_of(header::REFERER)) {
-        return text(StatusCode::FORBIDDEN, PLAIN, "cross-origin actions are refused\n");
-    }
-    if let Some(id) = guard::session_cookie(h) {
+    if let Some(id) = guard::session_cookie(req.headers()) {
         shared.sessions.close(id);
     }
     redirect("/admin/login", Some(shared.cookie("", 0)))
 }
 
-/// Reads a small form after the cheap checks: the origin, the declared size; the body must
-/// arrive within `admin.request_timeout`.
+/// Reads a small form after the cheap check of its declared size; the body must arrive within
+/// `admin.request_timeout`. (The origin was checked in `dispatch`.)
 async fn read_form(
     shared: &Shared,
     req: hyper::Request<Incoming>,
 ) -> Result<std::collections::HashMap<String, String>, Response<Full<Bytes>>> {
     use http_body_util::BodyExt;
     const PLAIN: &str = "text/plain; charset=utf-8";
-    let h = req.headers();
-    let str_of = |name: header::HeaderName| h.get(name).and_then(|v| v.to_str().ok());
-    if !guard::same_origin(str_of(header::HOST), str_of(header::ORIGIN), str_of(header::REFERER)) {
-        return Err(text(StatusCode::FORBIDDEN, PLAIN, "cross-origin actions are refused\n"));
-    }
-    let declared = str_of(header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     match declared {
         None => return Err(text(StatusCode::LENGTH_REQUIRED, PLAIN, "a form with a Content-Length is required\n")),
         Some(n) if n > MAX_FORM_BYTES => return Err(text(StatusCode::PAYLOAD_TOO_LARGE, PLAIN, "form too large\n")),
@@ -418,6 +408,15 @@ async fn dispatch(shared: Arc<Shared>, ip: IpAddr, req: hyper::Request<Incoming>
         return r;
     }
     if req.method() == Method::POST {
+        if !matches!(path, "/admin/login" | "/admin/logout" | "/admin/action") {
+            return text(StatusCode::METHOD_NOT_ALLOWED, PLAIN, "method not allowed\n");
+        }
+        // One origin check for every form post (sign-in, sign-out, actions).
+        let h = req.headers();
+        let str_of = |name: header::HeaderName| h.get(name).and_then(|v| v.to_str().ok());
+        if !guard::same_origin(str_of(header::HOST), str_of(header::ORIGIN), str_of(header::REFERER)) {
+            return text(StatusCode::FORBIDDEN, PLAIN, "cross-origin actions are refused\n");
+        }
         return match req.uri().path() {
             "/admin/login" => login(&shared, ip, req).await,
             "/admin/logout" => logout(&shared, req),
@@ -581,14 +580,7 @@ fn see_other(shared: &Shared, msg: String) -> Response<Full<Bytes>> {
 /// action is logged as a decision; failed logins count against the client's address.
 async fn action(shared: &Shared, ip: IpAddr, req: hyper::Request<Incoming>) -> Response<Full<Bytes>> {
     const PLAIN: &str = "text/plain; charset=utf-8";
-    if req.uri().path() != "/admin/action" {
-        return text(StatusCode::METHOD_NOT_ALLOWED, PLAIN, "method not allowed\n");
-    }
     let h = req.headers();
-    let str_of = |name: header::HeaderName| h.get(name).and_then(|v| v.to_str().ok());
-    if !guard::same_origin(str_of(header::HOST), str_of(header::ORIGIN), str_of(header::REFERER)) {
-        return text(StatusCode::FORBIDDEN, PLAIN, "cross-origin actions are refused\n");
-    }
     let now_s = crate::clock::now_us() / 1_000_000;
     // `presented`: a wrong credential was sent (counts as a failed login), not just none.
     let forbidden = |shared: &Shared, presented: bool| {
