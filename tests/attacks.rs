@@ -547,15 +547,7 @@ fn import_validates_the_endpoint_name_and_bounds_what_it_echoes() {
     }
     text.push_str("1700000000,3\n");
     std::fs::write(&csv, text).unwrap();
-    let run = |endpoint: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_prescale"))
-            .args(["import", "--config"])
-            .arg(&cfg)
-            .args(["--endpoint", endpoint, "--skip-bad", "--shift-to-now", "--input"])
-            .arg(&csv)
-            .output()
-            .unwrap()
-    };
+    let run = |endpoint: &str| import_output(&cfg, endpoint, &csv, &["--skip-bad", "--shift-to-now"]);
     for bad in ["<script>", &"e".repeat(100_000)] {
         let out = run(bad);
         assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));

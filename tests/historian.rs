@@ -323,13 +323,7 @@ fn import_reports_bad_lines_and_imports_the_rest() {
     )
     .unwrap();
     // 2027 is in the future of this test's writing: refused by default (issue 20, finding 7)...
-    let refused = Command::new(env!("CARGO_BIN_EXE_prescale"))
-        .args(["import", "--config"])
-        .arg(&cfg)
-        .args(["--endpoint", "e", "--input"])
-        .arg(&csv)
-        .output()
-        .unwrap();
+    let refused = import_output(&cfg, "e", &csv, &[]);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     if now < 1_800_000_000 {
         let err = String::from_utf8_lossy(&refused.stderr);
@@ -338,13 +332,7 @@ fn import_reports_bad_lines_and_imports_the_rest() {
         assert!(err.contains("nothing was written"), "{err}");
     }
     // ...and taken with --allow-future (and the malformed lines skipped with --skip-bad).
-    let out = Command::new(env!("CARGO_BIN_EXE_prescale"))
-        .args(["import", "--allow-future", "--skip-bad", "--config"])
-        .arg(&cfg)
-        .args(["--endpoint", "e", "--input"])
-        .arg(&csv)
-        .output()
-        .unwrap();
+    let out = import_output(&cfg, "e", &csv, &["--allow-future", "--skip-bad"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("t.csv:3: ") && err.contains("t.csv:5: "), "{err}");
@@ -360,13 +348,7 @@ fn import_reports_bad_lines_and_imports_the_rest() {
          1.2.3.4 - - [15/Jan/2027:08:02:00 +0000] \"POST /api/y HTTP/1.1\" 503 0 \"-\" \"curl\"\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_prescale"))
-        .args(["import", "--config"])
-        .arg(&cfg)
-        .args(["--endpoint", "logs", "--allow-future", "--skip-bad", "--path-prefix", "/api", "--input"])
-        .arg(&log)
-        .output()
-        .unwrap();
+    let out = import_output(&cfg, "logs", &log, &["--allow-future", "--skip-bad", "--path-prefix", "/api"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("access.log:3: "));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -428,17 +410,6 @@ async fn client_comes_from_the_trusted_forwarded_hop_and_filters_apply() {
     app.stop().await;
 }
 
-fn import_cmd(cfg: &std::path::Path, endpoint: &str, input: &std::path::Path, extra: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_prescale"))
-        .args(["import", "--config"])
-        .arg(cfg)
-        .args(["--endpoint", endpoint, "--input"])
-        .arg(input)
-        .args(extra)
-        .output()
-        .unwrap()
-}
-
 fn minutes_on_disk(cfg: &std::path::Path, endpoint: &str, now_s: u64) -> Vec<(u64, u64)> {
     let h = prescale::config::load(cfg).unwrap().historian.unwrap();
     let mut disk = prescale::historian::disk::Disk::open(h.data_dir.as_ref().unwrap()).unwrap();
@@ -488,7 +459,7 @@ fn import_reads_iso_timestamps_and_fails_on_skipped_lines_unless_told() {
         text.push_str(&format!("{},{}\n", iso(base + i as u64 * 60, *style), i + 1));
     }
     std::fs::write(&csv, &text).unwrap();
-    let out = import_cmd(&cfg, "api", &csv, &[]);
+    let out = import_output(&cfg, "api", &csv, &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("imported 10 calls from"), "{out:?}");
     let got = minutes_on_disk(&cfg, "api", now);
@@ -497,14 +468,14 @@ fn import_reads_iso_timestamps_and_fails_on_skipped_lines_unless_told() {
     // A word in the middle is a bad line, listed; the import fails and writes nothing.
     let csv = dir.path().join("bad.csv");
     std::fs::write(&csv, format!("timestamp,count\n{},5\nbroken,row\n{},7\n", base + 3600, base + 3660)).unwrap();
-    let out = import_cmd(&cfg, "other", &csv, &[]);
+    let out = import_output(&cfg, "other", &csv, &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("bad.csv:3: "), "the middle line is listed: {err}");
     assert!(err.contains("--skip-bad"), "{err}");
     assert!(minutes_on_disk(&cfg, "other", now).is_empty(), "nothing written");
     // With --skip-bad the rest goes in, and exit is 0.
-    let out = import_cmd(&cfg, "other", &csv, &["--skip-bad"]);
+    let out = import_output(&cfg, "other", &csv, &["--skip-bad"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.csv:3: "));
     assert_eq!(minutes_on_disk(&cfg, "other", now), vec![(base + 3600, 5), (base + 3660, 7)]);
@@ -525,13 +496,13 @@ fn import_refuses_rows_that_retention_would_delete_and_names_shift_to_now() {
          1.2.3.4 - - [15/Jan/2024:08:01:30 +0000] \"GET /api/x HTTP/1.1\" 200 10\n",
     )
     .unwrap();
-    let out = import_cmd(&cfg, "api", &log, &[]);
+    let out = import_output(&cfg, "api", &log, &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("older than the history kept") && err.contains("--shift-to-now"), "{err}");
     let now = prescale::clock::now_us() / 1_000_000;
     assert!(minutes_on_disk(&cfg, "api", now).is_empty());
-    let out = import_cmd(&cfg, "api", &log, &["--shift-to-now"]);
+    let out = import_output(&cfg, "api", &log, &["--shift-to-now"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let got = minutes_on_disk(&cfg, "api", now);
     assert_eq!(got.iter().map(|r| r.1).collect::<Vec<_>>(), vec![1, 1]);
@@ -554,7 +525,7 @@ fn a_data_dir_in_use_is_refused_by_import_and_by_a_second_run() {
     let csv = dir.path().join("t.csv");
     let now = prescale::clock::now_us() / 1_000_000;
     std::fs::write(&csv, format!("{},3\n", now - 3600)).unwrap();
-    let out = import_cmd(&cfg, "api", &csv, &[]);
+    let out = import_output(&cfg, "api", &csv, &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("in use by prescale") && err.contains(&format!("pid {}", first.0.id())), "{err}");
@@ -569,7 +540,7 @@ fn a_data_dir_in_use_is_refused_by_import_and_by_a_second_run() {
     assert!(err.contains("data") && err.contains("in use by prescale"), "{err}");
     drop(first);
     // Free again once the first instance is gone.
-    let out = import_cmd(&cfg, "api", &csv, &[]);
+    let out = import_output(&cfg, "api", &csv, &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     // A data_dir that is a file: the error names it.

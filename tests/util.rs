@@ -305,17 +305,26 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// `prescale import --config CFG --endpoint ENDPOINT --input CSV [extra…]`, which must succeed;
-/// returns its output.
-pub fn import(cfg: &std::path::Path, endpoint: &str, csv: &std::path::Path, extra: &[&str]) -> std::process::Output {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_prescale"))
-        .args(["import", "--endpoint", endpoint, "--config"])
+/// `prescale import --config CFG --endpoint ENDPOINT --input FILE [extra…]`, whatever it does.
+pub fn import_output(
+    cfg: &std::path::Path,
+    endpoint: &str,
+    input: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_prescale"))
+        .args(["import", "--config"])
         .arg(cfg)
-        .arg("--input")
-        .arg(csv)
+        .args(["--endpoint", endpoint, "--input"])
+        .arg(input)
         .args(extra)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// The same, which must succeed; returns its output.
+pub fn import(cfg: &std::path::Path, endpoint: &str, csv: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let out = import_output(cfg, endpoint, csv, extra);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     out
 }
