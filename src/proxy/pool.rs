@@ -22,10 +22,23 @@ pub fn now_ms() -> u64 {
 /// A member's latency EWMA halves every this many milliseconds without a new sample.
 const EWMA_HALF_LIFE_MS: u64 = 1000;
 
+/// Who put a member in its pool: the pool's one owner of membership is this tag. A reload
+/// reconciles only [`Source::Config`] members; the allocator adds, drains and removes only its
+/// own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Listed in `proxy.toml`'s `members`.
+    Config,
+    /// A VM the allocator launched or adopted.
+    Allocator,
+}
+
 /// One upstream address and everything the balancer and health checks know about it.
 #[derive(Debug)]
 pub struct Member {
     pub addr: Authority,
+    pub source: Source,
     weight: AtomicU32,
     /// Requests sent and not yet finished (response body ended or dropped).
     outstanding: AtomicU32,
@@ -50,9 +63,10 @@ pub struct Member {
 }
 
 impl Member {
-    fn new(addr: Authority, weight: u32, healthy: bool) -> Self {
+    fn new(addr: Authority, source: Source, weight: u32, healthy: bool) -> Self {
         Self {
             addr,
+            source,
             weight: AtomicU32::new(weight.max(1)),
             outstanding: AtomicU32::new(0),
             ewma_us: AtomicU64::new(0),
@@ -194,7 +208,8 @@ impl Pool {
         passive: PassiveSettings,
     ) -> Arc<Self> {
         let healthy = health_check.is_none();
-        let list = members.iter().map(|m| Arc::new(Member::new(m.addr.clone(), m.weight, healthy))).collect();
+        let list =
+            members.iter().map(|m| Arc::new(Member::new(m.addr.clone(), Source::Config, m.weight, healthy))).collect();
         Arc::new(Self {
             name: name.to_string(),
             members: ArcSwap::from_pointee(list),
@@ -224,8 +239,9 @@ impl Pool {
         self.members.store(Arc::new(list));
     }
 
-    /// Adds a member (or re-activates a draining one with that address). It takes traffic at
-    /// once when the pool has no active health check, else after its first passing check.
+    /// Adds an allocator member (or re-activates a draining one with that address). It takes
+    /// traffic at once when the pool has no active health check, else after its first passing
+    /// check.
     pub fn add_member(&self, addr: Authority, weight: u32) {
         let healthy = self.policy.load().health_check.is_none();
         self.update(|list| match list.iter().find(|m| m.addr == addr) {
@@ -233,8 +249,13 @@ impl Pool {
                 m.draining.store(false, Relaxed);
                 m.weight.store(weight.max(1), Relaxed);
             }
-            None => list.push(Arc::new(Member::new(addr, weight, healthy))),
+            None => list.push(Arc::new(Member::new(addr, Source::Allocator, weight, healthy))),
         });
+    }
+
+    /// The member with address `addr`, if any.
+    pub fn member(&self, addr: &Authority) -> Option<Arc<Member>> {
+        self.members().iter().find(|m| &m.addr == addr).cloned()
     }
 
     /// Stops sending new requests to `addr`; in-flight ones finish. Returns false if unknown.
@@ -257,8 +278,9 @@ impl Pool {
         self.members().iter().find(|m| &m.addr == addr).map(|m| m.weight.store(weight.max(1), Relaxed)).is_some()
     }
 
-    /// Applies a reloaded configuration: keeps the state of members that stay, adds new ones,
-    /// removes those no longer listed.
+    /// Applies a reloaded configuration to the config members: keeps the state of those that
+    /// stay, adds new ones, removes those no longer listed. The allocator's members (and their
+    /// drains) are not the configuration's to change and stay as they are.
     pub fn reconcile(&self, s: &PoolSettings) {
         let policy = PoolPolicy {
             balance: s.balance,
@@ -271,9 +293,9 @@ impl Pool {
             self.policy.store(Arc::new(policy));
         }
         self.update(|list| {
-            let mut next = Vec::with_capacity(s.members.len());
+            let mut next = Vec::with_capacity(s.members.len() + list.len());
             for m in &s.members {
-                match list.iter().find(|old| old.addr == m.addr) {
+                match list.iter().find(|old| old.addr == m.addr && old.source == Source::Config) {
                     Some(old) => {
                         old.weight.store(m.weight.max(1), Relaxed);
                         if healthy {
@@ -281,9 +303,10 @@ impl Pool {
                         }
                         next.push(old.clone());
                     }
-                    None => next.push(Arc::new(Member::new(m.addr.clone(), m.weight, healthy))),
+                    None => next.push(Arc::new(Member::new(m.addr.clone(), Source::Config, m.weight, healthy))),
                 }
             }
+            next.extend(list.iter().filter(|m| m.source == Source::Allocator).cloned());
             *list = next;
         });
     }
@@ -445,6 +468,32 @@ mod tests {
         assert_eq!(counts(&p, 10), vec![0, 10]);
         b.set_healthy(true);
         assert!(!b.is_ejected());
+    }
+
+    #[test]
+    fn a_reload_leaves_the_allocators_members_and_their_drains_alone() {
+        // Regression (issue 16): reconcile rebuilt the list from the configuration alone.
+        let p = pool(Balance::P2c, &[("a:1", 1)]);
+        p.add_member("vm1:80".parse().unwrap(), 2);
+        p.add_member("vm2:80".parse().unwrap(), 2);
+        assert!(p.drain(&"vm2:80".parse().unwrap()));
+        let draining = p.member(&"vm2:80".parse().unwrap()).unwrap();
+        let _f = InFlight::new(draining.clone());
+        let s = PoolSettings {
+            name: "p".into(),
+            members: vec![MemberSettings { addr: "b:1".parse().unwrap(), weight: 1 }],
+            balance: Balance::P2c,
+            retry: true,
+            health_check: None,
+            passive: PassiveSettings::default(),
+            scaling: None,
+        };
+        p.reconcile(&s);
+        let list = p.members();
+        let addrs: Vec<(&str, Source)> = list.iter().map(|m| (m.addr.as_str(), m.source)).collect();
+        assert_eq!(addrs, [("b:1", Source::Config), ("vm1:80", Source::Allocator), ("vm2:80", Source::Allocator)]);
+        let kept = p.member(&"vm2:80".parse().unwrap()).unwrap();
+        assert!(Arc::ptr_eq(&kept, &draining) && kept.is_draining() && kept.outstanding() == 1);
     }
 
     #[test]
