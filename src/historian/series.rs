@@ -240,6 +240,14 @@ impl Tier {
         self.clone()
     }
 
+    /// Start (seconds) of the first bucket at or after `from_s` and before `to_s` that holds
+    /// data (is not missing), if the ring still has one.
+    pub fn first_present(&self, from_s: u64, to_s: u64) -> Option<u64> {
+        let lo = (from_s / self.step_s).max(self.first_index());
+        let hi = to_s.div_ceil(self.step_s).min(self.next());
+        (lo..hi).find(|&i| self.get(i).is_some_and(|b| !b.is_missing())).map(|i| i * self.step_s)
+    }
+
     /// Points for buckets starting in `[from_s, to_s)`, aggregated to `step_s` (a multiple of
     /// this tier's step): counts are summed; p50 is the call-weighted mean of the parts' p50s,
     /// p90/p99/max the largest part's (an upper bound, exact when one part holds the calls).

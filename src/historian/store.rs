@@ -196,17 +196,16 @@ impl Snapshot {
 }
 
 impl EndpointView {
-    /// The finest tier whose step divides `step_s` (so points aggregate whole buckets), and
-    /// that still covers `from_s`; else the finest one dividing it.
+    /// The tier a query from `from_s` at `step_s` reads: among the tiers whose step divides
+    /// `step_s` (so points aggregate whole buckets), the finest one whose recorded data starts
+    /// as early as any's. After a restart the fine tiers (in memory only) start at the restart
+    /// while the coarser ones hold what was loaded from disk: the coarser one then wins, so
+    /// the history before the restart is shown. `now_s` bounds the scan.
     pub fn tier_for(&self, step_s: u64, from_s: u64, now_s: u64) -> Option<&Tier> {
         let fits: Vec<&Tier> = self.tiers.iter().filter(|t| step_s.is_multiple_of(t.step_s)).collect();
-        fits.iter()
-            .find(|t| {
-                let keep = t.next().saturating_sub(t.first_index()) * t.step_s;
-                now_s.saturating_sub(keep) <= from_s
-            })
-            .or(fits.last())
-            .copied()
+        let start = |t: &Tier| t.first_present(from_s, now_s).unwrap_or(u64::MAX);
+        let earliest = fits.iter().map(|t| start(t)).min()?;
+        fits.into_iter().find(|t| start(t) <= earliest.max(from_s))
     }
 
     /// Calls per second over the last `secs` closed seconds of the finest tier.
@@ -703,6 +702,46 @@ mod tests {
         // Hours too.
         let h = snap.endpoint("api").unwrap().tiers[2].points(T0, T0 + 3600, 3600);
         assert!(h[0].missing, "the hour had not closed before the crash");
+    }
+
+    /// Regression (issue 16): after a restart, a query for the last minutes at a 60-s step
+    /// chose the fresh 1-s tier (it "covered" the range: its ring had been filled with missing
+    /// buckets up to the restart) and showed every minute before the restart as missing,
+    /// although the minute tier loaded them from disk. Restarts at several offsets from the
+    /// minute boundary, two endpoints, the series as `/admin/api/series` picks it.
+    #[test]
+    fn history_before_a_restart_is_shown_whatever_the_offset_from_the_minute() {
+        for offset in [1u64, 3, 8, 15, 30, 45, 59] {
+            let dir = tempfile::tempdir().unwrap();
+            let minute = T0 + 120;
+            let mut s = Store::new(cfg(), Some(Disk::open(dir.path()).unwrap()), T0 * 1_000_000);
+            for k in 0..300u64 {
+                s.ingest(rec("a", minute as f64 + (k % 50) as f64, 200, 100));
+            }
+            for k in 0..120u64 {
+                s.ingest(rec("b", minute as f64 + (k % 50) as f64 + 0.5, 200, 100));
+            }
+            // The minute closes (close_after 2 s), SIGTERM `offset` s after the minute ended.
+            let stop_s = minute + 60 + offset.max(3);
+            s.advance(stop_s * 1_000_000);
+            s.sync();
+            drop(s);
+            let up_s = stop_s + 1;
+            let mut s = Store::new(cfg(), Some(Disk::open(dir.path()).unwrap()), up_s * 1_000_000);
+            s.register(&[Arc::from("a"), Arc::from("b")]);
+            s.advance((up_s + 3) * 1_000_000);
+            let snap = s.snapshot(0);
+            let now_s = up_s + 3;
+            for (ep, want) in [("a", 300), ("b", 120)] {
+                let e = snap.endpoint(ep).unwrap();
+                let (from, to) = (now_s - 180, now_s + 120);
+                let tier = e.tier_for(60, from, now_s).unwrap();
+                let to = to.min(tier.next() * tier.step_s);
+                let pts = tier.points(from, to, 60);
+                let p = pts.iter().find(|p| p.t == minute).unwrap_or_else(|| panic!("offset {offset}: {pts:?}"));
+                assert_eq!((p.count, p.missing), (want, false), "offset {offset} s, endpoint {ep}: {pts:?}");
+            }
+        }
     }
 
     /// Regression (issue 21, section 4): a restart in the middle of a minute made that minute a
