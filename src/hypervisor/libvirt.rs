@@ -21,6 +21,10 @@ use virt::sys;
 use super::stats::{self, DomainStats, Value};
 use super::{CloneSpec, HostInfo, HvError, HvResult, Hypervisor, METADATA_NS, VmInfo, VmState, attr, metadata_xml};
 
+/// Longest wait between connection attempts to a host that is down: a libvirtd that comes
+/// back is used again within this (a failed attempt on a local socket costs microseconds).
+const RECONNECT_MAX: Duration = Duration::from_secs(2);
+
 struct Host {
     uri: String,
     conn: Option<Connect>,
@@ -109,9 +113,12 @@ impl Libvirt {
             std::mem::forget(c);
         }
         h.next_try = Instant::now() + h.backoff;
-        h.backoff = (h.backoff * 2).min(Duration::from_secs(30));
+        h.backoff = (h.backoff * 2).min(RECONNECT_MAX);
+        // Logged when it changes, not at every retry.
+        if h.last_error.as_deref() != Some(message.as_str()) {
+            tracing::warn!(uri = %h.uri, error = %message, "libvirt host unavailable");
+        }
         h.last_error = Some(message.clone());
-        tracing::warn!(uri = %h.uri, error = %message, "libvirt host unavailable");
         HvError::Connect { uri: h.uri.clone(), message }
     }
 
@@ -305,6 +312,64 @@ fn remove_elements(mut xml: String, tag: &str) -> String {
     xml
 }
 
+/// `path` made the clone's own: the template's name in the file name becomes the clone's,
+/// else the file name gets the clone's name as a prefix.
+fn own_path(path: &str, template: &str, clone: &str) -> String {
+    let (dir, file) = path.rsplit_once('/').map_or(("", path), |(d, f)| (d, f));
+    let file = match file.rfind(template).filter(|_| !template.is_empty()) {
+        Some(i) => format!("{}{clone}{}", &file[..i], &file[i + template.len()..]),
+        None => format!("{clone}-{file}"),
+    };
+    if path.contains('/') { format!("{dir}/{file}") } else { file }
+}
+
+/// Every path a running domain holds for itself alone, made the clone's own: character
+/// devices' files and sockets (`<serial>`, `<console>`, `<channel>`, `<parallel>`: their
+/// `<source path>` and `<log file>`) and the NVRAM file (`<nvram>`; its `template`, the shared
+/// source of the copy, stays). Two domains on one file fail to start ("Device or resource busy").
+fn per_domain_paths(xml: &str, template: &str, clone: &str) -> String {
+    let mut out = String::with_capacity(xml.len() + 64);
+    let mut rest = xml;
+    let devices = ["<serial", "<console", "<channel", "<parallel"];
+    loop {
+        let next = devices.iter().filter_map(|d| rest.find(d).map(|i| (i, *d))).min();
+        let Some((i, dev)) = next else { break };
+        let close = format!("</{}>", &dev[1..]);
+        let end = rest[i..].find(&close).map_or(rest.len(), |e| i + e + close.len());
+        out.push_str(&rest[..i]);
+        let mut block = rest[i..end].to_string();
+        for (tag, key) in [("<source", "path"), ("<log", "file")] {
+            let mut from = 0;
+            while let Some(t) = block[from..].find(tag).map(|t| from + t) {
+                let tag_end = block[t..].find('>').map_or(block.len(), |e| t + e + 1);
+                let old = block[t..tag_end].to_string();
+                if let Some(path) = attr(&old, key) {
+                    let new = old.replacen(&path, &own_path(&path, template, clone), 1);
+                    block.replace_range(t..tag_end, &new);
+                    from = t + new.len();
+                } else {
+                    from = tag_end;
+                }
+            }
+        }
+        out.push_str(&block);
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    // <nvram …>PATH</nvram>
+    if let Some(a) = out.find("<nvram")
+        && let Some(gt) = out[a..].find('>').map(|g| a + g + 1)
+        && !out[..gt].ends_with("/>")
+        && let Some(b) = out[gt..].find("</nvram>").map(|b| gt + b)
+    {
+        let path = out[gt..b].trim().to_string();
+        if !path.is_empty() {
+            out.replace_range(gt..b, &own_path(&path, template, clone));
+        }
+    }
+    out
+}
+
 /// The clone's XML from the template's: see the module doc. Returns the XML and the overlay
 /// disks to create as `(backing file, overlay file)`.
 pub(crate) fn clone_xml(
@@ -333,6 +398,7 @@ pub(crate) fn clone_xml(
     }
     out.push_str(rest);
     xml = out;
+    xml = per_domain_paths(&xml, &spec.template, &spec.name);
     if overlays.len() == 1 || overlays.is_empty() {
         // A qcow2 overlay needs the driver type to say so.
         xml = xml.replace("type='raw'", "type='qcow2'").replace("type=\"raw\"", "type=\"qcow2\"");
@@ -649,5 +715,29 @@ mod tests {
         let (x, _) = clone_xml(t, &spec, 42).unwrap();
         assert!(!x.contains("<mac") && x.contains("<source network='lab'/>"), "{x}");
         assert!(x.contains("addr=\"\""), "{x}");
+    }
+
+    /// Regression (issue 16): a template whose serial console writes to a file cloned once;
+    /// every later clone kept the template's path and failed to start ("Cannot open log file
+    /// … Device or resource busy"). Each clone gets its own copy of every per-domain path.
+    #[test]
+    fn clone_xml_gives_each_clone_its_own_console_log_channel_and_nvram() {
+        let t = "<domain type='qemu'>\n  <name>tpl</name>\n  <os><loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE.fd</loader><nvram template='/usr/share/OVMF/OVMF_VARS.fd'>/var/lib/libvirt/qemu/nvram/tpl_VARS.fd</nvram></os>\n  <devices>\n    <serial type='file'><source path='/var/log/libvirt/qemu/tpl.console.log'/><target port='0'/></serial>\n    <console type='file'><source path='/var/log/libvirt/qemu/tpl.console.log'/><target type='serial' port='0'/></console>\n    <serial type='pty'><log file='/var/log/guest.log' append='off'/><target port='1'/></serial>\n    <channel type='unix'><source mode='bind' path='/run/qga/tpl.agent'/><target type='virtio' name='org.qemu.guest_agent.0'/></channel>\n  </devices>\n</domain>";
+        let spec = CloneSpec {
+            template: "tpl".into(),
+            name: "api-2".into(),
+            pool: "api".into(),
+            port: 8002,
+            network: crate::hypervisor::Network::User,
+            host: None,
+        };
+        let (x, _) = clone_xml(t, &spec, 1).unwrap();
+        assert_eq!(x.matches("<source path='/var/log/libvirt/qemu/api-2.console.log'/>").count(), 2, "{x}");
+        assert!(x.contains("<log file='/var/log/api-2-guest.log' append='off'/>"), "{x}");
+        assert!(x.contains("path='/run/qga/api-2.agent'"), "{x}");
+        assert!(x.contains(">/var/lib/libvirt/qemu/nvram/api-2_VARS.fd</nvram>"), "{x}");
+        assert!(x.contains("template='/usr/share/OVMF/OVMF_VARS.fd'"), "the shared NVRAM template stays: {x}");
+        assert!(x.contains(">/usr/share/OVMF/OVMF_CODE.fd</loader>"), "read-only firmware stays shared: {x}");
+        assert!(!x.contains("tpl.console") && !x.contains("tpl_VARS") && !x.contains("/var/log/guest.log"), "{x}");
     }
 }
