@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::allocator::manager::{Allocator, ManagedPool};
+use crate::allocator::{controller::ManagedPool, live::Allocator};
 use crate::clock::RealClock;
 use crate::config::{self, Settings};
 use crate::forecast::thread::Forecaster;
@@ -247,9 +247,39 @@ impl App {
             (h0, h1) => diff(r, "historian.enabled", &h0.is_some(), &h1.is_some()),
         }
         diff(r, "forecast", &old.forecast, &n.forecast);
+        // [pool.scaling]: applied live by the pool's controller, except its hosts and network
+        // (and a pool starting or stopping to scale), which need a restart.
+        let mut reconfigure = Vec::new();
         for p1 in &n.pools {
             let s0 = old.pools.iter().find(|p| p.name == p1.name).and_then(|p| p.scaling.as_ref());
-            diff(r, format!("pool {:?} [pool.scaling]", p1.name), &s0, &p1.scaling.as_ref());
+            let k = |what: &str| format!("pool {:?} scaling.{what}", p1.name);
+            match (s0, p1.scaling.as_ref()) {
+                (Some(a), Some(b)) => {
+                    diff(r, k("uri"), &a.uris, &b.uris);
+                    diff(r, k("network"), &a.network, &b.network);
+                    let applied = &mut report.applied;
+                    diff(applied, k("mode"), &a.mode, &b.mode);
+                    diff(applied, k("template"), &a.template, &b.template);
+                    diff(applied, k("policy"), &a.policy, &b.policy);
+                    diff(applied, k("lead_time"), &a.lead_time, &b.lead_time);
+                    diff(applied, k("ports"), &a.ports, &b.ports);
+                    diff(applied, k("health_path"), &a.health_path, &b.health_path);
+                    diff(applied, k("drain_timeout"), &a.drain_timeout, &b.drain_timeout);
+                    diff(applied, k("boot_timeout"), &a.boot_timeout, &b.boot_timeout);
+                    diff(applied, k("headroom_bounds"), &a.headroom_bounds, &b.headroom_bounds);
+                    diff(applied, k("stats_interval"), &a.stats_interval, &b.stats_interval);
+                    diff(
+                        applied,
+                        k("auto_enable"),
+                        &(a.auto_enable, a.auto_enable_after),
+                        &(b.auto_enable, b.auto_enable_after),
+                    );
+                    if a != b && self.allocator.is_some() {
+                        reconfigure.push((p1.name.clone(), b.clone()));
+                    }
+                }
+                (s0, s1) => diff(r, format!("pool {:?} [pool.scaling]", p1.name), &s0.is_some(), &s1.is_some()),
+            }
         }
 
         let a = &mut report.applied;
@@ -310,7 +340,23 @@ impl App {
         }
         kept.forecast = self.settings.forecast.clone();
         for p in &mut kept.pools {
-            p.scaling = self.settings.pools.iter().find(|o| o.name == p.name).and_then(|o| o.scaling.clone());
+            let started = self.settings.pools.iter().find(|o| o.name == p.name).and_then(|o| o.scaling.clone());
+            p.scaling = match (started, p.scaling.take()) {
+                // Live: everything but the hosts and the network.
+                (Some(s0), Some(s1)) => {
+                    Some(crate::allocator::ScalingSettings { uris: s0.uris, network: s0.network, ..s1 })
+                }
+                (s0, _) => s0,
+            };
+        }
+        if let Some(a) = &self.allocator {
+            let view = a.view();
+            for (pool, settings) in reconfigure {
+                let c = crate::allocator::controller::Command::Reconfigure { pool, settings: Box::new(settings) };
+                if let Err(e) = view.send(c) {
+                    tracing::warn!(error = %e, "reloaded [pool.scaling] not handed to the allocator");
+                }
+            }
         }
         self.settings = kept;
         report

@@ -241,7 +241,7 @@ pub fn forecast(f: Option<&crate::forecast::thread::ForecastView>, p: &HashMap<S
 /// `/admin/api/decisions` (most recent first; `pool=NAME`, `limit=N`). Without a scaled pool
 /// both are empty lists, like any other query that matches nothing.
 pub fn allocator(
-    a: Option<&crate::allocator::manager::AllocatorView>,
+    a: Option<&crate::allocator::live::AllocatorView>,
     path: &str,
     p: &HashMap<String, String>,
 ) -> ApiResult {

@@ -41,7 +41,7 @@ pub fn render(
     proxy: &Proxy,
     historian: Option<&HistorianView>,
     forecasts: Option<&ForecastView>,
-    allocator: Option<&crate::allocator::manager::AllocatorView>,
+    allocator: Option<&crate::allocator::live::AllocatorView>,
 ) -> String {
     let mut out = String::with_capacity(4096);
     let g = &proxy.global;
@@ -274,7 +274,7 @@ pub fn render(
                 .and_then(|a| serde_json::to_value(a).ok())
                 .and_then(|v| v["kind"].as_str().map(str::to_owned));
             let Some(kind) = kind else { continue };
-            let outcome = d.outcome.split(':').next().unwrap_or("").to_string();
+            let outcome = d.outcome.class().to_string();
             *by.entry((d.pool.clone(), kind, outcome)).or_default() += 1;
         }
         let _ = writeln!(

@@ -38,7 +38,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::allocator::manager::AllocatorView;
+use crate::allocator::live::AllocatorView;
 use crate::config::AdminSettings;
 use crate::forecast::thread::ForecastView;
 use crate::historian::HistorianView;
@@ -613,16 +613,14 @@ async fn action(shared: &Shared, ip: IpAddr, req: hyper::Request<Incoming>) -> R
         let presented = form.contains_key("token") || form.contains_key("csrf");
         return forbidden(shared, presented);
     }
-    use crate::allocator::manager::Command;
+    use crate::allocator::controller::Command;
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
     let alloc = |c: Command| match &shared.allocator {
         None => Err("no pool is scaled (no [pool.scaling])".to_string()),
         Some(a) => {
-            let pool = match &c {
-                Command::SetMode { pool, .. } | Command::Scale { pool, .. } | Command::Note { pool, .. } => pool,
-            };
-            if a.state().pools.iter().any(|p| &p.pool == pool) {
-                a.send(c)
+            let pool = c.pool().to_string();
+            if a.state().pools.iter().any(|p| p.pool == pool) {
+                a.send(c).map_err(|e| e.to_string())
             } else {
                 Err(format!("no scaled pool named {pool:?}"))
             }

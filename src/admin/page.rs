@@ -419,10 +419,10 @@ pub(super) fn render(shared: &Shared, p: &HashMap<String, String>, csrf: &str, n
                     st.lead.launches,
                     opt(st.lead.launch_p50_s, 1),
                     opt(st.lead.launch_p90_s, 1),
-                    st.cost.source,
+                    st.cost.source.word(),
                     st.cost.capacity_rps_per_vcpu * 60.0,
                     st.cost.cores_used,
-                    st.cost.memory_source,
+                    st.cost.memory_source.word(),
                     st.cost.headroom,
                     st.usage.as_ref().map_or(String::new(), |u| format!(
                         " · usage {:.2} cores, RSS {} MiB, {:.1} in flight",
@@ -445,7 +445,7 @@ pub(super) fn render(shared: &Shared, p: &HashMap<String, String>, csrf: &str, n
                         v.info.max_memory_mib,
                         esc(v.info.addr.as_deref().unwrap_or("–")),
                         if v.in_pool { "yes" } else { "no" },
-                        esc(v.in_flight.as_deref().unwrap_or(""))
+                        esc(&v.in_flight.map(|p| p.to_string()).unwrap_or_default())
                     );
                 }
                 o.push_str("</table></div>");
@@ -469,7 +469,7 @@ pub(super) fn render(shared: &Shared, p: &HashMap<String, String>, csrf: &str, n
                 esc(&action),
                 if d.reactive { "<b>reactive</b>: " } else { "" },
                 esc(&d.reason),
-                esc(&d.outcome)
+                esc(&d.outcome.as_text())
             );
         }
     }

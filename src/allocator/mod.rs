@@ -1,5 +1,7 @@
-//! The resource allocation manager: turns each pool's demand forecast into VM actions early
-//! enough that capacity is ready when traffic arrives. [`plan`] is the pure planning function.
+//! The resource allocator: turns each pool's demand forecast into VM actions early enough that
+//! capacity is ready when traffic arrives. [`plan`] is the pure planning function,
+//! [`controller`] the per-pool control cycle (in phases, on an injected clock) that the live
+//! thread ([`live`]) and the simulator both run.
 
 pub mod plan;
 
@@ -87,7 +89,8 @@ impl Default for ScalingSettings {
     }
 }
 
-pub mod manager;
+pub mod controller;
+pub mod live;
 
 /// Added to the p90 of measured launch durations for the learned lead time.
 pub const LEAD_MARGIN_S: u64 = 30;

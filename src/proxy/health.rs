@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::UpstreamClient;
-use super::pool::{Member, Pool};
+use super::pool::Pool;
 
 /// Streaks per member, owned by the task.
 #[derive(Default)]
@@ -40,7 +40,7 @@ pub async fn run(pool: Arc<Pool>, client: UpstreamClient, stop: CancellationToke
         for m in members.iter() {
             let (m, client, path, timeout) = (m.clone(), client.clone(), check.path.clone(), check.timeout);
             probes.spawn(async move {
-                let ok = probe(&client, &m, &path, timeout).await;
+                let ok = probe(&client, &m.addr, &path, timeout).await;
                 (m, ok)
             });
         }
@@ -75,8 +75,10 @@ pub async fn run(pool: Arc<Pool>, client: UpstreamClient, stop: CancellationToke
     }
 }
 
-async fn probe(client: &UpstreamClient, m: &Member, path: &str, timeout: Duration) -> bool {
-    let uri = format!("http://{}{}", m.addr, path);
+/// One health check: `GET path` on `addr` answers 2xx or 3xx within `timeout`. Also the
+/// allocator's check of a booting VM (one prober for both).
+pub(crate) async fn probe(client: &UpstreamClient, addr: &Authority, path: &str, timeout: Duration) -> bool {
+    let uri = format!("http://{addr}{path}");
     let Ok(req) = Request::get(uri).header("user-agent", "prescale-health").body(Either::Right(Empty::new())) else {
         return false;
     };

@@ -10,7 +10,7 @@ pub mod body;
 pub mod error;
 mod forward;
 pub mod headers;
-mod health;
+pub(crate) mod health;
 pub mod listener;
 pub mod pool;
 pub mod router;
@@ -136,6 +136,11 @@ impl Proxy {
     /// The current route table (lock-free).
     pub fn table(&self) -> arc_swap::Guard<Arc<RouteTable>> {
         self.table.load()
+    }
+
+    /// The upstream client (the allocator's health checks share it).
+    pub(crate) fn upstream_client(&self) -> UpstreamClient {
+        self.client.clone()
     }
 
     /// A pool by name, for the control plane.

@@ -1,8 +1,9 @@
 //! `prescale simulate`: replays a trace on a virtual clock through the code the live system
-//! runs — the historian's series ([`Tier`]), the forecast [`Engine`], the planner
-//! ([`plan::plan`]), the learned lead time and the margin calibration — against a simulated
-//! hypervisor (boot delay with jitter, hot-plug delay), and compares scaling policies on the
-//! same trace and settings:
+//! runs — the historian's series ([`Tier`]), the forecast [`Engine`], and the allocator's own
+//! [`Controller`] (reconcile, health-gated join, drain then stop, the planner, the learned lead
+//! time, the margin calibration, back-off) — against the in-memory hypervisor
+//! ([`FakeHypervisor`]: boot delay with seeded jitter, hot-plug delay), and compares scaling
+//! policies on the same trace and settings:
 //!
 //! - `reactive`: the Kubernetes HPA algorithm ([`hpa`]), horizontal only;
 //! - `static`: fixed at what the whole trace's peak needs (no lateness, the most cost);
@@ -23,12 +24,16 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::allocator::plan::{self, Action, ForecastInput, Phase, PoolState, VmView};
-use crate::allocator::{LeadTime, lead_time};
+use crate::allocator::controller::{Controller, Env, ManagedPool, Membership, Outcome, Signals};
+use crate::allocator::plan::{self, Action, ForecastInput};
+use crate::allocator::{LeadTime, Mode, ScalingSettings};
+use crate::clock::{SharedClock, VirtualClock};
+use crate::feedback::score::HorizonAccuracy;
 use crate::forecast::backtest::Series;
 use crate::forecast::engine::Engine;
 use crate::forecast::thread::ForecastConfig;
 use crate::historian::series::{Bucket, FullBucket, Tier};
+use crate::hypervisor::fake::{FakeGuests, FakeHypervisor};
 
 /// Every setting of a replay (`[simulate]` in the file given with `--config`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -270,179 +275,159 @@ pub struct Timeline {
     pub actions: Vec<Vec<(u64, bool)>>,
 }
 
-/// A VM of the simulated hypervisor.
+/// A VM of the reactive and static policies' fleets (the HPA model; the planner policies run
+/// the real controller against the in-memory hypervisor instead).
 #[derive(Debug, Clone)]
 struct Vm {
-    name: String,
-    phase: Phase,
-    /// vCPUs serving now, and after an in-flight hot-plug.
+    serving: bool,
     vcpus: u32,
-    target: u32,
     ready_at: f64,
-    busy_until: f64,
-    drained_at: f64,
     created: u64,
-    launched_at: f64,
 }
 
-/// The simulated fleet of one policy.
+/// The fleet of the reactive or the static policy.
 struct Fleet {
     vms: Vec<Vm>,
-    next_id: u32,
     rng: fastrand::Rng,
-    /// Measured clone→ready durations (for the learned lead time).
-    launches: Vec<f64>,
-    state: PoolState,
     actions: Vec<(u64, bool)>,
-    headroom: f64,
 }
 
 impl Fleet {
-    fn new(seed: u64, vms: u32, vcpus: u32, now: u64, headroom: f64) -> Self {
-        let mut f = Fleet {
-            vms: Vec::new(),
-            next_id: 0,
-            rng: fastrand::Rng::with_seed(seed),
-            launches: Vec::new(),
-            state: PoolState::default(),
-            actions: Vec::new(),
-            headroom,
-        };
-        for _ in 0..vms {
-            f.push(Phase::Serving, vcpus, now, now as f64);
-        }
-        f
-    }
-
-    fn push(&mut self, phase: Phase, vcpus: u32, now: u64, ready_at: f64) {
-        let name = self.name();
-        self.vms.push(Vm {
-            name,
-            phase,
-            vcpus,
-            target: vcpus,
-            ready_at,
-            busy_until: 0.0,
-            drained_at: 0.0,
-            created: now,
-            launched_at: now as f64,
-        });
-    }
-
-    fn name(&mut self) -> String {
-        self.next_id += 1;
-        format!("vm-{}", self.next_id)
+    fn new(seed: u64, vms: u32, vcpus: u32, now: u64) -> Self {
+        let vm = Vm { serving: true, vcpus, ready_at: now as f64, created: now };
+        Fleet { vms: vec![vm; vms as usize], rng: fastrand::Rng::with_seed(seed), actions: Vec::new() }
     }
 
     fn launch(&mut self, s: &SimSettings, vcpus: u32, now: u64) {
         let jitter = s.boot_s * s.boot_jitter * (2.0 * self.rng.f64() - 1.0);
-        self.push(Phase::Booting, vcpus, now, now as f64 + (s.boot_s + jitter).max(0.0));
+        let ready_at = now as f64 + (s.boot_s + jitter).max(0.0);
+        self.vms.push(Vm { serving: false, vcpus, ready_at, created: now });
     }
 
-    /// Completes what finished by `now`.
+    /// Completes the boots finished by `now`.
     fn advance(&mut self, now: f64) {
         for v in &mut self.vms {
-            if v.phase == Phase::Booting && now >= v.ready_at {
-                v.phase = Phase::Serving;
-                self.launches.push(v.ready_at - v.launched_at);
-            }
-            if v.target != v.vcpus && now >= v.busy_until {
-                v.vcpus = v.target;
-            }
+            v.serving |= now >= v.ready_at;
         }
-        self.vms.retain(|v| v.phase != Phase::Stopped);
     }
 
     fn ready_vcpus(&self) -> u32 {
-        self.vms.iter().filter(|v| v.phase == Phase::Serving).map(|v| v.vcpus).sum()
+        self.vms.iter().filter(|v| v.serving).map(|v| v.vcpus).sum()
     }
 
-    /// vCPUs and VMs paid for (everything not stopped; a hot-plug is paid from the call).
     fn paid(&self) -> (u32, u32) {
-        (self.vms.iter().map(|v| v.vcpus.max(v.target)).sum(), self.vms.len() as u32)
-    }
-
-    fn view(&self, s: &SimSettings, now: f64) -> Vec<VmView> {
-        self.vms
-            .iter()
-            .map(|v| VmView {
-                name: v.name.clone(),
-                phase: v.phase,
-                vcpus: v.target,
-                max_vcpus: s.vcpus_max,
-                memory_mib: 0,
-                max_memory_mib: 0,
-                busy: v.phase == Phase::Booting || now < v.busy_until,
-                drained: v.phase == Phase::Draining && now >= v.drained_at,
-                weight: v.target.max(1),
-                created_at: v.created,
-                host: "sim".into(),
-            })
-            .collect()
-    }
-
-    /// Carries out one planner action; returns whether it counts as a scaling action.
-    fn execute(&mut self, s: &SimSettings, a: &Action, now: u64) -> bool {
-        let t = now as f64;
-        match a {
-            Action::Launch { count, vcpus } => {
-                for _ in 0..*count {
-                    self.launch(s, *vcpus, now);
-                }
-                self.state.last_scale_out = Some(now);
-                self.actions.push((now, true));
-                true
-            }
-            Action::SetVcpus { vm, to, .. } => {
-                let Some(v) = self.vms.iter_mut().find(|v| &v.name == vm) else { return false };
-                v.target = *to;
-                if *to < v.vcpus {
-                    v.vcpus = *to;
-                }
-                v.busy_until = t + s.hotplug_s;
-                self.state.last_scale_out = Some(now);
-                self.actions.push((now, true));
-                true
-            }
-            Action::Drain { vm } => {
-                let Some(v) = self.vms.iter_mut().find(|v| &v.name == vm) else { return false };
-                v.phase = Phase::Draining;
-                v.drained_at = t + s.drain_s;
-                self.state.last_scale_in = Some(now);
-                self.actions.push((now, false));
-                true
-            }
-            Action::Stop { vm } => {
-                if let Some(v) = self.vms.iter_mut().find(|v| &v.name == vm) {
-                    v.phase = Phase::Stopped;
-                }
-                false
-            }
-            // No suspended spares, memory or weights in the simulation; a single host.
-            Action::Resume { .. } | Action::SetMemory { .. } | Action::SetWeight { .. } | Action::Migrate { .. } => {
-                false
-            }
-        }
+        (self.vms.iter().map(|v| v.vcpus).sum(), self.vms.len() as u32)
     }
 }
 
-/// The policy in force at a tick, the same way the live manager builds it.
-fn policy(s: &SimSettings, per_vcpu: f64, headroom: f64, launches: &[f64]) -> plan::Policy {
-    let lead = s.lead_time_s.map_or(LeadTime::Auto, LeadTime::Fixed);
-    plan::Policy {
-        min_vms: s.min_vms,
-        max_vms: s.max_vms,
-        vcpus: (s.vcpus_min, s.vcpus_max),
-        memory_mib: (0, 0),
-        capacity_rps_per_vcpu: per_vcpu,
-        target_utilization: s.target_utilization,
-        headroom,
-        lead_time_s: lead_time(lead, launches, s.lead_time_default_s),
-        window_s: s.window_s,
-        cooldown_s: s.cooldown_s,
-        scale_in_stabilization_s: s.scale_in_stabilization_s,
-        max_step: s.max_step,
-        launch_vcpus: s.vcpus,
+/// The simulated upstream pool of a planner policy: members by address; a drained member has
+/// requests in flight for `drain_s` after the drain began.
+struct SimPool {
+    members: std::collections::HashMap<String, Option<u64>>,
+    clock: SharedClock,
+    drain_us: u64,
+}
+
+impl Membership for SimPool {
+    fn join(&mut self, addr: &str, _weight: u32) {
+        self.members.insert(addr.to_string(), None);
+    }
+    fn drain(&mut self, addr: &str) {
+        if let Some(m) = self.members.get_mut(addr) {
+            *m = Some(self.clock.now_us() + self.drain_us);
+        }
+    }
+    fn remove(&mut self, addr: &str) {
+        self.members.remove(addr);
+    }
+    fn set_weight(&mut self, _addr: &str, _weight: u32) {}
+    fn in_flight(&self, addr: &str) -> Option<u32> {
+        let until = self.members.get(addr)?;
+        Some(until.is_some_and(|u| self.clock.now_us() < u) as u32)
+    }
+}
+
+/// What a planner policy's controller reads at a tick.
+struct SimSignals<'a> {
+    measured: f64,
+    forecast: &'a ForecastInput,
+    accuracy: &'a dyn Fn() -> Option<Vec<HorizonAccuracy>>,
+}
+
+impl Signals for SimSignals<'_> {
+    fn measured_rps(&self) -> f64 {
+        self.measured
+    }
+    fn forecast(&self) -> ForecastInput {
+        self.forecast.clone()
+    }
+    fn accuracy(&self, _endpoint: &str) -> Option<Vec<HorizonAccuracy>> {
+        (self.accuracy)()
+    }
+}
+
+/// How a policy runs.
+enum Runner {
+    /// Reactive (HPA) or static.
+    Fleet(Fleet),
+    /// Predictive, predictive+reactive, oracle: the controller.
+    Planned(Box<Planned>),
+}
+
+/// A planner policy: the allocator's controller, its in-memory hypervisor and pool.
+struct Planned {
+    controller: Controller,
+    hv: FakeHypervisor,
+    pool: SimPool,
+    actions: Vec<(u64, bool)>,
+}
+
+impl Planned {
+    /// Ready vCPUs: members not draining whose guest runs.
+    fn ready_vcpus(&self) -> u32 {
+        let w = self.hv.world();
+        w.vms
+            .values()
+            .filter(|v| v.info.addr.as_ref().is_some_and(|a| self.pool.members.get(a).is_some_and(|d| d.is_none())))
+            .filter(|v| v.info.state == crate::hypervisor::VmState::Running)
+            .map(|v| v.info.vcpus)
+            .sum()
+    }
+}
+
+/// The pool's `[pool.scaling]` for a planner policy of the replay.
+fn scaling(s: &SimSettings, per_vcpu: f64, oracle: bool) -> ScalingSettings {
+    let headroom = if oracle { 0.0 } else { s.headroom };
+    ScalingSettings {
+        uris: vec!["fake:///".into()],
+        template: "sim".into(),
+        policy: plan::Policy {
+            min_vms: s.min_vms,
+            max_vms: s.max_vms,
+            vcpus: (s.vcpus_min, s.vcpus_max),
+            memory_mib: (0, 0),
+            capacity_rps_per_vcpu: per_vcpu,
+            target_utilization: s.target_utilization,
+            headroom,
+            lead_time_s: s.lead_time_default_s,
+            window_s: s.window_s,
+            cooldown_s: s.cooldown_s,
+            scale_in_stabilization_s: s.scale_in_stabilization_s,
+            max_step: s.max_step,
+            launch_vcpus: s.vcpus,
+        },
+        lead_time: s.lead_time_s.map_or(LeadTime::Auto, LeadTime::Fixed),
+        mode: Mode::Enabled,
+        ports: (0, 0),
+        network: crate::hypervisor::Network::Bridge { port: 80, sources: vec![] },
+        health_path: "/".into(),
+        // Drains end by the simulated pool's clock; boots have their delay.
+        drain_timeout: std::time::Duration::from_secs_f64(s.drain_s * 4.0 + 60.0),
+        boot_timeout: std::time::Duration::from_secs_f64((s.boot_s * (1.0 + s.boot_jitter)).max(1.0) * 3.0),
+        headroom_bounds: if oracle { (0.0, 0.0) } else { s.headroom_bounds },
+        stats_interval: std::time::Duration::from_secs(3600),
+        auto_enable: false,
+        auto_enable_after: std::time::Duration::from_secs(86_400),
     }
 }
 
@@ -545,12 +530,43 @@ pub fn run(
     let need_now =
         |rate: f64| ((rate / (per_vm * s.target_utilization)).ceil() as u32).clamp(s.min_vms.max(1), s.max_vms);
     let start_vms = need_now(rates[warm_buckets.saturating_sub(1)].max(rates[warm_buckets]));
-    let mut fleets: Vec<Fleet> = policies
+    let clock = VirtualClock::new(t0 * 1_000_000);
+    let shared: SharedClock = clock.clone();
+    let mut runners: Vec<Runner> = policies
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let vms = if *p == "static" { static_vms } else { start_vms };
-            Fleet::new(s.seed.wrapping_mul(31).wrapping_add(i as u64), vms, s.vcpus, t0, s.headroom)
+            let seed = s.seed.wrapping_mul(31).wrapping_add(i as u64);
+            match *p {
+                "static" => Runner::Fleet(Fleet::new(seed, static_vms, s.vcpus, t0)),
+                "reactive" => Runner::Fleet(Fleet::new(seed, start_vms, s.vcpus, t0)),
+                _ => {
+                    let hv = FakeHypervisor::new(shared.clone(), seed).with_template("sim", s.vcpus, s.vcpus_max);
+                    let mut pool = SimPool {
+                        members: Default::default(),
+                        clock: shared.clone(),
+                        drain_us: (s.drain_s * 1e6) as u64,
+                    };
+                    {
+                        let mut w = hv.world();
+                        (w.boot_s, w.boot_jitter, w.hotplug_s) = (s.boot_s, s.boot_jitter, s.hotplug_s);
+                        for k in 0..start_vms {
+                            let addr = format!("10.1.0.{}:80", k + 2);
+                            w.add_running(&format!("{name}-0{k}"), name, s.vcpus, s.vcpus_max, &addr);
+                            pool.join(&addr, s.vcpus);
+                        }
+                    }
+                    let managed = ManagedPool {
+                        name: name.to_string(),
+                        settings: scaling(s, per_vcpu, *p == "oracle"),
+                        hypervisor: Box::new(hv.clone()),
+                        endpoints: vec![name.to_string()],
+                        memory_mib_per_request: 0.0,
+                    };
+                    let controller = Controller::new(managed, shared.clone());
+                    Runner::Planned(Box::new(Planned { controller, hv, pool, actions: Vec::new() }))
+                }
+            }
         })
         .collect();
     let mut hpas: Vec<hpa::Hpa> = policies
@@ -590,18 +606,18 @@ pub fn run(
         })
         .collect();
     let mut demand_series: Vec<f32> = Vec::new();
-    // The fleet whose measured launches give the lead time the chart's band is drawn at.
-    let lead_fleet = policies.iter().position(|p| p.starts_with("predictive"));
+    // The controller whose learned lead time the chart's band is drawn at.
+    let lead_policy = policies.iter().position(|p| p.starts_with("predictive"));
     // Demand of the last `hpa_window_s`, per tick, for the measured rate.
     let window_ticks = (s.hpa_window_s / s.tick_s).max(1) as usize;
     let mut recent: std::collections::VecDeque<f64> = std::collections::VecDeque::new();
     let ticks = (t_end - t0) / s.tick_s;
-    let mut last_calibration = t0;
     let mut next_bucket = warm_buckets;
     let tick_f = s.tick_s as f64;
 
     for k in 0..ticks {
         let now = t0 + k * s.tick_s;
+        clock.set_us(now * 1_000_000);
         if k % 5760 == 0 {
             progress(k, ticks);
         }
@@ -619,9 +635,10 @@ pub fn run(
                     forecast.points.push((p.t + m * 60, p.rate, p.hi80));
                 }
             }
-            let launches = lead_fleet.map_or(&[][..], |i| &fleets[i].launches[..]);
-            let lead =
-                lead_time(s.lead_time_s.map_or(LeadTime::Auto, LeadTime::Fixed), launches, s.lead_time_default_s);
+            let lead = match lead_policy.map(|i| &runners[i]) {
+                Some(Runner::Planned(p)) => p.controller.lead_time(),
+                _ => s.lead_time_s.unwrap_or(s.lead_time_default_s),
+            };
             if let Some(p) = ef.points.iter().find(|p| p.t + step > now + lead) {
                 band.push((p.t, (p.lo80 / per_vcpu) as f32, (p.hi80 / per_vcpu) as f32));
             }
@@ -633,43 +650,31 @@ pub fn run(
         }
         let measured = recent.iter().sum::<f64>() / recent.len() as f64;
         demand_series.push((demand / per_vcpu) as f32);
-        // Hourly margin calibration from the forecast's scored coverage (as the live manager).
-        let calibrate = now >= last_calibration + 3600;
-        let coverage = if calibrate {
-            last_calibration = now;
-            engine.accuracy(name, &tier).and_then(|a| a.iter().find(|h| h.horizon_minutes == 60)?.band_stretch80)
-        } else {
-            None
-        };
+        let accuracy = || engine.accuracy(name, &tier);
 
         for (i, p) in policies.iter().enumerate() {
-            let f = &mut fleets[i];
-            f.advance(now as f64);
-            match *p {
-                "static" => {}
-                "reactive" => {
-                    let ready = f.vms.iter().filter(|v| v.phase == Phase::Serving).count() as u32;
-                    let current = f.vms.len() as u32;
-                    let want = hpas[i].desired(now, measured, per_vm, ready, current);
-                    if want > current {
-                        for _ in current..want {
-                            f.launch(s, s.vcpus, now);
+            let (ready, (vc, vm)) = match &mut runners[i] {
+                Runner::Fleet(f) => {
+                    f.advance(now as f64);
+                    if *p == "reactive" {
+                        let ready = f.vms.iter().filter(|v| v.serving).count() as u32;
+                        let current = f.vms.len() as u32;
+                        let want = hpas[i].desired(now, measured, per_vm, ready, current);
+                        if want > current {
+                            for _ in current..want {
+                                f.launch(s, s.vcpus, now);
+                            }
+                            f.actions.push((now, true));
+                        } else if want < current {
+                            // Newest first (the ReplicaSet's choice among equals).
+                            f.vms.sort_by_key(|v| (!v.serving, v.created));
+                            f.vms.truncate(want as usize);
+                            f.actions.push((now, false));
                         }
-                        f.actions.push((now, true));
-                    } else if want < current {
-                        // Newest first (the ReplicaSet's choice among equals).
-                        f.vms.sort_by_key(|v| (v.phase != Phase::Serving, v.created));
-                        f.vms.truncate(want as usize);
-                        f.actions.push((now, false));
                     }
+                    (f.ready_vcpus() as f64, f.paid())
                 }
-                _ => {
-                    if p.starts_with("predictive")
-                        && let Some((h, _)) =
-                            crate::feedback::margin::calibrate(f.headroom, coverage, s.headroom_bounds)
-                    {
-                        f.headroom = h;
-                    }
+                Runner::Planned(pl) => {
                     let oracle;
                     let input = if *p == "oracle" {
                         let h = s.horizon_min as u64;
@@ -686,21 +691,29 @@ pub fn run(
                     } else {
                         &forecast
                     };
-                    let headroom = if *p == "oracle" { 0.0 } else { f.headroom };
-                    let pol = policy(s, per_vcpu, headroom, &f.launches);
-                    f.state.vms = f.view(s, now as f64);
-                    f.state.measured_rps = if *p == "predictive" { 0.0 } else { measured };
-                    let plan = plan::plan(input, &f.state, &pol, now);
-                    f.state.low_since = if plan.low { f.state.low_since.or(Some(now)) } else { None };
-                    for d in &plan.decisions {
-                        if let Some(a) = &d.action {
-                            f.execute(s, a, now);
+                    let signals = SimSignals {
+                        measured: if *p == "predictive" { 0.0 } else { measured },
+                        forecast: input,
+                        accuracy: if p.starts_with("predictive") { &accuracy } else { &|| None },
+                    };
+                    let mut guests = FakeGuests(pl.hv.clone());
+                    let mut env = Env { membership: &mut pl.pool, prober: &mut guests, signals: &signals };
+                    for d in pl.controller.tick(&mut env) {
+                        if d.outcome != Outcome::Done {
+                            continue;
+                        }
+                        match d.action {
+                            Some(Action::Launch { .. } | Action::Resume { .. }) => pl.actions.push((now, true)),
+                            Some(Action::SetVcpus { from, to, .. }) => pl.actions.push((now, to > from)),
+                            Some(Action::Drain { .. }) => pl.actions.push((now, false)),
+                            _ => {}
                         }
                     }
+                    let paid = pl.hv.world().paid();
+                    (pl.ready_vcpus() as f64, paid)
                 }
-            }
+            };
             // Supply after this tick's decisions (nothing new is ready before its delay).
-            let ready = f.ready_vcpus() as f64;
             let cap = ready * per_vcpu;
             let a = &mut acc[i];
             if demand > cap + 1e-9 {
@@ -708,7 +721,6 @@ pub fn run(
                 a.unserved += (demand - cap) * tick_f;
             }
             a.served_total += demand * tick_f;
-            let (vc, vm) = f.paid();
             a.vcpu_s += vc as f64 * tick_f;
             a.vm_s += vm as f64 * tick_f;
             let d_v = demand / per_vcpu;
@@ -735,23 +747,26 @@ pub fn run(
         .enumerate()
         .map(|(i, p)| {
             let a = &acc[i];
-            let f = &fleets[i];
-            let planner = !matches!(*p, "reactive" | "static");
+            let (actions, final_headroom, final_lead_time_s) = match &runners[i] {
+                Runner::Fleet(f) => (f.actions.len(), None, None),
+                Runner::Planned(pl) => {
+                    let policy = pl.controller.policy();
+                    (pl.actions.len(), Some(policy.headroom), Some(policy.lead_time_s))
+                }
+            };
             PolicyResult {
                 policy: p.to_string(),
                 slo_violation_minutes: a.violated_minutes + a.minute_violated as u64,
                 unserved_fraction: if a.served_total > 0.0 { a.unserved / a.served_total } else { 0.0 },
                 vcpu_hours: a.vcpu_s / 3600.0,
                 vm_hours: a.vm_s / 3600.0,
-                actions: f.actions.len() as u64,
+                actions: actions as u64,
                 under_accuracy: pct(a.under_acc),
                 over_accuracy: pct(a.over_acc),
                 under_timeshare: pct(a.under_ticks as f64),
                 over_timeshare: pct(a.over_ticks as f64),
-                final_headroom: planner.then_some(if *p == "oracle" { 0.0 } else { f.headroom }),
-                final_lead_time_s: planner.then(|| {
-                    lead_time(s.lead_time_s.map_or(LeadTime::Auto, LeadTime::Fixed), &f.launches, s.lead_time_default_s)
-                }),
+                final_headroom,
+                final_lead_time_s,
             }
         })
         .collect();
@@ -776,7 +791,13 @@ pub fn run(
         demand: demand_series,
         band,
         ready: policies.iter().zip(acc).map(|(p, a)| (p.to_string(), a.ready)).collect(),
-        actions: fleets.into_iter().map(|f| f.actions).collect(),
+        actions: runners
+            .into_iter()
+            .map(|r| match r {
+                Runner::Fleet(f) => f.actions,
+                Runner::Planned(p) => p.actions,
+            })
+            .collect(),
     };
     Ok(Report { trace: name.to_string(), settings: s.clone(), resolved, policies: results, forecast: score, timeline })
 }
@@ -957,21 +978,27 @@ mod tests {
     }
 
     #[test]
-    fn the_planner_tick_is_the_live_managers() {
-        // The simulator builds the policy the way the live manager does (configured values,
-        // learned lead time from measured launches) and calls the same planning function.
-        let s = SimSettings { lead_time_s: None, ..SimSettings::default() };
-        let launches = [100.0, 110.0, 150.0, 120.0];
-        let p = policy(&s, 2.0, 0.1, &launches);
-        assert_eq!(p.lead_time_s, crate::allocator::lead_time(LeadTime::Auto, &launches, 180));
-        assert_eq!(p.lead_time_s, 150 + crate::allocator::LEAD_MARGIN_S);
-        let mut f = Fleet::new(1, 2, 2, 0, 0.1);
-        f.state.vms = f.view(&s, 0.0);
-        let input = ForecastInput { points: (0..60).map(|k| (1000 + k * 60, 12.0, 14.0)).collect() };
-        let a = plan::plan(&input, &f.state, &p, 1000);
-        // 14 × 1.1 ÷ 0.7 = 22 rps > 2 VMs × 2 vCPUs × 2 rps: hot-add first, to 4 vCPUs each.
-        let acts: Vec<Action> = a.decisions.iter().filter_map(|d| d.action.clone()).collect();
-        assert_eq!(acts.iter().filter(|a| matches!(a, Action::SetVcpus { to: 4, .. })).count(), 2, "{acts:?}");
-        assert!(acts.iter().any(|a| matches!(a, Action::Launch { vcpus: 2, .. })), "{acts:?}");
+    fn the_planner_policies_run_the_allocators_controller() {
+        // The replay's planner policies are the live controller on the in-memory hypervisor:
+        // launches are health-gated and timed start → healthy on the virtual clock, and the
+        // lead time in force is the live rule (p90 of measured launches + LEAD_MARGIN_S).
+        let mut s = SimSettings {
+            target_utilization: 1.0,
+            vcpus: 1,
+            vcpus_min: 1,
+            vcpus_max: 1,
+            boot_jitter: 0.0,
+            lead_time_s: None,
+            ..SimSettings::default()
+        };
+        quiet(&mut s);
+        let tr = series(2, |m| if (720..900).contains(&m) { 360.0 } else { 60.0 });
+        let r = run("t", &tr, &s, &["predictive+reactive", "oracle"], &mut |_, _| {}).unwrap();
+        for p in &r.policies {
+            assert!(p.actions >= 2, "{p:?}");
+            // 120 s boots, seen healthy on the first 15-s tick at or after them.
+            assert_eq!(p.final_lead_time_s, Some(120 + crate::allocator::LEAD_MARGIN_S), "{p:?}");
+        }
+        assert_eq!(r.policies[1].slo_violation_minutes, 0, "the oracle is never late: {:?}", r.policies[1]);
     }
 }

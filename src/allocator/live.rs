@@ -1,0 +1,269 @@
+//! The live allocator: one `prescale-allocator` thread (libvirt calls block) that ticks every
+//! pool's [`Controller`] each second on the injected clock, with the proxy's pools as
+//! [`Membership`], the proxy's health check as [`Prober`] and the historian and forecast
+//! views as [`Signals`]. Every decision goes to a ring (served at `/admin/api/decisions`) and,
+//! with a `log` path, to a JSON-lines file. Operators' commands arrive on a channel and are
+//! carried out at the next tick.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use crossbeam_channel::Sender;
+
+use super::controller::{
+    Command, Controller, Env, LoggedDecision, ManagedPool, Membership, PoolStatus, Prober, Signals,
+};
+use super::plan::ForecastInput;
+use crate::clock::SharedClock;
+use crate::feedback::score::HorizonAccuracy;
+use crate::forecast::thread::ForecastView;
+use crate::historian::HistorianView;
+use crate::proxy::Proxy;
+use crate::proxy::pool::Pool;
+
+const TICK: Duration = Duration::from_secs(1);
+const RING: usize = 2000;
+/// A booting VM's health check gets this long to answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Default)]
+pub struct AllocatorState {
+    pub pools: Vec<PoolStatus>,
+    pub decisions: VecDeque<LoggedDecision>,
+}
+
+/// The allocator's queue is full or the thread has stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("the allocator is busy or stopped")]
+pub struct Busy;
+
+#[derive(Clone)]
+pub struct AllocatorView(Arc<ArcSwap<AllocatorState>>, Sender<Command>);
+
+impl AllocatorView {
+    pub fn state(&self) -> Arc<AllocatorState> {
+        self.0.load_full()
+    }
+
+    /// Queues a command for the allocator's next tick (within a second).
+    pub fn send(&self, c: Command) -> Result<(), Busy> {
+        self.1.try_send(c).map_err(|_| Busy)
+    }
+}
+
+pub struct Allocator {
+    view: AllocatorView,
+    stop: Sender<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The proxy's pool of one controller.
+struct ProxyPool(Option<Arc<Pool>>);
+
+fn authority(addr: &str) -> Option<http::uri::Authority> {
+    addr.parse().ok()
+}
+
+impl Membership for ProxyPool {
+    fn join(&mut self, addr: &str, weight: u32) {
+        if let (Some(p), Some(a)) = (&self.0, authority(addr)) {
+            p.add_member(a, weight);
+        }
+    }
+    fn drain(&mut self, addr: &str) {
+        if let (Some(p), Some(a)) = (&self.0, authority(addr)) {
+            p.drain(&a);
+        }
+    }
+    fn remove(&mut self, addr: &str) {
+        if let (Some(p), Some(a)) = (&self.0, authority(addr)) {
+            p.remove(&a);
+        }
+    }
+    fn set_weight(&mut self, addr: &str, weight: u32) {
+        if let (Some(p), Some(a)) = (&self.0, authority(addr)) {
+            p.set_weight(&a, weight);
+        }
+    }
+    fn in_flight(&self, addr: &str) -> Option<u32> {
+        let (p, a) = (self.0.as_ref()?, authority(addr)?);
+        p.member(&a).map(|m| m.outstanding())
+    }
+}
+
+/// The proxy's own health check, run to completion on the allocator's thread.
+struct HttpProber {
+    rt: tokio::runtime::Runtime,
+    client: crate::proxy::UpstreamClient,
+}
+
+impl Prober for HttpProber {
+    fn healthy(&mut self, addr: &str, path: &str) -> bool {
+        let Some(a) = authority(addr) else { return false };
+        self.rt.block_on(crate::proxy::health::probe(&self.client, &a, path, PROBE_TIMEOUT))
+    }
+}
+
+/// Load and forecasts of one pool's endpoints, from the historian and forecast threads.
+struct Views<'a> {
+    endpoints: &'a [String],
+    pool: &'a str,
+    historian: Option<&'a HistorianView>,
+    forecasts: Option<&'a ForecastView>,
+}
+
+impl Signals for Views<'_> {
+    fn measured_rps(&self) -> f64 {
+        self.historian.map_or(0.0, |h| {
+            let snap = h.snapshot();
+            self.endpoints.iter().filter_map(|e| snap.endpoint(e)).map(|e| e.recent_rate(60)).sum()
+        })
+    }
+
+    fn forecast(&self) -> ForecastInput {
+        self.forecasts
+            .and_then(|f| f.pool(self.pool))
+            .map(|pf| ForecastInput { points: pf.rate.iter().map(|p| (p.t, p.rate, p.hi80)).collect() })
+            .unwrap_or_default()
+    }
+
+    fn load_detail(&self) -> (f64, f64) {
+        let Some(h) = self.historian else { return (0.0, 0.0) };
+        let snap = h.snapshot();
+        // Cost-weighted requests/s: each endpoint's rate × the cost of its current class mix
+        // relative to its usual one (1 without classes).
+        let weighted = self
+            .endpoints
+            .iter()
+            .map(|e| {
+                let rate = snap.endpoint(e).map_or(0.0, |v| v.recent_rate(60));
+                let w = self
+                    .forecasts
+                    .and_then(|f| f.get(e))
+                    .and_then(|f| f.classes.as_ref().map(|c| c.weight_now()))
+                    .unwrap_or(1.0);
+                rate * w
+            })
+            .sum();
+        (concurrency(&snap, self.endpoints), weighted)
+    }
+
+    fn accuracy(&self, endpoint: &str) -> Option<Vec<HorizonAccuracy>> {
+        self.forecasts?.accuracy(endpoint).map(|a| a.to_vec())
+    }
+}
+
+/// Requests in flight for `endpoints` by Little's law: each endpoint's rate over the last
+/// minute × the mean latency of its most recent calls (up to 2,000 of them).
+fn concurrency(snap: &crate::historian::store::Snapshot, endpoints: &[String]) -> f64 {
+    endpoints
+        .iter()
+        .map(|e| {
+            let rate = snap.endpoint(e).map_or(0.0, |v| v.recent_rate(60));
+            let lat: Vec<f64> = snap
+                .recent
+                .iter()
+                .filter(|c| &*c.endpoint == e.as_str())
+                .take(2000)
+                .map(|c| c.latency_us as f64)
+                .collect();
+            if lat.is_empty() { 0.0 } else { rate * lat.iter().sum::<f64>() / lat.len() as f64 / 1e6 }
+        })
+        .sum()
+}
+
+impl Allocator {
+    /// Starts the thread; `log` is the JSON-lines decision file, if any.
+    pub fn start(
+        pools: Vec<ManagedPool>,
+        proxy: Arc<Proxy>,
+        forecasts: Option<ForecastView>,
+        historian: Option<HistorianView>,
+        clock: SharedClock,
+        log: Option<std::path::PathBuf>,
+    ) -> std::io::Result<Self> {
+        let (commands, inbox) = crossbeam_channel::bounded::<Command>(64);
+        let view = AllocatorView(Arc::new(ArcSwap::from_pointee(AllocatorState::default())), commands);
+        let (stop, stopped) = crossbeam_channel::bounded(1);
+        let publish = view.0.clone();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let mut prober = HttpProber { rt, client: proxy.upstream_client() };
+        let thread = std::thread::Builder::new().name("prescale-allocator".into()).spawn(move || {
+            let mut controllers: Vec<Controller> =
+                pools.into_iter().map(|p| Controller::new(p, clock.clone())).collect();
+            let mut decisions: VecDeque<LoggedDecision> = VecDeque::new();
+            let mut file = log.and_then(|p| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&p)
+                    .map_err(|e| tracing::warn!(path = %p.display(), error = %e, "cannot open the decision log"))
+                    .ok()
+            });
+            let mut keep = |decisions: &mut VecDeque<LoggedDecision>, d: LoggedDecision| {
+                if let Some(f) = file.as_mut()
+                    && let Ok(line) = serde_json::to_string(&d)
+                {
+                    let _ = writeln!(f, "{line}");
+                }
+                decisions.push_front(d);
+                decisions.truncate(RING);
+            };
+            loop {
+                let mut commands: Vec<Command> = inbox.try_iter().collect();
+                for c in &mut controllers {
+                    let name = c.name().to_string();
+                    let endpoints = c.p.endpoints.clone();
+                    let mut membership = ProxyPool(proxy.pool(&name));
+                    let signals = Views {
+                        endpoints: &endpoints,
+                        pool: &name,
+                        historian: historian.as_ref(),
+                        forecasts: forecasts.as_ref(),
+                    };
+                    let mut env = Env { membership: &mut membership, prober: &mut prober, signals: &signals };
+                    let (mine, rest): (Vec<Command>, Vec<Command>) =
+                        commands.drain(..).partition(|cmd| cmd.pool() == name);
+                    commands = rest;
+                    for cmd in mine {
+                        if let Some(d) = c.command(&mut env, cmd) {
+                            keep(&mut decisions, d);
+                        }
+                    }
+                    for d in c.tick(&mut env) {
+                        keep(&mut decisions, d);
+                    }
+                }
+                publish.store(Arc::new(AllocatorState {
+                    pools: controllers.iter().map(Controller::status).collect(),
+                    decisions: decisions.clone(),
+                }));
+                if !matches!(stopped.recv_timeout(TICK), Err(crossbeam_channel::RecvTimeoutError::Timeout)) {
+                    return;
+                }
+            }
+        })?;
+        Ok(Self { view, stop, thread: Some(thread) })
+    }
+
+    pub fn view(&self) -> AllocatorView {
+        self.view.clone()
+    }
+
+    pub fn stop(mut self) {
+        let _ = self.stop.try_send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Allocator {
+    fn drop(&mut self) {
+        let _ = self.stop.try_send(());
+    }
+}
