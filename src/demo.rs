@@ -462,7 +462,7 @@ fn seed(dir: &Path, settings: &Settings, now_s: u64, trace: Option<&Path>) -> an
                 },
             )?;
             anyhow::ensure!(r.calls > 0, "{}: no calls imported", t.display());
-            let series = crate::historian::import::recorded_series(dir, ep).map_err(anyhow::Error::msg)?;
+            let series = crate::historian::import::recorded_series(dir, ep)?;
             let per_min = series.step_s as f64 / 60.0;
             replay = Some(
                 series

@@ -61,3 +61,4 @@ pub mod historian;
 pub mod hypervisor;
 pub mod proxy;
 pub mod simulate;
+pub mod trace;

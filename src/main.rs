@@ -351,7 +351,7 @@ fn simulate(
     use prescale::simulate;
     use std::io::{IsTerminal, Write};
     let settings = match &config {
-        Some(c) => simulate::SimSettings::load(c).map_err(anyhow::Error::msg)?,
+        Some(c) => simulate::SimSettings::load(c)?,
         None => simulate::SimSettings::default(),
     };
     let (name, series) = match (trace, from_history, endpoint) {
@@ -362,7 +362,7 @@ fn simulate(
             (t.file_stem().map_or("trace".into(), |s| s.to_string_lossy().into_owned()), s)
         }
         (None, Some(dir), Some(ep)) => {
-            let s = prescale::historian::import::recorded_series(&dir, &ep).map_err(anyhow::Error::msg)?;
+            let s = prescale::historian::import::recorded_series(&dir, &ep)?;
             (ep, s)
         }
         _ => anyhow::bail!("give --trace FILE, or --from-history DATA_DIR with --endpoint NAME"),
@@ -376,7 +376,11 @@ fn simulate(
              trace expect forecast errors (MASE) well above 1 and the predictive policies to do little better than reactive"
         );
     }
-    let policies: Vec<&str> = if policy == "all" { simulate::POLICIES.to_vec() } else { policy.split(',').collect() };
+    let policies: Vec<simulate::Policy> = if policy == "all" {
+        simulate::Policy::ALL.to_vec()
+    } else {
+        policy.split(',').map(str::parse).collect::<Result<_, _>>()?
+    };
     let tty = std::io::stderr().is_terminal();
     let started = std::time::Instant::now();
     let mut progress = |done: u64, total: u64| {
@@ -396,7 +400,7 @@ fn simulate(
             let _ = std::io::stderr().flush();
         }
     };
-    let report = simulate::run(&name, &series, &settings, &policies, &mut progress).map_err(anyhow::Error::msg)?;
+    let report = simulate::run(&name, &series, &settings, &policies, &mut progress)?;
     if let Some(path) = &svg {
         std::fs::write(path, simulate::svg::render(&report))
             .with_context(|| format!("cannot write {}", path.display()))?;

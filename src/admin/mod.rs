@@ -649,22 +649,25 @@ async fn action(shared: &Shared, ip: IpAddr, req: hyper::Request<Incoming>) -> R
             let e = get("endpoint");
             match shared.forecasts.as_ref().filter(|f| f.get(e).is_some()) {
                 None => Err(format!("no forecast for endpoint {e:?}")),
-                Some(f) => f.refit(e).map(|_| {
-                    // Logged as a decision of the endpoint's pool, when it is scaled.
-                    let pool = shared
-                        .proxy
-                        .table()
-                        .router
-                        .routes()
-                        .iter()
-                        .find(|r| &*r.name == e)
-                        .map(|r| r.pool.name.clone());
-                    if let (Some(a), Some(pool)) = (&shared.allocator, pool) {
-                        let _ = a.send(Command::Note { pool, reason: format!("refit of endpoint {e} asked") });
-                    }
-                    tracing::info!(endpoint = e, "admin: refit asked");
-                    format!("endpoint {e}: the model will be chosen again")
-                }),
+                Some(f) => f
+                    .refit(e)
+                    .map(|_| {
+                        // Logged as a decision of the endpoint's pool, when it is scaled.
+                        let pool = shared
+                            .proxy
+                            .table()
+                            .router
+                            .routes()
+                            .iter()
+                            .find(|r| &*r.name == e)
+                            .map(|r| r.pool.name.clone());
+                        if let (Some(a), Some(pool)) = (&shared.allocator, pool) {
+                            let _ = a.send(Command::Note { pool, reason: format!("refit of endpoint {e} asked") });
+                        }
+                        tracing::info!(endpoint = e, "admin: refit asked");
+                        format!("endpoint {e}: the model will be chosen again")
+                    })
+                    .map_err(|b| b.to_string()),
             }
         }
         a => return text(StatusCode::BAD_REQUEST, PLAIN, format!("action {a:?}: use mode, scale or refit\n")),

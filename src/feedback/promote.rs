@@ -10,45 +10,48 @@ pub const MIN_POINTS: u64 = 30;
 pub const MAX_MASE: f64 = 1.0;
 pub const MIN_COVERAGE95: f64 = 0.85;
 
-/// `Ok(summary)` when every endpoint's forecast is accurate now, else `Err(why not)`.
-pub fn accurate(endpoints: &[(String, Option<Vec<HorizonAccuracy>>)]) -> Result<String, String> {
+/// Whether a pool's forecasts are accurate now, and why (not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every endpoint's forecast is accurate: the summary.
+    Accurate(String),
+    /// Why not yet.
+    NotYet(String),
+}
+
+/// The verdict on the pool's endpoints now.
+pub fn accurate(endpoints: &[(String, Option<Vec<HorizonAccuracy>>)]) -> Verdict {
     if endpoints.is_empty() {
-        return Err("no endpoint routes to this pool".into());
+        return Verdict::NotYet("no endpoint routes to this pool".into());
     }
     let mut parts = Vec::new();
     for (e, acc) in endpoints {
-        let h = acc
-            .as_ref()
-            .and_then(|a| a.iter().find(|h| h.horizon_minutes == 60))
-            .map(|h| h.hour.clone())
-            .ok_or_else(|| format!("{e}: no forecast scored yet"))?;
+        let Some(h) = acc.as_ref().and_then(|a| a.iter().find(|h| h.horizon_minutes == 60)).map(|h| &h.hour) else {
+            return Verdict::NotYet(format!("{e}: no forecast scored yet"));
+        };
         if h.points < MIN_POINTS {
-            return Err(format!("{e}: {} scored points in the last hour (< {MIN_POINTS})", h.points));
+            return Verdict::NotYet(format!("{e}: {} scored points in the last hour (< {MIN_POINTS})", h.points));
         }
         let mase = h.mase.unwrap_or(f64::INFINITY);
         let cov = h.coverage95.unwrap_or(0.0);
         if mase > MAX_MASE {
-            return Err(format!("{e}: MASE {mase:.2} > {MAX_MASE}"));
+            return Verdict::NotYet(format!("{e}: MASE {mase:.2} > {MAX_MASE}"));
         }
         if cov < MIN_COVERAGE95 {
-            return Err(format!("{e}: 95 % band covered {:.0} % (< {:.0} %)", cov * 100.0, MIN_COVERAGE95 * 100.0));
+            let why = format!("{e}: 95 % band covered {:.0} % (< {:.0} %)", cov * 100.0, MIN_COVERAGE95 * 100.0);
+            return Verdict::NotYet(why);
         }
         parts.push(format!("{e}: MASE {mase:.2}, 95 % coverage {:.0} %", cov * 100.0));
     }
-    Ok(parts.join("; "))
+    Verdict::Accurate(parts.join("; "))
 }
 
 /// One step of the promotion clock: `since` is when the forecasts became (and stayed)
 /// accurate; returns the new `since` and, when due, the reason to promote.
-pub fn step(
-    since: Option<u64>,
-    now: u64,
-    after_s: u64,
-    check: Result<String, String>,
-) -> (Option<u64>, Option<String>) {
+pub fn step(since: Option<u64>, now: u64, after_s: u64, check: Verdict) -> (Option<u64>, Option<String>) {
     match check {
-        Err(_) => (None, None),
-        Ok(summary) => {
+        Verdict::NotYet(_) => (None, None),
+        Verdict::Accurate(summary) => {
             let since = since.unwrap_or(now);
             let due = now >= since + after_s;
             (Some(since), due.then(|| format!("auto_enable: forecasts accurate for {} s ({summary})", now - since)))
@@ -82,24 +85,31 @@ mod tests {
 
     #[test]
     fn every_endpoint_must_be_accurate() {
-        let ok = accurate(&[("a".into(), acc(600, 0.6, 0.95)), ("b".into(), acc(600, 0.9, 0.9))]).unwrap();
+        let Verdict::Accurate(ok) = accurate(&[("a".into(), acc(600, 0.6, 0.95)), ("b".into(), acc(600, 0.9, 0.9))])
+        else {
+            panic!("accurate")
+        };
         assert!(ok.contains("a: MASE 0.60") && ok.contains("b: MASE 0.90"), "{ok}");
-        assert!(accurate(&[("a".into(), acc(600, 1.3, 0.95))]).unwrap_err().contains("MASE 1.30"));
-        assert!(accurate(&[("a".into(), acc(600, 0.5, 0.7))]).unwrap_err().contains("covered 70 %"));
-        assert!(accurate(&[("a".into(), acc(10, 0.5, 0.95))]).unwrap_err().contains("10 scored points"));
-        assert!(accurate(&[("a".into(), None)]).unwrap_err().contains("no forecast"));
-        assert!(accurate(&[]).is_err());
+        let not_yet = |e: &[(String, Option<Vec<HorizonAccuracy>>)]| match accurate(e) {
+            Verdict::NotYet(why) => why,
+            Verdict::Accurate(s) => panic!("{s}"),
+        };
+        assert!(not_yet(&[("a".into(), acc(600, 1.3, 0.95))]).contains("MASE 1.30"));
+        assert!(not_yet(&[("a".into(), acc(600, 0.5, 0.7))]).contains("covered 70 %"));
+        assert!(not_yet(&[("a".into(), acc(10, 0.5, 0.95))]).contains("10 scored points"));
+        assert!(not_yet(&[("a".into(), None)]).contains("no forecast"));
+        assert_eq!(not_yet(&[]), "no endpoint routes to this pool");
     }
 
     #[test]
     fn promotion_needs_an_unbroken_period() {
-        let good = || Ok("a: fine".to_string());
+        let good = || Verdict::Accurate("a: fine".to_string());
         let (s, p) = step(None, 100, 3600, good());
         assert_eq!((s, p.is_none()), (Some(100), true));
         let (s, p) = step(s, 3000, 3600, good());
         assert!(p.is_none());
         // A bad hour resets the clock.
-        let (s, _) = step(s, 3100, 3600, Err("MASE".into()));
+        let (s, _) = step(s, 3100, 3600, Verdict::NotYet("MASE".into()));
         assert_eq!(s, None);
         let (s, p) = step(s, 3200, 3600, good());
         assert!(p.is_none() && s == Some(3200));

@@ -12,56 +12,7 @@ use serde::Serialize;
 use super::auto::{AutoFit, AutoSpec, Kind, snaive_mae};
 use super::{Forecast, ForecastError};
 
-/// A regular series read from a `timestamp,value` CSV.
-#[derive(Debug, Clone)]
-pub struct Series {
-    pub step_s: u64,
-    pub start_s: u64,
-    pub values: Vec<f64>,
-}
-
-/// Reads and checks a trace: header optional, epoch seconds, sorted, regular spacing.
-pub fn read_csv(text: &str) -> Result<Series, String> {
-    let mut rows: Vec<(usize, u64, f64)> = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        let mut parts = line.split(',').map(str::trim);
-        let (Some(a), Some(b), None) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(format!("line {}: expected `timestamp,value`, got {line:?}", i + 1));
-        };
-        match (a.parse::<u64>(), b.parse::<f64>()) {
-            (Ok(t), Ok(v)) if v.is_finite() && v >= 0.0 => rows.push((i + 1, t, v)),
-            (Ok(_), _) => return Err(format!("line {}: value {b:?} is not a non-negative number", i + 1)),
-            _ if rows.is_empty() && a.chars().all(|c| c.is_ascii_alphabetic() || c == '_') => {}
-            _ => return Err(format!("line {}: timestamp {a:?} is not epoch seconds", i + 1)),
-        }
-    }
-    if rows.len() < 3 {
-        return Err(format!("too short: {} data rows", rows.len()));
-    }
-    let step = rows[1]
-        .1
-        .checked_sub(rows[0].1)
-        .filter(|s| *s > 0)
-        .ok_or(format!("line {}: timestamps not increasing", rows[1].0))?;
-    for w in rows.windows(2) {
-        if w[1].1 <= w[0].1 {
-            return Err(format!("line {}: timestamps not increasing", w[1].0));
-        }
-        if w[1].1 - w[0].1 != step {
-            return Err(format!(
-                "line {}: irregular step ({} s after {} s steps); this backtest needs a regular series",
-                w[1].0,
-                w[1].1 - w[0].1,
-                step
-            ));
-        }
-    }
-    Ok(Series { step_s: step, start_s: rows[0].1, values: rows.into_iter().map(|r| r.2).collect() })
-}
+pub use crate::trace::{Series, read_csv};
 
 /// One model's scores at one horizon.
 #[derive(Debug, Clone, Serialize)]
@@ -208,10 +159,15 @@ mod tests {
     #[test]
     fn csv_errors_name_the_line() {
         assert!(read_csv("timestamp,value\n0,1\n60,2\n120,3\n").is_ok());
-        assert_eq!(read_csv("t,v\n0,1\n60,x\n").unwrap_err(), "line 3: value \"x\" is not a non-negative number");
-        assert!(read_csv("0,1\n60,2\n150,3\n").unwrap_err().starts_with("line 3: irregular step"));
-        assert!(read_csv("0,1\n60,2\n30,3\n").unwrap_err().starts_with("line 3: timestamps not increasing"));
-        assert!(read_csv("0,1\n").unwrap_err().starts_with("too short"));
+        assert_eq!(
+            read_csv("t,v\n0,1\n60,x\n").unwrap_err().to_string(),
+            "line 3: value \"x\" is not a non-negative number"
+        );
+        assert!(read_csv("0,1\n60,2\n150,3\n").unwrap_err().to_string().starts_with("line 3: irregular step"));
+        assert!(
+            read_csv("0,1\n60,2\n30,3\n").unwrap_err().to_string().starts_with("line 3: timestamps not increasing")
+        );
+        assert!(read_csv("0,1\n").unwrap_err().to_string().starts_with("too short"));
     }
 
     #[test]

@@ -215,14 +215,19 @@ pub struct Forecasts {
     pub accuracy: HashMap<String, Arc<Vec<HorizonAccuracy>>>,
 }
 
+/// The forecast thread's queue is full or the thread has stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("the forecast thread is busy or stopped")]
+pub struct Busy;
+
 /// Read side.
 #[derive(Clone)]
 pub struct ForecastView(Arc<ArcSwap<Forecasts>>, Sender<String>);
 
 impl ForecastView {
     /// Asks for `endpoint`'s model to be chosen again (within a second).
-    pub fn refit(&self, endpoint: &str) -> Result<(), String> {
-        self.1.try_send(endpoint.to_string()).map_err(|e| format!("the forecast thread is busy or stopped: {e}"))
+    pub fn refit(&self, endpoint: &str) -> Result<(), Busy> {
+        self.1.try_send(endpoint.to_string()).map_err(|_| Busy)
     }
 
     pub fn get(&self, endpoint: &str) -> Option<Arc<EndpointForecast>> {

@@ -106,6 +106,33 @@ impl ImportReport {
     }
 }
 
+/// Why a line, a time or a recorded history was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ImportError {
+    #[error("expected `timestamp,count`, got {0:?}")]
+    NotARow(String),
+    #[error("count {0:?} is not a non-negative integer")]
+    BadCount(String),
+    #[error(
+        "cannot read {0:?} as a time (epoch seconds, ISO-8601 such as 2024-01-15T08:00:00Z, or 15/Jan/2024:08:00:00 +0000)"
+    )]
+    BadTime(String),
+    #[error("timestamp {0} is after the year 9999 (milliseconds? the column is read as seconds)")]
+    Milliseconds(u64),
+    #[error("{0:?} is after the year 9999")]
+    TooLate(String),
+    #[error("{0}")]
+    LogLine(&'static str),
+    #[error("bad timestamp {0:?}")]
+    LogTime(String),
+    #[error("{}: not a directory", .0.display())]
+    NotADirectory(std::path::PathBuf),
+    #[error("{}: {message}", dir.display())]
+    Disk { dir: std::path::PathBuf, message: String },
+    #[error("no 1-minute history for endpoint {endpoint:?} in {}; recorded: {known:?}", dir.display())]
+    NoHistory { endpoint: String, dir: std::path::PathBuf, known: Vec<String> },
+}
+
 /// Imports `input` for `endpoint` into every persisted tier under `data_dir`.
 pub fn import(
     input: &Path,
@@ -167,7 +194,7 @@ pub fn to_rows(
                     obs.push(Obs { t, span: 0, calls: c, e4: 0, e5: 0, bytes_out: 0, line: line_no })
                 }
                 Ok(None) => {} // header
-                Err(e) => report.bad(line_no, e),
+                Err(e) => report.bad(line_no, e.to_string()),
             },
             Format::AccessLog => match parse_clf(line) {
                 Ok(l) => {
@@ -184,7 +211,7 @@ pub fn to_rows(
                         line: line_no,
                     })
                 }
-                Err(e) => report.bad(line_no, e),
+                Err(e) => report.bad(line_no, e.to_string()),
             },
         }
     }
@@ -276,10 +303,10 @@ const MAX_TIMESTAMP: u64 = 253_402_300_799;
 /// `timestamp,count`: the timestamp in epoch seconds, ISO-8601 or the access-log time format
 /// (see [`parse_time`]), the count a non-negative integer. `Ok(None)` for a header, which only
 /// the first line may be: a word later on is a bad line, not a second header.
-fn parse_csv_row(line: &str, first: bool) -> Result<Option<(u64, u64)>, String> {
+fn parse_csv_row(line: &str, first: bool) -> Result<Option<(u64, u64)>, ImportError> {
     let mut it = line.split(',').map(str::trim);
     let (Some(a), Some(b), None) = (it.next(), it.next(), it.next()) else {
-        return Err(format!("expected `timestamp,count`, got {line:?}"));
+        return Err(ImportError::NotARow(line.to_string()));
     };
     if first && !a.is_empty() && a.chars().all(|c| c.is_ascii_alphabetic() || c == '_' || c == ' ') {
         return Ok(None);
@@ -287,20 +314,16 @@ fn parse_csv_row(line: &str, first: bool) -> Result<Option<(u64, u64)>, String> 
     let t = parse_time(a)?;
     match b.parse::<f64>() {
         Ok(c) if c >= 0.0 && c.fract() == 0.0 && c < 1e15 => Ok(Some((t, c as u64))),
-        _ => Err(format!("count {b:?} is not a non-negative integer")),
+        _ => Err(ImportError::BadCount(b.to_string())),
     }
 }
 
 /// A timestamp as people's exports write it: epoch seconds (`1700000000`, `1700000000.25`),
 /// ISO-8601 / RFC 3339 (`2024-01-15T08:00:00Z`, `…T08:00:00.5+02:00`, `2024-01-15 08:00:00`
 /// taken as UTC, `2024-01-15`), or the access-log format (`15/Jan/2024:08:00:00 +0000`).
-pub fn parse_time(s: &str) -> Result<u64, String> {
+pub fn parse_time(s: &str) -> Result<u64, ImportError> {
     let s = s.trim();
-    let bad = || {
-        format!(
-            "cannot read {s:?} as a time (epoch seconds, ISO-8601 such as 2024-01-15T08:00:00Z, or 15/Jan/2024:08:00:00 +0000)"
-        )
-    };
+    let bad = || ImportError::BadTime(s.to_string());
     let t = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         let secs = s.split('.').next().unwrap_or("");
         let t: u64 = secs.parse().map_err(|_| bad())?;
@@ -308,7 +331,7 @@ pub fn parse_time(s: &str) -> Result<u64, String> {
             return Err(bad());
         }
         if t > MAX_TIMESTAMP {
-            return Err(format!("timestamp {t} is after the year 9999 (milliseconds? the column is read as seconds)"));
+            return Err(ImportError::Milliseconds(t));
         }
         t
     } else if s.contains('/') {
@@ -316,7 +339,7 @@ pub fn parse_time(s: &str) -> Result<u64, String> {
     } else {
         parse_iso(s).ok_or_else(bad)?
     };
-    if t > MAX_TIMESTAMP { Err(format!("{s:?} is after the year 9999")) } else { Ok(t) }
+    if t > MAX_TIMESTAMP { Err(ImportError::TooLate(s.to_string())) } else { Ok(t) }
 }
 
 /// `YYYY-MM-DD`, then optionally `T` or a space, `HH:MM[:SS[.fraction]]` and `Z`, `±HH:MM`,
@@ -378,19 +401,22 @@ struct LogLine {
 }
 
 /// `host ident user [10/Oct/2000:13:55:36 -0700] "GET /a HTTP/1.0" 200 2326 …`
-fn parse_clf(line: &str) -> Result<LogLine, String> {
-    let open = line.find('[').ok_or("no [timestamp]")?;
-    let close = open + line[open..].find(']').ok_or("unterminated [timestamp]")?;
-    let t =
-        parse_clf_time(&line[open + 1..close]).ok_or_else(|| format!("bad timestamp {:?}", &line[open + 1..close]))?;
+fn parse_clf(line: &str) -> Result<LogLine, ImportError> {
+    let open = line.find('[').ok_or(ImportError::LogLine("no [timestamp]"))?;
+    let close = open + line[open..].find(']').ok_or(ImportError::LogLine("unterminated [timestamp]"))?;
+    let t = parse_clf_time(&line[open + 1..close])
+        .ok_or_else(|| ImportError::LogTime(line[open + 1..close].to_string()))?;
     let rest = &line[close + 1..];
-    let q1 = rest.find('"').ok_or("no \"request\"")?;
-    let q2 = q1 + 1 + rest[q1 + 1..].find('"').ok_or("unterminated \"request\"")?;
+    let q1 = rest.find('"').ok_or(ImportError::LogLine("no \"request\""))?;
+    let q2 = q1 + 1 + rest[q1 + 1..].find('"').ok_or(ImportError::LogLine("unterminated \"request\""))?;
     let request = &rest[q1 + 1..q2];
     let path = request.split_whitespace().nth(1).unwrap_or("").split('?').next().unwrap_or("").to_string();
     let mut after = rest[q2 + 1..].split_whitespace();
-    let status: u16 =
-        after.next().and_then(|s| s.parse().ok()).filter(|s| (100..600).contains(s)).ok_or("missing or bad status")?;
+    let status: u16 = after
+        .next()
+        .and_then(|s| s.parse().ok())
+        .filter(|s| (100..600).contains(s))
+        .ok_or(ImportError::LogLine("missing or bad status"))?;
     let bytes = after.next().and_then(|b| b.parse().ok()).unwrap_or(0);
     Ok(LogLine { t, path, status, bytes })
 }
@@ -439,11 +465,12 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 
 /// The other direction: `endpoint`'s recorded 1-minute series from a data directory (what
 /// `prescale simulate --from-history` replays). Minutes prescale was not recording are NaN.
-pub fn recorded_series(data_dir: &Path, endpoint: &str) -> Result<crate::forecast::backtest::Series, String> {
+pub fn recorded_series(data_dir: &Path, endpoint: &str) -> Result<crate::trace::Series, ImportError> {
     if !data_dir.is_dir() {
-        return Err(format!("{}: not a directory", data_dir.display()));
+        return Err(ImportError::NotADirectory(data_dir.to_path_buf()));
     }
-    let mut disk = Disk::open(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    let mut disk =
+        Disk::open(data_dir).map_err(|e| ImportError::Disk { dir: data_dir.to_path_buf(), message: e.to_string() })?;
     let spec = TierSpec { step_s: 60, keep_s: 400 * 86_400, persist: true };
     let now = crate::clock::now_us() / 1_000_000;
     let mut counts: BTreeMap<u64, u64> = BTreeMap::new();
@@ -455,14 +482,14 @@ pub fn recorded_series(data_dir: &Path, endpoint: &str) -> Result<crate::forecas
         }
     });
     let (Some(first), Some(last)) = (counts.keys().next().copied(), counts.keys().next_back().copied()) else {
-        let known: Vec<&String> = names.keys().collect();
-        return Err(format!(
-            "no 1-minute history for endpoint {endpoint:?} in {}; recorded: {known:?}",
-            data_dir.display()
-        ));
+        return Err(ImportError::NoHistory {
+            endpoint: endpoint.to_string(),
+            dir: data_dir.to_path_buf(),
+            known: names.into_keys().collect(),
+        });
     };
     let values = (first..=last).map(|i| counts.get(&i).map_or(f64::NAN, |c| *c as f64)).collect();
-    Ok(crate::forecast::backtest::Series { step_s: 60, start_s: first * 60, values })
+    Ok(crate::trace::Series { step_s: 60, start_s: first * 60, values })
 }
 
 #[cfg(test)]
@@ -562,7 +589,7 @@ mod tests {
         ] {
             assert!(parse_time(bad).is_err(), "{bad:?}");
         }
-        assert!(parse_time("1705305600000").unwrap_err().contains("milliseconds"));
+        assert_eq!(parse_time("1705305600000").unwrap_err(), ImportError::Milliseconds(1_705_305_600_000));
     }
 
     #[test]

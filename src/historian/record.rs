@@ -135,10 +135,19 @@ pub enum PatternSegment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathPattern(pub Vec<PatternSegment>);
 
+/// Why a redaction pattern was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    #[error("{0:?} must start with /")]
+    NotAbsolute(String),
+    #[error("{0:?} has no {{name}} segment to redact")]
+    NothingToRedact(String),
+}
+
 impl std::str::FromStr for PathPattern {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let rest = s.strip_prefix('/').ok_or_else(|| format!("{s:?} must start with /"))?;
+    type Err = PatternError;
+    fn from_str(s: &str) -> Result<Self, PatternError> {
+        let rest = s.strip_prefix('/').ok_or_else(|| PatternError::NotAbsolute(s.to_string()))?;
         let segs: Vec<PatternSegment> = rest
             .split('/')
             .map(|seg| match seg {
@@ -148,7 +157,7 @@ impl std::str::FromStr for PathPattern {
             })
             .collect();
         if !segs.contains(&PatternSegment::Secret) {
-            return Err(format!("{s:?} has no {{name}} segment to redact"));
+            return Err(PatternError::NothingToRedact(s.to_string()));
         }
         Ok(Self(segs))
     }

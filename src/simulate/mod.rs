@@ -29,11 +29,11 @@ use crate::allocator::plan::{self, Action, ForecastInput};
 use crate::allocator::{LeadTime, Mode, ScalingSettings};
 use crate::clock::{SharedClock, VirtualClock};
 use crate::feedback::score::HorizonAccuracy;
-use crate::forecast::backtest::Series;
 use crate::forecast::engine::Engine;
 use crate::forecast::thread::ForecastConfig;
 use crate::historian::series::{Bucket, FullBucket, Tier};
 use crate::hypervisor::fake::{FakeGuests, FakeHypervisor};
+use crate::trace::Series;
 
 /// Every setting of a replay (`[simulate]` in the file given with `--config`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -131,16 +131,17 @@ struct File {
 impl SimSettings {
     /// Reads `[simulate]` from a TOML file; unknown keys and impossible values are errors
     /// naming the key.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let f: File = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        f.simulate.check().map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Self, SimError> {
+        let file = |message: String| SimError::File { path: path.to_path_buf(), message };
+        let text = std::fs::read_to_string(path).map_err(|e| file(e.to_string()))?;
+        let f: File = toml::from_str(&text).map_err(|e| file(e.to_string()))?;
+        f.simulate.check().map_err(|e| file(e.to_string()))?;
         Ok(f.simulate)
     }
 
     /// The first impossible setting, named.
-    pub fn check(&self) -> Result<(), String> {
-        let bad = |k: &str, why: &str| Err(format!("simulate.{k}: {why}"));
+    pub fn check(&self) -> Result<(), SimError> {
+        let bad = |key: &'static str, why: &'static str| Err(SimError::Setting { key, why });
         if !(1..=60).contains(&self.tick_s) || 60 % self.tick_s != 0 {
             return bad("tick_s", "must divide 60 (1 … 60)");
         }
@@ -197,8 +198,73 @@ impl SimSettings {
     }
 }
 
-/// The policies, in report order.
-pub const POLICIES: [&str; 5] = ["reactive", "static", "predictive", "predictive+reactive", "oracle"];
+/// Why a replay could not run.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SimError {
+    #[error("simulate.{key}: {why}")]
+    Setting { key: &'static str, why: &'static str },
+    #[error("{}: {message}", path.display())]
+    File { path: std::path::PathBuf, message: String },
+    #[error("unknown policy {0:?}; one of reactive, static, predictive, predictive+reactive, oracle")]
+    UnknownPolicy(String),
+    #[error("the trace's step ({step} s) and simulate.tick_s ({tick} s) must divide one another")]
+    StepAndTick { step: u64, tick: u64 },
+    #[error("the trace's step is {0} s; at most 3600 s is supported")]
+    StepTooLong(u64),
+    #[error("trace too short: {span} s of data, {warmup} s of warm-up leave less than an hour to evaluate")]
+    TooShort { span: u64, warmup: u64 },
+    #[error("the trace's 99th-percentile rate is 0: nothing to scale")]
+    NothingToScale,
+}
+
+/// A scaling policy the replay compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// The Kubernetes HPA algorithm, horizontal only.
+    Reactive,
+    /// Fixed at what the whole trace's peak needs.
+    Static,
+    /// The controller on the forecast alone.
+    Predictive,
+    /// The controller on the forecast with its measured-load safety net (the default).
+    PredictiveReactive,
+    /// The controller on the true future.
+    Oracle,
+}
+
+impl Policy {
+    /// Every policy, in report order.
+    pub const ALL: [Policy; 5] =
+        [Policy::Reactive, Policy::Static, Policy::Predictive, Policy::PredictiveReactive, Policy::Oracle];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Reactive => "reactive",
+            Self::Static => "static",
+            Self::Predictive => "predictive",
+            Self::PredictiveReactive => "predictive+reactive",
+            Self::Oracle => "oracle",
+        }
+    }
+
+    /// Runs on the forecast engine's forecasts.
+    fn forecasts(self) -> bool {
+        matches!(self, Self::Predictive | Self::PredictiveReactive)
+    }
+}
+
+impl std::str::FromStr for Policy {
+    type Err = SimError;
+    fn from_str(s: &str) -> Result<Self, SimError> {
+        Self::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| SimError::UnknownPolicy(s.to_string()))
+    }
+}
+
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// One policy's results over the evaluated part.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -442,24 +508,16 @@ pub fn run(
     name: &str,
     series: &Series,
     s: &SimSettings,
-    policies: &[&str],
+    policies: &[Policy],
     progress: &mut dyn FnMut(u64, u64),
-) -> Result<Report, String> {
+) -> Result<Report, SimError> {
     s.check()?;
-    for p in policies {
-        if !POLICIES.contains(p) {
-            return Err(format!("unknown policy {p:?}; one of {}", POLICIES.join(", ")));
-        }
-    }
     let step = series.step_s;
     if !step.is_multiple_of(s.tick_s) && !s.tick_s.is_multiple_of(step) {
-        return Err(format!(
-            "the trace's step ({step} s) and simulate.tick_s ({} s) must divide one another",
-            s.tick_s
-        ));
+        return Err(SimError::StepAndTick { step, tick: s.tick_s });
     }
     if step > 3600 {
-        return Err(format!("the trace's step is {step} s; at most 3600 s is supported"));
+        return Err(SimError::StepTooLong(step));
     }
     let n = series.values.len() as u64;
     let span = n * step;
@@ -469,10 +527,7 @@ pub fn run(
     } / step
         * step;
     if warmup >= span || span - warmup < 3600 {
-        return Err(format!(
-            "trace too short: {} s of data, {} s of warm-up leave less than an hour to evaluate",
-            span, warmup
-        ));
+        return Err(SimError::TooShort { span, warmup });
     }
     let rates: Vec<f64> = series.values.iter().map(|v| if v.is_finite() { v / step as f64 } else { 0.0 }).collect();
     let mut sorted = rates.clone();
@@ -480,7 +535,7 @@ pub fn run(
     let p99 = sorted[((sorted.len() - 1) as f64 * 0.99).round() as usize];
     let peak = *sorted.last().unwrap_or(&0.0);
     if p99 <= 0.0 {
-        return Err("the trace's 99th-percentile rate is 0: nothing to scale".into());
+        return Err(SimError::NothingToScale);
     }
     let per_vcpu = s.capacity_rps_per_vcpu.unwrap_or(p99 / (s.p99_vms as f64 * s.vcpus as f64 * s.target_utilization));
     let per_vm = per_vcpu * s.vcpus as f64;
@@ -505,7 +560,7 @@ pub fn run(
         history_days: s.history_days,
         ..ForecastConfig::default()
     };
-    let uses_forecast = policies.iter().any(|p| p.starts_with("predictive"));
+    let uses_forecast = policies.iter().any(|p| p.forecasts());
     let mut engine = Engine::new(cfg, step);
     let mut tier = Tier::new(step, (s.history_days as usize + 1) * (86_400 / step as usize) + 1);
     let put = |tier: &mut Tier, i: usize| {
@@ -538,8 +593,8 @@ pub fn run(
         .map(|(i, p)| {
             let seed = s.seed.wrapping_mul(31).wrapping_add(i as u64);
             match *p {
-                "static" => Runner::Fleet(Fleet::new(seed, static_vms, s.vcpus, t0)),
-                "reactive" => Runner::Fleet(Fleet::new(seed, start_vms, s.vcpus, t0)),
+                Policy::Static => Runner::Fleet(Fleet::new(seed, static_vms, s.vcpus, t0)),
+                Policy::Reactive => Runner::Fleet(Fleet::new(seed, start_vms, s.vcpus, t0)),
                 _ => {
                     let hv = FakeHypervisor::new(shared.clone(), seed).with_template("sim", s.vcpus, s.vcpus_max);
                     let mut pool = SimPool {
@@ -558,7 +613,7 @@ pub fn run(
                     }
                     let managed = ManagedPool {
                         name: name.to_string(),
-                        settings: scaling(s, per_vcpu, *p == "oracle"),
+                        settings: scaling(s, per_vcpu, *p == Policy::Oracle),
                         hypervisor: Box::new(hv.clone()),
                         endpoints: vec![name.to_string()],
                         memory_mib_per_request: 0.0,
@@ -607,7 +662,7 @@ pub fn run(
         .collect();
     let mut demand_series: Vec<f32> = Vec::new();
     // The controller whose learned lead time the chart's band is drawn at.
-    let lead_policy = policies.iter().position(|p| p.starts_with("predictive"));
+    let lead_policy = policies.iter().position(|p| p.forecasts());
     // Demand of the last `hpa_window_s`, per tick, for the measured rate.
     let window_ticks = (s.hpa_window_s / s.tick_s).max(1) as usize;
     let mut recent: std::collections::VecDeque<f64> = std::collections::VecDeque::new();
@@ -656,7 +711,7 @@ pub fn run(
             let (ready, (vc, vm)) = match &mut runners[i] {
                 Runner::Fleet(f) => {
                     f.advance(now as f64);
-                    if *p == "reactive" {
+                    if *p == Policy::Reactive {
                         let ready = f.vms.iter().filter(|v| v.serving).count() as u32;
                         let current = f.vms.len() as u32;
                         let want = hpas[i].desired(now, measured, per_vm, ready, current);
@@ -676,7 +731,7 @@ pub fn run(
                 }
                 Runner::Planned(pl) => {
                     let oracle;
-                    let input = if *p == "oracle" {
+                    let input = if *p == Policy::Oracle {
                         let h = s.horizon_min as u64;
                         oracle = ForecastInput {
                             points: (0..h)
@@ -692,9 +747,9 @@ pub fn run(
                         &forecast
                     };
                     let signals = SimSignals {
-                        measured: if *p == "predictive" { 0.0 } else { measured },
+                        measured: if *p == Policy::Predictive { 0.0 } else { measured },
                         forecast: input,
-                        accuracy: if p.starts_with("predictive") { &accuracy } else { &|| None },
+                        accuracy: if p.forecasts() { &accuracy } else { &|| None },
                     };
                     let mut guests = FakeGuests(pl.hv.clone());
                     let mut env = Env { membership: &mut pl.pool, prober: &mut guests, signals: &signals };
@@ -864,6 +919,10 @@ mod tests {
         Series { step_s: 60, start_s, values: (0..days * 1440).map(|m| f(m % 1440)).collect() }
     }
 
+    fn pol(names: &[&str]) -> Vec<Policy> {
+        names.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
     fn quiet(s: &mut SimSettings) {
         s.warmup_days = Some(1.0);
         s.capacity_rps_per_vcpu = Some(1.0);
@@ -877,7 +936,7 @@ mod tests {
         let mut s = SimSettings { target_utilization: 1.0, vcpus: 1, vcpus_min: 1, ..SimSettings::default() };
         quiet(&mut s);
         let tr = series(2, |m| if (720..730).contains(&m) { 120.0 } else { 60.0 });
-        let r = run("t", &tr, &s, &["static"], &mut |_, _| {}).unwrap();
+        let r = run("t", &tr, &s, &pol(&["static"]), &mut |_, _| {}).unwrap();
         let p = &r.policies[0];
         assert_eq!(r.resolved.static_vms, 2);
         assert_eq!(p.slo_violation_minutes, 0);
@@ -907,7 +966,7 @@ mod tests {
         };
         quiet(&mut s);
         let tr = series(2, |m| if m >= 720 { 360.0 } else { 60.0 });
-        let r = run("t", &tr, &s, &["reactive", "oracle"], &mut |_, _| {}).unwrap();
+        let r = run("t", &tr, &s, &pol(&["reactive", "oracle"]), &mut |_, _| {}).unwrap();
         let (re, or) = (&r.policies[0], &r.policies[1]);
         // The HPA's 1-minute average climbs over four ticks (2.25, 3.5, 4.75, 6 rps): it asks
         // for 3, 4, 5, then 6 VMs at 12:00:00 … 12:00:45; each is ready 120 s after it was
@@ -928,12 +987,12 @@ mod tests {
         quiet(&mut s);
         s.capacity_rps_per_vcpu = Some(0.5);
         let tr = series(3, |m| 30.0 + 60.0 * (((m as f64) / 1440.0 * std::f64::consts::TAU).sin() + 1.0));
-        let a = run("t", &tr, &s, &["reactive", "predictive+reactive"], &mut |_, _| {}).unwrap();
-        let b = run("t", &tr, &s, &["reactive", "predictive+reactive"], &mut |_, _| {}).unwrap();
+        let a = run("t", &tr, &s, &pol(&["reactive", "predictive+reactive"]), &mut |_, _| {}).unwrap();
+        let b = run("t", &tr, &s, &pol(&["reactive", "predictive+reactive"]), &mut |_, _| {}).unwrap();
         assert_eq!(a.policies, b.policies);
         assert_eq!(a.forecast, b.forecast);
         s.seed = 2;
-        let c = run("t", &tr, &s, &["reactive", "predictive+reactive"], &mut |_, _| {}).unwrap();
+        let c = run("t", &tr, &s, &pol(&["reactive", "predictive+reactive"]), &mut |_, _| {}).unwrap();
         assert_ne!(a.policies, c.policies, "boot jitter follows the seed");
         // The forecast was scored over the evaluated part (a day of points, 60 per minute).
         let f = a.forecast.unwrap();
@@ -945,20 +1004,27 @@ mod tests {
         let tr = series(2, |_| 60.0);
         let mut s = SimSettings::default();
         quiet(&mut s);
-        let e = run("t", &tr, &s, &["psychic"], &mut |_, _| {}).unwrap_err();
+        let e = "psychic".parse::<Policy>().unwrap_err().to_string();
         assert!(e.contains("psychic") && e.contains("oracle"), "{e}");
         s.target_utilization = 1.5;
-        assert!(run("t", &tr, &s, &["static"], &mut |_, _| {}).unwrap_err().contains("simulate.target_utilization"));
+        assert!(
+            run("t", &tr, &s, &pol(&["static"]), &mut |_, _| {})
+                .unwrap_err()
+                .to_string()
+                .contains("simulate.target_utilization")
+        );
         let s = SimSettings { warmup_days: Some(2.0), ..SimSettings::default() };
-        let e = run("t", &tr, &s, &["static"], &mut |_, _| {}).unwrap_err();
-        assert!(e.contains("too short"), "{e}");
+        let e = run("t", &tr, &s, &pol(&["static"]), &mut |_, _| {}).unwrap_err();
+        assert!(matches!(e, SimError::TooShort { .. }), "{e}");
         let zero = series(2, |_| 0.0);
         let mut s = SimSettings::default();
         quiet(&mut s);
         s.capacity_rps_per_vcpu = None;
-        assert!(run("t", &zero, &s, &["static"], &mut |_, _| {}).unwrap_err().contains("99th-percentile"));
+        assert!(
+            run("t", &zero, &s, &pol(&["static"]), &mut |_, _| {}).unwrap_err().to_string().contains("99th-percentile")
+        );
         s.vcpus = 8;
-        assert!(s.check().unwrap_err().contains("simulate.vcpus"));
+        assert!(s.check().unwrap_err().to_string().contains("simulate.vcpus"));
     }
 
     #[test]
@@ -969,12 +1035,12 @@ mod tests {
         let s = SimSettings::load(&p).unwrap();
         assert_eq!((s.boot_s, s.max_vms, s.min_vms), (60.0, 8, 1));
         std::fs::write(&p, "[simulate]\nboot_secs = 60\n").unwrap();
-        let e = SimSettings::load(&p).unwrap_err();
+        let e = SimSettings::load(&p).unwrap_err().to_string();
         assert!(e.contains("boot_secs"), "{e}");
         std::fs::write(&p, "[simulate]\nmin_vms = 9\nmax_vms = 8\n").unwrap();
-        assert!(SimSettings::load(&p).unwrap_err().contains("simulate.max_vms"));
+        assert!(SimSettings::load(&p).unwrap_err().to_string().contains("simulate.max_vms"));
         std::fs::write(&p, "[simulate]\ntick_s = \"fast\"\n").unwrap();
-        assert!(SimSettings::load(&p).unwrap_err().contains("tick_s"));
+        assert!(SimSettings::load(&p).unwrap_err().to_string().contains("tick_s"));
     }
 
     #[test]
@@ -993,7 +1059,7 @@ mod tests {
         };
         quiet(&mut s);
         let tr = series(2, |m| if (720..900).contains(&m) { 360.0 } else { 60.0 });
-        let r = run("t", &tr, &s, &["predictive+reactive", "oracle"], &mut |_, _| {}).unwrap();
+        let r = run("t", &tr, &s, &pol(&["predictive+reactive", "oracle"]), &mut |_, _| {}).unwrap();
         for p in &r.policies {
             assert!(p.actions >= 2, "{p:?}");
             // 120 s boots, seen healthy on the first 15-s tick at or after them.

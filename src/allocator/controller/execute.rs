@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use super::log::Repeat;
+use super::log::{Key, Repeat};
 use super::{Controller, Env, LoggedDecision, Outcome, Pending, Track};
 use crate::allocator::Mode;
 use crate::allocator::plan::{Action, Phase, Plan};
@@ -131,7 +131,7 @@ pub(super) fn run(
         };
         let Some(a) = &d.action else {
             // Logged when the kind of reason changes, not every tick.
-            let key = d.reason.split(':').next().unwrap_or("").to_string();
+            let key = Key::Reason(d.reason.split(':').next().unwrap_or("").to_string());
             if c.dedup.fresh(Repeat::Hold, key) {
                 out.push(logged);
             }
@@ -140,14 +140,14 @@ pub(super) fn run(
         let kind = Kind::of(a);
         if paused && kind == Kind::Launch {
             logged.outcome = Outcome::LaunchesPaused;
-            if c.dedup.fresh(Repeat::Paused, String::new()) {
+            if c.dedup.fresh(Repeat::Paused, Key::Nothing) {
                 out.push(logged);
             }
             continue;
         }
         if c.p.settings.mode == Mode::DryRun {
             logged.outcome = Outcome::DryRun;
-            if c.dedup.fresh(Repeat::DryRun, format!("{a:?}")) {
+            if c.dedup.fresh(Repeat::DryRun, Key::Action(a.clone())) {
                 out.push(logged);
             }
             continue;

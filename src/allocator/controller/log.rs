@@ -104,13 +104,22 @@ pub(crate) enum Repeat {
     Paused,
 }
 
+/// What makes a repeated record the same as the last: the kind of a hold's reason (its text
+/// before the numbers), or the action a dry run would have taken.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Key {
+    Reason(String),
+    Action(Action),
+    Nothing,
+}
+
 /// The last record of each repeated kind: a repeat is not logged again.
 #[derive(Debug, Default)]
-pub(crate) struct Dedup(std::collections::HashMap<Repeat, String>);
+pub(crate) struct Dedup(std::collections::HashMap<Repeat, Key>);
 
 impl Dedup {
     /// True when `key` differs from the last one of `kind` (and remembers it).
-    pub(crate) fn fresh(&mut self, kind: Repeat, key: String) -> bool {
+    pub(crate) fn fresh(&mut self, kind: Repeat, key: Key) -> bool {
         if self.0.get(&kind) == Some(&key) {
             return false;
         }

@@ -290,6 +290,7 @@ impl Controller {
     /// takes effect at the next tick (the caller reports those two as needing a restart).
     pub fn reconfigure(&mut self, s: ScalingSettings) -> Option<String> {
         let old = &self.p.settings;
+        let s = ScalingSettings { uris: old.uris.clone(), network: old.network.clone(), ..s };
         if *old == s {
             return None;
         }
@@ -307,8 +308,7 @@ impl Controller {
         if old.lead_time != s.lead_time {
             changed.push("lead_time".to_string());
         }
-        let (uris, network) = (old.uris.clone(), old.network.clone());
-        self.p.settings = ScalingSettings { uris, network, ..s };
+        self.p.settings = s;
         if changed.is_empty() {
             changed.push("settings".to_string());
         }
@@ -409,3 +409,6 @@ impl Controller {
         Some(d)
     }
 }
+
+#[cfg(test)]
+mod tests;

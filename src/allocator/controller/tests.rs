@@ -1,0 +1,348 @@
+//! The controller on virtual time against the in-memory hypervisor: fast and deterministic.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::allocator::plan::Action;
+use crate::clock::{Clock, VirtualClock};
+use crate::hypervisor::fake::{FakeGuests, FakeHypervisor};
+use crate::hypervisor::{Network, VmState};
+
+/// A member: (weight, draining, requests in flight).
+#[derive(Default)]
+struct Members(HashMap<String, (u32, bool, u32)>);
+
+impl Membership for Members {
+    fn join(&mut self, addr: &str, weight: u32) {
+        let m = self.0.entry(addr.to_string()).or_insert((weight, false, 0));
+        (m.0, m.1) = (weight, false);
+    }
+    fn drain(&mut self, addr: &str) {
+        if let Some(m) = self.0.get_mut(addr) {
+            m.1 = true;
+        }
+    }
+    fn remove(&mut self, addr: &str) {
+        self.0.remove(addr);
+    }
+    fn set_weight(&mut self, addr: &str, weight: u32) {
+        if let Some(m) = self.0.get_mut(addr) {
+            m.0 = weight;
+        }
+    }
+    fn in_flight(&self, addr: &str) -> Option<u32> {
+        self.0.get(addr).map(|m| m.2)
+    }
+}
+
+/// Load and forecast fixed by the test.
+#[derive(Default)]
+struct Load {
+    measured: f64,
+    /// Forecast requests/s (mean = upper band), flat.
+    forecast: Option<f64>,
+    now_s: u64,
+}
+
+impl Signals for Load {
+    fn measured_rps(&self) -> f64 {
+        self.measured
+    }
+    fn forecast(&self) -> ForecastInput {
+        let Some(r) = self.forecast else { return ForecastInput::default() };
+        let m0 = self.now_s / 60 * 60;
+        ForecastInput { points: (0..60).map(|k| (m0 + k * 60, r, r)).collect() }
+    }
+}
+
+const T0: u64 = 1_800_000_000;
+
+struct Rig {
+    clock: Arc<VirtualClock>,
+    hv: FakeHypervisor,
+    members: Members,
+    load: Load,
+    c: Controller,
+    log: Vec<LoggedDecision>,
+}
+
+impl Rig {
+    fn new(min_vms: u32, max_vms: u32, boot_s: f64) -> Self {
+        let clock = VirtualClock::new(T0 * 1_000_000);
+        let hv = FakeHypervisor::new(clock.clone(), 7).with_template("tpl", 1, 4);
+        {
+            let mut w = hv.world();
+            (w.boot_s, w.boot_jitter) = (boot_s, 0.0);
+        }
+        let mut settings = ScalingSettings {
+            template: "tpl".into(),
+            mode: Mode::Enabled,
+            network: Network::Bridge { port: 80, sources: vec![] },
+            boot_timeout: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(30),
+            ..ScalingSettings::default()
+        };
+        settings.policy.min_vms = min_vms;
+        settings.policy.max_vms = max_vms;
+        settings.policy.vcpus = (1, 1);
+        settings.policy.launch_vcpus = 1;
+        settings.policy.capacity_rps_per_vcpu = 10.0;
+        settings.policy.target_utilization = 1.0;
+        settings.policy.headroom = 0.0;
+        let p = ManagedPool {
+            name: "p".into(),
+            settings,
+            hypervisor: Box::new(hv.clone()),
+            endpoints: vec!["api".into()],
+            memory_mib_per_request: 1.0,
+        };
+        let c = Controller::new(p, clock.clone());
+        Rig { clock, hv, members: Members::default(), load: Load::default(), c, log: Vec::new() }
+    }
+
+    fn now_s(&self) -> u64 {
+        self.clock.now_us() / 1_000_000
+    }
+
+    /// One tick at the current time, then the clock moves on by `step_s`.
+    fn tick(&mut self, step_s: u64) -> Vec<LoggedDecision> {
+        self.load.now_s = self.now_s();
+        let mut guests = FakeGuests(self.hv.clone());
+        let mut env = Env { membership: &mut self.members, prober: &mut guests, signals: &self.load };
+        let out = self.c.tick(&mut env);
+        self.log.extend(out.iter().cloned());
+        self.clock.advance(Duration::from_secs(step_s));
+        out
+    }
+
+    /// Ticks every second for `secs` seconds.
+    fn run(&mut self, secs: u64) {
+        for _ in 0..secs {
+            self.tick(1);
+        }
+    }
+
+    fn command(&mut self, cmd: Command) -> Option<LoggedDecision> {
+        let mut guests = FakeGuests(self.hv.clone());
+        let mut env = Env { membership: &mut self.members, prober: &mut guests, signals: &self.load };
+        self.c.command(&mut env, cmd)
+    }
+
+    fn running(&self) -> usize {
+        self.hv.world().vms.values().filter(|v| v.info.state == VmState::Running).count()
+    }
+
+    fn phases(&self) -> Vec<(String, Phase)> {
+        let mut v: Vec<(String, Phase)> = self.c.tracks.iter().map(|(n, t)| (n.clone(), t.phase)).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    fn with_reason(&self, s: &str) -> Vec<&LoggedDecision> {
+        self.log.iter().filter(|d| d.reason.contains(s)).collect()
+    }
+}
+
+#[test]
+fn a_launched_vm_joins_only_after_its_guest_answers() {
+    let mut r = Rig::new(2, 4, 30.0);
+    let first = r.tick(1);
+    let launch = first.iter().find(|d| matches!(d.action, Some(Action::Launch { count: 2, .. }))).expect("launch");
+    assert_eq!(launch.outcome, Outcome::Done);
+    r.run(28);
+    assert!(r.members.0.is_empty(), "nothing joins before the guests answer");
+    assert_eq!(r.phases().iter().filter(|p| p.1 == Phase::Booting).count(), 2);
+    r.run(3);
+    assert_eq!(r.members.0.len(), 2, "both joined once healthy");
+    assert!(r.phases().iter().all(|p| p.1 == Phase::Serving));
+    assert_eq!(r.c.launches, vec![30.0, 30.0], "start → healthy, on the virtual clock");
+    assert_eq!(r.with_reason("joined the upstream pool").len(), 2);
+    // Nothing else happens on a steady pool at its minimum.
+    let before = r.hv.world().calls.len();
+    r.run(60);
+    assert_eq!(r.hv.world().calls.len(), before);
+}
+
+#[test]
+fn a_vm_that_never_boots_is_deleted_and_two_in_a_row_pause_launches() {
+    let mut r = Rig::new(1, 4, 1000.0);
+    r.run(62);
+    let timed_out = r.with_reason("did not become healthy within 60 s");
+    assert_eq!(timed_out.len(), 1, "{:?}", r.log);
+    assert!(r.hv.world().calls.contains(&"delete p-1".to_string()));
+    r.run(62);
+    assert!(!r.with_reason("launches paused for 60 s").is_empty(), "{:?}", r.log);
+    assert!(r.c.degraded().is_some_and(|d| d.contains("launches paused")), "{:?}", r.c.degraded());
+    let launches = |r: &Rig| r.hv.world().calls.iter().filter(|c| c.starts_with("start")).count();
+    let during = launches(&r);
+    r.run(30);
+    assert_eq!(launches(&r), during, "no launch while paused");
+    assert_eq!(r.log.iter().filter(|d| d.outcome == Outcome::LaunchesPaused).count(), 1, "logged once");
+    r.run(40);
+    assert_eq!(launches(&r), during + 1, "launches resume after the pause");
+}
+
+#[test]
+fn a_drained_vm_is_stopped_only_when_nothing_is_in_flight() {
+    let mut r = Rig::new(1, 4, 5.0);
+    r.c.p.settings.policy.min_vms = 2;
+    r.run(8);
+    assert_eq!(r.members.0.len(), 2);
+    r.c.p.settings.policy.min_vms = 1;
+    for m in r.members.0.values_mut() {
+        m.2 = 3;
+    }
+    let d = r.command(Command::Scale { pool: "p".into(), delta: -1 }).unwrap();
+    let Some(Action::Drain { vm }) = d.action.clone() else { panic!("{d:?}") };
+    assert_eq!(d.outcome, Outcome::Done);
+    assert_eq!(r.phases().iter().find(|p| p.0 == vm).unwrap().1, Phase::Draining);
+    r.run(10);
+    assert_eq!(r.running(), 2, "requests in flight: not stopped");
+    let addr = r.c.tracks[&vm].addr.clone().unwrap();
+    r.members.0.get_mut(&addr).unwrap().2 = 0;
+    r.run(2);
+    assert_eq!(r.running(), 1, "drained, then stopped");
+    assert!(!r.members.0.contains_key(&addr), "out of the pool before the stop");
+    assert!(r.log.iter().any(|d| d.action == Some(Action::Stop { vm: vm.clone() })));
+}
+
+#[test]
+fn a_drain_that_never_empties_ends_at_drain_timeout() {
+    let mut r = Rig::new(2, 4, 5.0);
+    r.run(8);
+    r.c.p.settings.policy.min_vms = 1;
+    for m in r.members.0.values_mut() {
+        m.2 = 1;
+    }
+    r.command(Command::Scale { pool: "p".into(), delta: -1 }).unwrap();
+    r.run(29);
+    assert_eq!(r.running(), 2);
+    r.run(3);
+    assert_eq!(r.running(), 1, "stopped after the 30-s drain timeout");
+}
+
+#[test]
+fn a_restarted_controller_adopts_running_vms_and_launches_nothing() {
+    let mut r = Rig::new(2, 4, 5.0);
+    {
+        let mut w = r.hv.world();
+        w.add_running("p-1", "p", 1, 4, "10.9.0.1:80");
+        w.add_running("p-2", "p", 1, 4, "10.9.0.2:80");
+    }
+    r.members.join("10.9.0.1:80", 1);
+    r.run(3);
+    // One was a member (serving); the other runs and answers: it joins after its check.
+    assert_eq!(r.phases(), vec![("p-1".into(), Phase::Serving), ("p-2".into(), Phase::Serving)]);
+    assert_eq!(r.members.0.len(), 2);
+    assert!(!r.hv.world().calls.iter().any(|c| c.starts_with("clone") || c.starts_with("start")));
+}
+
+#[test]
+fn a_vm_destroyed_behind_our_back_is_logged_and_replaced_on_the_same_tick() {
+    let mut r = Rig::new(2, 4, 5.0);
+    r.run(8);
+    let addr = r.c.tracks["p-1"].addr.clone().unwrap();
+    r.hv.world().vms.remove("p-1");
+    let out = r.tick(1);
+    assert!(out.iter().any(|d| d.reason.contains("p-1 disappeared")), "{out:?}");
+    assert!(!r.members.0.contains_key(&addr), "out of the pool");
+    assert!(
+        out.iter().any(|d| matches!(d.action, Some(Action::Launch { count: 1, .. })) && d.outcome == Outcome::Done)
+    );
+    // Shut off behind our back: the same.
+    r.run(8);
+    let other = r.phases().into_iter().find(|p| p.1 == Phase::Serving).unwrap().0;
+    r.hv.world().vms.get_mut(&other).unwrap().info.state = VmState::Shutoff;
+    let out = r.tick(1);
+    assert!(out.iter().any(|d| d.reason.contains(&format!("{other} was shut off outside prescale"))), "{out:?}");
+    assert!(out.iter().any(|d| matches!(d.action, Some(Action::Launch { .. })) && d.outcome == Outcome::Done));
+}
+
+#[test]
+fn a_hypervisor_down_degrades_the_pool_and_its_return_is_used_at_once_without_duplicates() {
+    let mut r = Rig::new(2, 4, 5.0);
+    r.run(8);
+    r.hv.world().down = true;
+    r.run(20);
+    assert!(r.c.degraded().is_some_and(|d| d.contains("down")), "{:?}", r.c.degraded());
+    let calls = r.hv.world().calls.len();
+    r.hv.world().down = false;
+    let out = r.tick(1);
+    assert!(out.iter().any(|d| d.reason.contains("hypervisor reachable again")), "{out:?}");
+    assert_eq!(r.c.degraded(), None);
+    r.run(10);
+    assert_eq!(r.hv.world().vms.len(), 2, "no duplicates");
+    assert_eq!(r.hv.world().calls.len(), calls, "nothing launched for VMs that were there all along");
+}
+
+#[test]
+fn a_failing_launch_backs_off_exponentially_and_logs_one_decision_per_attempt() {
+    let mut r = Rig::new(1, 4, 5.0);
+    r.hv.world().failing_clones = 3;
+    r.run(20);
+    let attempts: Vec<(u64, &Outcome)> = r
+        .log
+        .iter()
+        .filter(|d| matches!(d.action, Some(Action::Launch { .. })))
+        .map(|d| (d.t - T0, &d.outcome))
+        .collect();
+    let times: Vec<u64> = attempts.iter().map(|a| a.0).collect();
+    assert_eq!(times, vec![0, 2, 6, 14], "2, 4, 8 s apart: {attempts:?}");
+    assert!(attempts[..3].iter().all(|a| matches!(a.1, Outcome::Failed(e) if e.contains("Device or resource busy"))));
+    assert_eq!(attempts[3].1, &Outcome::Done);
+    assert_eq!(r.c.degraded(), None, "a success ends the back-off");
+    // While it backs off, the pool says so.
+    let mut r = Rig::new(1, 4, 5.0);
+    r.hv.world().failing_clones = 10;
+    r.run(7);
+    let d = r.c.degraded().unwrap();
+    assert!(d.contains("launch failed 3 times in a row") && d.contains("next attempt in"), "{d}");
+}
+
+#[test]
+fn bounds_and_cooldown_hold() {
+    let mut r = Rig::new(1, 3, 5.0);
+    r.c.p.settings.policy.cooldown_s = 60;
+    r.c.p.settings.policy.lead_time_s = 0;
+    r.c.p.settings.lead_time = LeadTime::Fixed(0);
+    r.run(8);
+    // 25 rps needs 3 VMs of 10 rps; the forecast wants 100 rps: capped at max_vms = 3.
+    r.load.forecast = Some(25.0);
+    r.run(10);
+    assert_eq!(r.running(), 1, "the cooldown after the first launch holds a forecast scale-out");
+    assert!(!r.with_reason("in cooldown").is_empty());
+    r.run(60);
+    assert_eq!(r.running(), 3);
+    r.load.forecast = Some(100.0);
+    r.run(120);
+    assert_eq!(r.running(), 3, "never above max_vms");
+    assert!(!r.with_reason("max_vms").is_empty());
+    // Back to quiet: scale in waits for the stabilisation window, never below min_vms.
+    r.load.forecast = Some(1.0);
+    r.run(3600);
+    assert_eq!(r.c.tracks.values().filter(|t| t.phase == Phase::Serving).count(), 1);
+    let drains: Vec<u64> =
+        r.log.iter().filter(|d| matches!(d.action, Some(Action::Drain { .. }))).map(|d| d.t).collect();
+    assert_eq!(drains.len(), 2);
+    assert!(drains[1] - drains[0] >= 60, "cooldown between scale-ins: {drains:?}");
+}
+
+#[test]
+fn a_reload_changes_bounds_and_mode_live() {
+    let mut r = Rig::new(1, 4, 5.0);
+    r.run(8);
+    let mut s = r.c.settings().clone();
+    s.policy.min_vms = 3;
+    s.uris = vec!["qemu:///elsewhere".into()];
+    let d = r.command(Command::Reconfigure { pool: "p".into(), settings: Box::new(s.clone()) }).unwrap();
+    assert!(d.reason.contains("policy"), "{d:?}");
+    assert!(r.c.settings().uris.is_empty(), "the hosts are not changed live");
+    r.run(8);
+    assert_eq!(r.members.0.len(), 3, "the new minimum is in force");
+    s.mode = Mode::DryRun;
+    r.command(Command::Reconfigure { pool: "p".into(), settings: Box::new(s.clone()) }).unwrap();
+    assert_eq!(r.c.settings().mode, Mode::DryRun);
+    assert!(r.command(Command::Reconfigure { pool: "p".into(), settings: Box::new(s) }).is_none(), "no change");
+}
