@@ -438,9 +438,9 @@ impl App {
 
 /// `[forecast]` with each endpoint's `class_param`.
 fn forecast_config(
-    cfg: &crate::forecast::thread::ForecastConfig,
+    cfg: &crate::forecast::settings::ForecastConfig,
     s: &Settings,
-) -> crate::forecast::thread::ForecastConfig {
+) -> crate::forecast::settings::ForecastConfig {
     let mut cfg = cfg.clone();
     cfg.class_params = s.endpoints.iter().filter_map(|e| Some((e.name.clone(), e.class_param.clone()?))).collect();
     cfg
@@ -456,7 +456,7 @@ fn routes(s: &Settings) -> std::collections::HashMap<String, String> {
 fn allocator(
     s: &Settings,
     proxy: &Arc<Proxy>,
-    forecasts: Option<crate::forecast::thread::ForecastView>,
+    forecasts: Option<crate::forecast::view::ForecastView>,
     historian: Option<crate::historian::HistorianView>,
     opts: &Options,
 ) -> std::io::Result<Option<Allocator>> {

@@ -51,6 +51,7 @@
 pub mod admin;
 pub mod allocator;
 pub mod app;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod demo;

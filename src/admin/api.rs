@@ -218,7 +218,7 @@ pub fn calls(h: &HistorianView, p: &HashMap<String, String>) -> ApiResult {
     Ok(Page { json, next })
 }
 
-pub fn forecast(f: Option<&crate::forecast::thread::ForecastView>, p: &HashMap<String, String>) -> ApiResult {
+pub fn forecast(f: Option<&crate::forecast::view::ForecastView>, p: &HashMap<String, String>) -> ApiResult {
     let f = f.ok_or_else(|| (StatusCode::NOT_FOUND, "forecasting is disabled".to_string()))?;
     let json = match (p.get("endpoint"), p.get("pool")) {
         (Some(name), None) => {
@@ -265,7 +265,7 @@ pub fn allocator(
 
 /// `/admin/api/accuracy?endpoint=NAME` (or every endpoint without it): rolling forecast scores
 /// per horizon group (5 and 60 min) over the last hour, day and week.
-pub fn accuracy(f: Option<&crate::forecast::thread::ForecastView>, p: &HashMap<String, String>) -> ApiResult {
+pub fn accuracy(f: Option<&crate::forecast::view::ForecastView>, p: &HashMap<String, String>) -> ApiResult {
     let f = f.ok_or_else(|| (StatusCode::NOT_FOUND, "forecasting is disabled".to_string()))?;
     let json = match p.get("endpoint") {
         Some(name) => {

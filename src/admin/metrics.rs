@@ -3,7 +3,7 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::forecast::thread::ForecastView;
+use crate::forecast::view::ForecastView;
 use crate::historian::HistorianView;
 use crate::proxy::Proxy;
 use crate::proxy::stats::LATENCY_BOUNDS_US;

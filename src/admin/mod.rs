@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::allocator::live::AllocatorView;
 use crate::config::AdminSettings;
-use crate::forecast::thread::ForecastView;
+use crate::forecast::view::ForecastView;
 use crate::historian::HistorianView;
 use crate::proxy::Proxy;
 use crate::proxy::pool::now_ms;

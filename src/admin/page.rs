@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use super::Shared;
-use crate::forecast::thread::EndpointForecast;
+use crate::forecast::published::EndpointForecast;
 use crate::historian::series::Point;
 
 pub const STYLE: &str = r#"

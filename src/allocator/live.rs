@@ -20,7 +20,7 @@ use super::controller::{
 use super::plan::ForecastInput;
 use crate::clock::SharedClock;
 use crate::feedback::score::HorizonAccuracy;
-use crate::forecast::thread::ForecastView;
+use crate::forecast::view::ForecastView;
 use crate::historian::HistorianView;
 use crate::proxy::Proxy;
 use crate::proxy::pool::Pool;

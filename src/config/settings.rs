@@ -63,7 +63,7 @@ pub struct Settings {
     /// `None` when recording is switched off.
     pub historian: Option<crate::historian::HistorianConfig>,
     /// `None` when forecasting is off (or the historian is).
-    pub forecast: Option<crate::forecast::thread::ForecastConfig>,
+    pub forecast: Option<crate::forecast::settings::ForecastConfig>,
     pub endpoints: Vec<EndpointSettings>,
     pub pools: Vec<PoolSettings>,
 }

@@ -378,8 +378,8 @@ fn forecast(
     c: &mut Check,
     r: RawForecast,
     historian: Option<&crate::historian::HistorianConfig>,
-) -> Option<crate::forecast::thread::ForecastConfig> {
-    use crate::forecast::thread::ForecastConfig;
+) -> Option<crate::forecast::settings::ForecastConfig> {
+    use crate::forecast::settings::ForecastConfig;
     let d = ForecastConfig::default();
     let horizon = c.duration("forecast.horizon", &r.horizon, Duration::from_secs(d.horizon_min as u64 * 60));
     if !horizon.as_secs().is_multiple_of(60) || horizon.as_secs() > 86_400 {
@@ -397,7 +397,7 @@ fn forecast(
         Some(x) => x,
         None => default,
     };
-    let cost = crate::forecast::thread::CostModel {
+    let cost = crate::forecast::settings::CostModel {
         cpu_ms_per_request: positive("forecast.cpu_ms_per_request", r.cpu_ms_per_request, d.cost.cpu_ms_per_request),
         memory_mib_per_request: positive(
             "forecast.memory_mib_per_request",

@@ -16,7 +16,8 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use super::auto::{AutoFit, AutoSpec, snaive_mae};
-use super::thread::{EndpointForecast, ForecastConfig, RatePoint};
+use super::published::{EndpointForecast, RatePoint};
+use super::settings::ForecastConfig;
 use crate::feedback::score::{HorizonAccuracy, Scorer};
 use crate::historian::series::Tier;
 

@@ -8,20 +8,25 @@
 //! regression ([`prophet`]), seasonal naive and naive ([`naive`]). [`season`] finds the period;
 //! [`auto`] chooses per series by backtest and falls back along a chain when history is short;
 //! [`backtest`] is the project's evaluation protocol; [`engine`] is the per-endpoint schedule
-//! (update, score, refit, re-choose) shared by [`thread`] — the forecast thread, with the demand
-//! (CPU, memory, I/O) conversion — and the simulator.
+//! (update, score, refit, re-choose) shared by [`thread`] (the forecast thread) and the
+//! simulator. [`settings`] is `[forecast]` validated, [`published`] what the thread publishes,
+//! [`view`] the read side, [`demand`] the conversion of rates to cores, memory and I/O.
 
 pub mod arima;
 pub mod auto;
 pub mod backtest;
+pub mod demand;
 pub mod dshw;
 pub mod engine;
 pub mod hw;
 pub mod naive;
 pub mod optimize;
 pub mod prophet;
+pub mod published;
 pub mod season;
+pub mod settings;
 pub mod thread;
+pub mod view;
 
 /// Why a model could not be fitted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

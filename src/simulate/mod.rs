@@ -30,7 +30,7 @@ use crate::allocator::{LeadTime, Mode, ScalingSettings};
 use crate::clock::{SharedClock, VirtualClock};
 use crate::feedback::score::HorizonAccuracy;
 use crate::forecast::engine::Engine;
-use crate::forecast::thread::ForecastConfig;
+use crate::forecast::settings::ForecastConfig;
 use crate::historian::series::{Bucket, FullBucket, Tier};
 use crate::hypervisor::fake::{FakeGuests, FakeHypervisor};
 use crate::trace::Series;

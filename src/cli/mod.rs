@@ -1,0 +1,226 @@
+//! The `prescale` command line: the subcommands and their bodies, one file each; the binary's
+//! `main` only calls [`main`]. Exit codes: 0 ok, 1 failed to start or run, 2 invalid input.
+
+mod backtest;
+mod import;
+mod run;
+mod simulate;
+
+use backtest::backtest;
+use import::import;
+use run::{report, run, run_demo, runtime};
+use simulate::simulate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::{config, demo};
+
+#[derive(Parser)]
+#[command(name = "prescale", version, about = "A reverse proxy that scales its VM backends ahead of the load")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the proxy with a configuration file (SIGHUP reloads it, SIGTERM/SIGINT stop gracefully).
+    Run {
+        #[arg(long, short, default_value = "proxy.toml")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file: prints a summary, or every problem (one per line).
+    Check {
+        #[arg(long, short, default_value = "proxy.toml")]
+        config: PathBuf,
+    },
+    /// Load history for an endpoint from a `timestamp,count` CSV or an access log (Common or
+    /// Combined Log Format) into the historian's data_dir. Stop prescale first: the data_dir is
+    /// locked while it runs. Any bad line, or a row older than the history kept, makes the
+    /// import fail without writing anything, unless --skip-bad.
+    Import {
+        #[arg(long, short, default_value = "proxy.toml")]
+        config: PathBuf,
+        /// The endpoint (as named in the config) whose history this is
+        #[arg(long)]
+        endpoint: String,
+        /// The CSV (`timestamp,count`; epoch seconds or ISO-8601) or access log to read
+        #[arg(long)]
+        input: PathBuf,
+        /// csv or log (default: detected from the first line)
+        #[arg(long)]
+        format: Option<String>,
+        /// Only count access-log requests whose path starts with this
+        #[arg(long)]
+        path_prefix: Option<String>,
+        /// Move an old trace forward by whole weeks so it ends within the last week
+        #[arg(long)]
+        shift_to_now: bool,
+        /// Accept rows dated after now (refused by default: they would sit after every live call)
+        #[arg(long)]
+        allow_future: bool,
+        /// Import the good rows even when some lines are bad or too old (listed, exit 0)
+        #[arg(long)]
+        skip_bad: bool,
+    },
+    /// Score forecast models on a `timestamp,value` trace with the project's rolling-origin
+    /// protocol (origins hourly over the last 48 h, horizons 5 and 60 min).
+    Backtest {
+        /// The trace: a `timestamp,value` CSV at a regular step (epoch seconds, values per step)
+        #[arg(long)]
+        input: PathBuf,
+        /// auto, hw, hw_mul, dshw, arima, prophet, snaive, holt, naive, or all
+        #[arg(long, default_value = "all")]
+        model: String,
+        /// Print the scores as one JSON object instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replay a trace on a virtual clock through the forecast engine and the planner with a
+    /// simulated hypervisor, comparing scaling policies (reactive HPA, static, predictive,
+    /// predictive+reactive, oracle).
+    Simulate {
+        /// `timestamp,value` CSV (requests per step)
+        #[arg(long, required_unless_present = "from_history", conflicts_with = "from_history")]
+        trace: Option<PathBuf>,
+        /// Replay what prescale recorded: the historian's data_dir …
+        #[arg(long, requires = "endpoint")]
+        from_history: Option<PathBuf>,
+        /// … and the endpoint to replay
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// reactive, static, predictive, predictive+reactive, oracle, or all
+        #[arg(long, default_value = "all")]
+        policy: String,
+        /// A TOML file with a `[simulate]` table overriding the defaults
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the report as one JSON object instead of a table
+        #[arg(long)]
+        json: bool,
+        /// Write a chart of the replay
+        #[arg(long)]
+        svg: Option<PathBuf>,
+    },
+    /// Seed a week of history, run prescale on an accelerated clock in front of simulated VMs
+    /// (libvirt's test driver + in-process servers) and replay the next day through it; no
+    /// configuration, root or daemon needed.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin: String,
+        /// Virtual seconds per real second (144: a day in ten minutes)
+        #[arg(long, default_value_t = 144.0)]
+        speed: f64,
+        /// Seed and replay the `orders` endpoint from this `timestamp,value` trace
+        #[arg(long)]
+        trace: Option<PathBuf>,
+        /// Stop after this many seconds (default: run until Ctrl-C)
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
+}
+
+pub(crate) const EXIT_START: u8 = 1;
+pub(crate) const EXIT_CONFIG: u8 = 2;
+
+/// Parses the command line and runs the subcommand.
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PRESCALE_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: in a file or a log collector they are noise.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    // The one-shot commands behave like Unix filters: output into a closed pipe (`… | head`)
+    // ends them quietly, as SIGPIPE does, instead of a panic on EPIPE (exit 101). The servers
+    // (`run`, `demo`) keep SIGPIPE ignored: a client that hangs up must never stop them.
+    if matches!(
+        cli.command,
+        Command::Check { .. } | Command::Import { .. } | Command::Backtest { .. } | Command::Simulate { .. }
+    ) {
+        // SAFETY: restoring a signal's default action before any thread of ours exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    match cli.command {
+        Command::Check { config } => match config::load(&config) {
+            Ok(s) => {
+                println!("{}: {}", config.display(), s.summary());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                eprintln!("{} problem(s) found", e.errors.len());
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Run { config } => {
+            let settings = match config::load(&config) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            report(runtime().and_then(|rt| rt.block_on(run(settings, Some(config)))))
+        }
+        Command::Import { config, endpoint, input, format, path_prefix, shift_to_now, allow_future, skip_bad } => {
+            let now = crate::clock::now_us() / 1_000_000;
+            let opts = crate::historian::import::ImportOptions {
+                format: None,
+                path_prefix: path_prefix.as_deref(),
+                shift_to_s: shift_to_now.then_some(now),
+                latest_s: (!allow_future).then_some(now + crate::historian::import::FUTURE_TOLERANCE_S),
+                oldest_s: None,
+                skip_bad,
+            };
+            match import(&config, &endpoint, &input, format.as_deref(), opts) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("prescale import: {e:#}");
+                    ExitCode::from(EXIT_START)
+                }
+            }
+        }
+        Command::Backtest { input, model, json } => match backtest(&input, &model, json) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("prescale backtest: {e:#}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Simulate { trace, from_history, endpoint, policy, config, json, svg } => {
+            match simulate(trace, from_history, endpoint, &policy, config, json, svg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("prescale simulate: {e:#}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+            }
+        }
+        Command::Demo { listen, admin, speed, trace, seconds } => {
+            if !(1.0..=10_000.0).contains(&speed) {
+                eprintln!("prescale demo: --speed {speed} is out of range (1 … 10000)");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            let opts = demo::DemoOptions {
+                listen,
+                admin,
+                speed,
+                trace,
+                duration: seconds.map(std::time::Duration::from_secs),
+                ..demo::DemoOptions::default()
+            };
+            // The demo's VMs and load generator share the control runtime: give it two threads.
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
+            report(rt.map_err(anyhow::Error::from).and_then(|rt| rt.block_on(run_demo(opts))))
+        }
+    }
+}
