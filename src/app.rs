@@ -145,7 +145,7 @@ impl App {
             h.register(settings.endpoints.iter().map(|e| Arc::from(e.name.as_str())).collect());
         }
         let recorder = historian.as_ref().map(Historian::recorder);
-        let proxy = Proxy::new(&settings, access, global, shutdown.clone(), recorder);
+        let proxy = Proxy::new(settings.plane(), access, global, shutdown.clone(), recorder);
         let view = historian.as_ref().map(Historian::view);
         let forecaster = match (&settings.forecast, &view) {
             (Some(cfg), Some(v)) => Some(
@@ -251,9 +251,9 @@ impl App {
         // (and a pool starting or stopping to scale), which need a restart.
         let mut reconfigure = Vec::new();
         for p1 in &n.pools {
-            let s0 = old.pools.iter().find(|p| p.name == p1.name).and_then(|p| p.scaling.as_ref());
+            let s0 = old.scaling(&p1.name);
             let k = |what: &str| format!("pool {:?} scaling.{what}", p1.name);
-            match (s0, p1.scaling.as_ref()) {
+            match (s0, n.scaling(&p1.name)) {
                 (Some(a), Some(b)) => {
                     diff(r, k("uri"), &a.uris, &b.uris);
                     diff(r, k("network"), &a.network, &b.network);
@@ -316,7 +316,7 @@ impl App {
             diff(a, format!("pool {:?}", p0.name), &"present", &"removed");
         }
 
-        self.proxy.apply(&new);
+        self.proxy.apply(new.plane());
         if let Some(h) = &self.historian {
             h.register(new.endpoints.iter().map(|e| Arc::from(e.name.as_str())).collect());
         }
@@ -339,16 +339,19 @@ impl App {
             h.trusted_hops = t;
         }
         kept.forecast = self.settings.forecast.clone();
-        for p in &mut kept.pools {
-            let started = self.settings.pools.iter().find(|o| o.name == p.name).and_then(|o| o.scaling.clone());
-            p.scaling = match (started, p.scaling.take()) {
-                // Live: everything but the hosts and the network.
-                (Some(s0), Some(s1)) => {
-                    Some(crate::allocator::ScalingSettings { uris: s0.uris, network: s0.network, ..s1 })
-                }
-                (s0, _) => s0,
-            };
+        // A pool starts or stops scaling only with a restart; in a scaled pool, everything but
+        // the hosts and the network is live.
+        let mut scaling = self.settings.scaling.clone();
+        for (pool, s0) in scaling.iter_mut() {
+            if let Some(s1) = kept.scaling.get(pool) {
+                *s0 = crate::allocator::ScalingSettings {
+                    uris: s0.uris.clone(),
+                    network: s0.network.clone(),
+                    ..s1.clone()
+                };
+            }
         }
+        kept.scaling = scaling;
         if let Some(a) = &self.allocator {
             let view = a.view();
             for (pool, settings) in reconfigure {
@@ -464,7 +467,7 @@ fn allocator(
         .pools
         .iter()
         .filter_map(|p| {
-            let sc = p.scaling.clone()?;
+            let sc = s.scaling(&p.name)?.clone();
             Some(ManagedPool {
                 name: p.name.clone(),
                 hypervisor: match &opts.hypervisor {

@@ -5,19 +5,21 @@
 //!
 //! | module | owns | threads |
 //! |---|---|---|
-//! | [`config`] | `proxy.toml`: raw serde structs → validated [`config::Settings`], every error reported with key path and line | — |
-//! | [`proxy`] | the data plane: listener + TLS, request-target checks (dot-segments, Host), routing, forwarding, WebSocket tunnels (held under the connection cap), upstream pools, balancing, health checks, per-endpoint counters | `listen.workers` threads, each a current-thread runtime with its own SO_REUSEPORT socket and upstream pool |
-//! | [`historian`] | every call recorded: `CallRecord` hand-over (`try_send`), tiered per-endpoint series, recent-calls ring, disk log, import | one ingest thread (`prescale-historian`) |
-//! | [`admin`] | `/live`, `/ready`, `/metrics`, the `/admin` page (server-rendered, strict CSP), `/admin/api/*` (paged, bounded), and `POST /admin/action` (mode, manual scale, refit: token or a per-page-load form secret) on a separate listener; guards: connection cap, timeouts, Host allow-list, same-origin POSTs, failed-login limit | its own thread + current-thread runtime; pages and APIs rendered on its blocking workers (two at a time) |
-//! | [`app`] | composition root: binds, starts, reloads (SIGHUP), stops in order (SIGTERM/SIGINT) | control runtime (signals, health checks) |
-//! | [`forecast`] | models as pure code (Holt–Winters, double-seasonal, ARIMA, Prophet-style, naive), season detection, automatic choice, the rolling-origin backtest, the per-endpoint engine (shared with the simulator), the forecast thread with demand conversion and class split | `prescale-forecast`: reads historian snapshots, publishes forecasts (`ArcSwap`) |
-//! | [`allocator`] | planning as a pure function (forecast, pool state, policy, now → decisions with reasons); the live manager: adopts VMs, health-gated join, drain-then-stop, dry_run/enabled, learned lead time, decision log | `prescale-allocator` (libvirt calls block) |
-//! | [`hypervisor`] | the `Hypervisor` trait; libvirt implementation (`virt` crate: placement across hosts, back-off, panic guard, clone with overlay/port/metadata, domain stats through the raw records); usage decoding ([`hypervisor::stats`]); an in-memory fake for executor tests | runs on the allocator's thread |
-//! | [`feedback`] | forecast scoring (rolling MASE, sMAPE, under-rate, coverage, band stretch per horizon group), cost models (RLS with forgetting: cores per request, memory per request in flight), request classes, margin calibration, dry-run promotion; run by the forecast thread and the allocator | — |
-//! | [`simulate`] | `prescale simulate`: a trace replayed on a virtual clock through the historian series, the forecast engine, the planner and the margin calibration, against a simulated hypervisor; policies (HPA-style reactive, static, predictive, predictive+reactive, oracle), SLO and SPEC elasticity metrics, SVG chart | — (the caller's) |
 //! | [`clock`] | real and virtual time | — |
+//! | [`trace`] | a regular series of counts per step (`timestamp,value` CSV in, checked): what the backtest, the simulator and recorded history exchange | — |
+//! | [`historian`] | every call recorded: `CallRecord` hand-over (`try_send`), tiered per-endpoint series, recent-calls ring, disk log, import | one ingest thread (`prescale-historian`) |
+//! | [`feedback`] | forecast scoring (rolling MASE, sMAPE, under-rate, coverage, band stretch per horizon group), cost models (RLS with forgetting: cores per request, memory per request in flight), request classes, margin calibration, dry-run promotion — pure code the forecast thread and the controller run | — |
+//! | [`forecast`] | models as pure code (Holt–Winters, double-seasonal, ARIMA, Prophet-style, naive), season detection, automatic choice, the rolling-origin backtest, the per-endpoint engine (shared with the simulator); `settings`, `published` (what the thread publishes), `view` (the read side), `demand` (rates → cores, memory, I/O), `thread` | `prescale-forecast`: reads historian snapshots, publishes forecasts (`ArcSwap`) |
+//! | [`hypervisor`] | the `Hypervisor` trait; libvirt implementation (`virt` crate: placement across hosts, reconnect within 2 s, panic guard, clone with overlay/port/metadata and per-domain paths, domain stats through the raw records); usage decoding; an in-memory hypervisor on virtual time (a fake, for the simulator and the controller's tests) | runs on the allocator's thread |
+//! | [`proxy`] | the data plane: its settings, listener + TLS, request-target checks (dot-segments, Host), routing, forwarding, WebSocket tunnels (held under the connection cap), upstream pools (each member tagged with its owner: config or allocator), balancing, health checks, per-endpoint counters | `listen.workers` threads, each a current-thread runtime with its own SO_REUSEPORT socket and upstream pool |
+//! | [`allocator`] | planning as a pure function (`plan`); the per-pool `controller`, a tick of named phases (reconcile, join, usage, calibrate, plan, execute with back-off, log) on the injected clock behind three traits (membership, prober, signals); `live`: the thread that runs it on the proxy's pools, health prober and the historian/forecast views | `prescale-allocator` (libvirt calls block) |
+//! | [`simulate`] | `prescale simulate`: a trace replayed on a virtual clock through the historian series, the forecast engine and the allocator's own controller against the in-memory hypervisor; policies (HPA-style reactive, static, predictive, predictive+reactive, oracle), SLO and SPEC elasticity metrics, SVG chart | — (the caller's) |
+//! | [`admin`] | its settings, `/live`, `/ready`, `/metrics`, the `/admin` page (server-rendered, strict CSP), `/admin/api/*` (paged, bounded), and `POST /admin/action` (mode, manual scale, refit: token or a per-page-load form secret) on a separate listener; guards: connection cap, timeouts, Host allow-list, same-origin POSTs, failed-login limit | its own thread + current-thread runtime; pages and APIs rendered on its blocking workers (two at a time) |
+//! | [`config`] | the assembly layer: `proxy.toml` → raw serde structs → every module's validated settings (each type lives in the module it configures), every error reported with key path and line | — |
+//! | [`app`] | composition root: binds, starts, reloads (SIGHUP; `[pool.scaling]` applied live), stops in order (SIGTERM/SIGINT) | control runtime (signals, health checks) |
 //! | [`fuzzing`] | what the fuzz targets (`fuzz/`, cargo-fuzz) and the corpus replay test check, per input: config parser, importers, segment decoder, admin query parameters, the request-target checks (path normaliser, Host validator) | — |
-//! | [`demo`] | `prescale demo`: seeded history, an accelerated clock, libvirt test-driver VMs backed by in-process servers, a load generator — the Quick start's default | the demo's runtime |
+//! | [`demo`] | `prescale demo` by concern: its accelerated clock, seeded history, libvirt test-driver VMs backed by in-process servers, the load generator, the terminal status — the Quick start's default | the demo's runtime |
+//! | [`cli`] | the `prescale` command line: one file per subcommand (`main.rs` only calls it) | — |
 //!
 //! # Data flow
 //!
@@ -44,9 +46,11 @@
 //! lock-free readers (`ArcSwap`); the request path never takes a lock and never waits for the
 //! historian.
 //!
-//! Dependency order: `config`, `clock` ← `historian` ← `forecast` ← `proxy` ← `hypervisor` ←
-//! `allocator` ← `admin` ← `app`. `proxy` never imports `forecast`, `allocator` or `admin`;
-//! `historian` never imports `proxy`; only `hypervisor` talks to libvirt.
+//! Dependency order, bottom first — a module's code names only modules before it (checked by
+//! `tests/layout.rs`): `clock`, `trace` ← `historian` ← `feedback` ← `forecast` ←
+//! `hypervisor` ← `proxy` ← `allocator` ← `simulate` ← `admin` ← `config` ← `app` ← `fuzzing`,
+//! `demo` ← `cli`. The data plane (`proxy`) never names the control plane; `config` is the
+//! assembly layer that builds every module's settings; only `hypervisor` talks to libvirt.
 
 pub mod admin;
 pub mod allocator;

@@ -14,6 +14,7 @@ mod fuzz_corpus;
 mod historian;
 mod hostile;
 mod hypervisor;
+mod layout;
 mod lifecycle;
 mod limits;
 mod protocols;

@@ -20,6 +20,7 @@ pub mod api;
 mod guard;
 mod metrics;
 mod page;
+pub mod settings;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -39,12 +40,12 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::allocator::live::AllocatorView;
-use crate::config::AdminSettings;
 use crate::forecast::view::ForecastView;
 use crate::historian::HistorianView;
 use crate::proxy::Proxy;
 use crate::proxy::pool::now_ms;
 pub use guard::HostPolicy;
+use settings::AdminSettings;
 
 /// Largest `POST /admin/action` body.
 const MAX_FORM_BYTES: u64 = 16 * 1024;

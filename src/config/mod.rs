@@ -450,7 +450,7 @@ members = ["127.0.0.1:1", "10.0.0.1"]
     fn scaling_keys_are_checked() {
         let ok = "[[pool]]\nname = \"p\"\n[pool.scaling]\nuri = \"test:///default\"\ntemplate = \"t\"\nmode = \"enabled\"\nvcpus = [1, 4]\nlead_time = \"90s\"\n";
         let s = parse(ok, Path::new(".")).unwrap();
-        let sc = s.pools[0].scaling.as_ref().unwrap();
+        let sc = s.scaling("p").unwrap();
         assert_eq!(sc.policy.vcpus, (1, 4));
         assert_eq!(sc.lead_time, crate::allocator::LeadTime::Fixed(90));
         assert_eq!(sc.mode, crate::allocator::Mode::Enabled);
@@ -476,9 +476,8 @@ members = ["127.0.0.1:1", "10.0.0.1"]
     fn network_modes_are_checked() {
         use crate::hypervisor::{AddressSource, Network};
         let base = "[[pool]]\nname = \"p\"\n[pool.scaling]\nuri = \"test:///default\"\ntemplate = \"t\"\n";
-        let net = |extra: &str| {
-            parse(&format!("{base}{extra}"), Path::new(".")).map(|s| s.pools[0].scaling.clone().unwrap().network)
-        };
+        let net =
+            |extra: &str| parse(&format!("{base}{extra}"), Path::new(".")).map(|s| s.scaling["p"].network.clone());
         assert_eq!(net("").unwrap(), Network::User);
         assert_eq!(
             net("network = \"bridge\"\n").unwrap(),

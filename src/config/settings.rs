@@ -3,13 +3,7 @@
 //! Every value here has passed validation; defaults are the named constants below, so a
 //! reader can see every limit in one place.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
-
-use http::Method;
-use http::uri::Authority;
 
 /// Slowloris guard: a client must send its request headers within this time.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,8 +45,7 @@ pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_CHECK_RISE: u32 = 2;
 pub const DEFAULT_CHECK_FALL: u32 = 3;
 /// Passive ejection defaults.
-pub const DEFAULT_MAX_FAILURES: u32 = 3;
-pub const DEFAULT_EJECT_FOR: Duration = Duration::from_secs(10);
+pub use crate::proxy::settings::{DEFAULT_EJECT_FOR, DEFAULT_MAX_FAILURES};
 
 /// Everything prescale needs to run.
 #[derive(Debug, Clone)]
@@ -66,145 +59,33 @@ pub struct Settings {
     pub forecast: Option<crate::forecast::settings::ForecastConfig>,
     pub endpoints: Vec<EndpointSettings>,
     pub pools: Vec<PoolSettings>,
+    /// `[pool.scaling]` by pool name: the pools whose VMs the allocator manages.
+    pub scaling: std::collections::BTreeMap<String, crate::allocator::ScalingSettings>,
 }
 
-#[derive(Debug, Clone)]
-pub struct ListenSettings {
-    pub addr: SocketAddr,
-    /// Present when the listener speaks HTTPS (HTTP/1.1 and HTTP/2 by ALPN).
-    pub tls: Option<TlsSettings>,
-    pub header_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub max_header_bytes: usize,
-    pub max_body_bytes: u64,
-    pub max_connections: usize,
-    pub shutdown_grace: Duration,
-    /// Data-plane threads, each with its own runtime, listener (SO_REUSEPORT) and upstream
-    /// connection pool.
-    pub workers: usize,
-    pub access_log: Option<AccessLog>,
-    /// Paths with dot-segments: normalised before routing (default) or refused with 400.
-    pub dot_segments: crate::proxy::target::DotSegments,
-    /// An upgraded connection (WebSocket) with no bytes either way for this long is closed.
-    pub tunnel_idle_timeout: Duration,
-}
-
-/// Loaded certificate chain and key, ready for the acceptor.
-#[derive(Clone)]
-pub struct TlsSettings {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub server_config: Arc<rustls::ServerConfig>,
-}
-
-impl std::fmt::Debug for TlsSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsSettings").field("cert", &self.cert).field("key", &self.key).finish()
-    }
-}
-
-/// Where access-log lines go (off when absent).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AccessLog {
-    Stdout,
-    File(PathBuf),
-}
-
-#[derive(Debug, Clone)]
-pub struct AdminSettings {
-    pub addr: SocketAddr,
-    /// Present when the admin listener speaks HTTPS (`[admin.tls]`); session cookies are then
-    /// `Secure`.
-    pub tls: Option<TlsSettings>,
-    /// Bearer token; required when `addr` is not loopback.
-    pub token: Option<String>,
-    /// Host names the admin answers besides IP literals and `localhost` (DNS rebinding guard).
-    pub hosts: Vec<String>,
-    /// Admin connections open at once; beyond them only `/live` and `/ready` are answered.
-    pub max_connections: usize,
-    /// A request's head and body must arrive within this.
-    pub request_timeout: Duration,
-    /// Keep-alive admin connections silent this long are closed.
-    pub idle_timeout: Duration,
-    /// Wrong tokens or form secrets one address may present per minute before it gets 429.
-    pub max_failed_logins: u32,
-}
-
-#[derive(Debug, Clone)]
-pub struct UpstreamSettings {
-    pub connect_timeout: Duration,
-    pub response_timeout: Duration,
-    pub pool_idle_timeout: Duration,
-    pub max_idle_per_member: usize,
-}
-
-#[derive(Debug, Clone)]
-pub struct EndpointSettings {
-    pub name: String,
-    pub path_prefix: String,
-    /// `None` matches every method.
-    pub methods: Option<Vec<Method>>,
-    /// `None` matches every host; compared case-insensitively without the port.
-    pub host: Option<String>,
-    pub pool: String,
-    /// Query parameter whose values are request classes (else detected from latency).
-    pub class_param: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct PoolSettings {
-    pub name: String,
-    pub members: Vec<MemberSettings>,
-    pub balance: Balance,
-    /// Retry a connect failure of an idempotent, bodiless request once on another member.
-    pub retry: bool,
-    pub health_check: Option<HealthCheckSettings>,
-    pub passive: PassiveSettings,
-    /// `[pool.scaling]`, when the allocator manages this pool's VMs.
-    pub scaling: Option<crate::allocator::ScalingSettings>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemberSettings {
-    pub addr: Authority,
-    pub weight: u32,
-}
-
-/// How a pool picks a member.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Balance {
-    /// Power of two random choices on outstanding requests ÷ weight, EWMA latency breaks ties.
-    P2c,
-    RoundRobin,
-    /// Random, proportional to weight.
-    Weighted,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HealthCheckSettings {
-    pub path: String,
-    pub interval: Duration,
-    pub timeout: Duration,
-    /// Consecutive passes that bring an unhealthy member back.
-    pub rise: u32,
-    /// Consecutive failures that take a healthy member out.
-    pub fall: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PassiveSettings {
-    /// Consecutive connect failures/timeouts that eject a member; 0 disables.
-    pub max_failures: u32,
-    pub eject_for: Duration,
-}
-
-impl Default for PassiveSettings {
-    fn default() -> Self {
-        Self { max_failures: DEFAULT_MAX_FAILURES, eject_for: DEFAULT_EJECT_FOR }
-    }
-}
+pub use crate::admin::settings::AdminSettings;
+pub use crate::proxy::settings::{
+    AccessLog, Balance, EndpointSettings, HealthCheckSettings, ListenSettings, MemberSettings, PassiveSettings, Plane,
+    PoolSettings, TlsSettings, UpstreamSettings,
+};
 
 impl Settings {
+    /// What the data plane is built from.
+    pub fn plane(&self) -> Plane<'_> {
+        Plane {
+            listen: &self.listen,
+            upstream: &self.upstream,
+            endpoints: &self.endpoints,
+            pools: &self.pools,
+            trust_forwarded: self.historian.as_ref().is_some_and(|h| h.trusted_hops > 0),
+        }
+    }
+
+    /// A pool's `[pool.scaling]`, if it has one.
+    pub fn scaling(&self, pool: &str) -> Option<&crate::allocator::ScalingSettings> {
+        self.scaling.get(pool)
+    }
+
     /// One line for `prescale check`.
     pub fn summary(&self) -> String {
         let members: usize = self.pools.iter().map(|p| p.members.len()).sum();

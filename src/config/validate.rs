@@ -91,7 +91,16 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, Vec<ConfigError
     let upstream = upstream(&mut c, raw.upstream);
     let historian = historian(&mut c, raw.historian, base);
     let forecast = forecast(&mut c, raw.forecast, historian.as_ref());
-    let pools: Vec<PoolSettings> = raw.pool.into_iter().enumerate().filter_map(|(i, p)| pool(&mut c, i, p)).collect();
+    let mut pools: Vec<PoolSettings> = Vec::new();
+    let mut scaling = std::collections::BTreeMap::new();
+    for (i, p) in raw.pool.into_iter().enumerate() {
+        if let Some((p, sc)) = pool(&mut c, i, p) {
+            if let Some(sc) = sc {
+                scaling.insert(p.name.clone(), sc);
+            }
+            pools.push(p);
+        }
+    }
 
     let mut pool_names = HashSet::new();
     for (i, p) in pools.iter().enumerate() {
@@ -118,7 +127,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, Vec<ConfigError
         c.err("admin.addr", "must differ from listen.addr");
     }
     if c.errors.is_empty() {
-        Ok(Settings { listen, admin, upstream, historian, forecast, endpoints, pools })
+        Ok(Settings { listen, admin, upstream, historian, forecast, endpoints, pools, scaling })
     } else {
         Err(c.errors)
     }
@@ -520,7 +529,7 @@ fn endpoint(c: &mut Check, i: usize, e: RawEndpoint, pools: &HashSet<String>) ->
     Some(EndpointSettings { name: name?, path_prefix: path_prefix?, methods, host, pool: pool?, class_param })
 }
 
-fn pool(c: &mut Check, i: usize, r: RawPool) -> Option<PoolSettings> {
+fn pool(c: &mut Check, i: usize, r: RawPool) -> Option<(PoolSettings, Option<crate::allocator::ScalingSettings>)> {
     let p = format!("pool[{i}]");
     let name = name(c, format!("{p}.name"), r.name);
     let mut members = Vec::new();
@@ -614,7 +623,10 @@ fn pool(c: &mut Check, i: usize, r: RawPool) -> Option<PoolSettings> {
         );
     }
     let scaling = r.scaling.map(|sc| scaling(c, &p, sc, health_check.as_ref()));
-    Some(PoolSettings { name: name?, members, balance, retry: r.retry.unwrap_or(true), health_check, passive, scaling })
+    Some((
+        PoolSettings { name: name?, members, balance, retry: r.retry.unwrap_or(true), health_check, passive },
+        scaling,
+    ))
 }
 
 /// `[pool.scaling]`.

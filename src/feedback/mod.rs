@@ -11,7 +11,7 @@
 //!   the configuration); the forecast is split by class and the cost model weighs the mix.
 //! - [`margin`]: the headroom follows the band's measured stretch, within bounds.
 //!
-//! The allocator ([`crate::allocator::manager`]) runs the loop: it reads usage every
+//! The allocator's controller runs the loop: it reads usage every
 //! `stats_interval`, uses the learned cost once it has enough samples, calibrates the margin
 //! hourly, and with `auto_enable` promotes a dry-run pool whose forecasts have proven accurate.
 

@@ -3,7 +3,7 @@
 //! between (an O(1) state update), and publishes immutable forecasts through `ArcSwap` for the
 //! admin API and the allocator.
 //!
-//! Schedule per endpoint: the model is *chosen* ([`AutoSpec`], a backtest of every family on
+//! Schedule per endpoint: the model is *chosen* (`AutoSpec`, a backtest of every family on
 //! the endpoint's own recent history) every `select_every`, *re-estimated* (same family, new
 //! parameters) every `refit_every`, and *updated* every minute. Refits are staggered: each
 //! endpoint's first refit comes at its own phase of the interval, and one tick spends at most

@@ -8,7 +8,7 @@
 //!
 //! [`FakeHypervisor`] is a handle: clones share one [`World`], so a test (or the simulator's
 //! accounting) can look at and change what the controller's boxed copy sees. [`FakeGuests`]
-//! is the matching [`Prober`](crate::allocator::controller::Prober).
+//! is the matching health prober.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -163,14 +163,9 @@ impl FakeHypervisor {
     }
 }
 
-/// The fake's guests as a health prober: a guest answers once it has booted.
+/// The fake's guests as a health prober (the controller's `Prober`): a guest answers once it
+/// has booted.
 pub struct FakeGuests(pub FakeHypervisor);
-
-impl crate::allocator::controller::Prober for FakeGuests {
-    fn healthy(&mut self, addr: &str, _path: &str) -> bool {
-        self.0.world().answers(addr)
-    }
-}
 
 impl Hypervisor for FakeHypervisor {
     fn list(&mut self, pool: &str) -> HvResult<Vec<VmInfo>> {

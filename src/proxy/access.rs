@@ -13,7 +13,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use http::Method;
 
 use super::stats::{GlobalStats, Outcome};
-use crate::config::AccessLog;
+use crate::proxy::settings::AccessLog;
 
 const CHANNEL_CAPACITY: usize = 65_536;
 

@@ -34,7 +34,7 @@ use tokio_util::task::TaskTracker;
 use super::Proxy;
 use super::forward::{ConnInfo, handle};
 use super::pool::now_ms;
-use crate::config::{ListenSettings, UpstreamSettings};
+use crate::proxy::settings::{ListenSettings, UpstreamSettings};
 
 /// Per-connection settings fixed at start (changing them needs a restart).
 #[derive(Clone)]

@@ -14,6 +14,7 @@ pub(crate) mod health;
 pub mod listener;
 pub mod pool;
 pub mod router;
+pub mod settings;
 pub mod stats;
 pub mod target;
 pub mod tls;
@@ -32,9 +33,9 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Settings, UpstreamSettings};
 pub use pool::{Member, Pool};
 use router::{Route, Router};
+use settings::{Plane, UpstreamSettings};
 use stats::{EndpointStats, GlobalStats};
 
 /// Request body sent upstream: the client's stream under the size limit, or nothing.
@@ -103,7 +104,7 @@ impl Proxy {
     /// Builds the data plane from validated settings. Must be called inside a tokio runtime
     /// (health-check tasks are spawned on it).
     pub fn new(
-        settings: &Settings,
+        settings: Plane<'_>,
         access: Option<access::AccessLogger>,
         global: Arc<GlobalStats>,
         shutdown: CancellationToken,
@@ -123,7 +124,7 @@ impl Proxy {
             endpoint_stats: Mutex::new(HashMap::new()),
             health_tasks: Mutex::new(HashMap::new()),
             global,
-            client: build_client(&settings.upstream),
+            client: build_client(settings.upstream),
             access,
             recorder,
             tasks: TaskTracker::new(),
@@ -157,10 +158,10 @@ impl Proxy {
 
     /// Installs new routing and pool settings atomically. Pools and endpoint counters with
     /// the same name keep their state; settings that need a restart are the caller's to report.
-    pub fn apply(self: &Arc<Self>, settings: &Settings) {
+    pub fn apply(self: &Arc<Self>, settings: Plane<'_>) {
         let mut pools = lock(&self.pools);
         let mut next = HashMap::new();
-        for ps in &settings.pools {
+        for ps in settings.pools {
             let pool = match pools.remove(&ps.name) {
                 Some(p) => {
                     p.reconcile(ps);
@@ -193,7 +194,7 @@ impl Proxy {
                 max_body_bytes: settings.listen.max_body_bytes,
                 response_timeout: settings.upstream.response_timeout,
                 dot_segments: settings.listen.dot_segments,
-                trust_forwarded: settings.historian.as_ref().is_some_and(|h| h.trusted_hops > 0),
+                trust_forwarded: settings.trust_forwarded,
             },
         }));
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use http::uri::Authority;
 
-use crate::config::{Balance, HealthCheckSettings, MemberSettings, PassiveSettings, PoolSettings};
+use crate::proxy::settings::{Balance, HealthCheckSettings, MemberSettings, PassiveSettings, PoolSettings};
 
 /// Milliseconds since the first call in this process: a cheap monotonic stamp for atomics.
 pub fn now_ms() -> u64 {
@@ -486,7 +486,6 @@ mod tests {
             retry: true,
             health_check: None,
             passive: PassiveSettings::default(),
-            scaling: None,
         };
         p.reconcile(&s);
         let list = p.members();
@@ -511,7 +510,6 @@ mod tests {
             retry: false,
             health_check: None,
             passive: PassiveSettings::default(),
-            scaling: None,
         };
         p.reconcile(&s);
         let list = p.members();

@@ -72,7 +72,7 @@ pub fn host_without_port(h: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Balance, PassiveSettings};
+    use crate::proxy::settings::{Balance, PassiveSettings};
 
     fn route(name: &str, prefix: &str, host: Option<&str>, methods: Option<Vec<Method>>) -> Route {
         Route {

@@ -1,5 +1,5 @@
 //! Phase 2: booting VMs become serving ones. A VM prescale started that is not healthy within
-//! `boot_timeout` is deleted (logged); after [`BOOT_FAILURES_PAUSE`] of them in a row, launches
+//! `boot_timeout` is deleted (logged); after two of them in a row, launches
 //! pause for a boot timeout and the pool shows why. A booting VM whose guest passes the health
 //! check ([`super::Prober`]) joins the upstream pool — timing start → healthy, which the learned
 //! lead time is made of. Drains finish when nothing is in flight (or on `drain_timeout`).

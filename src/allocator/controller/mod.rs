@@ -53,6 +53,12 @@ pub trait Prober {
     fn healthy(&mut self, addr: &str, path: &str) -> bool;
 }
 
+impl Prober for crate::hypervisor::fake::FakeGuests {
+    fn healthy(&mut self, addr: &str, _path: &str) -> bool {
+        self.0.world().answers(addr)
+    }
+}
+
 /// What the controller reads about load and forecasts.
 pub trait Signals {
     /// Requests/s measured over the last minute, summed over the pool's endpoints.
