@@ -52,6 +52,8 @@
 //! `demo` ← `cli`. The data plane (`proxy`) never names the control plane; `config` is the
 //! assembly layer that builds every module's settings; only `hypervisor` talks to libvirt.
 
+#![warn(unreachable_pub)]
+
 pub mod admin;
 pub mod allocator;
 pub mod app;

@@ -9,15 +9,15 @@ use serde_json::{Value, json};
 use crate::historian::{HistorianView, Snapshot};
 
 /// Points one series answer holds (about 130 bytes each); a longer range is paged.
-pub const MAX_POINTS: u64 = 10_000;
+pub(crate) const MAX_POINTS: u64 = 10_000;
 /// Calls one answer holds (each at most a few hundred bytes: paths and queries are cut when
 /// recorded); more are paged.
-pub const MAX_CALLS: usize = 1_000;
+pub(crate) const MAX_CALLS: usize = 1_000;
 
 /// One answer: serialized JSON, and where the rest is when it was paged (a path and query for a
 /// `Link: rel="next"` header).
 #[derive(Debug)]
-pub struct Page {
+pub(crate) struct Page {
     pub json: String,
     pub next: Option<String>,
 }
@@ -29,7 +29,7 @@ impl From<String> for Page {
 }
 
 /// An answer, or a status and message.
-pub type ApiResult = Result<Page, (StatusCode, String)>;
+pub(crate) type ApiResult = Result<Page, (StatusCode, String)>;
 
 /// The same query with `key` set to `value` (for a next-page link).
 fn with_param(path: &str, p: &HashMap<String, String>, key: &str, value: u64) -> String {
@@ -48,7 +48,7 @@ fn bad(msg: impl Into<String>) -> (StatusCode, String) {
 }
 
 /// Decodes `a=1&b=x%20y` (later keys win).
-pub fn query_params(q: Option<&str>) -> HashMap<String, String> {
+pub(crate) fn query_params(q: Option<&str>) -> HashMap<String, String> {
     q.unwrap_or("")
         .split('&')
         .filter(|p| !p.is_empty())
@@ -60,7 +60,7 @@ pub fn query_params(q: Option<&str>) -> HashMap<String, String> {
 }
 
 /// Percent-encodes everything but unreserved characters (for a `Location` query).
-pub fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -100,7 +100,7 @@ fn num(p: &HashMap<String, String>, key: &str) -> Result<Option<u64>, (StatusCod
     }
 }
 
-pub fn endpoints(h: &HistorianView) -> ApiResult {
+pub(crate) fn endpoints(h: &HistorianView) -> ApiResult {
     let snap = h.snapshot();
     let dropped = h.dropped();
     Ok(Value::Array(
@@ -121,7 +121,7 @@ pub fn endpoints(h: &HistorianView) -> ApiResult {
     .into())
 }
 
-pub fn series(h: &HistorianView, p: &HashMap<String, String>) -> ApiResult {
+pub(crate) fn series(h: &HistorianView, p: &HashMap<String, String>) -> ApiResult {
     let snap: std::sync::Arc<Snapshot> = h.snapshot();
     let name = p.get("endpoint").ok_or_else(|| bad("endpoint: required"))?;
     let ep = snap.endpoint(name).ok_or_else(|| no_endpoint(&snap, name))?;
@@ -174,7 +174,7 @@ fn bound_us(p: &HashMap<String, String>, key: &str) -> Result<Option<u64>, (Stat
     }
 }
 
-pub fn calls(h: &HistorianView, p: &HashMap<String, String>) -> ApiResult {
+pub(crate) fn calls(h: &HistorianView, p: &HashMap<String, String>) -> ApiResult {
     let snap = h.snapshot();
     let limit = num(p, "limit")?.unwrap_or(100).min(MAX_CALLS as u64) as usize;
     let from_us = bound_us(p, "from")?;
@@ -218,7 +218,7 @@ pub fn calls(h: &HistorianView, p: &HashMap<String, String>) -> ApiResult {
     Ok(Page { json, next })
 }
 
-pub fn forecast(f: Option<&crate::forecast::view::ForecastView>, p: &HashMap<String, String>) -> ApiResult {
+pub(crate) fn forecast(f: Option<&crate::forecast::view::ForecastView>, p: &HashMap<String, String>) -> ApiResult {
     let f = f.ok_or_else(|| (StatusCode::NOT_FOUND, "forecasting is disabled".to_string()))?;
     let json = match (p.get("endpoint"), p.get("pool")) {
         (Some(name), None) => {
@@ -240,7 +240,7 @@ pub fn forecast(f: Option<&crate::forecast::view::ForecastView>, p: &HashMap<Str
 /// `/admin/api/pools` (each scaled pool: mode, VMs, capacity against forecast, lead time) and
 /// `/admin/api/decisions` (most recent first; `pool=NAME`, `limit=N`). Without a scaled pool
 /// both are empty lists, like any other query that matches nothing.
-pub fn allocator(
+pub(crate) fn allocator(
     a: Option<&crate::allocator::live::AllocatorView>,
     path: &str,
     p: &HashMap<String, String>,
@@ -265,7 +265,7 @@ pub fn allocator(
 
 /// `/admin/api/accuracy?endpoint=NAME` (or every endpoint without it): rolling forecast scores
 /// per horizon group (5 and 60 min) over the last hour, day and week.
-pub fn accuracy(f: Option<&crate::forecast::view::ForecastView>, p: &HashMap<String, String>) -> ApiResult {
+pub(crate) fn accuracy(f: Option<&crate::forecast::view::ForecastView>, p: &HashMap<String, String>) -> ApiResult {
     let f = f.ok_or_else(|| (StatusCode::NOT_FOUND, "forecasting is disabled".to_string()))?;
     let json = match p.get("endpoint") {
         Some(name) => {

@@ -40,7 +40,7 @@ fn authority_of(url: &str) -> Option<&str> {
 /// Same-origin check for a POST: an `Origin` (or, without one, a `Referer`) must name the
 /// `Host` the request was sent to. Requests with neither come from tools, not browsers, and
 /// pass (they still need the token or a form secret).
-pub fn same_origin(host: Option<&str>, origin: Option<&str>, referer: Option<&str>) -> bool {
+pub(super) fn same_origin(host: Option<&str>, origin: Option<&str>, referer: Option<&str>) -> bool {
     let claimed = match (origin, referer) {
         (Some("null"), _) => return false,
         (Some(o), _) => authority_of(o),
@@ -56,16 +56,16 @@ pub fn same_origin(host: Option<&str>, origin: Option<&str>, referer: Option<&st
 /// Form secrets handed out with each page load, valid for [`FORM_SECRET_TTL_S`] (the newest
 /// [`FORM_SECRETS_KEPT`] of them): a secret read once is not good forever.
 #[derive(Debug, Default)]
-pub struct FormSecrets {
+pub(super) struct FormSecrets {
     issued: Mutex<VecDeque<(String, u64)>>,
 }
 
-pub const FORM_SECRET_TTL_S: u64 = 3600;
-pub const FORM_SECRETS_KEPT: usize = 1024;
+pub(super) const FORM_SECRET_TTL_S: u64 = 3600;
+pub(super) const FORM_SECRETS_KEPT: usize = 1024;
 
 impl FormSecrets {
     /// A new secret for one page load.
-    pub fn issue(&self, now_s: u64) -> String {
+    pub(super) fn issue(&self, now_s: u64) -> String {
         let s = random_hex(16);
         let mut q = self.issued.lock().unwrap_or_else(|e| e.into_inner());
         q.retain(|(_, t)| now_s.saturating_sub(*t) < FORM_SECRET_TTL_S);
@@ -77,7 +77,7 @@ impl FormSecrets {
     }
 
     /// Whether `given` is a secret issued less than the TTL ago (compared in constant time).
-    pub fn valid(&self, given: &str, now_s: u64) -> bool {
+    pub(super) fn valid(&self, given: &str, now_s: u64) -> bool {
         let q = self.issued.lock().unwrap_or_else(|e| e.into_inner());
         q.iter().fold(false, |ok, (s, t)| ok | (same(s, given) && now_s.saturating_sub(*t) < FORM_SECRET_TTL_S))
     }
@@ -85,7 +85,7 @@ impl FormSecrets {
 
 /// `n` bytes from the kernel's CSPRNG (`getrandom(2)`), hex-encoded: for secrets that must not
 /// be guessable from earlier ones (form secrets, session ids), which a seeded PRNG cannot give.
-pub fn random_hex(n: usize) -> String {
+pub(super) fn random_hex(n: usize) -> String {
     let mut buf = vec![0u8; n];
     let mut filled = 0;
     while filled < n {
@@ -107,19 +107,19 @@ pub fn random_hex(n: usize) -> String {
 /// only and are tied to the token they were opened with: a restart — the only way to change
 /// `admin.token_file` — ends them all. At most [`SESSIONS_KEPT`], oldest dropped first.
 #[derive(Debug, Default)]
-pub struct Sessions {
+pub(super) struct Sessions {
     open: Mutex<VecDeque<(String, u64)>>,
 }
 
 /// How long a session lasts from its login.
-pub const SESSION_TTL_S: u64 = 12 * 3600;
-pub const SESSIONS_KEPT: usize = 256;
+pub(super) const SESSION_TTL_S: u64 = 12 * 3600;
+pub(super) const SESSIONS_KEPT: usize = 256;
 /// The cookie's name.
-pub const SESSION_COOKIE: &str = "prescale_session";
+pub(super) const SESSION_COOKIE: &str = "prescale_session";
 
 impl Sessions {
     /// Opens a session; returns its id.
-    pub fn open(&self, now_s: u64) -> String {
+    pub(super) fn open(&self, now_s: u64) -> String {
         let id = random_hex(32);
         let mut q = self.open.lock().unwrap_or_else(|e| e.into_inner());
         q.retain(|(_, t)| now_s < t + SESSION_TTL_S);
@@ -131,18 +131,18 @@ impl Sessions {
     }
 
     /// Whether `id` is an open, unexpired session (compared in constant time).
-    pub fn valid(&self, id: &str, now_s: u64) -> bool {
+    pub(super) fn valid(&self, id: &str, now_s: u64) -> bool {
         let q = self.open.lock().unwrap_or_else(|e| e.into_inner());
         q.iter().fold(false, |ok, (s, t)| ok | (same(s, id) && now_s < t + SESSION_TTL_S))
     }
 
-    pub fn close(&self, id: &str) {
+    pub(super) fn close(&self, id: &str) {
         self.open.lock().unwrap_or_else(|e| e.into_inner()).retain(|(s, _)| !same(s, id));
     }
 }
 
 /// The session id in a request's `Cookie` headers, if any.
-pub fn session_cookie(headers: &http::HeaderMap) -> Option<&str> {
+pub(super) fn session_cookie(headers: &http::HeaderMap) -> Option<&str> {
     headers
         .get_all(http::header::COOKIE)
         .iter()
@@ -154,7 +154,7 @@ pub fn session_cookie(headers: &http::HeaderMap) -> Option<&str> {
 }
 
 /// Where to go after a login: a path of the admin page only (never another site).
-pub fn safe_next(next: Option<&str>) -> &str {
+pub(super) fn safe_next(next: Option<&str>) -> &str {
     match next {
         Some(n) if n.starts_with("/admin") && !n.contains("//") && !n.contains('\\') && n.is_ascii() => n,
         _ => "/admin",
@@ -162,7 +162,7 @@ pub fn safe_next(next: Option<&str>) -> &str {
 }
 
 /// Constant-time string comparison (for secrets).
-pub fn same(a: &str, b: &str) -> bool {
+pub(super) fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |x, (p, q)| x | (p ^ q)) == 0
 }
 
@@ -170,7 +170,7 @@ pub fn same(a: &str, b: &str) -> bool {
 /// `max` within [`FAILURE_WINDOW_S`], the address gets 429 until the window ends — even with
 /// the right token, or guessing would go on at full speed.
 #[derive(Debug)]
-pub struct LoginLimiter {
+pub(super) struct LoginLimiter {
     max: u32,
     failures: Mutex<HashMap<IpAddr, (u64, u32)>>,
 }
@@ -182,18 +182,18 @@ impl Default for LoginLimiter {
 }
 
 /// Default failed logins allowed per address and window (`admin.max_failed_logins`).
-pub const MAX_FAILURES: u32 = 10;
-pub const FAILURE_WINDOW_S: u64 = 60;
+pub(super) const MAX_FAILURES: u32 = 10;
+pub(super) const FAILURE_WINDOW_S: u64 = 60;
 /// Addresses tracked at most (a flood of addresses resets the table rather than growing it).
 const TRACKED: usize = 10_000;
 
 impl LoginLimiter {
-    pub fn new(max: u32) -> Self {
+    pub(super) fn new(max: u32) -> Self {
         Self { max: max.max(1), failures: Mutex::default() }
     }
 
     /// Seconds to wait when `ip` has failed too often, else `None`.
-    pub fn blocked(&self, ip: IpAddr, now_s: u64) -> Option<u64> {
+    pub(super) fn blocked(&self, ip: IpAddr, now_s: u64) -> Option<u64> {
         let m = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         match m.get(&ip) {
             Some((start, n)) if *n >= self.max && now_s < start + FAILURE_WINDOW_S => {
@@ -203,7 +203,7 @@ impl LoginLimiter {
         }
     }
 
-    pub fn failed(&self, ip: IpAddr, now_s: u64) {
+    pub(super) fn failed(&self, ip: IpAddr, now_s: u64) {
         let mut m = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         if m.len() >= TRACKED && !m.contains_key(&ip) {
             m.retain(|_, (start, _)| now_s < *start + FAILURE_WINDOW_S);
@@ -222,7 +222,7 @@ impl LoginLimiter {
 /// Results of the operator's actions, shown once on the page after the redirect. The page shows
 /// only messages prescale wrote (`?msg=<id>`), never text from the URL.
 #[derive(Debug, Default)]
-pub struct Messages {
+pub(super) struct Messages {
     recent: Mutex<VecDeque<(String, String)>>,
 }
 
@@ -230,7 +230,7 @@ const MESSAGES_KEPT: usize = 64;
 
 impl Messages {
     /// Stores `text`; returns the id the redirect carries.
-    pub fn put(&self, text: String) -> String {
+    pub(super) fn put(&self, text: String) -> String {
         let id = random_hex(8);
         let mut q = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         if q.len() >= MESSAGES_KEPT {
@@ -240,7 +240,7 @@ impl Messages {
         id
     }
 
-    pub fn get(&self, id: &str) -> Option<String> {
+    pub(super) fn get(&self, id: &str) -> Option<String> {
         let q = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         q.iter().find(|(i, _)| i == id).map(|(_, t)| t.clone())
     }

@@ -37,7 +37,7 @@ fn member_series(
     }
 }
 
-pub fn render(
+pub(super) fn render(
     proxy: &Proxy,
     historian: Option<&HistorianView>,
     forecasts: Option<&ForecastView>,

@@ -16,7 +16,7 @@
 //! blocking worker, two at a time, so one large answer never stalls `/live` and `/ready`; every
 //! answer is bounded in size (the calls and series APIs page with a `Link: rel="next"`).
 
-pub mod api;
+pub(crate) mod api;
 mod guard;
 mod metrics;
 mod page;

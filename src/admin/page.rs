@@ -15,7 +15,7 @@ use super::Shared;
 use crate::forecast::published::EndpointForecast;
 use crate::historian::series::Point;
 
-pub const STYLE: &str = r#"
+pub(super) const STYLE: &str = r#"
 *{box-sizing:border-box}body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#222;background:#f6f7f9}
 header{background:#1f2d3d;color:#fff;padding:10px 16px;display:flex;flex-wrap:wrap;gap:16px;align-items:baseline}
 header h1{font-size:18px;margin:0}header a{color:#cde}header span{opacity:.85}
@@ -35,7 +35,7 @@ input,select{font:inherit;padding:2px 4px;max-width:100%}.legend span{margin-rig
 "#;
 
 /// Escapes text for HTML (element content and quoted attributes).
-pub fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

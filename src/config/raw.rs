@@ -10,7 +10,7 @@ use serde::Deserialize;
 /// A duration as written (`"10s"`), checked by validation. Its own type so that a number or a
 /// boolean in its place reads "expected a duration such as \"10s\"", not "expected a string".
 #[derive(Clone, PartialEq, Eq)]
-pub struct Dur(pub String);
+pub(super) struct Dur(pub String);
 
 impl std::ops::Deref for Dur {
     type Target = str;
@@ -44,7 +44,7 @@ impl<'de> Deserialize<'de> for Dur {
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawConfig {
+pub(super) struct RawConfig {
     pub listen: RawListen,
     pub admin: RawAdmin,
     pub upstream: RawUpstream,
@@ -57,7 +57,7 @@ pub struct RawConfig {
 /// `[listen]`: the data-plane socket and its per-connection limits.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawListen {
+pub(super) struct RawListen {
     pub addr: Option<String>,
     pub tls: Option<RawTls>,
     pub header_timeout: Option<Dur>,
@@ -75,7 +75,7 @@ pub struct RawListen {
 /// `[listen.tls]`: PEM files for HTTPS.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawTls {
+pub(super) struct RawTls {
     pub cert: Option<String>,
     pub key: Option<String>,
 }
@@ -83,7 +83,7 @@ pub struct RawTls {
 /// `[admin]`: the separate admin/metrics socket.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawAdmin {
+pub(super) struct RawAdmin {
     pub addr: Option<String>,
     pub tls: Option<RawTls>,
     pub token_file: Option<String>,
@@ -97,7 +97,7 @@ pub struct RawAdmin {
 /// `[upstream]`: how prescale talks to pool members.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawUpstream {
+pub(super) struct RawUpstream {
     pub connect_timeout: Option<Dur>,
     pub response_timeout: Option<Dur>,
     pub pool_idle_timeout: Option<Dur>,
@@ -107,7 +107,7 @@ pub struct RawUpstream {
 /// `[[endpoint]]`: a route, the unit that is recorded and forecast.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawEndpoint {
+pub(super) struct RawEndpoint {
     pub name: Option<String>,
     pub path_prefix: Option<String>,
     pub pool: Option<String>,
@@ -119,7 +119,7 @@ pub struct RawEndpoint {
 /// `[[pool]]`: an upstream pool.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawPool {
+pub(super) struct RawPool {
     pub name: Option<String>,
     /// Each member is `"host:port"` or `{ addr = "host:port", weight = N }`; kept as TOML
     /// values so validation can say exactly what is wrong with each one.
@@ -134,7 +134,7 @@ pub struct RawPool {
 /// `[pool.scaling]`: the allocator's policy and hypervisor for this pool.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawScaling {
+pub(super) struct RawScaling {
     pub hypervisor: Option<String>,
     pub uri: Option<String>,
     pub uris: Option<Vec<String>>,
@@ -169,7 +169,7 @@ pub struct RawScaling {
 /// `[pool.health_check]`: active HTTP checks.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawHealthCheck {
+pub(super) struct RawHealthCheck {
     pub path: Option<String>,
     pub interval: Option<Dur>,
     pub timeout: Option<Dur>,
@@ -180,7 +180,7 @@ pub struct RawHealthCheck {
 /// `[pool.passive]`: ejection after consecutive failures seen on real traffic.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawPassive {
+pub(super) struct RawPassive {
     pub max_failures: Option<i64>,
     pub eject_for: Option<Dur>,
 }
@@ -188,7 +188,7 @@ pub struct RawPassive {
 /// `[historian]`: call recording and its time series.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawHistorian {
+pub(super) struct RawHistorian {
     pub enabled: Option<bool>,
     pub data_dir: Option<String>,
     pub recent_calls: Option<i64>,
@@ -205,7 +205,7 @@ pub struct RawHistorian {
 /// One resolution of the per-endpoint series.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawTier {
+pub(super) struct RawTier {
     pub step: Option<Dur>,
     pub keep: Option<Dur>,
     pub persist: Option<bool>,
@@ -214,7 +214,7 @@ pub struct RawTier {
 /// `[forecast]`: per-endpoint forecasts from the historian's 1-minute series.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawForecast {
+pub(super) struct RawForecast {
     pub enabled: Option<bool>,
     pub horizon: Option<Dur>,
     pub refit_every: Option<Dur>,
@@ -226,7 +226,7 @@ pub struct RawForecast {
 
 /// The keys a table of the file accepts, by the table's key path with indices left out
 /// (`["pool", "scaling"]`), read from the serde structs themselves so the list cannot drift.
-pub fn known_keys(table: &[&str]) -> Option<&'static [&'static str]> {
+pub(super) fn known_keys(table: &[&str]) -> Option<&'static [&'static str]> {
     Some(match table {
         [] => fields_of::<RawConfig>(),
         ["listen"] => fields_of::<RawListen>(),
@@ -289,7 +289,7 @@ fn fields_of<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
 
 /// The known key closest to `key` (edit distance at most 2, or a third of its length), for a
 /// "did you mean" hint.
-pub fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+pub(super) fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
     let limit = (key.chars().count() / 3).clamp(1, 2);
     known.iter().map(|k| (edit_distance(key, k), *k)).filter(|(d, _)| *d <= limit).min().map(|(_, k)| k)
 }

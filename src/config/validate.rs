@@ -61,7 +61,7 @@ impl Check {
 }
 
 /// Parses `250ms`, `10s`, `5m`, `1h` (integer amounts).
-pub fn parse_duration(s: &str) -> Option<Duration> {
+pub(super) fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit())?;
     let (num, unit) = s.split_at(split);
@@ -81,7 +81,7 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
     if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
 }
 
-pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, Vec<ConfigError>> {
+pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Settings, Vec<ConfigError>> {
     let mut c = Check { errors: Vec::new() };
     let mut listen = listen(&mut c, raw.listen, base);
     if listen.workers == 0 {
@@ -438,9 +438,9 @@ fn forecast(
 }
 
 /// Longest endpoint or pool name (it is a label in metrics and a key in every recorded bucket).
-pub const MAX_NAME_BYTES: usize = 64;
+pub(super) const MAX_NAME_BYTES: usize = 64;
 /// What a name must look like, for error messages.
-pub const NAME_RULE: &str = "must be 1 to 64 letters, digits, '-', '_' or '.'";
+pub(super) const NAME_RULE: &str = "must be 1 to 64 letters, digits, '-', '_' or '.'";
 
 /// Why `n` is not a valid endpoint or pool name (see [`NAME_RULE`]), quoting at most 40
 /// characters of it; `None` when it is valid.
@@ -833,7 +833,7 @@ fn scaling(
 }
 
 /// `host:port` with a non-zero port and nothing else (no scheme, path or userinfo).
-pub fn parse_member(s: &str) -> Option<Authority> {
+pub(super) fn parse_member(s: &str) -> Option<Authority> {
     let a: Authority = s.parse().ok()?;
     if a.as_str().contains('@') || a.host().is_empty() {
         return None;

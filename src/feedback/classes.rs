@@ -17,8 +17,8 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-pub const MIN_ETA2: f64 = 0.25;
-pub const MIN_CALLS: usize = 200;
+pub(crate) const MIN_ETA2: f64 = 0.25;
+pub(crate) const MIN_CALLS: usize = 200;
 /// At most this many classes (the commonest values; the rest pooled).
 const MAX_CLASSES: usize = 8;
 
@@ -57,7 +57,7 @@ impl ClassSplit {
 }
 
 /// One call as the detector sees it.
-pub struct Call<'a> {
+pub(crate) struct Call<'a> {
     pub query: &'a str,
     pub latency_us: u64,
     /// Within the last minute.
@@ -147,7 +147,7 @@ fn split<'a>(calls: &[Call<'a>], param: &str, source: &'static str) -> Option<Cl
 
 /// The class split of one endpoint's calls: by `configured` if given, else by the parameter
 /// that explains the most latency, if it explains enough.
-pub fn detect(calls: &[Call], configured: Option<&str>) -> Option<ClassSplit> {
+pub(crate) fn detect(calls: &[Call], configured: Option<&str>) -> Option<ClassSplit> {
     if let Some(p) = configured {
         return split(calls, p, "configured");
     }

@@ -6,12 +6,12 @@
 //! and only for a change of at least [`MIN_CHANGE`] (no churn).
 
 /// The least change worth making, and the least number of scored points for one.
-pub const MIN_CHANGE: f64 = 0.025;
-pub const MIN_POINTS: u64 = 120;
+pub(crate) const MIN_CHANGE: f64 = 0.025;
+pub(crate) const MIN_POINTS: u64 = 120;
 
 /// The new headroom and why, or `None` to keep it. `stretch80`: `(factor, points)` from the
 /// scorer ([`crate::feedback::score::HorizonAccuracy::band_stretch80`]).
-pub fn calibrate(headroom: f64, stretch80: Option<(f64, u64)>, bounds: (f64, f64)) -> Option<(f64, String)> {
+pub(crate) fn calibrate(headroom: f64, stretch80: Option<(f64, u64)>, bounds: (f64, f64)) -> Option<(f64, String)> {
     let (factor, points) = stretch80?;
     if points < MIN_POINTS || !factor.is_finite() {
         return None;
@@ -29,13 +29,6 @@ pub fn calibrate(headroom: f64, stretch80: Option<(f64, u64)>, bounds: (f64, f64
              edge; headroom {headroom:.2} → {h:.2}"
         ),
     ))
-}
-
-/// Cores used between two readings of a VM's cumulative CPU time.
-pub fn cores_used(prev_cpu_ns: u64, prev_at_ns: u64, cpu_ns: u64, at_ns: u64) -> Option<f64> {
-    let wall = at_ns.checked_sub(prev_at_ns).filter(|w| *w > 0)?;
-    let cpu = cpu_ns.checked_sub(prev_cpu_ns)?;
-    Some(cpu as f64 / wall as f64)
 }
 
 #[cfg(test)]
@@ -56,12 +49,5 @@ mod tests {
         assert_eq!(calibrate(0.5, Some((3.0, 500)), b), None, "at the bound");
         assert_eq!(calibrate(0.2, Some((3.0, 500)), b).unwrap().0, 0.5, "clamped to the bound");
         assert_eq!(calibrate(0.2, None, b), None, "nothing scored");
-    }
-
-    #[test]
-    fn cpu_time_becomes_cores() {
-        assert_eq!(cores_used(1_000_000_000, 0, 2_500_000_000, 1_000_000_000), Some(1.5));
-        assert_eq!(cores_used(5, 10, 4, 20), None, "counter reset");
-        assert_eq!(cores_used(0, 10, 5, 10), None, "no time passed");
     }
 }

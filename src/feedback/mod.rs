@@ -15,8 +15,8 @@
 //! `stats_interval`, uses the learned cost once it has enough samples, calibrates the margin
 //! hourly, and with `auto_enable` promotes a dry-run pool whose forecasts have proven accurate.
 
-pub mod classes;
+pub(crate) mod classes;
 pub mod cost;
-pub mod margin;
-pub mod promote;
+pub(crate) mod margin;
+pub(crate) mod promote;
 pub mod score;

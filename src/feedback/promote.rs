@@ -6,13 +6,13 @@
 
 use crate::feedback::score::HorizonAccuracy;
 
-pub const MIN_POINTS: u64 = 30;
-pub const MAX_MASE: f64 = 1.0;
-pub const MIN_COVERAGE95: f64 = 0.85;
+pub(crate) const MIN_POINTS: u64 = 30;
+pub(crate) const MAX_MASE: f64 = 1.0;
+pub(crate) const MIN_COVERAGE95: f64 = 0.85;
 
 /// Whether a pool's forecasts are accurate now, and why (not).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Every endpoint's forecast is accurate: the summary.
     Accurate(String),
     /// Why not yet.
@@ -20,7 +20,7 @@ pub enum Verdict {
 }
 
 /// The verdict on the pool's endpoints now.
-pub fn accurate(endpoints: &[(String, Option<Vec<HorizonAccuracy>>)]) -> Verdict {
+pub(crate) fn accurate(endpoints: &[(String, Option<Vec<HorizonAccuracy>>)]) -> Verdict {
     if endpoints.is_empty() {
         return Verdict::NotYet("no endpoint routes to this pool".into());
     }
@@ -48,7 +48,7 @@ pub fn accurate(endpoints: &[(String, Option<Vec<HorizonAccuracy>>)]) -> Verdict
 
 /// One step of the promotion clock: `since` is when the forecasts became (and stayed)
 /// accurate; returns the new `since` and, when due, the reason to promote.
-pub fn step(since: Option<u64>, now: u64, after_s: u64, check: Verdict) -> (Option<u64>, Option<String>) {
+pub(crate) fn step(since: Option<u64>, now: u64, after_s: u64, check: Verdict) -> (Option<u64>, Option<String>) {
     match check {
         Verdict::NotYet(_) => (None, None),
         Verdict::Accurate(summary) => {

@@ -29,7 +29,7 @@ const BROKEN_MIN_POINTS: u64 = 600;
 const SHIFT_BUCKETS: usize = 10;
 
 /// How far ahead (buckets) the remembered past forecasts were made.
-pub const PAST_AHEAD: usize = 15;
+pub(crate) const PAST_AHEAD: usize = 15;
 
 /// A forecast as made [`PAST_AHEAD`] buckets before its time: `t` (epoch s), mean, 80 % band,
 /// calls per second.
@@ -56,7 +56,7 @@ struct Model {
 }
 
 /// Forecasting state of every endpoint at one bucket width.
-pub struct Engine {
+pub(crate) struct Engine {
     cfg: ForecastConfig,
     step_s: u64,
     /// Horizon in buckets.
@@ -81,7 +81,7 @@ fn phase(name: &str) -> f64 {
 
 impl Engine {
     /// An engine for buckets of `step_s` seconds (60 live; the trace's step in a replay).
-    pub fn new(cfg: ForecastConfig, step_s: u64) -> Self {
+    pub(crate) fn new(cfg: ForecastConfig, step_s: u64) -> Self {
         let horizon = (cfg.horizon_min as u64 * 60).div_ceil(step_s).max(1) as usize;
         let spec = AutoSpec::new(step_s, horizon);
         Self {
@@ -98,12 +98,8 @@ impl Engine {
     }
 
     /// Asks for `name` to be chosen again at the next feed (`fit_reason: manual`).
-    pub fn force(&mut self, name: &str) {
+    pub(crate) fn force(&mut self, name: &str) {
         self.forced.insert(name.to_string());
-    }
-
-    pub fn step_s(&self) -> u64 {
-        self.step_s
     }
 
     fn buckets_per_day(&self) -> u64 {
@@ -113,7 +109,7 @@ impl Engine {
     /// Feeds `name`'s closed buckets up to the tier's end to its model and its scorer; returns
     /// `(since, reason)` when a fit is due at `now_s` (`since`: how long it has been due, for
     /// the most-overdue-first order).
-    pub fn feed(&mut self, name: &str, tier: &Tier, now_s: u64) -> Option<(u64, &'static str)> {
+    pub(crate) fn feed(&mut self, name: &str, tier: &Tier, now_s: u64) -> Option<(u64, &'static str)> {
         let step = self.step_s;
         let end = tier.next();
         let (when, reason) = match self.models.get_mut(name) {
@@ -168,7 +164,7 @@ impl Engine {
 
     /// Fits `name` on the tier's last `history_days` for `reason` (a `schedule` fit re-estimates
     /// the chosen family; any other reason chooses again).
-    pub fn fit(&mut self, name: &str, tier: &Tier, now_s: u64, reason: &'static str) {
+    pub(crate) fn fit(&mut self, name: &str, tier: &Tier, now_s: u64, reason: &'static str) {
         let step = self.step_s;
         self.forced.remove(name);
         let end = tier.next();
@@ -214,7 +210,7 @@ impl Engine {
 
     /// The forecast from the tier's end on (issued to the scorer), or the note saying why there
     /// is none; `None` for an endpoint never fitted.
-    pub fn forecast(&mut self, name: &str, tier: &Tier) -> Option<EndpointForecast> {
+    pub(crate) fn forecast(&mut self, name: &str, tier: &Tier) -> Option<EndpointForecast> {
         let step = self.step_s;
         let end = tier.next();
         let Some(m) = self.models.get(name) else {
@@ -277,7 +273,7 @@ impl Engine {
     }
 
     /// Rolling accuracy of `name`'s forecasts as of the tier's last closed bucket.
-    pub fn accuracy(&self, name: &str, tier: &Tier) -> Option<Vec<HorizonAccuracy>> {
+    pub(crate) fn accuracy(&self, name: &str, tier: &Tier) -> Option<Vec<HorizonAccuracy>> {
         self.scorers.get(name).map(|s| s.summary(tier.next().saturating_sub(1)))
     }
 }

@@ -15,17 +15,17 @@
 pub mod arima;
 pub mod auto;
 pub mod backtest;
-pub mod demand;
+pub(crate) mod demand;
 pub mod dshw;
-pub mod engine;
+pub(crate) mod engine;
 pub mod hw;
 pub mod naive;
-pub mod optimize;
+pub(crate) mod optimize;
 pub mod prophet;
 pub mod published;
 pub mod season;
 pub mod settings;
-pub mod thread;
+pub(crate) mod thread;
 pub mod view;
 
 /// Why a model could not be fitted.

@@ -3,7 +3,7 @@
 
 /// Minimises `f` over the box; starts from `x0` (clamped inside), stops after `max_evals`
 /// evaluations or when the simplex's spread of values falls under `tol`.
-pub fn minimize(
+pub(crate) fn minimize(
     f: &mut dyn FnMut(&[f64]) -> f64,
     x0: &[f64],
     lo: &[f64],

@@ -43,7 +43,7 @@ const TICK: Duration = Duration::from_secs(1);
 const BUDGET: Duration = Duration::from_millis(500);
 const STEP_S: u64 = 60;
 
-pub struct Forecaster {
+pub(crate) struct Forecaster {
     view: ForecastView,
     routes: Arc<ArcSwap<HashMap<String, String>>>,
     stop: Sender<()>,
@@ -52,7 +52,7 @@ pub struct Forecaster {
 
 impl Forecaster {
     /// `routes` maps endpoint names to pool names (for the pool sums).
-    pub fn start(
+    pub(crate) fn start(
         cfg: ForecastConfig,
         historian: HistorianView,
         clock: SharedClock,
@@ -70,16 +70,16 @@ impl Forecaster {
         Ok(Self { view, routes, stop, thread: Some(thread) })
     }
 
-    pub fn view(&self) -> ForecastView {
+    pub(crate) fn view(&self) -> ForecastView {
         self.view.clone()
     }
 
     /// New endpoint → pool routes (after a reload).
-    pub fn set_routes(&self, routes: HashMap<String, String>) {
+    pub(crate) fn set_routes(&self, routes: HashMap<String, String>) {
         self.routes.store(Arc::new(routes));
     }
 
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let _ = self.stop.try_send(());
         if let Some(t) = self.thread.take() {
             let _ = t.join();

@@ -29,7 +29,7 @@ use super::{Proxy, RouteTable};
 
 /// What the listener knows about the connection a request came on.
 #[derive(Debug)]
-pub struct ConnInfo {
+pub(super) struct ConnInfo {
     pub peer: SocketAddr,
     pub https: bool,
     /// The worker's own upstream client (connection pool); never shared across threads.
@@ -109,7 +109,7 @@ fn refuse(
     error_response(e, rid, CallDone::default())
 }
 
-pub async fn handle(
+pub(super) async fn handle(
     proxy: Arc<Proxy>,
     conn: Arc<ConnInfo>,
     mut req: Request<Incoming>,
@@ -409,7 +409,7 @@ fn is_body_limit(e: &hyper_util::client::legacy::Error) -> bool {
 
 /// A generated response for a refused or failed call. Details stay in the log: clients learn
 /// the status and the request id, not upstream addresses.
-pub fn error_response(e: &ProxyError, rid: HeaderValue, done: CallDone) -> Response<ProxyBody> {
+pub(super) fn error_response(e: &ProxyError, rid: HeaderValue, done: CallDone) -> Response<ProxyBody> {
     let status = e.status();
     let reason = status.canonical_reason().unwrap_or("");
     let text = match e {

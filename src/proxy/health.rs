@@ -25,7 +25,7 @@ struct Streak {
     fails: u32,
 }
 
-pub async fn run(pool: Arc<Pool>, client: UpstreamClient, stop: CancellationToken) {
+pub(crate) async fn run(pool: Arc<Pool>, client: UpstreamClient, stop: CancellationToken) {
     let mut streaks: HashMap<Authority, Streak> = HashMap::new();
     loop {
         let policy = pool.policy();

@@ -14,7 +14,7 @@
 use std::collections::VecDeque;
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Hpa {
+pub(crate) struct Hpa {
     pub target_utilization: f64,
     pub tolerance: f64,
     pub stabilization_s: u64,
@@ -25,14 +25,14 @@ pub struct Hpa {
 }
 
 impl Hpa {
-    pub fn new(target_utilization: f64, tolerance: f64, stabilization_s: u64, min: u32, max: u32) -> Self {
+    pub(crate) fn new(target_utilization: f64, tolerance: f64, stabilization_s: u64, min: u32, max: u32) -> Self {
         Self { target_utilization, tolerance, stabilization_s, min, max, recent: VecDeque::new() }
     }
 
     /// The replica count to run at `now`. `demand`: load averaged over the last minute, in
     /// the unit of `per_replica` (what one replica serves at 100 %); `ready`/`current`: replicas
     /// ready / existing (ready + starting).
-    pub fn desired(&mut self, now: u64, demand: f64, per_replica: f64, ready: u32, current: u32) -> u32 {
+    pub(crate) fn desired(&mut self, now: u64, demand: f64, per_replica: f64, ready: u32, current: u32) -> u32 {
         let recommend = self.recommend(demand, per_replica, ready, current);
         self.recent.push_back((now, recommend));
         while self.recent.front().is_some_and(|(t, _)| *t + self.stabilization_s <= now) {

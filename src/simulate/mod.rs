@@ -17,8 +17,8 @@
 //! SLO-violation minute. The SPEC Research Group elasticity metrics compare demand and supply
 //! in vCPUs (demand ÷ capacity per vCPU) at every tick, in percent.
 
-pub mod hpa;
-pub mod svg;
+pub(crate) mod hpa;
+pub(crate) mod svg;
 
 use std::path::Path;
 

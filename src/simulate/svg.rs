@@ -17,7 +17,7 @@ fn esc(s: &str) -> String {
 }
 
 /// Renders the report's timeline.
-pub fn render(r: &Report) -> String {
+pub(crate) fn render(r: &Report) -> String {
     let tl = &r.timeline;
     let n = tl.demand.len();
     let rows = tl.ready.len() as f64;

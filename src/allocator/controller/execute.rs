@@ -20,7 +20,7 @@ const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Kinds of action, for back-off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
+pub(super) enum Kind {
     Launch,
     Resume,
     Resize,
@@ -30,7 +30,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn of(a: &Action) -> Self {
+    pub(super) fn of(a: &Action) -> Self {
         match a {
             Action::Launch { .. } => Self::Launch,
             Action::Resume { .. } => Self::Resume,
@@ -55,7 +55,7 @@ impl Kind {
 
 /// A kind of action that keeps failing.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Failing {
+pub(super) struct Failing {
     pub failures: u32,
     pub retry_at_us: u64,
     pub error: String,
@@ -63,7 +63,7 @@ pub struct Failing {
 
 /// Failing kinds of action and when each may be tried again.
 #[derive(Debug, Default)]
-pub struct Backoff(HashMap<Kind, Failing>);
+pub(crate) struct Backoff(HashMap<Kind, Failing>);
 
 impl Backoff {
     fn waiting(&self, k: Kind, now_us: u64) -> bool {
@@ -84,7 +84,7 @@ impl Backoff {
     }
 
     /// The pool's degraded message, when an action keeps failing.
-    pub fn describe(&self, now_us: u64) -> Option<String> {
+    pub(crate) fn describe(&self, now_us: u64) -> Option<String> {
         let mut v: Vec<(&Kind, &Failing)> = self.0.iter().collect();
         v.sort_by_key(|(k, _)| **k);
         let parts: Vec<String> = v

@@ -16,13 +16,13 @@
 //! (the proxy pool, or the simulator's), [`Prober`] (an HTTP health check, or the simulated
 //! guest's readiness) and [`Signals`] (measured load, forecast, forecast accuracy).
 
-pub mod calibrate;
-pub mod execute;
-pub mod join;
-pub mod log;
-pub mod reconcile;
-pub mod status;
-pub mod usage;
+mod calibrate;
+mod execute;
+mod join;
+mod log;
+mod reconcile;
+mod status;
+mod usage;
 
 use std::collections::HashMap;
 
