@@ -354,3 +354,79 @@ async fn a_reload_during_a_drain_does_not_stop_a_vm_with_requests_in_flight() {
         u.stop().await;
     }
 }
+
+/// Issue 16: `[pool.scaling]` changes on SIGHUP were reported as needing a restart and ignored;
+/// now the bounds, policy and mode apply live (logged as a decision of the pool), and only the
+/// hosts and the network wait for a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_applies_scaling_bounds_live_and_names_what_needs_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, mut app, mut up) = scaled_pool_serving(dir.path()).await;
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("min_vms = 2", "min_vms = 3").replace("max_vms = 2", "max_vms = 3")).unwrap();
+    let report = app.reload(prescale::config::load(&cfg).unwrap());
+    let applied: Vec<String> = report.applied.iter().map(|c| c.to_string()).collect();
+    assert!(applied.iter().any(|c| c.starts_with("pool \"p\" scaling.policy")), "{applied:?}");
+    assert!(report.needs_restart.is_empty(), "{report:?}");
+    let c = client();
+    let three = async || pools(&c, &app).await[0]["vms"].as_array().is_some_and(|v| v.len() == 3);
+    assert!(eventually(Duration::from_secs(10), three).await, "{}", pools(&c, &app).await);
+    let p = pools(&c, &app).await;
+    let third = p[0]["vms"].as_array().unwrap().iter().find(|v| v["name"] == "p-3").unwrap().clone();
+    up.push(Upstream::start_on("p-3", third["addr"].as_str().unwrap().parse().unwrap()).await);
+    let req = http::Request::get(admin_url(&app, "/admin/api/decisions?pool=p"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(http_body_util::Full::default())
+        .unwrap();
+    let d = send(&c, req).await.json();
+    assert!(
+        d.as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["reason"].as_str().is_some_and(|r| r.contains("reload: [pool.scaling]"))),
+        "{d}"
+    );
+    // The hosts cannot change under running VMs: named, kept.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("uri = \"test://", "uri = \"test:///elsewhere/..")).unwrap();
+    let report = app.reload(prescale::config::load(&cfg).unwrap());
+    let waiting: Vec<String> = report.needs_restart.iter().map(|c| c.key.clone()).collect();
+    assert_eq!(waiting, vec!["pool \"p\" scaling.uri"], "{report:?}");
+    app.stop().await;
+    for u in up {
+        u.stop().await;
+    }
+}
+
+/// Issue 16: a launch that fails (here: the template is missing on the test driver) was
+/// retried every second, one failed decision per second, for good. Now it backs off (2, 4, 8 …
+/// s) and the pool shows why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_launch_backs_off_and_the_pool_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = fixture(dir.path(), "node.xml", 4, 8, "");
+    let cfg = config(dir.path(), &uri, "enabled", 20_000 + fastrand::u16(0..20_000));
+    let text =
+        std::fs::read_to_string(&cfg).unwrap().replace("min_vms = 0", "min_vms = 1").replace("\"tpl\"", "\"gone\"");
+    std::fs::write(&cfg, text).unwrap();
+    let app = prescale::app::App::start(prescale::config::load(&cfg).unwrap()).await.unwrap();
+    let c = client();
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let d: Value = get(&c, &admin_url(&app, "/admin/api/decisions?pool=p")).await.json();
+    let failed: Vec<u64> = d
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["action"]["kind"] == "launch")
+        .map(|d| {
+            assert!(d["outcome"].as_str().unwrap().starts_with("error: "), "{d}");
+            d["t"].as_u64().unwrap()
+        })
+        .collect();
+    // Attempts at about 0, 2 and 6 s (the next at 14 s): three, not nine.
+    assert!((2..=4).contains(&failed.len()), "{failed:?}");
+    let p = pools(&c, &app).await;
+    let why = p[0]["degraded"].as_str().unwrap_or_default().to_string();
+    assert!(why.contains("launch failed") && why.contains("next attempt in"), "{p}");
+    app.stop().await;
+}
