@@ -220,7 +220,10 @@ impl Controller {
     pub fn tick(&mut self, env: &mut Env<'_>) -> Vec<LoggedDecision> {
         let now_us = self.now_us();
         let mut out = Vec::new();
-        if self.hosts_checked_us.is_none_or(|t| now_us >= t + HOSTS_EVERY_US) {
+        // Every 30 s; every tick while the hypervisor or a host is down, so that its return
+        // clears the pool's degraded state at once (the libvirt layer paces reconnects).
+        let down = self.hv_error.is_some() || self.hosts.iter().any(|h| !h.up);
+        if down || self.hosts_checked_us.is_none_or(|t| now_us >= t + HOSTS_EVERY_US) {
             self.hosts = self.p.hypervisor.hosts();
             self.hosts_checked_us = Some(now_us);
         }
