@@ -106,8 +106,8 @@ pub fn percentile(v: &[f64], q: f64) -> Option<f64> {
 }
 
 /// The lead time in force: fixed, or the p90 of measured clone→ready durations (seconds) plus
-/// [`LEAD_MARGIN_S`], `configured` until a launch has been measured. The live manager and the
-/// simulator both use it.
+/// [`LEAD_MARGIN_S`], `configured` until a launch has been measured (the controller's rule, live
+/// and in the simulator).
 pub fn lead_time(lead: LeadTime, launches: &[f64], configured: u64) -> u64 {
     match lead {
         LeadTime::Fixed(s) => s,

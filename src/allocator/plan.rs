@@ -1,5 +1,5 @@
-//! Planning as a pure function: `(forecast, pool state, policy, now) → decisions`. The live
-//! manager and the simulator call it unchanged.
+//! Planning as a pure function: `(forecast, pool state, policy, now) → decisions`. The
+//! controller calls it, live and in the simulator.
 //!
 //! Required capacity (requests/s) = the forecast's upper band (80 %) at its highest over
 //! `[now + lead time, now + lead time + window]` × (1 + headroom) ÷ target utilisation; a
@@ -42,7 +42,7 @@ pub struct Policy {
     pub launch_vcpus: u32,
 }
 
-/// What a VM is doing, as the manager tracks it.
+/// What a VM is doing, as the controller tracks it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
@@ -182,7 +182,7 @@ pub struct Decision {
 pub struct Plan {
     pub inputs: Inputs,
     pub decisions: Vec<Decision>,
-    /// Capacity exceeds need (for the manager to keep `low_since`).
+    /// Capacity exceeds need (for the controller to keep `low_since`).
     pub low: bool,
 }
 
