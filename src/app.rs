@@ -344,11 +344,7 @@ impl App {
         let mut scaling = self.settings.scaling.clone();
         for (pool, s0) in scaling.iter_mut() {
             if let Some(s1) = kept.scaling.get(pool) {
-                *s0 = crate::allocator::ScalingSettings {
-                    uris: s0.uris.clone(),
-                    network: s0.network.clone(),
-                    ..s1.clone()
-                };
+                *s0 = s0.reloaded(s1);
             }
         }
         kept.scaling = scaling;

@@ -54,6 +54,14 @@ pub struct ScalingSettings {
     pub auto_enable_after: Duration,
 }
 
+impl ScalingSettings {
+    /// What a reload of `new` puts in force over these settings: everything but the hosts and
+    /// the network, which need a restart (running VMs live there).
+    pub fn reloaded(&self, new: &ScalingSettings) -> ScalingSettings {
+        ScalingSettings { uris: self.uris.clone(), network: self.network.clone(), ..new.clone() }
+    }
+}
+
 impl Default for ScalingSettings {
     fn default() -> Self {
         Self {

@@ -299,7 +299,7 @@ impl Controller {
     /// takes effect at the next tick (the caller reports those two as needing a restart).
     pub fn reconfigure(&mut self, s: ScalingSettings) -> Option<String> {
         let old = &self.p.settings;
-        let s = ScalingSettings { uris: old.uris.clone(), network: old.network.clone(), ..s };
+        let s = old.reloaded(&s);
         if *old == s {
             return None;
         }
