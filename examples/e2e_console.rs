@@ -62,17 +62,7 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let app = rt.block_on(prescale::app::App::start(prescale::config::load(&cfg)?))?;
     let admin = app.admin_addr;
-    let serving = || -> Vec<String> {
-        json(admin, "/admin/api/pools")[0]["vms"]
-            .as_array()
-            .map(|v| {
-                v.iter()
-                    .filter(|v| v["in_pool"].as_bool() == Some(true))
-                    .filter_map(|v| v["name"].as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let serving = || common::serving(admin);
     let mut result = Ok(());
     while serving().len() < 2 {
         if t0.elapsed() > Duration::from_secs(300) {

@@ -24,6 +24,19 @@ pub fn json(addr: SocketAddr, path: &str) -> serde_json::Value {
     http_get(addr, path).and_then(|(_, b)| serde_json::from_str(&b).ok()).unwrap_or_default()
 }
 
+/// Names of the first pool's VMs that are in the upstream pool, from the admin API.
+pub fn serving(admin: SocketAddr) -> Vec<String> {
+    json(admin, "/admin/api/pools")[0]["vms"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .filter(|v| v["in_pool"].as_bool() == Some(true))
+                .filter_map(|v| v["name"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A fresh run directory under `work` (the first argument, default `target/e2e`) and a libvirt
 /// connection on `uri` with `pool`'s leftover guests from earlier runs deleted.
 pub fn fresh_run(
