@@ -49,12 +49,17 @@ fn config(dir: &std::path::Path, uri: &str, mode: &str, port: u16) -> std::path:
 /// header is not looked at).
 const TOKEN: &str = "s3cret-token-for-tests";
 
-async fn pools(c: &TestClient, app: &prescale::app::App) -> Value {
-    let req = http::Request::get(admin_url(app, "/admin/api/pools"))
+/// An admin API answer as JSON, with the token.
+async fn admin_json(c: &TestClient, app: &prescale::app::App, path: &str) -> Value {
+    let req = http::Request::get(admin_url(app, path))
         .header("authorization", format!("Bearer {TOKEN}"))
         .body(http_body_util::Full::default())
         .unwrap();
     send(c, req).await.json()
+}
+
+async fn pools(c: &TestClient, app: &prescale::app::App) -> Value {
+    admin_json(c, app, "/admin/api/pools").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -374,11 +379,7 @@ async fn a_reload_applies_scaling_bounds_live_and_names_what_needs_a_restart() {
     let p = pools(&c, &app).await;
     let third = p[0]["vms"].as_array().unwrap().iter().find(|v| v["name"] == "p-3").unwrap().clone();
     up.push(Upstream::start_on("p-3", third["addr"].as_str().unwrap().parse().unwrap()).await);
-    let req = http::Request::get(admin_url(&app, "/admin/api/decisions?pool=p"))
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .body(http_body_util::Full::default())
-        .unwrap();
-    let d = send(&c, req).await.json();
+    let d = admin_json(&c, &app, "/admin/api/decisions?pool=p").await;
     assert!(
         d.as_array()
             .unwrap()

@@ -923,6 +923,18 @@ mod tests {
         names.iter().map(|n| n.parse().unwrap()).collect()
     }
 
+    /// VMs of exactly 1 vCPU, booting in 120 s without jitter, planned at full utilisation.
+    fn one_vcpu_vms() -> SimSettings {
+        SimSettings {
+            target_utilization: 1.0,
+            vcpus: 1,
+            vcpus_min: 1,
+            vcpus_max: 1,
+            boot_jitter: 0.0,
+            ..SimSettings::default()
+        }
+    }
+
     fn quiet(s: &mut SimSettings) {
         s.warmup_days = Some(1.0);
         s.capacity_rps_per_vcpu = Some(1.0);
@@ -954,16 +966,7 @@ mod tests {
     fn reactive_is_late_by_the_boot_delay_and_the_oracle_is_not() {
         // A step from 1 to 6 rps at 12:00 on the evaluated day; VMs of 1 vCPU, 1 rps each,
         // boot 120 s without jitter, target 1.0, tolerance 0.
-        let mut s = SimSettings {
-            target_utilization: 1.0,
-            vcpus: 1,
-            vcpus_min: 1,
-            vcpus_max: 1,
-            boot_jitter: 0.0,
-            hpa_tolerance: 0.0,
-            headroom: 0.0,
-            ..SimSettings::default()
-        };
+        let mut s = SimSettings { hpa_tolerance: 0.0, headroom: 0.0, ..one_vcpu_vms() };
         quiet(&mut s);
         let tr = series(2, |m| if m >= 720 { 360.0 } else { 60.0 });
         let r = run("t", &tr, &s, &pol(&["reactive", "oracle"]), &mut |_, _| {}).unwrap();
@@ -1048,15 +1051,7 @@ mod tests {
         // The replay's planner policies are the live controller on the in-memory hypervisor:
         // launches are health-gated and timed start → healthy on the virtual clock, and the
         // lead time in force is the live rule (p90 of measured launches + LEAD_MARGIN_S).
-        let mut s = SimSettings {
-            target_utilization: 1.0,
-            vcpus: 1,
-            vcpus_min: 1,
-            vcpus_max: 1,
-            boot_jitter: 0.0,
-            lead_time_s: None,
-            ..SimSettings::default()
-        };
+        let mut s = SimSettings { lead_time_s: None, ..one_vcpu_vms() };
         quiet(&mut s);
         let tr = series(2, |m| if (720..900).contains(&m) { 360.0 } else { 60.0 });
         let r = run("t", &tr, &s, &pol(&["predictive+reactive", "oracle"]), &mut |_, _| {}).unwrap();
