@@ -79,7 +79,7 @@ pub(super) fn run(
                 if let Some(a) = &t.addr {
                     env.membership.remove(a);
                 }
-                if was != Phase::Booting || c.p.settings.mode == crate::allocator::Mode::Enabled {
+                if was != Phase::Booting || mode == crate::allocator::Mode::Enabled {
                     let was = match was {
                         Phase::Serving => "serving",
                         Phase::Draining => "draining",
