@@ -175,7 +175,7 @@ impl App {
                 (proxy.clone(), conn_settings.clone(), shutdown.clone(), settings.listen.shutdown_grace);
             let handle = std::thread::Builder::new()
                 .name(format!("prescale-worker-{i}"))
-                .spawn(move || listener::run_worker(l, proxy, cs, stop, grace))
+                .spawn(move || listener::run_worker(i, l, proxy, cs, stop, grace))
                 .map_err(StartError::Worker)?;
             workers.push(handle);
         }

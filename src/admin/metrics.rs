@@ -68,30 +68,20 @@ pub(super) fn render(
     let _ = writeln!(out, "# TYPE prescale_access_log_dropped_total counter");
     let _ = writeln!(out, "prescale_access_log_dropped_total {}", g.access_log_dropped.load(Relaxed));
 
-    let endpoints = proxy.endpoint_stats();
+    let endpoints: Vec<_> = proxy.endpoint_stats().into_iter().map(|(n, s)| (n, s.totals())).collect();
     let _ = writeln!(out, "# HELP prescale_requests_total Responses by endpoint and status class.");
     let _ = writeln!(out, "# TYPE prescale_requests_total counter");
     for (name, s) in &endpoints {
         for (i, c) in s.by_class.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "prescale_requests_total{{endpoint=\"{}\",class=\"{}xx\"}} {}",
-                label(name),
-                i + 1,
-                c.load(Relaxed)
-            );
+            let _ =
+                writeln!(out, "prescale_requests_total{{endpoint=\"{}\",class=\"{}xx\"}} {}", label(name), i + 1, c);
         }
     }
     let _ =
         writeln!(out, "# HELP prescale_requests_cancelled_total Calls the client abandoned before the response ended.");
     let _ = writeln!(out, "# TYPE prescale_requests_cancelled_total counter");
     for (name, s) in &endpoints {
-        let _ = writeln!(
-            out,
-            "prescale_requests_cancelled_total{{endpoint=\"{}\"}} {}",
-            label(name),
-            s.cancelled.load(Relaxed)
-        );
+        let _ = writeln!(out, "prescale_requests_cancelled_total{{endpoint=\"{}\"}} {}", label(name), s.cancelled);
     }
     let _ = writeln!(out, "# HELP prescale_request_duration_seconds Time to the end of the response body.");
     let _ = writeln!(out, "# TYPE prescale_request_duration_seconds histogram");
@@ -99,19 +89,19 @@ pub(super) fn render(
         let name = label(name);
         let mut cum = 0;
         for (i, b) in LATENCY_BOUNDS_US.iter().enumerate() {
-            cum += s.buckets[i].load(Relaxed);
+            cum += s.buckets[i];
             let _ = writeln!(
                 out,
                 "prescale_request_duration_seconds_bucket{{endpoint=\"{name}\",le=\"{}\"}} {cum}",
                 *b as f64 / 1e6
             );
         }
-        cum += s.buckets[LATENCY_BOUNDS_US.len()].load(Relaxed);
+        cum += s.buckets[LATENCY_BOUNDS_US.len()];
         let _ = writeln!(out, "prescale_request_duration_seconds_bucket{{endpoint=\"{name}\",le=\"+Inf\"}} {cum}");
         let _ = writeln!(
             out,
             "prescale_request_duration_seconds_sum{{endpoint=\"{name}\"}} {}",
-            s.latency_sum_us.load(Relaxed) as f64 / 1e6
+            s.latency_sum_us as f64 / 1e6
         );
         let _ = writeln!(out, "prescale_request_duration_seconds_count{{endpoint=\"{name}\"}} {cum}");
     }

@@ -44,6 +44,8 @@ pub struct CallState {
     pub start_us: u64,
     /// Held until the body ends so balancing sees the member as busy while it streams.
     pub inflight: Option<InFlight>,
+    /// The upstream connection: back to the worker's pool when the body ended cleanly.
+    pub lease: Option<super::upstream::Lease>,
     pub access: Option<super::access::Pending>,
     pub recorder: Option<Recorder>,
     pub endpoint: Arc<str>,
@@ -66,8 +68,13 @@ impl CallDone {
     }
 
     fn finish(&mut self, outcome: Outcome, bytes_out: u64) {
-        let Some(s) = self.0.take() else { return };
+        let Some(mut s) = self.0.take() else { return };
         let latency = s.start.elapsed();
+        if let Some(lease) = s.lease.take()
+            && outcome == Outcome::Complete
+        {
+            lease.release();
+        }
         s.stats.record(s.status, latency, outcome);
         if let Some(a) = s.access {
             a.send(s.status, latency, bytes_out, outcome);

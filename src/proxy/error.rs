@@ -23,11 +23,11 @@ pub enum ProxyError {
     #[error("no healthy member in pool {pool}")]
     NoMember { pool: String },
     #[error("cannot connect to upstream {member}: {source}")]
-    Connect { member: String, source: hyper_util::client::legacy::Error },
+    Connect { member: String, source: super::upstream::UpstreamError },
     #[error("upstream {member} did not answer within {secs:.1}s")]
     Timeout { member: String, secs: f64 },
     #[error("upstream {member} failed: {source}")]
-    Upstream { member: String, source: hyper_util::client::legacy::Error },
+    Upstream { member: String, source: super::upstream::UpstreamError },
     #[error("client request body failed: {0}")]
     ClientBody(String),
 }

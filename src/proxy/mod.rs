@@ -8,16 +8,18 @@
 pub mod access;
 pub mod body;
 pub mod error;
-mod forward;
 pub mod headers;
 pub(crate) mod health;
 pub mod listener;
 pub mod pool;
 pub mod router;
 pub mod settings;
+pub(crate) mod stack;
 pub mod stats;
 pub mod target;
 pub mod tls;
+pub mod upstream;
+pub mod worker;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -39,7 +41,8 @@ use settings::{Plane, UpstreamSettings};
 use stats::{EndpointStats, GlobalStats};
 
 /// Request body sent upstream: the client's stream under the size limit, or nothing.
-pub(crate) type UpstreamBody = Either<body::Counting<Limited<Incoming>>, Empty<Bytes>>;
+pub type UpstreamBody = Either<body::Counting<Limited<Incoming>>, Empty<Bytes>>;
+/// The health checks' client (the request path uses each worker's own pool, `upstream`).
 pub(crate) type UpstreamClient = Client<HttpConnector, UpstreamBody>;
 
 /// Per-request limits that a reload may change.
@@ -71,7 +74,7 @@ pub struct Proxy {
     /// Health-check task per pool, stopped when the pool leaves the config.
     health_tasks: Mutex<HashMap<String, CancellationToken>>,
     pub global: Arc<GlobalStats>,
-    /// Client for health checks (on the control runtime); workers have their own.
+    /// Client for health checks (on the control runtime); workers have their own pools.
     client: UpstreamClient,
     access: Option<access::AccessLogger>,
     /// Hands finished calls to the historian (absent when recording is off).

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use http::uri::Authority;
 
+use super::stats::Sharded;
 use crate::proxy::settings::{Balance, HealthCheckSettings, MemberSettings, PassiveSettings, PoolSettings};
 
 /// Milliseconds since the first call in this process: a cheap monotonic stamp for atomics.
@@ -40,13 +41,9 @@ pub struct Member {
     pub addr: Authority,
     pub source: Source,
     weight: AtomicU32,
-    /// Requests sent and not yet finished (response body ended or dropped).
-    outstanding: AtomicU32,
-    /// Exponentially weighted time to response headers, microseconds (balancer tie-break).
-    ewma_us: AtomicU64,
-    /// `now_ms()` of the last EWMA sample: an old EWMA decays, so a member that was slow
-    /// once is tried again instead of starving.
-    ewma_at: AtomicU64,
+    /// What each worker's requests do to it: written per request, so one cache line per
+    /// worker. Each worker balances on its own view (as nginx's workers do); readers add up.
+    hot: Sharded<Hot>,
     /// Verdict of active health checks; true when the pool has none.
     healthy: AtomicBool,
     /// Set by `drain`: no new requests, in-flight ones finish.
@@ -58,8 +55,20 @@ pub struct Member {
     failing: AtomicBool,
     /// `now_ms()` until which passive ejection keeps the member out; 0 when not ejected.
     ejected_until: AtomicU64,
-    pub(crate) requests_total: AtomicU64,
     pub(crate) failures_total: AtomicU64,
+}
+
+/// One worker's per-request view of a member.
+#[derive(Debug, Default)]
+struct Hot {
+    /// Requests sent and not yet finished (response body ended or dropped).
+    outstanding: AtomicU64,
+    requests: AtomicU64,
+    /// Exponentially weighted time to response headers, microseconds (balancer tie-break).
+    ewma_us: AtomicU64,
+    /// `now_ms()` of the last EWMA sample: an old EWMA decays, so a member that was slow
+    /// once is tried again instead of starving.
+    ewma_at: AtomicU64,
 }
 
 impl Member {
@@ -68,15 +77,12 @@ impl Member {
             addr,
             source,
             weight: AtomicU32::new(weight.max(1)),
-            outstanding: AtomicU32::new(0),
-            ewma_us: AtomicU64::new(0),
-            ewma_at: AtomicU64::new(0),
+            hot: Sharded::new(),
             healthy: AtomicBool::new(healthy),
             draining: AtomicBool::new(false),
             failures: AtomicU32::new(0),
             failing: AtomicBool::new(false),
             ejected_until: AtomicU64::new(0),
-            requests_total: AtomicU64::new(0),
             failures_total: AtomicU64::new(0),
         }
     }
@@ -84,8 +90,9 @@ impl Member {
     pub fn weight(&self) -> u32 {
         self.weight.load(Relaxed)
     }
+    /// Requests sent and not finished, all workers.
     pub fn outstanding(&self) -> u32 {
-        self.outstanding.load(Relaxed)
+        self.hot.sum(|h| &h.outstanding) as u32
     }
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Relaxed)
@@ -96,17 +103,21 @@ impl Member {
     pub fn is_ejected(&self) -> bool {
         self.ejected_until.load(Relaxed) > now_ms()
     }
-    pub fn ewma(&self) -> Duration {
-        Duration::from_micros(self.ewma_us.load(Relaxed))
-    }
-    /// EWMA as of `now`, halved for every `EWMA_HALF_LIFE_MS` since its last sample.
+    /// This worker's EWMA as of `now`, halved for every `EWMA_HALF_LIFE_MS` since its last
+    /// sample.
     fn ewma_at(&self, now: u64) -> u64 {
-        let age = now.saturating_sub(self.ewma_at.load(Relaxed));
-        self.ewma_us.load(Relaxed) >> (age / EWMA_HALF_LIFE_MS).min(63)
+        let h = self.hot.local();
+        let age = now.saturating_sub(h.ewma_at.load(Relaxed));
+        h.ewma_us.load(Relaxed) >> (age / EWMA_HALF_LIFE_MS).min(63)
+    }
+
+    /// This worker's requests in flight on the member (what its balancer weighs).
+    fn local_outstanding(&self) -> u64 {
+        self.hot.local().outstanding.load(Relaxed)
     }
 
     pub fn requests_total(&self) -> u64 {
-        self.requests_total.load(Relaxed)
+        self.hot.sum(|h| &h.requests)
     }
 
     pub(crate) fn set_healthy(&self, healthy: bool) {
@@ -124,22 +135,26 @@ impl Member {
         self.is_healthy() && !self.is_draining() && self.ejected_until.load(Relaxed) <= now
     }
 
-    /// Balancer cost: outstanding per unit of weight, scaled to stay integral.
+    /// Balancer cost: this worker's outstanding per unit of weight, scaled to stay integral.
     fn load_score(&self) -> u64 {
-        (self.outstanding() as u64 + 1) * 1_000_000 / self.weight() as u64
+        (self.local_outstanding() + 1) * 1_000_000 / self.weight() as u64
     }
 
     /// A response arrived (whatever its status): the member is reachable.
     pub(crate) fn report_success(&self, latency: Duration) {
-        self.failures.store(0, Relaxed);
+        // Shared lines are only read on the way: written when they change.
+        if self.failures.load(Relaxed) != 0 {
+            self.failures.store(0, Relaxed);
+        }
         if self.failing.load(Relaxed) {
             self.failing.store(false, Relaxed);
         }
+        let h = self.hot.local();
         let sample = latency.as_micros().min(u64::MAX as u128) as u64;
-        let old = self.ewma_us.load(Relaxed);
+        let old = h.ewma_us.load(Relaxed);
         let new = if old == 0 { sample } else { (old * 4 + sample) / 5 };
-        self.ewma_us.store(new, Relaxed);
-        self.ewma_at.store(now_ms(), Relaxed);
+        h.ewma_us.store(new, Relaxed);
+        h.ewma_at.store(now_ms(), Relaxed);
     }
 
     /// A connect failure or timeout; ejects after `max_failures` in a row. Returns true when
@@ -159,13 +174,14 @@ impl Member {
 
 /// Holds one outstanding request on a member; released when the response ends or is dropped.
 #[derive(Debug)]
-pub struct InFlight(Arc<Member>);
+pub struct InFlight(Arc<Member>, usize);
 
 impl InFlight {
     pub fn new(member: Arc<Member>) -> Self {
-        member.outstanding.fetch_add(1, Relaxed);
-        member.requests_total.fetch_add(1, Relaxed);
-        Self(member)
+        let (i, h) = member.hot.local_indexed();
+        h.outstanding.fetch_add(1, Relaxed);
+        h.requests.fetch_add(1, Relaxed);
+        Self(member, i)
     }
     pub fn member(&self) -> &Arc<Member> {
         &self.0
@@ -174,7 +190,8 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.outstanding.fetch_sub(1, Relaxed);
+        // From the shard it was taken on, whichever thread drops it.
+        self.0.hot.at(self.1).outstanding.fetch_sub(1, Relaxed);
     }
 }
 
@@ -362,7 +379,7 @@ fn pick_p2c(list: &[Arc<Member>], ok: &impl Fn(&Member) -> bool) -> Option<Arc<M
             let (sa, sb) = (a.load_score(), b.load_score());
             if sa != sb {
                 if sa < sb { a } else { b }
-            } else if a.outstanding() == 0 {
+            } else if a.local_outstanding() == 0 {
                 // Both idle: the random first choice, so idle members share the load.
                 a
             } else {

@@ -45,7 +45,12 @@ impl Router {
 
     /// `host` is the request's host without port, any case.
     pub fn find(&self, method: &Method, host: Option<&str>, path: &str) -> Option<&Route> {
-        self.routes.iter().find(|r| {
+        self.position(method, host, path).map(|i| &self.routes[i])
+    }
+
+    /// Index in [`Router::routes`] of the route `find` returns.
+    pub fn position(&self, method: &Method, host: Option<&str>, path: &str) -> Option<usize> {
+        self.routes.iter().position(|r| {
             prefix_matches(&r.prefix, path)
                 && r.methods.as_ref().is_none_or(|ms| ms.contains(method))
                 && r.host.as_ref().is_none_or(|h| host.is_some_and(|got| got.eq_ignore_ascii_case(h)))

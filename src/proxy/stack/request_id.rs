@@ -1,0 +1,85 @@
+//! First layer: the request id. A client's `X-Request-Id` is kept when it is safe to echo
+//! (see `headers::request_id`), else the worker makes one; every response carries it, refusals
+//! and prescale's own errors included.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, ready};
+
+use http::{HeaderValue, Response};
+use tower::{Layer, Service};
+
+use super::{Arrived, Identified, stamp};
+use crate::proxy::body::ProxyBody;
+use crate::proxy::headers;
+use crate::proxy::worker::Worker;
+
+pub(crate) struct RequestIdLayer {
+    worker: Rc<Worker>,
+}
+
+impl RequestIdLayer {
+    pub(crate) fn new(worker: Rc<Worker>) -> Self {
+        Self { worker }
+    }
+}
+
+impl<S> Layer<S> for RequestIdLayer {
+    type Service = RequestId<S>;
+    fn layer(&self, inner: S) -> RequestId<S> {
+        RequestId { worker: self.worker.clone(), inner }
+    }
+}
+
+pub(crate) struct RequestId<S> {
+    worker: Rc<Worker>,
+    inner: S,
+}
+
+impl<S> Service<Arrived> for RequestId<S>
+where
+    S: Service<Identified, Response = Response<ProxyBody>, Error = Infallible>,
+{
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = Stamped<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, a: Arrived) -> Self::Future {
+        let rid = headers::client_request_id(a.req.headers()).unwrap_or_else(|| self.worker.next_request_id());
+        Stamped {
+            rid: Some(rid.clone()),
+            inner: self.inner.call(Identified { req: a.req, conn: a.conn, start: a.start, rid }),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner response, with the request id set.
+    pub(crate) struct Stamped<F> {
+        #[pin]
+        inner: F,
+        rid: Option<HeaderValue>,
+    }
+}
+
+impl<F> Future for Stamped<F>
+where
+    F: Future<Output = Result<Response<ProxyBody>, Infallible>>,
+{
+    type Output = Result<Response<ProxyBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(mut resp) = ready!(this.inner.poll(cx));
+        if let Some(rid) = this.rid.take() {
+            stamp(&mut resp, rid);
+        }
+        Poll::Ready(Ok(resp))
+    }
+}

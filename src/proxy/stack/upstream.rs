@@ -1,0 +1,108 @@
+//! Innermost: the balanced upstream call. Picks a member of the route's pool (see
+//! `Pool::pick`), sends on the worker's own connection pool under the response timeout, and
+//! tells the member how it went (passive health: consecutive connect failures and timeouts
+//! eject it for a while).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http::{Request, Uri, Version, header};
+use tower::Service;
+
+use super::{Answer, Failure, Outbound};
+use crate::proxy::error::ProxyError;
+use crate::proxy::pool::InFlight;
+use crate::proxy::upstream::UpstreamError;
+use crate::proxy::worker::Worker;
+
+#[derive(Clone)]
+pub(crate) struct Upstream {
+    worker: Rc<Worker>,
+}
+
+impl Upstream {
+    pub(crate) fn new(worker: Rc<Worker>) -> Self {
+        Self { worker }
+    }
+}
+
+impl Service<Outbound> for Upstream {
+    type Response = Answer;
+    type Error = Failure;
+    /// The one boxed future on the request path: the call awaits a connection, the response
+    /// and a timer, which only `async` writes legibly.
+    type Future = Pin<Box<dyn Future<Output = Result<Answer, Failure>>>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Failure>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, out: Outbound) -> Self::Future {
+        Box::pin(call(self.worker.clone(), out))
+    }
+}
+
+async fn call(worker: Rc<Worker>, out: Outbound) -> Result<Answer, Failure> {
+    let pool = &out.pool;
+    let member = pool
+        .pick(out.exclude.as_deref())
+        .ok_or_else(|| Failure::from(ProxyError::NoMember { pool: pool.name.clone() }))?;
+    let mut up = Request::new(out.body);
+    *up.method_mut() = out.method;
+    *up.uri_mut() = Uri::from(out.path_q);
+    *up.version_mut() = Version::HTTP_11;
+    *up.headers_mut() = out.headers;
+    if !up.headers().contains_key(header::HOST) {
+        // An HTTP/1.0 client may send none; the upstream speaks HTTP/1.1 and needs one.
+        if let Ok(h) = header::HeaderValue::from_str(member.addr.as_str()) {
+            up.headers_mut().insert(header::HOST, h);
+        }
+    }
+    let inflight = InFlight::new(member.clone());
+    let sent = Instant::now();
+    let passive = &pool.policy().passive;
+    let result = tokio::time::timeout(out.timeout, worker.upstreams.send(&member.addr, up)).await;
+    let fail = |error, retryable| Failure { error, member: Some(member.clone()), retryable };
+    match result {
+        Err(_) => {
+            if member.report_failure(passive) {
+                tracing::warn!(pool = %pool.name, member = %member.addr, "member ejected after timeouts");
+            }
+            Err(fail(ProxyError::Timeout { member: member.addr.to_string(), secs: out.timeout.as_secs_f64() }, false))
+        }
+        Ok(Err(e)) if e.is_connect() => {
+            if member.report_failure(passive) {
+                tracing::warn!(pool = %pool.name, member = %member.addr, error = %e, "member ejected after connect failures");
+            }
+            Err(fail(ProxyError::Connect { member: member.addr.to_string(), source: e }, true))
+        }
+        Ok(Err(e)) => {
+            if is_body_limit(&e) {
+                let limit = worker.table().limits.max_body_bytes;
+                return Err(fail(ProxyError::BodyTooLarge { limit }, false));
+            }
+            member.report_failure(passive);
+            // The upstream died under the request (reset, closed mid-response): an
+            // idempotent request without a body is safe to send once more, elsewhere.
+            Err(fail(ProxyError::Upstream { member: member.addr.to_string(), source: e }, true))
+        }
+        Ok(Ok((resp, lease))) => {
+            member.report_success(sent.elapsed());
+            Ok(Answer { resp, inflight, lease: Some(lease) })
+        }
+    }
+}
+
+fn is_body_limit(e: &UpstreamError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
