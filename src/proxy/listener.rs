@@ -232,14 +232,16 @@ async fn serve_conn(
             serve_io(stream, stack::Connection::new(stack, info), builder, settings, shutdown).await
         }
         Some(acceptor) => {
+            let handshake = Box::pin(tokio::time::timeout(settings.header_timeout, acceptor.accept(stream)));
             let tls = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                r = tokio::time::timeout(settings.header_timeout, acceptor.accept(stream)) => r,
+                r = handshake => r,
             };
             match tls {
                 Ok(Ok(tls)) => {
                     let info = ConnInfo { peer, https: true, slot, tunnel_idle: settings.tunnel_idle_timeout };
-                    serve_io(tls, stack::Connection::new(stack, info), builder, settings, shutdown).await
+                    // Boxed: the TLS state is large, and a plain connection's task need not be.
+                    Box::pin(serve_io(tls, stack::Connection::new(stack, info), builder, settings, shutdown)).await
                 }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
