@@ -8,6 +8,7 @@ mod balancing;
 mod browser;
 mod cli;
 mod config_file;
+mod dataplane;
 mod forecast;
 mod forwarding;
 mod fuzz_corpus;

@@ -34,11 +34,14 @@ pub type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 /// - `…/sleep/MS` → waits, then 200
 /// - `…/big/N` → N bytes, streamed in 64 KiB chunks
 /// - a request with `Upgrade` → 101, then echoes bytes on the upgraded connection
-/// - anything else → 200 with a JSON echo: name, method, path, query, headers, body_len
+/// - anything else → 200 with a JSON echo: name, method, path, query, headers, body_len; a
+///   path ending in `/close` closes the connection after the response
 pub struct Upstream {
     pub addr: SocketAddr,
     pub name: String,
     pub hits: Arc<AtomicUsize>,
+    /// TCP connections accepted.
+    pub conns: Arc<AtomicUsize>,
     healthy: Arc<AtomicBool>,
     stop: CancellationToken,
     tasks: TaskTracker,
@@ -53,6 +56,8 @@ impl Upstream {
         let listener = TcpListener::bind(addr).await.expect("bind upstream");
         let addr = listener.local_addr().unwrap();
         let (hits, healthy) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(true)));
+        let conns = Arc::new(AtomicUsize::new(0));
+        let accepted = conns.clone();
         let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
         let (h, hl, st, ts, nm) = (hits.clone(), healthy.clone(), stop.clone(), tasks.clone(), name.to_string());
         tasks.spawn(async move {
@@ -61,6 +66,7 @@ impl Upstream {
                     _ = st.cancelled() => return,
                     a = listener.accept() => match a { Ok((s, _)) => s, Err(_) => continue },
                 };
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let (h, hl, st, nm) = (h.clone(), hl.clone(), st.clone(), nm.clone());
                 ts.spawn(async move {
                     let svc = service_fn(move |req| answer(nm.clone(), h.clone(), hl.clone(), req));
@@ -70,7 +76,7 @@ impl Upstream {
                 });
             }
         });
-        Self { addr, name: name.to_string(), hits, healthy, stop, tasks }
+        Self { addr, name: name.to_string(), hits, conns, healthy, stop, tasks }
     }
 
     pub fn set_healthy(&self, v: bool) {
@@ -136,6 +142,7 @@ async fn answer(
         r.headers_mut().insert("x-upstream", name.parse().unwrap());
         return Ok(r);
     }
+    let close = path.ends_with("/close");
     let method = req.method().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let headers: BTreeMap<String, String> =
@@ -152,7 +159,11 @@ async fn answer(
     let json = serde_json::json!({
         "name": name, "method": method, "path": path, "query": query, "headers": headers, "body_len": body_len,
     });
-    Ok(resp(200, &name, &json.to_string()))
+    let mut r = resp(200, &name, &json.to_string());
+    if close {
+        r.headers_mut().insert("connection", "close".parse().unwrap());
+    }
+    Ok(r)
 }
 
 /// The part of `path` after `marker`, wherever the marker sits (`/api/sleep/5` → `5`).

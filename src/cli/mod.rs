@@ -128,10 +128,25 @@ pub enum Command {
 pub(crate) const EXIT_START: u8 = 1;
 pub(crate) const EXIT_CONFIG: u8 = 2;
 
+/// The log filter: `PRESCALE_LOG` (tracing's `EnvFilter` syntax), default `info`. rustls is held
+/// to errors unless the filter names it: it warns once per TLS handshake about what a client
+/// sent (an IP address as SNI, as wrk and curl send), so any client could fill the log.
+fn log_filter(env: Option<&str>) -> tracing_subscriber::EnvFilter {
+    let spec = env.unwrap_or("info");
+    let filter = tracing_subscriber::EnvFilter::try_new(spec).unwrap_or_else(|_| "info".into());
+    if spec.contains("rustls") {
+        return filter;
+    }
+    match "rustls=error".parse() {
+        Ok(d) => filter.add_directive(d),
+        Err(_) => filter,
+    }
+}
+
 /// Parses the command line and runs the subcommand.
 pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PRESCALE_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(log_filter(std::env::var("PRESCALE_LOG").ok().as_deref()))
         .with_writer(std::io::stderr)
         // Colour codes only on a terminal: in a file or a log collector they are noise.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -222,5 +237,23 @@ pub fn main() -> ExitCode {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
             report(rt.map_err(anyhow::Error::from).and_then(|rt| rt.block_on(run_demo(opts))))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    /// Regression: with `PRESCALE_LOG=warn`, every TLS handshake from a client that sends an IP
+    /// address as SNI logged a rustls warning.
+    #[test]
+    fn rustls_is_held_to_errors_unless_the_filter_names_it() {
+        for spec in [None, Some("warn"), Some("prescale=debug,info")] {
+            let f = log_filter(spec).to_string();
+            assert!(f.contains("rustls=error"), "{spec:?} → {f}");
+        }
+        let f = log_filter(Some("rustls=debug")).to_string();
+        assert!(!f.contains("rustls=error"), "{f}");
+        assert!(f.contains("rustls=debug"), "{f}");
     }
 }

@@ -1,0 +1,97 @@
+//! The data plane's own machinery: each worker's upstream connections, its per-worker
+//! counters (summed when read) and its request ids.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+
+use crate::util::*;
+
+/// Sequential calls on one client connection are served by one worker, which keeps its upstream
+/// connection open and reuses it: the backend sees one connection for 200 calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_reuses_its_upstream_connection() {
+    let up = Upstream::start("u").await;
+    let app = app_with(&up, "workers = 2").await;
+    // Exactly one client connection (a pooled client may open a second one).
+    let stream = tokio::net::TcpStream::connect(app.proxy_addr).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    for i in 0..200 {
+        let req = http::Request::get(format!("/call/{i}"))
+            .header("host", "prescale.test")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        tx.ready().await.unwrap();
+        let resp = tx.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        http_body_util::BodyExt::collect(resp.into_body()).await.unwrap();
+    }
+    assert_eq!(up.hits(), 200);
+    let conns = up.conns.load(Ordering::SeqCst);
+    assert_eq!(conns, 1, "one upstream connection, reused; got {conns}");
+}
+
+/// Calls spread over both workers: `/metrics` adds the workers' counters up to exactly the
+/// calls made, the member's request count too, and every response has its own request id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_from_every_worker_add_up_and_request_ids_are_unique() {
+    let up = Upstream::start("u").await;
+    let app = app_with(&up, "workers = 2").await;
+    let target = url(&app, "/x");
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let target = target.clone();
+        // A client each: its own connection to prescale, so the kernel spreads them over the
+        // workers' sockets.
+        tasks.push(tokio::spawn(async move {
+            let c = client();
+            let mut ids = Vec::new();
+            for _ in 0..50 {
+                let got = get(&c, &target).await;
+                assert_eq!(got.status, 200);
+                ids.push(got.header("x-request-id").unwrap().to_string());
+            }
+            ids
+        }));
+    }
+    let mut ids = HashSet::new();
+    for t in tasks {
+        for id in t.await.unwrap() {
+            assert_eq!(id.len(), 32, "{id}");
+            assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+            assert!(ids.insert(id.clone()), "request id {id} given twice");
+        }
+    }
+    assert_eq!(ids.len(), 400);
+    // A worker opens an upstream connection only when all of its own are busy: at most one
+    // per call in flight on it (8 at a time), per worker.
+    let conns = up.conns.load(Ordering::SeqCst);
+    assert!(conns <= 16, "{conns} upstream connections for 400 calls");
+    let m = String::from_utf8_lossy(&get(&client(), &admin_url(&app, "/metrics")).await.body).into_owned();
+    assert_eq!(metric(&m, "prescale_requests_total{endpoint=\"api\",class=\"2xx\"}"), Some(400.0), "{m}");
+    assert_eq!(metric(&m, "prescale_request_duration_seconds_count{endpoint=\"api\"}"), Some(400.0));
+    let member = format!("prescale_member_requests_total{{pool=\"p\",member=\"{}\"}}", up.addr);
+    assert_eq!(metric(&m, &member), Some(400.0), "{m}");
+    let outstanding = format!("prescale_member_outstanding{{pool=\"p\",member=\"{}\"}}", up.addr);
+    assert_eq!(metric(&m, &outstanding), Some(0.0));
+}
+
+/// An upstream that closes every connection after its response: each call opens a new one and
+/// none fails, POSTs with bodies included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_closes_after_each_response_loses_no_call() {
+    let up = Upstream::start("u").await;
+    let app = app_with(&up, "workers = 1").await;
+    let c = client();
+    for i in 0..40 {
+        let req = http::Request::post(url(&app, "/close"))
+            .body(http_body_util::Full::new(bytes::Bytes::from(format!("body {i}"))))
+            .unwrap();
+        let got = send(&c, req).await;
+        assert_eq!(got.status, 200, "call {i}");
+        let v: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
+        assert_eq!(v["body_len"], format!("body {i}").len());
+    }
+    assert_eq!(up.hits(), 40);
+    assert_eq!(up.conns.load(Ordering::SeqCst), 40, "a new upstream connection for each call");
+}
