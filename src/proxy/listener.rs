@@ -160,6 +160,9 @@ pub async fn serve(
     shutdown: CancellationToken,
     conns: TaskTracker,
 ) {
+    // The worker's own token: every connection's `cancelled()` registers with it, so a wake-up
+    // on one worker never takes a lock the other workers' connections use.
+    let shutdown = shutdown.child_token();
     let builder = std::rc::Rc::new(builder(&settings));
     let limit = settings.connections.clone();
     let worker = Worker::new(proxy.clone(), &settings.upstream);

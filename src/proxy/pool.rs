@@ -249,6 +249,11 @@ impl Pool {
         self.policy.load_full()
     }
 
+    /// The policy for one request: a guard, no reference count written (the request path).
+    pub fn policy_now(&self) -> arc_swap::Guard<Arc<PoolPolicy>> {
+        self.policy.load()
+    }
+
     fn update(&self, f: impl FnOnce(&mut Vec<Arc<Member>>)) {
         let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let mut list = Vec::clone(&self.members.load());

@@ -55,7 +55,9 @@ impl Deref for Tables {
 /// What one worker owns.
 pub struct Worker {
     pub proxy: Arc<Proxy>,
-    table: RefCell<Cache<Tables, Arc<RouteTable>>>,
+    /// The proxy's table (re-read only when a reload stored a new one) and the worker's own
+    /// handle on it, shared by its requests without touching the `Arc`'s shared count.
+    table: RefCell<(Cache<Tables, Arc<RouteTable>>, Rc<Arc<RouteTable>>)>,
     pub upstreams: Rc<Upstreams>,
     /// Request ids: a random per-worker prefix and a counter, no shared atomic.
     rid_prefix: u64,
@@ -71,7 +73,7 @@ impl std::fmt::Debug for Worker {
 impl Worker {
     pub fn new(proxy: Arc<Proxy>, upstream: &UpstreamSettings) -> Rc<Self> {
         Rc::new(Self {
-            table: RefCell::new(Cache::new(Tables(proxy.clone()))),
+            table: RefCell::new((Cache::new(Tables(proxy.clone())), Rc::new(proxy.table.load_full()))),
             proxy,
             upstreams: Upstreams::new(upstream),
             rid_prefix: fastrand::u64(..),
@@ -81,8 +83,14 @@ impl Worker {
 
     /// The current route table.
     #[inline]
-    pub fn table(&self) -> Arc<RouteTable> {
-        self.table.borrow_mut().load().clone()
+    pub fn table(&self) -> Rc<Arc<RouteTable>> {
+        let mut t = self.table.borrow_mut();
+        let (cache, current) = &mut *t;
+        let latest = cache.load();
+        if !Arc::ptr_eq(latest, current) {
+            *current = Rc::new(latest.clone());
+        }
+        current.clone()
     }
 
     /// A new request id: 32 hex digits, unique per process (random per-worker prefix and a

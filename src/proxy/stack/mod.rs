@@ -85,7 +85,7 @@ pub(crate) struct Checked {
     pub conn: Rc<ConnInfo>,
     pub start: Instant,
     pub rid: HeaderValue,
-    pub table: Arc<RouteTable>,
+    pub table: Rc<Arc<RouteTable>>,
 }
 
 /// … routed to an endpoint (`table.router.routes()[route]`).
@@ -94,7 +94,7 @@ pub(crate) struct Routed {
     pub conn: Rc<ConnInfo>,
     pub start: Instant,
     pub rid: HeaderValue,
-    pub table: Arc<RouteTable>,
+    pub table: Rc<Arc<RouteTable>>,
     pub route: usize,
     /// Request body bytes, counted as they stream upstream (set by `record` for a body).
     pub bytes_in: Option<Arc<std::sync::atomic::AtomicU64>>,

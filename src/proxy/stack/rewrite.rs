@@ -101,7 +101,7 @@ impl<S> Rewrite<S> {
             parts.method,
             Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
         );
-        let may_retry = route.pool.policy().retry && idempotent && bodiless && upgrade.is_none();
+        let may_retry = route.pool.policy_now().retry && idempotent && bodiless && upgrade.is_none();
 
         let mut headers = parts.headers;
         // HTTP/2 clients send `:authority` instead of Host; upstreams speak HTTP/1.1 and need Host.

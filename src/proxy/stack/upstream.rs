@@ -63,18 +63,17 @@ async fn call(worker: Rc<Worker>, out: Outbound) -> Result<Answer, Failure> {
     }
     let inflight = InFlight::new(member.clone());
     let sent = Instant::now();
-    let passive = &pool.policy().passive;
     let result = tokio::time::timeout(out.timeout, worker.upstreams.send(&member.addr, up)).await;
     let fail = |error, retryable| Failure { error, member: Some(member.clone()), retryable };
     match result {
         Err(_) => {
-            if member.report_failure(passive) {
+            if member.report_failure(&pool.policy_now().passive) {
                 tracing::warn!(pool = %pool.name, member = %member.addr, "member ejected after timeouts");
             }
             Err(fail(ProxyError::Timeout { member: member.addr.to_string(), secs: out.timeout.as_secs_f64() }, false))
         }
         Ok(Err(e)) if e.is_connect() => {
-            if member.report_failure(passive) {
+            if member.report_failure(&pool.policy_now().passive) {
                 tracing::warn!(pool = %pool.name, member = %member.addr, error = %e, "member ejected after connect failures");
             }
             Err(fail(ProxyError::Connect { member: member.addr.to_string(), source: e }, true))
@@ -84,7 +83,7 @@ async fn call(worker: Rc<Worker>, out: Outbound) -> Result<Answer, Failure> {
                 let limit = worker.table().limits.max_body_bytes;
                 return Err(fail(ProxyError::BodyTooLarge { limit }, false));
             }
-            member.report_failure(passive);
+            member.report_failure(&pool.policy_now().passive);
             // The upstream died under the request (reset, closed mid-response): an
             // idempotent request without a body is safe to send once more, elsewhere.
             Err(fail(ProxyError::Upstream { member: member.addr.to_string(), source: e }, true))
