@@ -52,12 +52,28 @@ impl Deref for Tables {
     }
 }
 
+/// The proxy's table (re-read only when a reload stored a new one) and the worker's own handle
+/// on it, which its requests share without touching the `Arc`'s count (written by every worker).
+struct WorkerTable {
+    cache: Cache<Tables, Arc<RouteTable>>,
+    current: Rc<TableRef>,
+}
+
+/// A route table as one worker's requests hold it.
+#[derive(Debug)]
+pub struct TableRef(Arc<RouteTable>);
+
+impl Deref for TableRef {
+    type Target = RouteTable;
+    fn deref(&self) -> &RouteTable {
+        &self.0
+    }
+}
+
 /// What one worker owns.
 pub struct Worker {
     pub proxy: Arc<Proxy>,
-    /// The proxy's table (re-read only when a reload stored a new one) and the worker's own
-    /// handle on it, shared by its requests without touching the `Arc`'s shared count.
-    table: RefCell<(Cache<Tables, Arc<RouteTable>>, Rc<Arc<RouteTable>>)>,
+    table: RefCell<WorkerTable>,
     pub upstreams: Rc<Upstreams>,
     /// Request ids: a random per-worker prefix and a counter, no shared atomic.
     rid_prefix: u64,
@@ -73,7 +89,10 @@ impl std::fmt::Debug for Worker {
 impl Worker {
     pub fn new(proxy: Arc<Proxy>, upstream: &UpstreamSettings) -> Rc<Self> {
         Rc::new(Self {
-            table: RefCell::new((Cache::new(Tables(proxy.clone())), Rc::new(proxy.table.load_full()))),
+            table: RefCell::new(WorkerTable {
+                cache: Cache::new(Tables(proxy.clone())),
+                current: Rc::new(TableRef(proxy.table.load_full())),
+            }),
             proxy,
             upstreams: Upstreams::new(upstream),
             rid_prefix: fastrand::u64(..),
@@ -83,12 +102,12 @@ impl Worker {
 
     /// The current route table.
     #[inline]
-    pub fn table(&self) -> Rc<Arc<RouteTable>> {
+    pub fn table(&self) -> Rc<TableRef> {
         let mut t = self.table.borrow_mut();
-        let (cache, current) = &mut *t;
+        let WorkerTable { cache, current } = &mut *t;
         let latest = cache.load();
-        if !Arc::ptr_eq(latest, current) {
-            *current = Rc::new(latest.clone());
+        if !Arc::ptr_eq(latest, &current.0) {
+            *current = Rc::new(TableRef(latest.clone()));
         }
         current.clone()
     }

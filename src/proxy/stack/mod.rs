@@ -44,7 +44,6 @@ use http::{HeaderValue, Request, Response, header};
 use hyper::body::Incoming;
 use tower::{Service, ServiceBuilder};
 
-use super::RouteTable;
 use super::body::{CallDone, ProxyBody};
 use super::error::ProxyError;
 use super::headers::X_REQUEST_ID;
@@ -85,7 +84,7 @@ pub(crate) struct Checked {
     pub conn: Rc<ConnInfo>,
     pub start: Instant,
     pub rid: HeaderValue,
-    pub table: Rc<Arc<RouteTable>>,
+    pub table: Rc<super::worker::TableRef>,
 }
 
 /// … routed to an endpoint (`table.router.routes()[route]`).
@@ -94,7 +93,7 @@ pub(crate) struct Routed {
     pub conn: Rc<ConnInfo>,
     pub start: Instant,
     pub rid: HeaderValue,
-    pub table: Rc<Arc<RouteTable>>,
+    pub table: Rc<super::worker::TableRef>,
     pub route: usize,
     /// Request body bytes, counted as they stream upstream (set by `record` for a body).
     pub bytes_in: Option<Arc<std::sync::atomic::AtomicU64>>,
