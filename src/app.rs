@@ -305,6 +305,7 @@ impl App {
                     let k = |what: &str| format!("pool {:?} {what}", p1.name);
                     diff(a, k("members"), &p0.members, &p1.members);
                     diff(a, k("balance"), &p0.balance, &p1.balance);
+                    diff(a, k("protocol"), &p0.protocol, &p1.protocol);
                     diff(a, k("retry"), &p0.retry, &p1.retry);
                     diff(a, k("health_check"), &p0.health_check, &p1.health_check);
                     diff(a, k("passive"), &p0.passive, &p1.passive);

@@ -95,3 +95,39 @@ async fn an_upstream_that_closes_after_each_response_loses_no_call() {
     assert_eq!(up.hits(), 40);
     assert_eq!(up.conns.load(Ordering::SeqCst), 40, "a new upstream connection for each call");
 }
+
+/// A pool with `protocol = "h2c"`: calls reach the member over HTTP/2, with the client's host as
+/// `:authority`, and a worker's concurrent calls share one connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_pool_multiplexes_a_workers_calls_on_one_connection() {
+    let up = Upstream::start("u").await;
+    let app = start(&format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\nworkers = 1\n[admin]\naddr = \"127.0.0.1:0\"\n\
+         [[endpoint]]\nname = \"api\"\npath_prefix = \"/\"\npool = \"p\"\n\
+         [[pool]]\nname = \"p\"\nprotocol = \"h2c\"\nmembers = [\"{}\"]\n",
+        up.addr
+    ))
+    .await;
+    let target = url(&app, "/sleep/30");
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let target = target.clone();
+        tasks.push(tokio::spawn(async move {
+            let c = client();
+            for _ in 0..5 {
+                assert_eq!(get(&c, &target).await.status, 200);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let got = get(&client(), &url(&app, "/echo?x=1")).await;
+    let v: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
+    assert_eq!(v["version"], "HTTP/2.0", "{v}");
+    assert_eq!(v["path"], "/echo");
+    assert_eq!(v["query"], "x=1");
+    assert_eq!(up.hits(), 81);
+    let conns = up.conns.load(Ordering::SeqCst);
+    assert_eq!(conns, 1, "81 calls, 16 at a time, on {conns} upstream connection(s)");
+}

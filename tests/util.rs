@@ -144,6 +144,7 @@ async fn answer(
     }
     let close = path.ends_with("/close");
     let method = req.method().to_string();
+    let version = format!("{:?}", req.version());
     let query = req.uri().query().unwrap_or("").to_string();
     let headers: BTreeMap<String, String> =
         req.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("?").to_string())).collect();
@@ -158,6 +159,7 @@ async fn answer(
     }
     let json = serde_json::json!({
         "name": name, "method": method, "path": path, "query": query, "headers": headers, "body_len": body_len,
+        "version": version,
     });
     let mut r = resp(200, &name, &json.to_string());
     if close {

@@ -545,6 +545,13 @@ members = ["127.0.0.1:1", "10.0.0.1"]
         );
     }
 
+    #[test]
+    fn a_pool_protocol_is_http1_or_h2c() {
+        let errs = errors("[[pool]]\nname = \"p\"\nmembers = [\"127.0.0.1:1\"]\nprotocol = \"h3\"\n");
+        assert_eq!(errs, vec!["line 4: pool[0].protocol: \"h3\" is not one of \"http1\", \"h2c\""]);
+        assert!(errors("[[pool]]\nname = \"p\"\nmembers = [\"127.0.0.1:1\"]\nprotocol = \"h2c\"\n").is_empty());
+    }
+
     /// Regression (issue 21, section 5): a key the user never wrote was reported
     /// (`pool.scaling.health_path` for a bad `health_check.path`); `members = []` without
     /// `[pool.scaling]` passed and then answered 503; a `data_dir` that is a file was not caught.

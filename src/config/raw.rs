@@ -125,6 +125,7 @@ pub(super) struct RawPool {
     /// values so validation can say exactly what is wrong with each one.
     pub members: Vec<toml::Value>,
     pub balance: Option<String>,
+    pub protocol: Option<String>,
     pub retry: Option<bool>,
     pub health_check: Option<RawHealthCheck>,
     pub passive: Option<RawPassive>,

@@ -66,7 +66,7 @@ pub struct Settings {
 pub use crate::admin::settings::AdminSettings;
 pub use crate::proxy::settings::{
     AccessLog, Balance, EndpointSettings, HealthCheckSettings, ListenSettings, MemberSettings, PassiveSettings, Plane,
-    PoolSettings, TlsSettings, UpstreamSettings,
+    PoolSettings, Protocol, TlsSettings, UpstreamSettings,
 };
 
 impl Settings {

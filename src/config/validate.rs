@@ -583,6 +583,14 @@ fn pool(c: &mut Check, i: usize, r: RawPool) -> Option<(PoolSettings, Option<cra
             Balance::P2c
         }
     };
+    let protocol = match r.protocol.as_deref() {
+        None | Some("http1") => Protocol::Http1,
+        Some("h2c") => Protocol::H2c,
+        Some(v) => {
+            c.err(format!("{p}.protocol"), format!("{v:?} is not one of \"http1\", \"h2c\""));
+            Protocol::Http1
+        }
+    };
     let health_check = r.health_check.map(|h| {
         let hp = format!("{p}.health_check");
         let path = h.path.unwrap_or_else(|| "/".into());
@@ -624,7 +632,7 @@ fn pool(c: &mut Check, i: usize, r: RawPool) -> Option<(PoolSettings, Option<cra
     }
     let scaling = r.scaling.map(|sc| scaling(c, &p, sc, health_check.as_ref()));
     Some((
-        PoolSettings { name: name?, members, balance, retry: r.retry.unwrap_or(true), health_check, passive },
+        PoolSettings { name: name?, members, balance, protocol, retry: r.retry.unwrap_or(true), health_check, passive },
         scaling,
     ))
 }

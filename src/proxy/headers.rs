@@ -76,12 +76,14 @@ pub fn add_forwarding(
         h.remove(header::FORWARDED);
         h.remove(&X_REAL_IP);
     }
-    let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {client}"),
-        _ => client.to_string(),
+    let mut ip = [0u8; 48];
+    let ip = write_ip(client, &mut ip);
+    let xff = match h.get(&X_FORWARDED_FOR).map(|v| v.as_bytes()) {
+        Some(prev) if !prev.trim_ascii().is_empty() => HeaderValue::from_bytes(&[prev, b", ", ip].concat()),
+        _ => HeaderValue::from_bytes(ip),
     };
     h.remove(&X_FORWARDED_FOR);
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Ok(v) = xff {
         h.insert(X_FORWARDED_FOR.clone(), v);
     }
     h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(if https { "https" } else { "http" }));
@@ -89,6 +91,40 @@ pub fn add_forwarding(
         h.insert(X_FORWARDED_HOST.clone(), v);
     }
     append_via(h, via);
+}
+
+/// `ip` as text in `buf`, without the formatting machinery for IPv4 (every request's
+/// `X-Forwarded-For`); IPv6 goes through `Display`.
+fn write_ip(ip: IpAddr, buf: &mut [u8; 48]) -> &[u8] {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut n = 0;
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                if o >= 100 {
+                    buf[n] = b'0' + o / 100;
+                    n += 1;
+                }
+                if o >= 10 {
+                    buf[n] = b'0' + o / 10 % 10;
+                    n += 1;
+                }
+                buf[n] = b'0' + o % 10;
+                n += 1;
+            }
+            &buf[..n]
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write;
+            let mut cur = std::io::Cursor::new(&mut buf[..]);
+            let _ = write!(cur, "{v6}");
+            let n = cur.position() as usize;
+            &buf[..n]
+        }
+    }
 }
 
 /// Appends `value` (e.g. `1.1 prescale`) to the `Via` header.
@@ -157,6 +193,24 @@ mod tests {
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "api.example.com");
         assert_eq!(h[header::VIA], "1.0 edge, 1.1 prescale");
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "10.0.100.9",
+            "255.255.255.255",
+            "192.168.10.1",
+            "::1",
+            "2001:db8::8:800:200c:417a",
+            "::ffff:192.0.2.1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut buf = [0u8; 48];
+            assert_eq!(write_ip(ip, &mut buf), ip.to_string().as_bytes(), "{ip}");
+        }
     }
 
     #[test]

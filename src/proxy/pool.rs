@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use http::uri::Authority;
 
 use super::stats::Sharded;
-use crate::proxy::settings::{Balance, HealthCheckSettings, MemberSettings, PassiveSettings, PoolSettings};
+use crate::proxy::settings::{Balance, HealthCheckSettings, MemberSettings, PassiveSettings, PoolSettings, Protocol};
 
 /// Milliseconds since the first call in this process: a cheap monotonic stamp for atomics.
 pub fn now_ms() -> u64 {
@@ -199,6 +199,7 @@ impl Drop for InFlight {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolPolicy {
     pub balance: Balance,
+    pub protocol: Protocol,
     pub retry: bool,
     pub health_check: Option<HealthCheckSettings>,
     pub passive: PassiveSettings,
@@ -220,6 +221,7 @@ impl Pool {
         name: &str,
         members: &[MemberSettings],
         balance: Balance,
+        protocol: Protocol,
         retry: bool,
         health_check: Option<HealthCheckSettings>,
         passive: PassiveSettings,
@@ -230,14 +232,14 @@ impl Pool {
         Arc::new(Self {
             name: name.to_string(),
             members: ArcSwap::from_pointee(list),
-            policy: ArcSwap::from_pointee(PoolPolicy { balance, retry, health_check, passive }),
+            policy: ArcSwap::from_pointee(PoolPolicy { balance, protocol, retry, health_check, passive }),
             write: Mutex::new(()),
             rr: AtomicUsize::new(0),
         })
     }
 
     pub fn from_settings(s: &PoolSettings) -> Arc<Self> {
-        Self::new(&s.name, &s.members, s.balance, s.retry, s.health_check.clone(), s.passive.clone())
+        Self::new(&s.name, &s.members, s.balance, s.protocol, s.retry, s.health_check.clone(), s.passive.clone())
     }
 
     /// Snapshot of the members (cheap; never blocks writers).
@@ -306,6 +308,7 @@ impl Pool {
     pub fn reconcile(&self, s: &PoolSettings) {
         let policy = PoolPolicy {
             balance: s.balance,
+            protocol: s.protocol,
             retry: s.retry,
             health_check: s.health_check.clone(),
             passive: s.passive.clone(),
@@ -423,6 +426,7 @@ mod tests {
             "p",
             &ms,
             balance,
+            Protocol::Http1,
             true,
             None,
             PassiveSettings { max_failures: 2, eject_for: Duration::from_secs(60) },
@@ -505,6 +509,7 @@ mod tests {
             name: "p".into(),
             members: vec![MemberSettings { addr: "b:1".parse().unwrap(), weight: 1 }],
             balance: Balance::P2c,
+            protocol: Protocol::Http1,
             retry: true,
             health_check: None,
             passive: PassiveSettings::default(),
@@ -529,6 +534,7 @@ mod tests {
                 MemberSettings { addr: "c:1".parse().unwrap(), weight: 1 },
             ],
             balance: Balance::RoundRobin,
+            protocol: Protocol::Http1,
             retry: false,
             health_check: None,
             passive: PassiveSettings::default(),

@@ -77,7 +77,7 @@ pub fn host_without_port(h: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::settings::{Balance, PassiveSettings};
+    use crate::proxy::settings::{Balance, PassiveSettings, Protocol};
 
     fn route(name: &str, prefix: &str, host: Option<&str>, methods: Option<Vec<Method>>) -> Route {
         Route {
@@ -85,7 +85,7 @@ mod tests {
             prefix: prefix.into(),
             methods,
             host: host.map(Into::into),
-            pool: Pool::new("p", &[], Balance::P2c, true, None, PassiveSettings::default()),
+            pool: Pool::new("p", &[], Balance::P2c, Protocol::Http1, true, None, PassiveSettings::default()),
             stats: Default::default(),
         }
     }

@@ -80,6 +80,8 @@ pub struct PoolSettings {
     pub name: String,
     pub members: Vec<MemberSettings>,
     pub balance: Balance,
+    /// What prescale speaks to the members.
+    pub protocol: Protocol,
     /// Retry a connect failure of an idempotent, bodiless request once on another member.
     pub retry: bool,
     pub health_check: Option<HealthCheckSettings>,
@@ -90,6 +92,17 @@ pub struct PoolSettings {
 pub struct MemberSettings {
     pub addr: Authority,
     pub weight: u32,
+}
+
+/// What prescale speaks to a pool's members (`pool.protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// HTTP/1.1: a request per connection at a time; idle connections kept per worker.
+    #[default]
+    Http1,
+    /// HTTP/2 without TLS (prior knowledge): one multiplexed connection per member per worker.
+    /// Upgrade handshakes (WebSocket) are not carried over it.
+    H2c,
 }
 
 /// How a pool picks a member.

@@ -7,6 +7,9 @@
 //! the end ([`Lease`] rides in the response body); a response abandoned halfway closes it.
 //! The most recently used connection is reused first, so a burst's extra connections age out
 //! of the back of the list and are closed after `pool_idle_timeout`.
+//!
+//! A pool with `protocol = "h2c"` gets one multiplexed HTTP/2 connection per member per worker
+//! (`hyper::client::conn::http2`), shared by all of that worker's calls to the member.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -19,12 +22,14 @@ use http::uri::Authority;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
+use hyper::client::conn::http2;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::UpstreamBody;
 use super::pool::now_ms;
-use super::settings::UpstreamSettings;
+use super::settings::{Protocol, UpstreamSettings};
+use super::worker::LocalExec;
 
 /// Why an upstream call failed, and whether the request reached the member.
 #[derive(Debug, thiserror::Error)]
@@ -49,9 +54,39 @@ struct Idle {
     since: u64,
 }
 
+/// A member's HTTP/2 connection and `now_ms()` of its last call — or the connection being
+/// made, which concurrent calls wait for instead of each opening their own.
+enum Idle2 {
+    Ready { tx: http2::SendRequest<UpstreamBody>, used: u64 },
+    Connecting(Rc<tokio::sync::Notify>),
+}
+
+/// Ends a connect that calls wait for: removes the `Connecting` entry if no connection replaced
+/// it, and wakes the waiters.
+struct Connecting<'a> {
+    pool: &'a Upstreams,
+    addr: &'a Authority,
+    done: Rc<tokio::sync::Notify>,
+}
+
+impl Drop for Connecting<'_> {
+    fn drop(&mut self) {
+        let mut h2 = self.pool.h2.borrow_mut();
+        if let Some(Idle2::Connecting(d)) = h2.get(self.addr)
+            && Rc::ptr_eq(d, &self.done)
+        {
+            h2.remove(self.addr);
+        }
+        drop(h2);
+        self.done.notify_waiters();
+    }
+}
+
 /// A worker's upstream connection pool.
 pub struct Upstreams {
     idle: RefCell<HashMap<Authority, Vec<Idle>>>,
+    /// The HTTP/2 connection to each member of an `h2c` pool, and when it was last used.
+    h2: RefCell<HashMap<Authority, Idle2>>,
     connect_timeout: Duration,
     idle_timeout_ms: u64,
     max_idle: usize,
@@ -63,9 +98,12 @@ impl std::fmt::Debug for Upstreams {
     }
 }
 
-/// A connection lent to one call: back to its worker's pool when the response body has been
-/// read to its end, closed if the body is abandoned (dropped unfinished).
-pub struct Lease {
+/// A connection lent to one call: an HTTP/1.1 one goes back to its worker's pool when the
+/// response body has been read to its end, and is closed if the body is abandoned (dropped
+/// unfinished); an HTTP/2 stream needs nothing back.
+pub struct Lease(Option<H1Lease>);
+
+struct H1Lease {
     pool: Weak<Upstreams>,
     addr: Authority,
     tx: SendRequest<UpstreamBody>,
@@ -73,15 +111,17 @@ pub struct Lease {
 
 impl std::fmt::Debug for Lease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lease").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("Lease").field("addr", &self.0.as_ref().map(|l| &l.addr)).finish_non_exhaustive()
     }
 }
 
 impl Lease {
     /// The response ended cleanly: the connection can carry the next request.
     pub fn release(self) {
-        if let Some(pool) = self.pool.upgrade() {
-            pool.put(self.addr, self.tx);
+        if let Some(l) = self.0
+            && let Some(pool) = l.pool.upgrade()
+        {
+            pool.put(l.addr, l.tx);
         }
     }
 }
@@ -90,16 +130,30 @@ impl Upstreams {
     pub fn new(s: &UpstreamSettings) -> Rc<Self> {
         Rc::new(Self {
             idle: RefCell::new(HashMap::new()),
+            h2: RefCell::new(HashMap::new()),
             connect_timeout: s.connect_timeout,
             idle_timeout_ms: s.pool_idle_timeout.as_millis() as u64,
             max_idle: s.max_idle_per_member,
         })
     }
 
-    /// Sends `req` to `addr` on an idle connection, or a new one. A reused connection that
-    /// turns out closed before the request was written is replaced transparently (the request
-    /// is handed back by hyper, so this is safe for any method).
+    /// Sends `req` to `addr` in `protocol`, on an idle (HTTP/1.1) or the shared (HTTP/2)
+    /// connection, or a new one. A reused connection that turns out closed before the request
+    /// was written is replaced transparently (the request is handed back by hyper, so this is
+    /// safe for any method).
     pub async fn send(
+        self: &Rc<Self>,
+        addr: &Authority,
+        protocol: Protocol,
+        req: Request<UpstreamBody>,
+    ) -> Result<(Response<Incoming>, Lease), UpstreamError> {
+        match protocol {
+            Protocol::Http1 => self.send_h1(addr, req).await,
+            Protocol::H2c => Ok((self.send_h2(addr, req).await?, Lease(None))),
+        }
+    }
+
+    async fn send_h1(
         self: &Rc<Self>,
         addr: &Authority,
         mut req: Request<UpstreamBody>,
@@ -113,10 +167,68 @@ impl Upstreams {
                 continue;
             }
             match tx.try_send_request(req).await {
-                Ok(resp) => return Ok((resp, Lease { pool: Rc::downgrade(self), addr: addr.clone(), tx })),
+                Ok(resp) => {
+                    return Ok((resp, Lease(Some(H1Lease { pool: Rc::downgrade(self), addr: addr.clone(), tx }))));
+                }
                 Err(mut e) => match e.take_message() {
                     // Not written: the connection had closed under us. Another one.
                     Some(back) if reused => req = back,
+                    _ => return Err(UpstreamError::Http(e.into_error())),
+                },
+            }
+        }
+    }
+
+    async fn send_h2(
+        self: &Rc<Self>,
+        addr: &Authority,
+        mut req: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        // HTTP/2 names the target in `:scheme` and `:authority`, from an absolute URI.
+        let host = req.headers_mut().remove(http::header::HOST);
+        let authority = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(addr.as_str());
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        if let Ok(uri) = http::Uri::builder().scheme("http").authority(authority).path_and_query(pq).build() {
+            *req.uri_mut() = uri;
+        }
+        *req.version_mut() = http::Version::HTTP_2;
+        loop {
+            let entry = match self.h2.borrow_mut().get_mut(addr) {
+                Some(Idle2::Ready { tx, used }) if !tx.is_closed() => {
+                    *used = now_ms();
+                    Ok(tx.clone())
+                }
+                Some(Idle2::Connecting(done)) => Err(Some(done.clone())),
+                _ => Err(None),
+            };
+            let (mut tx, reused) = match entry {
+                Ok(tx) => (tx, true),
+                Err(Some(done)) => {
+                    done.notified().await;
+                    continue;
+                }
+                Err(None) => {
+                    let done = Rc::new(tokio::sync::Notify::new());
+                    self.h2.borrow_mut().insert(addr.clone(), Idle2::Connecting(done.clone()));
+                    // Whatever happens to this call (connected, failed, or dropped mid-connect),
+                    // the waiters are woken and a stale `Connecting` is not left behind.
+                    let _wake = Connecting { pool: self, addr, done };
+                    let tx = self.connect_h2(addr).await?;
+                    self.h2.borrow_mut().insert(addr.clone(), Idle2::Ready { tx: tx.clone(), used: now_ms() });
+                    (tx, false)
+                }
+            };
+            if reused && tx.ready().await.is_err() {
+                self.h2.borrow_mut().remove(addr);
+                continue;
+            }
+            match tx.try_send_request(req).await {
+                Ok(resp) => return Ok(resp),
+                Err(mut e) => match e.take_message() {
+                    Some(back) if reused => {
+                        self.h2.borrow_mut().remove(addr);
+                        req = back;
+                    }
                     _ => return Err(UpstreamError::Http(e.into_error())),
                 },
             }
@@ -150,6 +262,34 @@ impl Upstreams {
     }
 
     async fn connect(&self, addr: &Authority) -> Result<SendRequest<UpstreamBody>, UpstreamError> {
+        let stream = self.tcp(addr).await?;
+        let (tx, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| UpstreamError::Connect(io::Error::other(e)))?;
+        tokio::task::spawn_local(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(tx)
+    }
+
+    async fn connect_h2(&self, addr: &Authority) -> Result<http2::SendRequest<UpstreamBody>, UpstreamError> {
+        let stream = self.tcp(addr).await?;
+        let (tx, conn) = http2::Builder::new(LocalExec)
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| UpstreamError::Connect(io::Error::other(e)))?;
+        tokio::task::spawn_local(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream HTTP/2 connection ended with an error");
+            }
+        });
+        Ok(tx)
+    }
+
+    async fn tcp(&self, addr: &Authority) -> Result<TcpStream, UpstreamError> {
         let connecting = async {
             let port = addr.port_u16().unwrap_or(80);
             let stream = match addr.host().trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
@@ -164,16 +304,7 @@ impl Upstreams {
             Ok(Err(e)) => return Err(UpstreamError::Connect(e)),
             Err(_) => return Err(UpstreamError::Connect(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))),
         };
-        let (tx, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| UpstreamError::Connect(io::Error::other(e)))?;
-        tokio::task::spawn_local(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
-            }
-        });
-        Ok(tx)
+        Ok(stream)
     }
 
     /// Closes connections idle for longer than `pool_idle_timeout` (the worker calls this
@@ -185,6 +316,12 @@ impl Upstreams {
             list.retain(|c| !c.tx.is_closed() && now.saturating_sub(c.since) < self.idle_timeout_ms);
         }
         idle.retain(|_, l| !l.is_empty());
+        // An HTTP/2 connection unused for the idle timeout is let go (streams still open on it
+        // finish first: hyper closes it when the last handle and stream are gone).
+        self.h2.borrow_mut().retain(|_, c| match c {
+            Idle2::Ready { tx, used } => !tx.is_closed() && now.saturating_sub(*used) < self.idle_timeout_ms,
+            Idle2::Connecting(_) => true,
+        });
     }
 
     /// Idle connections now, all members.
@@ -238,7 +375,7 @@ mod tests {
     }
 
     async fn call(pool: &Rc<Upstreams>, addr: &Authority) -> String {
-        let (resp, lease) = pool.send(addr, get(addr)).await.unwrap();
+        let (resp, lease) = pool.send(addr, Protocol::Http1, get(addr)).await.unwrap();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         lease.release();
         String::from_utf8(body.to_vec()).unwrap()
@@ -270,8 +407,8 @@ mod tests {
             let addr: Authority = server(accepted.clone(), false).await.to_string().parse().unwrap();
             let pool = Upstreams::new(&settings(8));
             // Two calls in flight at once need two connections.
-            let (a, la) = pool.send(&addr, get(&addr)).await.unwrap();
-            let (b, lb) = pool.send(&addr, get(&addr)).await.unwrap();
+            let (a, la) = pool.send(&addr, Protocol::Http1, get(&addr)).await.unwrap();
+            let (b, lb) = pool.send(&addr, Protocol::Http1, get(&addr)).await.unwrap();
             assert_eq!(accepted.load(Relaxed), 2);
             drop((a, la)); // abandoned: not returned
             b.into_body().collect().await.unwrap();
@@ -304,7 +441,7 @@ mod tests {
             let pool = Upstreams::new(&settings(2));
             let mut open = Vec::new();
             for _ in 0..4 {
-                let (r, l) = pool.send(&addr, get(&addr)).await.unwrap();
+                let (r, l) = pool.send(&addr, Protocol::Http1, get(&addr)).await.unwrap();
                 r.into_body().collect().await.unwrap();
                 open.push(l);
             }
@@ -314,7 +451,7 @@ mod tests {
             assert_eq!(pool.idle_count(), 2);
             let stale =
                 Rc::new(Upstreams { idle_timeout_ms: 0, ..Rc::try_unwrap(Upstreams::new(&settings(2))).unwrap() });
-            let (r, l) = stale.send(&addr, get(&addr)).await.unwrap();
+            let (r, l) = stale.send(&addr, Protocol::Http1, get(&addr)).await.unwrap();
             r.into_body().collect().await.unwrap();
             l.release();
             assert_eq!(stale.idle_count(), 1);
@@ -324,13 +461,76 @@ mod tests {
     }
 
     #[test]
+    fn an_h2c_member_gets_one_multiplexed_connection_for_concurrent_calls() {
+        local(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr: Authority = l.local_addr().unwrap().to_string().parse().unwrap();
+            let accepted = Arc::new(AtomicUsize::new(0));
+            let acc = accepted.clone();
+            tokio::task::spawn_local(async move {
+                loop {
+                    let (s, _) = l.accept().await.unwrap();
+                    acc.fetch_add(1, Relaxed);
+                    tokio::task::spawn_local(async move {
+                        let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                            // Slow enough that the calls overlap.
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            let text = format!("{:?} {}", req.version(), req.uri());
+                            Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from(text),
+                            )))
+                        });
+                        let _ = hyper::server::conn::http2::Builder::new(LocalExec)
+                            .serve_connection(TokioIo::new(s), svc)
+                            .await;
+                    });
+                }
+            });
+            let pool = Upstreams::new(&settings(8));
+            let calls = (0..20).map(|i| {
+                let (pool, addr) = (pool.clone(), addr.clone());
+                async move {
+                    let req = Request::builder()
+                        .uri(format!("/n/{i}"))
+                        .header("host", "api.example")
+                        .body(Either::Right(Empty::new()))
+                        .unwrap();
+                    let (resp, lease) = pool.send(&addr, Protocol::H2c, req).await.unwrap();
+                    let body = resp.into_body().collect().await.unwrap().to_bytes();
+                    lease.release();
+                    String::from_utf8(body.to_vec()).unwrap()
+                }
+            });
+            let answers = futures_join_all(calls).await;
+            for (i, a) in answers.iter().enumerate() {
+                assert_eq!(a, &format!("HTTP/2.0 http://api.example/n/{i}"));
+            }
+            assert_eq!(accepted.load(Relaxed), 1, "one connection carried the 20 calls");
+        });
+    }
+
+    /// Awaits every future (all on this task), in order.
+    async fn futures_join_all<F>(fs: impl Iterator<Item = F>) -> Vec<F::Output>
+    where
+        F: std::future::Future + 'static,
+        F::Output: 'static,
+    {
+        let handles: Vec<_> = fs.map(tokio::task::spawn_local).collect();
+        let mut out = Vec::new();
+        for h in handles {
+            out.push(h.await.unwrap());
+        }
+        out
+    }
+
+    #[test]
     fn a_refused_connection_is_a_connect_error() {
         local(async {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let addr: Authority = l.local_addr().unwrap().to_string().parse().unwrap();
             drop(l);
             let pool = Upstreams::new(&settings(2));
-            let e = pool.send(&addr, get(&addr)).await.unwrap_err();
+            let e = pool.send(&addr, Protocol::Http1, get(&addr)).await.unwrap_err();
             assert!(e.is_connect(), "{e}");
         });
     }

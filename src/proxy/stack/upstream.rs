@@ -63,7 +63,8 @@ async fn call(worker: Rc<Worker>, out: Outbound) -> Result<Answer, Failure> {
     }
     let inflight = InFlight::new(member.clone());
     let sent = Instant::now();
-    let result = tokio::time::timeout(out.timeout, worker.upstreams.send(&member.addr, up)).await;
+    let protocol = pool.policy_now().protocol;
+    let result = tokio::time::timeout(out.timeout, worker.upstreams.send(&member.addr, protocol, up)).await;
     let fail = |error, retryable| Failure { error, member: Some(member.clone()), retryable };
     match result {
         Err(_) => {
