@@ -144,6 +144,8 @@ ticks() {
   echo "$t"
 }
 HZ=$(getconf CLK_TCK)
+# µs of CPU per request: cpu_per T0 T1 REQUESTS (ticks before and after).
+cpu_per() { python3 -c "print(($2 - $1) / $HZ * 1e6 / max($3, 1))"; }
 pid_of() {
   case $1 in prescale) echo $PS_PID;; prescale_norec) echo $PN_PID;; nginx) echo $NG_PID;; haproxy) echo $HA_PID;;
     prescale_tls) echo $PT_PID;; *) echo "";; esac
@@ -165,7 +167,7 @@ for r in $(seq "$ROUNDS"); do
       rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
       p50=$(awk '$1=="50%" {print $2}' <<<"$out" | to_ms)
       p99=$(awk '$1=="99%" {print $2}' <<<"$out" | to_ms)
-      cpu=$(python3 -c "print(($t1 - $t0) / $HZ * 1e6 / $n if '$pid' else 0)")
+      cpu=$(cpu_per "$t0" "$t1" "$n")
       errs=$(awk '/Non-2xx|Socket errors/' <<<"$out")
       [ -n "$errs" ] && echo "  $name c=$c $p: $errs" >&2
       echo "$r,$name,$c,$p,$rps,$p50,$p99,$cpu" >> "$WORK/raw.csv"
@@ -184,7 +186,7 @@ for r in $(seq "$ROUNDS"); do
     out=$(h2load --h1 -c 16 --rps 250 -n "$RATE_N" "http://$addr/" 2>&1)
     t1=$(ticks "$pid")
     ok=$(awk '/^requests:/ {print $8}' <<<"$out")
-    cpu=$(python3 -c "print(($t1 - $t0) / $HZ * 1e6 / max($ok, 1))")
+    cpu=$(cpu_per "$t0" "$t1" "$ok")
     echo "$r,$name,$ok,$cpu" >> "$WORK/cpu.csv"
     printf 'round %s  %-15s fixed rate: %s requests, %5.1f µs CPU/req\n' "$r" "$name" "$ok" "$cpu" >&2
   done
@@ -200,7 +202,7 @@ for r in $(seq "$ROUNDS"); do
     t1=$(ticks "$pid")
     rps=$(awk '/^finished in/ {print $4}' <<<"$out")
     ok=$(awk '/^requests:/ {print $8}' <<<"$out")
-    cpu=$(python3 -c "print(($t1 - $t0) / $HZ * 1e6 / max($ok, 1))")
+    cpu=$(cpu_per "$t0" "$t1" "$ok")
     echo "$r,$cell,$name,$rps,$cpu" >> "$WORK/proto.csv"
     printf 'round %s  %-7s %-13s %9s req/s  %5.1f µs CPU/req\n' "$r" "$cell" "$name" "$rps" "$cpu" >&2
   done
@@ -210,7 +212,7 @@ for r in $(seq "$ROUNDS"); do
     out=$(wrk -t2 -c64 -d"${SECS}s" "$url")
     t1=$(ticks "$pid")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out"); n=$(awk '/requests in/ {print $1}' <<<"$out")
-    cpu=$(python3 -c "print(($t1 - $t0) / $HZ * 1e6 / max($n, 1))")
+    cpu=$(cpu_per "$t0" "$t1" "$n")
     echo "$r,tls-h1,$name,$rps,$cpu" >> "$WORK/proto.csv"
     printf 'round %s  tls-h1  %-13s %9s req/s  %5.1f µs CPU/req\n' "$r" "$name" "$rps" "$cpu" >&2
   done

@@ -50,8 +50,7 @@ impl<T> Sharded<T> {
     /// The calling thread's shard.
     #[inline]
     pub fn local(&self) -> &T {
-        let i = super::worker::index();
-        &self.shards[if i < self.shards.len() { i } else { 0 }].0
+        self.local_indexed().1
     }
 
     /// The calling thread's shard and its index (for [`Sharded::at`]).

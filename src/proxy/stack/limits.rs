@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use http::header;
 use http::{Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
-use tower::{Layer, Service};
+use tower::Service;
 
 use super::{Checked, Either, Identified, refuse};
 use crate::proxy::RouteTable;
@@ -20,26 +20,9 @@ use crate::proxy::error::ProxyError;
 use crate::proxy::target;
 use crate::proxy::worker::Worker;
 
-pub(crate) struct LimitsLayer {
-    worker: Rc<Worker>,
-}
-
-impl LimitsLayer {
-    pub(crate) fn new(worker: Rc<Worker>) -> Self {
-        Self { worker }
-    }
-}
-
-impl<S> Layer<S> for LimitsLayer {
-    type Service = Limits<S>;
-    fn layer(&self, inner: S) -> Limits<S> {
-        Limits { worker: self.worker.clone(), inner }
-    }
-}
-
 pub(crate) struct Limits<S> {
-    worker: Rc<Worker>,
-    inner: S,
+    pub(super) worker: Rc<Worker>,
+    pub(super) inner: S,
 }
 
 impl<S> Service<Identified> for Limits<S>

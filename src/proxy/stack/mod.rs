@@ -152,14 +152,16 @@ pub(crate) type Stack = request_id::RequestId<
 
 /// Builds the worker's stack (once).
 pub(crate) fn build(worker: &Rc<Worker>) -> Stack {
+    // Each layer is its service type with the worker and the next service inside.
+    let w = || worker.clone();
     ServiceBuilder::new()
-        .layer(request_id::RequestIdLayer::new(worker.clone()))
-        .layer(limits::LimitsLayer::new(worker.clone()))
-        .layer(route::RouteLayer::new(worker.clone()))
-        .layer(record::RecordLayer::new(worker.clone()))
-        .layer(rewrite::RewriteLayer::new(worker.clone()))
-        .layer(retry::RetryLayer::new(worker.clone()))
-        .service(upstream::Upstream::new(worker.clone()))
+        .layer_fn(|inner| request_id::RequestId { worker: w(), inner })
+        .layer_fn(|inner| limits::Limits { worker: w(), inner })
+        .layer_fn(|inner| route::Routing { worker: w(), inner })
+        .layer_fn(|inner| record::Record { worker: w(), inner })
+        .layer_fn(|inner| rewrite::Rewrite { worker: w(), inner })
+        .layer_fn(|inner| retry::Retry { worker: w(), inner })
+        .service(upstream::Upstream::new(w()))
 }
 
 /// The stack as hyper's per-connection service: hyper's `call(&self)` borrows the stack for

@@ -14,33 +14,16 @@ use std::task::{Context, Poll, ready};
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Response};
 use http_body::Body;
-use tower::{Layer, Service};
+use tower::Service;
 
 use super::{Answer, Failure, Routed, error_response};
 use crate::proxy::body::{CLIENT_CLOSED, CallDone, CallState, ProxyBody};
 use crate::proxy::error::ProxyError;
 use crate::proxy::worker::Worker;
 
-pub(crate) struct RecordLayer {
-    worker: Rc<Worker>,
-}
-
-impl RecordLayer {
-    pub(crate) fn new(worker: Rc<Worker>) -> Self {
-        Self { worker }
-    }
-}
-
-impl<S> Layer<S> for RecordLayer {
-    type Service = Record<S>;
-    fn layer(&self, inner: S) -> Record<S> {
-        Record { worker: self.worker.clone(), inner }
-    }
-}
-
 pub(crate) struct Record<S> {
-    worker: Rc<Worker>,
-    inner: S,
+    pub(super) worker: Rc<Worker>,
+    pub(super) inner: S,
 }
 
 impl<S> Service<Routed> for Record<S>
@@ -113,22 +96,20 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
-        let access = this.worker.proxy.access.as_ref();
         let mut done = std::mem::take(this.done);
+        // The access-log line, once the status is known (prescale's own 413/502/504 are calls
+        // like any other in it).
+        let access = this.worker.proxy.access.as_ref();
+        let line = |s: &CallState, member: Option<&http::uri::Authority>| {
+            let ((peer, rid), a) = (this.log.as_ref()?, access?);
+            let member = member.map(|m| m.to_string());
+            Some(a.pending(*peer, &s.method, s.target.path(), &s.endpoint, member, rid.to_str().unwrap_or("-")))
+        };
         Poll::Ready(Ok(match result {
             Ok(Answer { resp, inflight, lease }) => {
                 if let Some(s) = done.state_mut() {
                     s.status = resp.status().as_u16();
-                    if let (Some(a), Some((peer, rid))) = (access, this.log.as_ref()) {
-                        s.access = Some(a.pending(
-                            *peer,
-                            &s.method,
-                            s.target.path(),
-                            &s.endpoint,
-                            Some(inflight.member().addr.to_string()),
-                            rid.to_str().unwrap_or("-"),
-                        ));
-                    }
+                    s.access = line(s, Some(&inflight.member().addr));
                     s.inflight = Some(inflight);
                     s.lease = lease;
                 }
@@ -139,17 +120,7 @@ where
                     tracing::debug!(endpoint = %s.endpoint, member = ?member.map(|m| m.addr.to_string()), side = ?error.side(), error = %error, "request failed");
                     s.status = error.status().as_u16();
                     s.timeout = matches!(error, ProxyError::Timeout { .. });
-                    // prescale's own 413/502/504 are calls like any other in the access log.
-                    if let (Some(a), Some((peer, rid))) = (access, this.log.as_ref()) {
-                        s.access = Some(a.pending(
-                            *peer,
-                            &s.method,
-                            s.target.path(),
-                            &s.endpoint,
-                            None,
-                            rid.to_str().unwrap_or("-"),
-                        ));
-                    }
+                    s.access = line(s, None);
                 }
                 error_response(&error, done)
             }

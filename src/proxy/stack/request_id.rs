@@ -9,33 +9,16 @@ use std::rc::Rc;
 use std::task::{Context, Poll, ready};
 
 use http::{HeaderValue, Response};
-use tower::{Layer, Service};
+use tower::Service;
 
 use super::{Arrived, Identified, stamp};
 use crate::proxy::body::ProxyBody;
 use crate::proxy::headers;
 use crate::proxy::worker::Worker;
 
-pub(crate) struct RequestIdLayer {
-    worker: Rc<Worker>,
-}
-
-impl RequestIdLayer {
-    pub(crate) fn new(worker: Rc<Worker>) -> Self {
-        Self { worker }
-    }
-}
-
-impl<S> Layer<S> for RequestIdLayer {
-    type Service = RequestId<S>;
-    fn layer(&self, inner: S) -> RequestId<S> {
-        RequestId { worker: self.worker.clone(), inner }
-    }
-}
-
 pub(crate) struct RequestId<S> {
-    worker: Rc<Worker>,
-    inner: S,
+    pub(super) worker: Rc<Worker>,
+    pub(super) inner: S,
 }
 
 impl<S> Service<Arrived> for RequestId<S>

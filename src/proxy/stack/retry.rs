@@ -11,31 +11,14 @@ use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http_body_util::Empty;
-use tower::{Layer, Service};
+use tower::Service;
 
 use super::{Answer, Failure, Outbound};
 use crate::proxy::worker::Worker;
 
-pub(crate) struct RetryLayer {
-    worker: Rc<Worker>,
-}
-
-impl RetryLayer {
-    pub(crate) fn new(worker: Rc<Worker>) -> Self {
-        Self { worker }
-    }
-}
-
-impl<S> Layer<S> for RetryLayer {
-    type Service = Retry<S>;
-    fn layer(&self, inner: S) -> Retry<S> {
-        Retry { worker: self.worker.clone(), inner }
-    }
-}
-
 pub(crate) struct Retry<S> {
-    worker: Rc<Worker>,
-    inner: S,
+    pub(super) worker: Rc<Worker>,
+    pub(super) inner: S,
 }
 
 impl<S> Service<Outbound> for Retry<S>

@@ -17,7 +17,7 @@ use http::{Method, StatusCode, Version};
 use http_body::Body;
 use http_body_util::{Empty, Limited};
 use hyper_util::rt::TokioIo;
-use tower::{Layer, Service};
+use tower::Service;
 
 use super::{Answer, ConnInfo, Failure, Outbound, Routed};
 use crate::proxy::body::Counting;
@@ -30,26 +30,9 @@ use crate::proxy::worker::Worker;
 
 const VIA: &str = "1.1 prescale";
 
-pub(crate) struct RewriteLayer {
-    worker: Rc<Worker>,
-}
-
-impl RewriteLayer {
-    pub(crate) fn new(worker: Rc<Worker>) -> Self {
-        Self { worker }
-    }
-}
-
-impl<S> Layer<S> for RewriteLayer {
-    type Service = Rewrite<S>;
-    fn layer(&self, inner: S) -> Rewrite<S> {
-        Rewrite { worker: self.worker.clone(), inner }
-    }
-}
-
 pub(crate) struct Rewrite<S> {
-    worker: Rc<Worker>,
-    inner: S,
+    pub(super) worker: Rc<Worker>,
+    pub(super) inner: S,
 }
 
 impl<S> Service<Routed> for Rewrite<S>

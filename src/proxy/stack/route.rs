@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use http::{Response, header};
-use tower::{Layer, Service};
+use tower::Service;
 
 use super::{Checked, Either, Routed, refuse};
 use crate::proxy::body::ProxyBody;
@@ -14,26 +14,9 @@ use crate::proxy::error::ProxyError;
 use crate::proxy::router::host_without_port;
 use crate::proxy::worker::Worker;
 
-pub(crate) struct RouteLayer {
-    worker: Rc<Worker>,
-}
-
-impl RouteLayer {
-    pub(crate) fn new(worker: Rc<Worker>) -> Self {
-        Self { worker }
-    }
-}
-
-impl<S> Layer<S> for RouteLayer {
-    type Service = Routing<S>;
-    fn layer(&self, inner: S) -> Routing<S> {
-        Routing { worker: self.worker.clone(), inner }
-    }
-}
-
 pub(crate) struct Routing<S> {
-    worker: Rc<Worker>,
-    inner: S,
+    pub(super) worker: Rc<Worker>,
+    pub(super) inner: S,
 }
 
 impl<S> Service<Checked> for Routing<S>
