@@ -307,7 +307,7 @@ async fn tunnels_count_against_the_cap_and_are_closed_when_idle() {
     let freed = async || {
         let m = String::from_utf8_lossy(&get(&client(), &admin_url(&app, "/metrics")).await.body).into_owned();
         metric(&m, "prescale_tunnels_active") == Some(0.0)
-            && metric(&m, "prescale_tunnels_total{result=\"idle_closed\"}") == Some(5.0)
+            && metric(&m, "prescale_tunnels_idle_closed_total") == Some(5.0)
     };
     assert!(eventually(Duration::from_secs(3), freed).await);
     assert_eq!(get(&c, &url(&app, "/after")).await.status, 200);

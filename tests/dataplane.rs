@@ -72,7 +72,7 @@ async fn counters_from_every_worker_add_up_and_request_ids_are_unique() {
     assert_eq!(metric(&m, "prescale_request_duration_seconds_count{endpoint=\"api\"}"), Some(400.0));
     let member = format!("prescale_member_requests_total{{pool=\"p\",member=\"{}\"}}", up.addr);
     assert_eq!(metric(&m, &member), Some(400.0), "{m}");
-    let outstanding = format!("prescale_member_outstanding{{pool=\"p\",member=\"{}\"}}", up.addr);
+    let outstanding = format!("prescale_member_requests_in_flight{{pool=\"p\",member=\"{}\"}}", up.addr);
     assert_eq!(metric(&m, &outstanding), Some(0.0));
 }
 

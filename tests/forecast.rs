@@ -92,7 +92,10 @@ async fn forecasts_are_served_from_imported_history() {
     assert_eq!(none["model"], "none");
     assert!(none["note"].as_str().unwrap().contains("not enough data"), "{none}");
     let metrics = String::from_utf8_lossy(&get(&c, &admin_url(&app, "/metrics")).await.body).into_owned();
-    assert!(metric(&metrics, "prescale_forecast_rate{endpoint=\"api\",band=\"mean\"}").is_some_and(|v| v > 0.0));
+    assert!(
+        metric(&metrics, "prescale_forecast_requests_per_second{endpoint=\"api\",band=\"mean\"}")
+            .is_some_and(|v| v > 0.0)
+    );
     assert_eq!(get(&c, &admin_url(&app, "/admin/api/forecast?endpoint=nope")).await.status, 404);
     app.stop().await;
 }

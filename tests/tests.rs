@@ -18,5 +18,6 @@ mod hypervisor;
 mod layout;
 mod lifecycle;
 mod limits;
+mod observability;
 mod protocols;
 mod routing;

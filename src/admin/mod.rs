@@ -18,7 +18,7 @@
 
 pub(crate) mod api;
 mod guard;
-mod metrics;
+pub mod metrics;
 mod page;
 pub mod settings;
 
@@ -692,16 +692,16 @@ fn route(shared: &Shared, req: &http::request::Parts) -> Response<Full<Bytes>> {
         }
         "/admin/style.css" => text(StatusCode::OK, "text/css; charset=utf-8", page::STYLE),
         "/metrics" => {
-            use std::fmt::Write;
-            let mut m =
-                metrics::render(proxy, shared.historian.as_ref(), shared.forecasts.as_ref(), shared.allocator.as_ref());
-            let _ = writeln!(
-                m,
-                "# HELP prescale_admin_connections_refused_total Admin connections beyond admin.max_connections (answered only for /live and /ready, then closed)."
-            );
-            let _ = writeln!(m, "# TYPE prescale_admin_connections_refused_total counter");
-            let _ = writeln!(m, "prescale_admin_connections_refused_total {}", shared.refused.load(Relaxed));
-            text(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", m)
+            let format =
+                metrics::Format::from_accept(req.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()));
+            let sources = metrics::Sources {
+                proxy,
+                historian: shared.historian.as_ref(),
+                forecasts: shared.forecasts.as_ref(),
+                allocator: shared.allocator.as_ref(),
+                admin_refused: shared.refused.load(Relaxed),
+            };
+            text(StatusCode::OK, format.content_type(), metrics::render(&sources, format))
         }
         path @ ("/admin/api/pools" | "/admin/api/decisions") => {
             let params = api::query_params(req.uri.query());

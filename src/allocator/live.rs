@@ -5,7 +5,7 @@
 //! with a `log` path, to a JSON-lines file. Operators' commands arrive on a channel and are
 //! carried out at the next tick.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -34,6 +34,9 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct AllocatorState {
     pub pools: Vec<PoolStatus>,
     pub decisions: VecDeque<LoggedDecision>,
+    /// Every scaling action decided since start, by pool, kind and outcome class (a counter:
+    /// the ring above forgets, this does not).
+    pub actions: BTreeMap<(String, &'static str, &'static str), u64>,
 }
 
 /// The allocator's queue is full or the thread has stopped.
@@ -196,6 +199,7 @@ impl Allocator {
             let mut controllers: Vec<Controller> =
                 pools.into_iter().map(|p| Controller::new(p, clock.clone())).collect();
             let mut decisions: VecDeque<LoggedDecision> = VecDeque::new();
+            let mut actions = BTreeMap::new();
             let mut file = log.and_then(|p| {
                 std::fs::OpenOptions::new()
                     .create(true)
@@ -204,7 +208,11 @@ impl Allocator {
                     .map_err(|e| tracing::warn!(path = %p.display(), error = %e, "cannot open the decision log"))
                     .ok()
             });
-            let mut keep = |decisions: &mut VecDeque<LoggedDecision>, d: LoggedDecision| {
+            type Actions = BTreeMap<(String, &'static str, &'static str), u64>;
+            let mut keep = |decisions: &mut VecDeque<LoggedDecision>, actions: &mut Actions, d: LoggedDecision| {
+                if let Some(a) = &d.action {
+                    *actions.entry((d.pool.clone(), a.kind(), d.outcome.class())).or_default() += 1;
+                }
                 if let Some(f) = file.as_mut()
                     && let Ok(line) = serde_json::to_string(&d)
                 {
@@ -231,16 +239,17 @@ impl Allocator {
                     commands = rest;
                     for cmd in mine {
                         if let Some(d) = c.command(&mut env, cmd) {
-                            keep(&mut decisions, d);
+                            keep(&mut decisions, &mut actions, d);
                         }
                     }
                     for d in c.tick(&mut env) {
-                        keep(&mut decisions, d);
+                        keep(&mut decisions, &mut actions, d);
                     }
                 }
                 publish.store(Arc::new(AllocatorState {
                     pools: controllers.iter().map(Controller::status).collect(),
                     decisions: decisions.clone(),
+                    actions: actions.clone(),
                 }));
                 if !matches!(stopped.recv_timeout(TICK), Err(crossbeam_channel::RecvTimeoutError::Timeout)) {
                     return;

@@ -119,6 +119,22 @@ pub enum Action {
     Migrate { vm: String, from: String, to: String },
 }
 
+impl Action {
+    /// The action's kind, one word (its JSON `kind`, a metrics label).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::SetVcpus { .. } => "set_vcpus",
+            Self::SetMemory { .. } => "set_memory",
+            Self::Resume { .. } => "resume",
+            Self::Launch { .. } => "launch",
+            Self::Drain { .. } => "drain",
+            Self::Stop { .. } => "stop",
+            Self::SetWeight { .. } => "set_weight",
+            Self::Migrate { .. } => "migrate",
+        }
+    }
+}
+
 /// A rate given in requests/s, written per minute as the admin page shows rates.
 fn per_min(rps: f64) -> String {
     let m = rps * 60.0;

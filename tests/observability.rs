@@ -1,0 +1,276 @@
+//! What operators plug prescale into, with their own tools: `/metrics` checked by `promtool`
+//! and scraped by a real Prometheus server (Debian's `prometheus` package; `scripts/deps
+//! --tests` unpacks its binaries when they are not installed), the shipped rules checked and
+//! unit-tested by `promtool`, and the README's metrics table equal to the code's.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::hypervisor::fixture;
+use crate::util::*;
+
+/// `promtool` or `prometheus`: on `PATH`, or where `scripts/deps --tests` unpacked them.
+fn tool(name: &str) -> PathBuf {
+    let unpacked = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/prometheus/usr/bin").join(name);
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(name))
+        .chain([unpacked])
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} is needed (Debian's prometheus package): run scripts/deps --tests"))
+}
+
+fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+#[test]
+fn shipped_rules_pass_promtool_and_their_unit_tests() {
+    let check = Command::new(tool("promtool"))
+        .arg("check")
+        .arg("rules")
+        .arg(repo("docker/prometheus/rules.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let test = Command::new(tool("promtool"))
+        .args(["test", "rules", "rules_test.yml"])
+        .current_dir(repo("docker/prometheus"))
+        .output()
+        .unwrap();
+    assert!(
+        test.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&test.stdout),
+        String::from_utf8_lossy(&test.stderr)
+    );
+    // Every metric a rule reads is one prescale exposes.
+    let names = prescale::admin::metrics::table();
+    let rules = std::fs::read_to_string(repo("docker/prometheus/rules.yml")).unwrap();
+    let mut read = 0;
+    for word in rules.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')) {
+        if let Some(m) = word.strip_prefix("prescale_").map(|_| word) {
+            let family = m.strip_suffix("_bucket").unwrap_or(m);
+            assert!(names.contains(&format!("`{family}`")), "rules.yml reads {m}, which /metrics does not have");
+            read += 1;
+        }
+    }
+    assert!(read >= 6, "{read}");
+}
+
+#[test]
+fn readme_metrics_table_is_the_codes() {
+    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    let table = prescale::admin::metrics::table();
+    assert!(
+        readme.contains(&table),
+        "README's metrics table differs from the code's; put this under \"Prometheus metrics\":\n{table}"
+    );
+}
+
+/// Runs `promtool check metrics` on an exposition; returns its complaints.
+fn promtool_check(text: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut p = Command::new(tool("promtool"))
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = p.wait_with_output().unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// A Prometheus server scraping `target` every second, on a free loopback port; killed on drop.
+struct Prometheus {
+    _child: KillOnDrop,
+    url: String,
+}
+
+impl Prometheus {
+    fn start(dir: &Path, target: &str) -> Self {
+        let cfg = dir.join("prometheus.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: prescale\n    \
+                 static_configs:\n      - targets: [\"{target}\"]\n"
+            ),
+        )
+        .unwrap();
+        let port = dead_addr().port();
+        let child = Command::new(tool("prometheus"))
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+            .spawn()
+            .expect("prometheus starts");
+        Self { _child: KillOnDrop(child), url: format!("http://127.0.0.1:{port}") }
+    }
+
+    /// An instant query's samples: labels and value.
+    async fn query(&self, c: &TestClient, q: &str) -> Vec<(Value, f64)> {
+        let mut u = format!("{}/api/v1/query?query=", self.url);
+        for b in q.bytes() {
+            if b.is_ascii_alphanumeric() || b"_-.".contains(&b) {
+                u.push(b as char);
+            } else {
+                u.push_str(&format!("%{b:02X}"));
+            }
+        }
+        // Refused until the server is up.
+        let Ok(r) = c.get(u.parse().unwrap()).await else { return Vec::new() };
+        if r.status() != 200 {
+            return Vec::new();
+        }
+        let Ok(body) = http_body_util::BodyExt::collect(r.into_body()).await else { return Vec::new() };
+        let v: Value = serde_json::from_slice(&body.to_bytes()).unwrap_or_default();
+        v["data"]["result"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .map(|s| {
+                        (s["metric"].clone(), s["value"][1].as_str().and_then(|x| x.parse().ok()).unwrap_or(f64::NAN))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Three days of 1-min history for `api` with a daily 40-minute peak starting three minutes from
+/// now: the forecast has something to say and the planner launches VMs for it.
+fn history(dir: &Path, cfg: &Path) {
+    let now_min = prescale::clock::now_us() / 60_000_000;
+    let peak_start = (now_min + 3) % 1440;
+    let mut csv = String::from("timestamp,value\n");
+    for m in now_min - 3 * 1440..now_min {
+        let in_peak = (m % 1440 + 1440 - peak_start) % 1440 < 40;
+        csv.push_str(&format!("{},{}\n", m * 60, if in_peak { 600 } else { 30 }));
+    }
+    std::fs::write(dir.join("h.csv"), csv).unwrap();
+    import(cfg, "api", &dir.join("h.csv"), &[]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_what_the_admin_api_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = fixture(dir.path(), "node.xml", 4, 8, "");
+    let up = Upstream::start("live").await;
+    let port = 20_000 + fastrand::u16(0..20_000);
+    let cfg = dir.path().join("p.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n[historian]\ndata_dir = \"data\"\n\
+             [[endpoint]]\nname = \"api\"\npath_prefix = \"/api\"\npool = \"p\"\n\
+             [[endpoint]]\nname = \"live\"\npath_prefix = \"/live\"\npool = \"static\"\n\
+             [[pool]]\nname = \"static\"\nmembers = [\"{}\"]\n\
+             [[pool]]\nname = \"p\"\nmembers = []\n\
+             [pool.scaling]\nuri = \"{uri}\"\ntemplate = \"tpl\"\nmode = \"enabled\"\nmin_vms = 0\nmax_vms = 2\n\
+             vcpus = [1, 1]\nmemory_mib = [256, 512]\ncapacity_rps_per_vcpu = 5.0\ntarget_utilization = 1.0\n\
+             headroom = 0.0\nlead_time = \"60s\"\nwindow = \"5m\"\nmax_step = 2\nports = [{port}, {}]\n\
+             health_path = \"/health\"\n",
+            up.addr,
+            port + 50
+        ),
+    )
+    .unwrap();
+    history(dir.path(), &cfg);
+    let app = prescale::app::App::start(prescale::config::load(&cfg).unwrap()).await.unwrap();
+    let c = client();
+    const CALLS: usize = 250;
+    for i in 0..CALLS {
+        assert_eq!(get(&c, &url(&app, &format!("/live/{i}"))).await.status, 200);
+    }
+    // The planner launches for the forecast peak (so the pool and VM families have samples).
+    let launched = async || {
+        let p: Value = get(&c, &admin_url(&app, "/admin/api/pools")).await.json();
+        p[0]["vms"].as_array().is_some_and(|v| v.len() == 2)
+    };
+    assert!(eventually(Duration::from_secs(60), launched).await);
+
+    // promtool accepts the exposition as it is, every family with HELP and TYPE, no lint.
+    let text = String::from_utf8_lossy(&get(&c, &admin_url(&app, "/metrics")).await.body).into_owned();
+    let (ok, complaints) = promtool_check(&text);
+    assert!(ok && complaints.trim().is_empty(), "promtool check metrics:\n{complaints}\n---\n{text}");
+    for family in [
+        "prescale_request_duration_seconds",
+        "prescale_pool_actions_total",
+        "process_cpu_seconds_total",
+        "prescale_vm_vcpus",
+        "prescale_forecast_requests_per_second",
+    ] {
+        assert!(text.contains(&format!("# HELP {family} ")), "{family} missing:\n{text}");
+    }
+    let launches = metric(&text, "prescale_pool_actions_total{pool=\"p\",kind=\"launch\",outcome=\"ok\"}");
+    let decisions: Value = get(&c, &admin_url(&app, "/admin/api/decisions?pool=p")).await.json();
+    let logged = decisions
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["action"]["kind"] == "launch" && d["outcome"] == "ok")
+        .count();
+    assert_eq!(launches, Some(logged as f64), "{decisions}");
+    // OpenMetrics when asked for it.
+    let req = http::Request::get(admin_url(&app, "/metrics"))
+        .header("accept", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
+        .body(http_body_util::Full::default())
+        .unwrap();
+    let om = send(&c, req).await;
+    assert!(om.headers["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    let om = String::from_utf8_lossy(&om.body).into_owned();
+    assert!(om.ends_with("# EOF\n") && om.contains("# UNIT prescale_request_duration_seconds seconds\n"), "{om}");
+
+    // A real Prometheus scrapes it; PromQL answers what the admin API says.
+    let prom = Prometheus::start(dir.path(), &app.admin_addr.to_string());
+    let endpoints = async || -> Value { get(&c, &admin_url(&app, "/admin/api/endpoints")).await.json() };
+    let calls_total = |e: &Value| {
+        e.as_array().unwrap().iter().find(|e| e["name"] == "live").map(|e| e["calls_total"].as_u64().unwrap())
+    };
+    assert!(eventually(Duration::from_secs(10), async || calls_total(&endpoints().await) == Some(CALLS as u64)).await);
+    let counted = async || {
+        prom.query(&c, "sum by (endpoint) (prescale_requests_total{endpoint=\"live\"})").await.first().map(|s| s.1)
+            == Some(CALLS as f64)
+    };
+    assert!(
+        eventually(Duration::from_secs(30), counted).await,
+        "Prometheus never saw {CALLS} calls: {}",
+        std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
+    );
+    // The forecast: the same number in PromQL as in the admin API (read before and after the
+    // query, so a forecast republished in between is not mistaken for a difference).
+    let forecast = async || -> Option<f64> {
+        get(&c, &admin_url(&app, "/admin/api/forecast?endpoint=api")).await.json()["points"][0]["rate"].as_f64()
+    };
+    let same = async || {
+        let before = forecast().await;
+        let q = prom.query(&c, "prescale_forecast_requests_per_second{endpoint=\"api\",band=\"mean\"}").await;
+        let after = forecast().await;
+        before.is_some() && before == after && q.first().map(|s| s.1) == before
+    };
+    assert!(
+        eventually(Duration::from_secs(30), same).await,
+        "{:?} vs {:?}",
+        forecast().await,
+        prom.query(&c, "prescale_forecast_requests_per_second").await
+    );
+    // process_* metrics are there for the usual dashboards.
+    let cpu = prom.query(&c, "process_cpu_seconds_total").await;
+    assert!(cpu.first().is_some_and(|s| s.1 > 0.0), "{cpu:?}");
+    app.stop().await;
+    up.stop().await;
+}
