@@ -38,6 +38,7 @@ fn record_at(name: &Arc<str>, target: &PathAndQuery, up: &Authority, start_us: u
         bytes_out: 512,
         client: std::net::IpAddr::from([10, 1, 2, 3]),
         upstream: Some(up.clone()),
+        trace_id: [7; 16],
     }
 }
 

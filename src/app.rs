@@ -134,7 +134,11 @@ impl App {
         let access = match &settings.listen.access_log {
             None => None,
             // The writer thread ends by itself when the last logger handle is dropped.
-            Some(target) => Some(access::AccessLogger::start(target, global.clone()).map_err(StartError::AccessLog)?.0),
+            Some(target) => Some(
+                access::AccessLogger::start(target, &settings.listen.access_log_format, global.clone())
+                    .map_err(StartError::AccessLog)?
+                    .0,
+            ),
         };
         let shutdown = CancellationToken::new();
         let historian = match &settings.historian {
@@ -212,6 +216,7 @@ impl App {
         diff(r, "listen.shutdown_grace", &l0.shutdown_grace, &l1.shutdown_grace);
         diff(r, "listen.workers", &l0.workers, &l1.workers);
         diff(r, "listen.access_log", &l0.access_log, &l1.access_log);
+        diff(r, "listen.access_log_format", &l0.access_log_format, &l1.access_log_format);
         diff(r, "listen.tunnel_idle_timeout", &l0.tunnel_idle_timeout, &l1.tunnel_idle_timeout);
         let (a0, a1) = (&old.admin, &n.admin);
         diff(r, "admin.addr", &a0.addr, &a1.addr);

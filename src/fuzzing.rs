@@ -124,6 +124,7 @@ static VIEW: LazyLock<HistorianView> = LazyLock::new(|| {
             bytes_out: 100,
             client: "10.0.0.1".parse().expect("valid address"),
             upstream: None,
+            trace_id: [0; 16],
         });
         s.advance((t + 1) * 1_000_000);
     }

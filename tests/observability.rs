@@ -274,3 +274,91 @@ async fn prometheus_scrapes_what_the_admin_api_says() {
     app.stop().await;
     up.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_context_reaches_the_upstream_the_records_and_the_json_access_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::start("u").await;
+    let log = dir.path().join("access.jsonl");
+    let text = format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\naccess_log = \"{}\"\naccess_log_format = \"json\"\n\
+         access_log_fields = [\"trace_id\", \"method\", \"path\", \"status\", \"duration_ms\", \"member\"]\n\
+         [admin]\naddr = \"127.0.0.1:0\"\n\
+         [[endpoint]]\nname = \"api\"\npath_prefix = \"/\"\npool = \"p\"\n[[pool]]\nname = \"p\"\nmembers = [\"{}\"]\n",
+        log.display(),
+        up.addr
+    );
+    let app = prescale::app::App::start(prescale::config::parse(&text, dir.path()).unwrap()).await.unwrap();
+    let c = client();
+    let echo = async |req: http::Request<http_body_util::Full<bytes::Bytes>>| -> Value {
+        let g = send(&c, req).await;
+        assert_eq!(g.status, 200);
+        g.json()["headers"].clone()
+    };
+
+    // A client's trace is continued: same trace id and flags, prescale's span as the parent,
+    // tracestate untouched.
+    const CLIENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let h = echo(
+        http::Request::get(url(&app, "/continued"))
+            .header("traceparent", CLIENT)
+            .header("tracestate", "vendor=abc")
+            .body(Default::default())
+            .unwrap(),
+    )
+    .await;
+    let sent = h["traceparent"].as_str().unwrap();
+    assert!(sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && sent.ends_with("-01"), "{sent}");
+    assert_ne!(&sent[36..52], "00f067aa0ba902b7");
+    assert_eq!(h["tracestate"], "vendor=abc");
+
+    // Without one (a stray tracestate is dropped), prescale starts a trace.
+    let h = echo(
+        http::Request::get(url(&app, "/started")).header("tracestate", "vendor=abc").body(Default::default()).unwrap(),
+    )
+    .await;
+    let started = h["traceparent"].as_str().unwrap().to_string();
+    assert_eq!(started.len(), 55, "{started}");
+    assert!(started.starts_with("00-") && !started.contains("4bf92f3577b34da6a3ce929d0e0e4736"));
+    assert!(h.get("tracestate").is_none(), "{h}");
+    let started_id = &started[3..35];
+
+    // The trace ids are in the recent calls, which can be looked up by one.
+    let calls_of = async |id: &str| -> Vec<Value> {
+        get(&c, &admin_url(&app, &format!("/admin/api/calls?trace_id={id}")))
+            .await
+            .json()
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert!(eventually(Duration::from_secs(10), async || calls_of(started_id).await.len() == 1).await);
+    let call = &calls_of("4bf92f3577b34da6a3ce929d0e0e4736").await[0];
+    assert_eq!(call["path"], "/continued", "{call}");
+    assert_eq!(call["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(calls_of(started_id).await[0]["path"], "/started");
+
+    // The JSON access log: one object per call, the configured fields in order, nothing else.
+    let lines =
+        async || std::fs::read_to_string(&log).unwrap_or_default().lines().map(str::to_string).collect::<Vec<_>>();
+    assert!(eventually(Duration::from_secs(10), async || lines().await.len() == 2).await, "{:?}", lines().await);
+    let l = lines().await;
+    let first: Value = serde_json::from_str(&l[0]).unwrap();
+    assert_eq!(first["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(first["path"], "/continued");
+    assert_eq!(first["status"], 200);
+    assert_eq!(first["member"], up.addr.to_string());
+    assert!(first["duration_ms"].as_f64().unwrap() > 0.0);
+    assert!(l[0].starts_with("{\"trace_id\":") && l[0].find("\"method\"") < l[0].find("\"path\""), "{}", l[0]);
+    assert_eq!(first.as_object().unwrap().len(), 6);
+    let second: Value = serde_json::from_str(&l[1]).unwrap();
+    assert_eq!(second["trace_id"], started_id);
+    app.stop().await;
+    up.stop().await;
+
+    // A field that does not exist is named with its key.
+    let bad = text.replace("\"member\"]", "\"member\", \"user_agent\"]");
+    let errs = prescale::config::parse(&bad, dir.path()).unwrap_err();
+    let msg = format!("{errs:?}");
+    assert!(msg.contains("listen.access_log_fields[6]") && msg.contains("user_agent"), "{msg}");
+}

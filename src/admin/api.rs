@@ -189,6 +189,7 @@ pub(crate) fn calls(h: &HistorianView, p: &HashMap<String, String>) -> ApiResult
         return Err(no_endpoint(&snap, name));
     }
     let client = p.get("client");
+    let trace = p.get("trace_id");
     let status = match p.get("status").map(String::as_str) {
         None | Some("") => None,
         Some(s) if s.len() == 3 && s.ends_with("xx") => {
@@ -205,6 +206,7 @@ pub(crate) fn calls(h: &HistorianView, p: &HashMap<String, String>) -> ApiResult
         .iter()
         .filter(|c| endpoint.is_none_or(|e| &*c.endpoint == e.as_str()))
         .filter(|c| client.is_none_or(|cl| c.client.to_string() == *cl))
+        .filter(|c| trace.is_none_or(|t| crate::historian::record::trace_id_hex(&c.trace_id).is_some_and(|h| h == *t)))
         .filter(|c| status.is_none_or(|(lo, hi)| (lo..=hi).contains(&c.status)))
         .filter(|c| from_us.is_none_or(|f| c.start_us >= f))
         .filter(|c| to_us.is_none_or(|t| c.start_us < t))

@@ -68,6 +68,8 @@ pub(super) struct RawListen {
     pub shutdown_grace: Option<Dur>,
     pub workers: Option<i64>,
     pub access_log: Option<String>,
+    pub access_log_format: Option<String>,
+    pub access_log_fields: Option<Vec<String>>,
     pub dot_segments: Option<String>,
     pub tunnel_idle_timeout: Option<Dur>,
 }

@@ -152,6 +152,39 @@ fn listen(c: &mut Check, r: RawListen, base: &Path) -> ListenSettings {
         }
         Some(p) => Some(AccessLog::File(resolve(base, p))),
     };
+    let fields = match &r.access_log_fields {
+        None => crate::proxy::access::Field::ALL.to_vec(),
+        Some(names) => {
+            let mut out = Vec::new();
+            for (i, n) in names.iter().enumerate() {
+                match crate::proxy::access::Field::from_name(n) {
+                    Some(f) if !out.contains(&f) => out.push(f),
+                    Some(_) => c.err(format!("listen.access_log_fields[{i}]"), format!("{n:?} is listed twice")),
+                    None => c.err(
+                        format!("listen.access_log_fields[{i}]"),
+                        format!("{n:?}: use one of {}", crate::proxy::access::Field::names()),
+                    ),
+                }
+            }
+            if names.is_empty() {
+                c.err("listen.access_log_fields", "must list at least one field");
+            }
+            out
+        }
+    };
+    let access_log_format = match r.access_log_format.as_deref() {
+        None | Some("text") => {
+            if r.access_log_fields.is_some() {
+                c.err("listen.access_log_fields", "applies to access_log_format = \"json\" only");
+            }
+            crate::proxy::settings::AccessFormat::Text
+        }
+        Some("json") => crate::proxy::settings::AccessFormat::Json(fields),
+        Some(other) => {
+            c.err("listen.access_log_format", format!("{other:?}: use \"text\" or \"json\""));
+            crate::proxy::settings::AccessFormat::Text
+        }
+    };
     let dot_segments = match r.dot_segments.as_deref() {
         None | Some("normalize") => crate::proxy::target::DotSegments::Normalize,
         Some("reject") => crate::proxy::target::DotSegments::Reject,
@@ -181,6 +214,7 @@ fn listen(c: &mut Check, r: RawListen, base: &Path) -> ListenSettings {
         shutdown_grace: c.duration("listen.shutdown_grace", &r.shutdown_grace, DEFAULT_SHUTDOWN_GRACE),
         workers: c.count("listen.workers", r.workers, 0, 256, 0) as usize,
         access_log,
+        access_log_format,
     }
 }
 

@@ -42,6 +42,8 @@ pub struct CallRecord {
     pub bytes_out: u64,
     pub client: IpAddr,
     pub upstream: Option<Authority>,
+    /// The W3C trace id the proxy continued or started; all zero when there is none.
+    pub trace_id: [u8; 16],
 }
 
 /// A call as kept in the ring of recent calls and served by `/admin/api/calls`: one string
@@ -66,6 +68,7 @@ pub struct StoredCall {
     pub bytes_out: u64,
     pub client: IpAddr,
     pub upstream: Option<Authority>,
+    pub trace_id: [u8; 16],
 }
 
 /// Which query parameters and path segments are secrets, and how much of a call to keep.
@@ -340,6 +343,17 @@ fn percent_decode(b: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A trace id as 32 lowercase hex digits; `None` for the all-zero "no trace".
+pub fn trace_id_hex(id: &[u8; 16]) -> Option<String> {
+    use std::fmt::Write;
+    (id != &[0; 16]).then(|| {
+        id.iter().fold(String::with_capacity(32), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+    })
+}
+
 impl StoredCall {
     pub fn from_record(r: CallRecord, redaction: &Redaction) -> Self {
         let params = r.target.query().and_then(|q| redaction.rewrite(q)).map(Arc::<str>::from);
@@ -364,6 +378,7 @@ impl StoredCall {
             bytes_out: r.bytes_out,
             client: r.client,
             upstream: r.upstream,
+            trace_id: r.trace_id,
         }
     }
 
@@ -390,7 +405,7 @@ impl StoredCall {
 impl Serialize for StoredCall {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("StoredCall", 13)?;
+        let mut st = s.serialize_struct("StoredCall", 14)?;
         st.serialize_field("t_us", &self.start_us)?;
         st.serialize_field("endpoint", &*self.endpoint)?;
         st.serialize_field("method", self.method.as_str())?;
@@ -403,6 +418,7 @@ impl Serialize for StoredCall {
         st.serialize_field("bytes_out", &self.bytes_out)?;
         st.serialize_field("client", &self.client)?;
         st.serialize_field("upstream", &self.upstream.as_ref().map(|a| a.as_str()))?;
+        st.serialize_field("trace_id", &trace_id_hex(&self.trace_id))?;
         st.end()
     }
 }
@@ -511,6 +527,7 @@ mod tests {
             bytes_out: 0,
             client: [127, 0, 0, 1].into(),
             upstream: None,
+            trace_id: [0; 16],
         };
         let long = format!("/p/{}?token=x&q=1", "b".repeat(60_000));
         let c = StoredCall::from_record(rec(&long), &r);

@@ -539,6 +539,7 @@ mod tests {
             bytes_out: 10,
             client: "10.0.0.1".parse().unwrap(),
             upstream: None,
+            trace_id: [0; 16],
         }
     }
 

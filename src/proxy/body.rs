@@ -56,6 +56,8 @@ pub struct CallState {
     pub bytes_in: Option<Arc<AtomicU64>>,
     /// The response is prescale's 504.
     pub timeout: bool,
+    /// The W3C trace the call belongs to.
+    pub trace_id: [u8; 16],
 }
 
 impl CallDone {
@@ -100,6 +102,7 @@ impl CallDone {
                 bytes_out,
                 client: s.client,
                 upstream: s.inflight.as_ref().map(|i| i.member().addr.clone()),
+                trace_id: s.trace_id,
             });
         }
     }

@@ -18,6 +18,7 @@ pub(crate) mod stack;
 pub mod stats;
 pub mod target;
 pub mod tls;
+pub mod traceparent;
 pub mod upstream;
 pub mod worker;
 

@@ -27,6 +27,8 @@ pub struct ListenSettings {
     /// connection pool.
     pub workers: usize,
     pub access_log: Option<AccessLog>,
+    /// Plain lines or JSON objects with the chosen fields.
+    pub access_log_format: AccessFormat,
     /// Paths with dot-segments: normalised before routing (default) or refused with 400.
     pub dot_segments: crate::proxy::target::DotSegments,
     /// An upgraded connection (WebSocket) with no bytes either way for this long is closed.
@@ -45,6 +47,16 @@ impl std::fmt::Debug for TlsSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsSettings").field("cert", &self.cert).field("key", &self.key).finish()
     }
+}
+
+/// How access-log lines are written.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AccessFormat {
+    /// One line of space-separated values (the default).
+    #[default]
+    Text,
+    /// One JSON object per line with these fields, in this order.
+    Json(Vec<super::access::Field>),
 }
 
 /// Where access-log lines go (off when absent).

@@ -45,10 +45,15 @@ where
             check_target(&mut r.req, &table)
         };
         match checked {
-            Err(e) => Either::now(refuse(&self.worker, &r.req, &r.conn, &r.rid, r.start, &e)),
-            Ok(()) => {
-                Either::later(self.inner.call(Checked { req: r.req, conn: r.conn, start: r.start, rid: r.rid, table }))
-            }
+            Err(e) => Either::now(refuse(&self.worker, &r.req, &r.conn, &r.rid, &r.trace, r.start, &e)),
+            Ok(()) => Either::later(self.inner.call(Checked {
+                req: r.req,
+                conn: r.conn,
+                start: r.start,
+                rid: r.rid,
+                trace: r.trace,
+                table,
+            })),
         }
     }
 }

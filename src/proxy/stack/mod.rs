@@ -76,6 +76,7 @@ pub(crate) struct Identified {
     pub conn: Rc<ConnInfo>,
     pub start: Instant,
     pub rid: HeaderValue,
+    pub trace: super::traceparent::TraceContext,
 }
 
 /// … its target checked against the route table in force.
@@ -84,6 +85,7 @@ pub(crate) struct Checked {
     pub conn: Rc<ConnInfo>,
     pub start: Instant,
     pub rid: HeaderValue,
+    pub trace: super::traceparent::TraceContext,
     pub table: Rc<super::worker::TableRef>,
 }
 
@@ -93,6 +95,7 @@ pub(crate) struct Routed {
     pub conn: Rc<ConnInfo>,
     pub start: Instant,
     pub rid: HeaderValue,
+    pub trace: super::traceparent::TraceContext,
     pub table: Rc<super::worker::TableRef>,
     pub route: usize,
     /// Request body bytes, counted as they stream upstream (set by `record` for a body).
@@ -250,6 +253,7 @@ pub(crate) fn refuse(
     req: &Request<Incoming>,
     conn: &ConnInfo,
     rid: &HeaderValue,
+    trace: &super::traceparent::TraceContext,
     start: Instant,
     e: &ProxyError,
 ) -> Response<ProxyBody> {
@@ -265,7 +269,7 @@ pub(crate) fn refuse(
             req.uri().path(),
             NONE.get_or_init(|| Arc::from("-")),
             None,
-            rid.to_str().unwrap_or("-"),
+            super::access::Ids { request_id: rid.to_str().unwrap_or("-"), trace_id: trace.trace_id },
         );
         line.send(e.status().as_u16(), start.elapsed(), 0, super::stats::Outcome::Complete);
     }

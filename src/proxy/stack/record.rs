@@ -17,6 +17,7 @@ use http_body::Body;
 use tower::Service;
 
 use super::{Answer, Failure, Routed, error_response};
+use crate::proxy::access::Ids;
 use crate::proxy::body::{CLIENT_CLOSED, CallDone, CallState, ProxyBody};
 use crate::proxy::error::ProxyError;
 use crate::proxy::worker::Worker;
@@ -68,6 +69,7 @@ where
             client,
             bytes_in: r.bytes_in.clone(),
             timeout: false,
+            trace_id: r.trace.trace_id,
         });
         let log = proxy.access.is_some().then(|| (r.conn.peer.ip(), r.rid.clone()));
         Recorded { worker: self.worker.clone(), done, log, inner: self.inner.call(r) }
@@ -103,7 +105,14 @@ where
         let line = |s: &CallState, member: Option<&http::uri::Authority>| {
             let ((peer, rid), a) = (this.log.as_ref()?, access?);
             let member = member.map(|m| m.to_string());
-            Some(a.pending(*peer, &s.method, s.target.path(), &s.endpoint, member, rid.to_str().unwrap_or("-")))
+            Some(a.pending(
+                *peer,
+                &s.method,
+                s.target.path(),
+                &s.endpoint,
+                member,
+                Ids { request_id: rid.to_str().unwrap_or("-"), trace_id: s.trace_id },
+            ))
         };
         Poll::Ready(Ok(match result {
             Ok(Answer { resp, inflight, lease }) => {

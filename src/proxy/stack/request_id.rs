@@ -1,6 +1,7 @@
 //! First layer: the request id. A client's `X-Request-Id` is kept when it is safe to echo
 //! (see `headers::request_id`), else the worker makes one; every response carries it, refusals
-//! and prescale's own errors included.
+//! and prescale's own errors included. The W3C trace context is read here too: continued when
+//! the client sent one, else started (see `traceparent`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,6 +15,7 @@ use tower::Service;
 use super::{Arrived, Identified, stamp};
 use crate::proxy::body::ProxyBody;
 use crate::proxy::headers;
+use crate::proxy::traceparent::TraceContext;
 use crate::proxy::worker::Worker;
 
 pub(crate) struct RequestId<S> {
@@ -34,10 +36,11 @@ where
     }
 
     fn call(&mut self, a: Arrived) -> Self::Future {
+        let trace = TraceContext::from_headers(a.req.headers());
         let rid = headers::client_request_id(a.req.headers()).unwrap_or_else(|| self.worker.next_request_id());
         Stamped {
             rid: Some(rid.clone()),
-            inner: self.inner.call(Identified { req: a.req, conn: a.conn, start: a.start, rid }),
+            inner: self.inner.call(Identified { req: a.req, conn: a.conn, start: a.start, rid, trace }),
         }
     }
 }

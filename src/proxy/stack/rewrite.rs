@@ -102,6 +102,7 @@ impl<S> Rewrite<S> {
             VIA,
         );
         headers.insert(X_REQUEST_ID.clone(), r.rid);
+        r.trace.write(&mut headers);
         if let Some(h) = fwd_host {
             headers.insert(header::HOST, h);
         }

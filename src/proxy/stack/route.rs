@@ -41,12 +41,13 @@ where
             .map(host_without_port);
         let found = c.table.router.position(c.req.method(), host, c.req.uri().path());
         match found {
-            None => Either::now(refuse(&self.worker, &c.req, &c.conn, &c.rid, c.start, &ProxyError::NoRoute)),
+            None => Either::now(refuse(&self.worker, &c.req, &c.conn, &c.rid, &c.trace, c.start, &ProxyError::NoRoute)),
             Some(route) => Either::later(self.inner.call(Routed {
                 req: c.req,
                 conn: c.conn,
                 start: c.start,
                 rid: c.rid,
+                trace: c.trace,
                 table: c.table,
                 route,
                 bytes_in: None,
