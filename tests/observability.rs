@@ -271,8 +271,90 @@ async fn prometheus_scrapes_what_the_admin_api_says() {
     // process_* metrics are there for the usual dashboards.
     let cpu = prom.query(&c, "process_cpu_seconds_total").await;
     assert!(cpu.first().is_some_and(|s| s.1 > 0.0), "{cpu:?}");
+
+    // `prescale status` shows the same instance in the terminal.
+    let admin = format!("http://{}", app.admin_addr);
+    let status = move |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_prescale"))
+            .args(["status", "--admin", &admin])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let table = tokio::task::spawn_blocking({
+        let status = status.clone();
+        move || status(&[])
+    })
+    .await
+    .unwrap();
+    let pool_line = table.lines().find(|l| l.starts_with("p ")).unwrap_or_else(|| panic!("{table}"));
+    assert!(pool_line.contains("enabled"), "{table}");
+    assert!(table.lines().any(|l| l.starts_with("p-1 ")) && table.lines().any(|l| l.starts_with("p-2 ")), "{table}");
+    let api_line = table.lines().find(|l| l.starts_with("api ")).unwrap_or_else(|| panic!("{table}"));
+    assert!(api_line.split_whitespace().nth(2).is_some_and(|m| m != "-" && m != "none"), "a model: {table}");
+    assert!(table.contains("launch"), "the launch decision: {table}");
+    let json: Value =
+        serde_json::from_str(&tokio::task::spawn_blocking(move || status(&["--json"])).await.unwrap()).unwrap();
+    let pools: Value = get(&c, &admin_url(&app, "/admin/api/pools")).await.json();
+    assert_eq!(json["pools"][0]["vms"].as_array().map(Vec::len), pools[0]["vms"].as_array().map(Vec::len));
+    let names: Vec<&str> =
+        json["endpoints"].as_array().unwrap().iter().map(|e| e["endpoint"]["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        json["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["forecast"]["points"].as_array().is_some_and(|p| p.len() == 60))
+    );
     app.stop().await;
     up.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_needs_the_token_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = write_token(dir.path(), "status-token-for-tests-0123456789");
+    let text = format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\ntoken_file = \"{}\"\n\
+         [[endpoint]]\nname = \"api\"\npath_prefix = \"/\"\npool = \"p\"\n[[pool]]\nname = \"p\"\nmembers = [\"127.0.0.1:9\"]\n",
+        token.display()
+    );
+    let app = prescale::app::App::start(prescale::config::parse(&text, dir.path()).unwrap()).await.unwrap();
+    let admin = format!("http://{}", app.admin_addr);
+    let run = move |extra: Vec<String>| {
+        Command::new(env!("CARGO_BIN_EXE_prescale"))
+            .args(["status", "--admin", &admin])
+            .args(extra)
+            .env_remove("PRESCALE_ADMIN_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let without = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || run(vec![])
+    })
+    .await
+    .unwrap();
+    assert_eq!(without.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&without.stderr);
+    assert!(err.contains("401") && err.contains("token"), "{err}");
+    let with = tokio::task::spawn_blocking(move || run(vec!["--token-file".into(), token.display().to_string()]))
+        .await
+        .unwrap();
+    assert!(with.status.success(), "{}", String::from_utf8_lossy(&with.stderr));
+    let out = String::from_utf8_lossy(&with.stdout);
+    assert!(out.contains("No scaled pools.") && out.contains("api "), "{out}");
+    app.stop().await;
+    // Nobody there: a clear error, not a hang.
+    let dead = Command::new(env!("CARGO_BIN_EXE_prescale"))
+        .args(["status", "--admin", &format!("http://{}", dead_addr())])
+        .output()
+        .unwrap();
+    assert_eq!(dead.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&dead.stderr).contains("is prescale running?"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,7 @@ mod backtest;
 mod import;
 mod run;
 mod simulate;
+mod status;
 
 use backtest::backtest;
 use import::import;
@@ -105,6 +106,26 @@ pub enum Command {
         #[arg(long)]
         svg: Option<PathBuf>,
     },
+    /// Show a running instance's pools, VMs, forecasts for the next hour and last decisions
+    /// (from its admin API) as a compact table.
+    Status {
+        /// The configuration the instance runs with: its [admin] address, token and TLS
+        /// certificate say how to reach it
+        #[arg(long, short, default_value = "proxy.toml")]
+        config: PathBuf,
+        /// The admin URL instead (http://host:port or https://host:port)
+        #[arg(long)]
+        admin: Option<String>,
+        /// A file holding the admin token (default: PRESCALE_ADMIN_TOKEN, or the config's)
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// PEM certificates to trust when the admin speaks HTTPS (default: the config's admin.tls.cert)
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// Print one JSON object instead of the table
+        #[arg(long)]
+        json: bool,
+    },
     /// Seed a week of history, run prescale on an accelerated clock in front of simulated VMs
     /// (libvirt's test driver + in-process servers) and replay the next day through it; no
     /// configuration, root or daemon needed.
@@ -157,7 +178,11 @@ pub fn main() -> ExitCode {
     // (`run`, `demo`) keep SIGPIPE ignored: a client that hangs up must never stop them.
     if matches!(
         cli.command,
-        Command::Check { .. } | Command::Import { .. } | Command::Backtest { .. } | Command::Simulate { .. }
+        Command::Check { .. }
+            | Command::Import { .. }
+            | Command::Backtest { .. }
+            | Command::Simulate { .. }
+            | Command::Status { .. }
     ) {
         // SAFETY: restoring a signal's default action before any thread of ours exists.
         unsafe {
@@ -217,6 +242,15 @@ pub fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("prescale simulate: {e:#}");
                     ExitCode::from(EXIT_CONFIG)
+                }
+            }
+        }
+        Command::Status { config, admin, token_file, ca, json } => {
+            match status::Target::resolve(admin, &config, token_file, ca).and_then(|t| status::status(&t, json)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("prescale status: {e:#}");
+                    ExitCode::from(EXIT_START)
                 }
             }
         }
