@@ -6,10 +6,13 @@
 //! hour (80 % and 95 % bands) and what was forecast 15 minutes ahead over the day; forecast
 //! accuracy; pools (mode, capacity vs forecast demand, lead time, cost model, usage, VMs) with
 //! the operator's actions (POST forms carrying the admin token); the decision log; recent calls
-//! with filters; the historian's dropped-record counter. Every recorded string is escaped.
+//! with filters; the historian's dropped-record counter. Markup is written with `maud`, whose
+//! templates escape every interpolated value: no recorded string reaches the page unescaped.
 
 use std::collections::HashMap;
 use std::fmt::Write;
+
+use maud::{DOCTYPE, Markup, html};
 
 use super::Shared;
 use crate::forecast::published::EndpointForecast;
@@ -33,23 +36,6 @@ input,select{font:inherit;padding:2px 4px;max-width:100%}.legend span{margin-rig
 .sw.a{background:#555}.sw.f{background:#1f77b4}.sw.b80{background:#9ecae1}.sw.b95{background:#deebf7}.sw.p{background:#ff7f0e}
 @media (max-width:600px){main{padding:6px}.card{flex-basis:100%}th,td{padding:3px}}
 "#;
-
-/// Escapes text for HTML (element content and quoted attributes).
-pub(super) fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c if c.is_control() => o.push('\u{fffd}'),
-            c => o.push(c),
-        }
-    }
-    o
-}
 
 fn ago(now: u64, t: u64) -> String {
     let d = now.saturating_sub(t);
@@ -84,7 +70,7 @@ enum View {
 /// and 95 % bands, the forecasts made 15 min ahead (dashed), and — for a scaled pool — the
 /// pool's capacity now (dashed red). Minutes prescale did not record break the line; they are
 /// not drawn as zeros. Width 600 in SVG units, scaled by CSS.
-fn chart(points: &[Point], f: Option<&EndpointForecast>, now: u64, view: View, capacity: Option<f64>) -> String {
+fn chart(points: &[Point], f: Option<&EndpointForecast>, now: u64, view: View, capacity: Option<f64>) -> Markup {
     let (w, h, l, r, top, bottom) = (600.0, if view == View::Day { 170.0 } else { 140.0 }, 34.0, 6.0, 6.0, 18.0);
     let (t0, col_s) = match view {
         View::Day => (now.saturating_sub(86_400), 300),
@@ -125,77 +111,45 @@ fn chart(points: &[Point], f: Option<&EndpointForecast>, now: u64, view: View, c
     // At least 3 calls/min of axis, so an idle endpoint's grid reads 0, 1, 2, 3, not 1, 1, 0, 0.
     let ymax = (highest * 1.08).max(3.0);
     let y = |v: f64| top + (h - top - bottom) * (1.0 - v / ymax);
-    let label = match view {
-        View::Day => "calls per minute over the last day and the next hour's forecast",
-        View::NextHour => "calls per minute over the last two hours and the next hour's forecast",
+    let (class, label) = match view {
+        View::Day => ("day", "calls per minute over the last day and the next hour's forecast"),
+        View::NextHour => ("next-hour", "calls per minute over the last two hours and the next hour's forecast"),
     };
-    let mut s = format!(
-        r#"<svg class="{}" viewBox="0 0 {w} {h}" role="img" aria-label="{label}">"#,
-        match view {
-            View::Day => "day",
-            View::NextHour => "next-hour",
-        }
-    );
-    for k in 0..=3 {
-        let v = ymax / 3.0 * k as f64;
-        let text = if v >= 1000.0 {
-            format!("{:.1}k", v / 1000.0)
-        } else if ymax < 30.0 {
-            format!("{v:.1}")
-        } else {
-            format!("{v:.0}")
-        };
-        let _ = write!(
-            s,
-            r##"<line x1="{l}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="#eee"/><text x="{}" y="{:.1}" font-size="9" text-anchor="end" fill="#666">{text}</text>"##,
-            w - r,
-            l - 3.0,
-            y(v) + 3.0,
-            yy = y(v)
-        );
-    }
+    let grid: Vec<(f64, String)> = (0..=3)
+        .map(|k| {
+            let v = ymax / 3.0 * k as f64;
+            let text = if v >= 1000.0 {
+                format!("{:.1}k", v / 1000.0)
+            } else if ymax < 30.0 {
+                format!("{v:.1}")
+            } else {
+                format!("{v:.0}")
+            };
+            (y(v), text)
+        })
+        .collect();
     let ticks: &[(i64, &str)] = match view {
         View::Day => &[(-86_400, "-24h"), (-64_800, "-18h"), (-43_200, "-12h"), (-21_600, "-6h")],
         View::NextHour => &[(-7200, "-2h"), (-3600, "-1h"), (3600, "+1h")],
     };
-    for (dt, name) in ticks {
-        let t = (now as i64 + dt).max(0) as u64;
-        let anchor = if *dt > 0 { "end" } else { "middle" };
-        let _ = write!(
-            s,
-            r##"<text x="{:.1}" y="{}" font-size="9" fill="#666" text-anchor="{anchor}">{name}</text>"##,
-            x(t).max(l + 8.0),
-            h - 5.0
-        );
-    }
-    let _ = write!(
-        s,
-        r##"<line x1="{xn:.1}" x2="{xn:.1}" y1="{top}" y2="{}" stroke="#999" stroke-dasharray="3,3"/><text x="{xn:.1}" y="{}" font-size="9" fill="#666" text-anchor="middle">now</text>"##,
-        h - bottom,
-        h - 5.0,
-        xn = x(now)
-    );
-    if !fc.is_empty() {
-        let band = |lo: fn(&Fp) -> f64, hi: fn(&Fp) -> f64| {
-            let mut d = String::new();
-            for p in &fc {
-                let _ = write!(d, "{}{:.1},{:.1}", if d.is_empty() { "M" } else { " L" }, x(p.0), y(hi(p)));
-            }
-            for p in fc.iter().rev() {
-                let _ = write!(d, " L{:.1},{:.1}", x(p.0), y(lo(p)));
-            }
-            d + " Z"
-        };
-        let _ = write!(s, r##"<path class="band95" d="{}" fill="#deebf7"/>"##, band(|p| p.4, |p| p.5));
-        let _ = write!(s, r##"<path class="band80" d="{}" fill="#9ecae1"/>"##, band(|p| p.2, |p| p.3));
+    // A path through points; `line` breaks it (a new subpath) where it returns false.
+    let path = |pts: &mut dyn Iterator<Item = (f64, f64)>| {
         let mut d = String::new();
-        for p in &fc {
-            let _ = write!(d, "{}{:.1},{:.1}", if d.is_empty() { "M" } else { " L" }, x(p.0), y(p.1));
+        for (px, py) in pts {
+            let _ = write!(d, "{}{px:.1},{py:.1}", if d.is_empty() { "M" } else { " L" });
         }
-        let _ = write!(s, r##"<path class="forecast" d="{d}" fill="none" stroke="#1f77b4" stroke-width="1.5"/>"##);
-    }
-    if !cols.is_empty() {
-        // A new subpath after a gap: unrecorded minutes are not zeros.
+        d
+    };
+    let band = |lo: fn(&Fp) -> f64, hi: fn(&Fp) -> f64| {
+        let upper = path(&mut fc.iter().map(|p| (x(p.0), y(hi(p)))));
+        let mut d = upper;
+        for p in fc.iter().rev() {
+            let _ = write!(d, " L{:.1},{:.1}", x(p.0), y(lo(p)));
+        }
+        d + " Z"
+    };
+    // A new subpath after a gap: unrecorded minutes are not zeros.
+    let actual = {
         let mut d = String::new();
         let mut prev: Option<u64> = None;
         for (t, v) in &cols {
@@ -203,326 +157,380 @@ fn chart(points: &[Point], f: Option<&EndpointForecast>, now: u64, view: View, c
             let _ = write!(d, "{cmd}{:.1},{:.1}", x(*t), y(*v));
             prev = Some(*t);
         }
-        let _ =
-            write!(s, r##"<path class="actual" d="{}" fill="none" stroke="#555" stroke-width="1"/>"##, d.trim_start());
-    } else {
-        let _ = write!(
-            s,
-            r##"<text class="empty" x="{:.1}" y="{:.1}" font-size="11" fill="#888" text-anchor="middle">no calls recorded in this window</text>"##,
-            (l + w - r) / 2.0,
-            (top + h - bottom) / 2.0
-        );
-    }
-    if past.len() > 1 {
-        let mut d = String::new();
-        let step = if view == View::Day { 5 } else { 1 };
-        for (t, v) in past.iter().step_by(step) {
-            let _ = write!(d, "{}{:.1},{:.1}", if d.is_empty() { "M" } else { " L" }, x(*t), y(*v));
+        d.trim_start().to_string()
+    };
+    let past_step = if view == View::Day { 5 } else { 1 };
+    let f1 = |v: f64| format!("{v:.1}");
+    let xn = f1(x(now));
+    html! {
+        svg class=(class) viewBox={ "0 0 " (w) " " (h) } role="img" aria-label=(label) {
+            @for (yy, text) in &grid {
+                line x1=(l) x2=(w - r) y1=(f1(*yy)) y2=(f1(*yy)) stroke="#eee" {}
+                text x=(l - 3.0) y=(f1(yy + 3.0)) font-size="9" text-anchor="end" fill="#666" { (text) }
+            }
+            @for (dt, name) in ticks {
+                text x=(f1(x((now as i64 + dt).max(0) as u64).max(l + 8.0))) y=(h - 5.0) font-size="9" fill="#666"
+                    text-anchor=(if *dt > 0 { "end" } else { "middle" }) { (name) }
+            }
+            line x1=(xn) x2=(xn) y1=(top) y2=(h - bottom) stroke="#999" stroke-dasharray="3,3" {}
+            text x=(xn) y=(h - 5.0) font-size="9" fill="#666" text-anchor="middle" { "now" }
+            @if !fc.is_empty() {
+                path.band95 d=(band(|p| p.4, |p| p.5)) fill="#deebf7" {}
+                path.band80 d=(band(|p| p.2, |p| p.3)) fill="#9ecae1" {}
+                path.forecast d=(path(&mut fc.iter().map(|p| (x(p.0), y(p.1))))) fill="none" stroke="#1f77b4" stroke-width="1.5" {}
+            }
+            @if cols.is_empty() {
+                text.empty x=(f1((l + w - r) / 2.0)) y=(f1((top + h - bottom) / 2.0)) font-size="11" fill="#888" text-anchor="middle" {
+                    "no calls recorded in this window"
+                }
+            } @else {
+                path.actual d=(actual) fill="none" stroke="#555" stroke-width="1" {}
+            }
+            @if past.len() > 1 {
+                path.past d=(path(&mut past.iter().step_by(past_step).map(|(t, v)| (x(*t), y(*v))))) fill="none"
+                    stroke="#ff7f0e" stroke-width="1" stroke-dasharray="4,3" {}
+            }
+            @if let Some(c) = capacity {
+                line.capacity x1=(l) x2=(w - r) y1=(f1(y(c))) y2=(f1(y(c))) stroke="#d62728" stroke-width="1" stroke-dasharray="6,3" {}
+            }
         }
-        let _ = write!(
-            s,
-            r##"<path class="past" d="{d}" fill="none" stroke="#ff7f0e" stroke-width="1" stroke-dasharray="4,3"/>"##
-        );
     }
-    if let Some(c) = capacity {
-        let _ = write!(
-            s,
-            r##"<line class="capacity" x1="{l}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="#d62728" stroke-width="1" stroke-dasharray="6,3"/>"##,
-            w - r,
-            yy = y(c)
-        );
-    }
-    s.push_str("</svg>");
-    s
 }
 
-fn action_form(out: &mut String, csrf: &str, fields: &[(&str, &str)], label: &str) {
-    let _ = write!(
-        out,
-        r#"<form class="inline" method="post" action="/admin/action"><input type="hidden" name="csrf" value="{}">"#,
-        esc(csrf)
-    );
-    for (k, v) in fields {
-        let _ = write!(out, r#"<input type="hidden" name="{}" value="{}">"#, esc(k), esc(v));
+fn action_form(csrf: &str, fields: &[(&str, &str)], label: &str) -> Markup {
+    html! {
+        form.inline method="post" action="/admin/action" {
+            input type="hidden" name="csrf" value=(csrf);
+            @for (k, v) in fields { input type="hidden" name=(k) value=(v); }
+            button type="submit" { (label) }
+        }
+        " "
     }
-    let _ = write!(out, r#"<button type="submit">{}</button></form> "#, esc(label));
+}
+
+/// The page's `<head>`.
+fn head(title: &str, refresh: bool) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            @if refresh { meta http-equiv="refresh" content="10"; }
+            title { (title) }
+            link rel="stylesheet" href="/admin/style.css";
+        }
+    }
 }
 
 /// The page.
 pub(super) fn render(shared: &Shared, p: &HashMap<String, String>, csrf: &str, now: u64) -> String {
-    let mut o = String::with_capacity(64 * 1024);
     let refresh = p.get("refresh").map(String::as_str) != Some("0");
-    let filter_ep = p.get("endpoint").filter(|e| !e.is_empty());
-    let _ = write!(
-        o,
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">{}<title>prescale admin</title><link rel="stylesheet" href="/admin/style.css"></head><body>"#,
-        if refresh { r#"<meta http-equiv="refresh" content="10">"# } else { "" }
-    );
     let snap = shared.historian.as_ref().map(|h| h.snapshot());
     let dropped = shared.historian.as_ref().map_or(0, |h| h.dropped());
     let calls: u64 = snap.as_ref().map_or(0, |s| s.endpoints.iter().map(|e| e.calls_total).sum());
-    let _ = write!(
-        o,
-        r##"<header><h1>prescale</h1><span id="summary">{} endpoints · {calls} calls recorded · <span id="dropped" class="{}">{dropped} records dropped</span></span><span>{} UTC</span><a href="#endpoints">endpoints</a><a href="#accuracy">accuracy</a><a href="#pools">pools</a><a href="#decisions">decisions</a><a href="#calls">calls</a><a href="?refresh={}">{}</a>{}</header><main>"##,
-        snap.as_ref().map_or(0, |s| s.endpoints.len()),
-        if dropped > 0 { "warn" } else { "ok" },
-        hhmm(now),
-        if refresh { "0" } else { "1" },
-        if refresh { "pause refresh" } else { "auto-refresh" },
-        if shared.token.is_some() {
-            r#"<form class="inline" method="post" action="/admin/logout"><button type="submit" id="logout">sign out</button></form>"#
-        } else {
-            ""
-        }
-    );
-    if let Some(c) = snap.as_ref().map(|s| &s.counters)
-        && let Some(e) = &c.disk_error
-    {
-        let _ = write!(
-            o,
-            r#"<p id="disk" class="bad">history is not being written to disk: {} — {} closed buckets kept in memory and retried{}</p>"#,
-            esc(e),
-            c.disk_pending,
-            if c.disk_dropped > 0 { format!(", {} dropped", c.disk_dropped) } else { String::new() }
-        );
-    }
-    // Only a message prescale stored for an action's redirect: never text from the URL.
-    if let Some(msg) = p.get("msg").and_then(|id| shared.messages.get(id)) {
-        let _ = write!(o, r#"<p id="msg" class="warn">{}</p>"#, esc(&msg));
-    }
-
-    // Endpoints.
     let forecasts = shared.forecasts.as_ref().map(|f| f.all());
     let alloc = shared.allocator.as_ref().map(|a| a.state());
-    o.push_str(r#"<section id="endpoints"><h2>Endpoints</h2><p class="legend small"><span><i class="sw a"></i>calls/min recorded (5-min mean over the day)</span><span><i class="sw f"></i>forecast</span><span><i class="sw b80"></i>80 %</span><span><i class="sw b95"></i>95 %</span><span><i class="sw p"></i>forecast 15 min ahead</span></p><div class="cards">"#);
-    if let Some(snap) = &snap {
-        let mut eps: Vec<_> = snap.endpoints.iter().filter(|e| filter_ep.is_none_or(|f| **f == *e.name)).collect();
-        eps.sort_by(|a, b| b.calls_total.cmp(&a.calls_total).then(a.name.cmp(&b.name)));
-        let shown = eps.len().min(if filter_ep.is_some() { 1 } else { 60 });
-        if let Some(f) = filter_ep
-            && eps.is_empty()
-        {
-            let _ = write!(
-                o,
-                r#"<p class="error" id="no-endpoint">No endpoint named “{}”. <a href="/admin?refresh=0">Show all endpoints</a></p>"#,
-                esc(f)
-            );
-        }
-        for e in &eps[..shown] {
-            let pts = e.tiers.iter().find(|t| t.step_s == 60).map_or(Vec::new(), |t| t.points(now - 86_400, now, 60));
-            let f = forecasts.as_ref().and_then(|fs| fs.endpoints.get(&*e.name).cloned());
-            let model = f.as_ref().map_or("no forecast".to_string(), |f| {
-                f.note
-                    .clone()
-                    .map_or_else(|| format!("{} ({})", f.model, f.fit_reason), |n| format!("no forecast: {n}"))
-            });
-            let next = f.as_ref().and_then(|f| f.points.first()).map(|p| p.rate * 60.0);
-            // The capacity of the endpoint's pool, when it scales (shared by the pool's endpoints).
-            let route_pool =
-                shared.proxy.table().router.routes().iter().find(|r| *r.name == *e.name).map(|r| r.pool.name.clone());
-            let capacity = alloc.as_ref().and_then(|a| {
-                a.pools.iter().find(|p| Some(&p.pool) == route_pool.as_ref()).map(|p| p.capacity_rps * 60.0)
-            });
-            let _ = write!(
-                o,
-                r#"<div class="card endpoint" data-endpoint="{n}"><h3><span>{n}</span><span class="muted small">{} calls · model {} · next min {} calls</span></h3>{}<p class="small muted">next hour, each minute{}</p>{}"#,
-                e.calls_total,
-                esc(&model),
-                opt(next, 0),
-                chart(&pts, f.as_deref(), now, View::Day, capacity),
-                if capacity.is_some() {
-                    " · red: the pool's capacity now, calls/min (shared by its endpoints)"
-                } else {
-                    ""
-                },
-                chart(&pts, f.as_deref(), now, View::NextHour, capacity),
-                n = esc(&e.name)
-            );
-            if f.is_some() {
-                action_form(&mut o, csrf, &[("action", "refit"), ("endpoint", &e.name)], "choose the model again");
-            }
-            o.push_str("</div>");
-        }
-        if eps.len() > shown {
-            let _ = write!(o, r#"<p class="muted">{} more endpoints: filter by name below.</p>"#, eps.len() - shown);
-        }
-    } else {
-        o.push_str(r#"<p class="muted">The historian is disabled.</p>"#);
-    }
-    o.push_str("</div></section>");
-
-    // Accuracy.
-    o.push_str(r#"<section id="accuracy"><h2>Forecast accuracy</h2><div class="scroll"><table><tr><th>endpoint</th><th>horizon</th><th class="num">points (day)</th><th class="num">MASE hour</th><th class="num">MASE day</th><th class="num">sMAPE day</th><th class="num">under-rate day</th><th class="num">80 % cover day</th><th class="num">95 % cover day</th></tr>"#);
-    if let Some(fs) = &forecasts {
-        let mut names: Vec<&String> = fs.accuracy.keys().collect();
-        names.sort();
-        for n in names {
-            for a in fs.accuracy[n].iter() {
-                let _ = write!(
-                    o,
-                    r#"<tr><td>{}</td><td>{} min</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
-                    esc(n),
-                    a.horizon_minutes,
-                    a.day.points,
-                    opt(a.hour.mase, 3),
-                    opt(a.day.mase, 3),
-                    opt(a.day.smape, 1),
-                    opt(a.day.under_rate, 3),
-                    opt(a.day.coverage80, 3),
-                    opt(a.day.coverage95, 3)
-                );
-            }
-        }
-    }
-    o.push_str("</table></div></section>");
-
-    // Pools.
-    o.push_str(r#"<section id="pools"><h2>Pools</h2>"#);
-    for pool in shared.proxy.pools().iter().map(|p| p.name.clone()) {
-        let st = alloc.as_ref().and_then(|a| a.pools.iter().find(|p| p.pool == pool));
-        let pf = forecasts.as_ref().and_then(|fs| fs.pools.get(&pool).cloned());
-        let _ = write!(o, r#"<div class="card pool" data-pool="{p}"><h3><span>pool {p}</span>"#, p = esc(&pool));
-        match st {
-            None => o.push_str(r#"<span class="muted small">static members (no [pool.scaling])</span></h3>"#),
-            Some(st) => {
-                let mode = format!("{:?}", st.mode).to_lowercase();
-                let _ = write!(
-                    o,
-                    r#"<span class="small">mode <b class="mode">{}</b> "#,
-                    if mode == "dryrun" { "dry_run" } else { "enabled" }
-                );
-                let other = if mode == "dryrun" { "enabled" } else { "dry_run" };
-                action_form(
-                    &mut o,
-                    csrf,
-                    &[("action", "mode"), ("pool", &pool), ("mode", other)],
-                    &format!("switch to {other}"),
-                );
-                action_form(&mut o, csrf, &[("action", "scale"), ("pool", &pool), ("delta", "1")], "+1 VM");
-                action_form(&mut o, csrf, &[("action", "scale"), ("pool", &pool), ("delta", "-1")], "−1 VM");
-                o.push_str("</span></h3>");
-                if let Some(d) = &st.degraded {
-                    let _ = write!(o, r#"<p class="bad">degraded: {}</p>"#, esc(d));
+    // Only a message prescale stored for an action's redirect: never text from the URL.
+    let msg = p.get("msg").and_then(|id| shared.messages.get(id));
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            (head("prescale admin", refresh))
+            body {
+                header {
+                    h1 { "prescale" }
+                    span #summary {
+                        (snap.as_ref().map_or(0, |s| s.endpoints.len())) " endpoints · " (calls) " calls recorded · "
+                        span #dropped class=(if dropped > 0 { "warn" } else { "ok" }) { (dropped) " records dropped" }
+                    }
+                    span { (hhmm(now)) " UTC" }
+                    a href="#endpoints" { "endpoints" }
+                    a href="#accuracy" { "accuracy" }
+                    a href="#pools" { "pools" }
+                    a href="#decisions" { "decisions" }
+                    a href="#calls" { "calls" }
+                    a href={ "?refresh=" (if refresh { "0" } else { "1" }) } { (if refresh { "pause refresh" } else { "auto-refresh" }) }
+                    @if shared.token.is_some() {
+                        form.inline method="post" action="/admin/logout" { button #logout type="submit" { "sign out" } }
+                    }
                 }
-                let peak = pf.as_ref().and_then(|f| f.rate.iter().map(|p| p.hi80).reduce(f64::max));
-                let _ = write!(
-                    o,
-                    // One unit on the whole page: calls per minute.
-                    r#"<p class="small">capacity <b class="capacity">{:.0}</b>/min · required {:.0}/min · forecast upper band in window {}/min · next-hour peak (80 %) {}/min · measured {:.0}/min<br>lead time <b>{} s</b> ({}; {} launches, p50 {} s, p90 {} s) · cost {} ({:.1}/min per vCPU, {:.2} cores used) · memory model {} · headroom {:.2}{}</p>"#,
-                    st.capacity_rps * 60.0,
-                    st.required_rps * 60.0,
-                    opt(st.forecast_hi_rps.map(|v| v * 60.0), 0),
-                    opt(peak.map(|v| v * 60.0), 0),
-                    st.measured_rps * 60.0,
-                    st.lead.lead_time_s,
-                    if st.lead.auto { "learned" } else { "fixed" },
-                    st.lead.launches,
-                    opt(st.lead.launch_p50_s, 1),
-                    opt(st.lead.launch_p90_s, 1),
-                    st.cost.source.word(),
-                    st.cost.capacity_rps_per_vcpu * 60.0,
-                    st.cost.cores_used,
-                    st.cost.memory_source.word(),
-                    st.cost.headroom,
-                    st.usage.as_ref().map_or(String::new(), |u| format!(
-                        " · usage {:.2} cores, RSS {} MiB, {:.1} in flight",
-                        u.cores,
-                        opt(u.rss_mib, 0),
-                        u.concurrency
-                    ))
-                );
-                o.push_str(r#"<div class="scroll"><table><tr><th>VM</th><th>phase</th><th>state</th><th class="num">vCPUs</th><th class="num">memory MiB</th><th>address</th><th>in pool</th><th>in flight</th></tr>"#);
-                for v in &st.vms {
-                    let _ = write!(
-                        o,
-                        r#"<tr class="vm"><td>{}</td><td>{}</td><td>{}</td><td class="num">{}/{}</td><td class="num">{}/{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
-                        esc(&v.info.name),
-                        esc(&format!("{:?}", v.phase).to_lowercase()),
-                        esc(&format!("{:?}", v.info.state).to_lowercase()),
-                        v.info.vcpus,
-                        v.info.max_vcpus,
-                        v.info.memory_mib,
-                        v.info.max_memory_mib,
-                        esc(v.info.addr.as_deref().unwrap_or("–")),
-                        if v.in_pool { "yes" } else { "no" },
-                        esc(&v.in_flight.map(|p| p.to_string()).unwrap_or_default())
-                    );
+                main {
+                    @if let Some(c) = snap.as_ref().map(|s| &s.counters) && let Some(e) = &c.disk_error {
+                        p #disk .bad {
+                            "history is not being written to disk: " (e) " — " (c.disk_pending) " closed buckets kept in memory and retried"
+                            @if c.disk_dropped > 0 { ", " (c.disk_dropped) " dropped" }
+                        }
+                    }
+                    @if let Some(m) = &msg { p #msg .warn { (m) } }
+                    (endpoints(shared, p, csrf, now, snap.as_deref(), forecasts.as_deref(), alloc.as_deref()))
+                    (accuracy(forecasts.as_deref()))
+                    (pools(shared, csrf, forecasts.as_deref(), alloc.as_deref()))
+                    (decisions(now, alloc.as_deref()))
+                    (recent_calls(p, snap.as_deref()))
                 }
-                o.push_str("</table></div>");
             }
         }
-        o.push_str("</div>");
-    }
-    o.push_str("</section>");
+    };
+    page.into_string()
+}
 
-    // Decisions.
-    o.push_str(r#"<section id="decisions"><h2>Scaling decisions</h2><div class="scroll"><table><tr><th>when</th><th>pool</th><th>mode</th><th>action</th><th>reason</th><th>outcome</th></tr>"#);
-    if let Some(a) = &alloc {
-        for d in a.decisions.iter().take(50) {
-            let action = d.action.as_ref().map_or("hold".to_string(), |a| a.to_string());
-            let _ = write!(
-                o,
-                r#"<tr class="decision"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td></tr>"#,
-                ago(now, d.t),
-                esc(&d.pool),
-                esc(&format!("{:?}", d.mode).to_lowercase()),
-                esc(&action),
-                if d.reactive { "<b>reactive</b>: " } else { "" },
-                esc(&d.reason),
-                esc(&d.outcome.as_text())
-            );
+fn endpoints(
+    shared: &Shared,
+    p: &HashMap<String, String>,
+    csrf: &str,
+    now: u64,
+    snap: Option<&crate::historian::Snapshot>,
+    forecasts: Option<&crate::forecast::published::Forecasts>,
+    alloc: Option<&crate::allocator::live::AllocatorState>,
+) -> Markup {
+    let filter_ep = p.get("endpoint").filter(|e| !e.is_empty());
+    let mut eps: Vec<_> = snap
+        .map(|s| s.endpoints.iter().filter(|e| filter_ep.is_none_or(|f| **f == *e.name)).collect())
+        .unwrap_or_default();
+    eps.sort_by(|a, b| b.calls_total.cmp(&a.calls_total).then(a.name.cmp(&b.name)));
+    let shown = eps.len().min(if filter_ep.is_some() { 1 } else { 60 });
+    html! {
+        section #endpoints {
+            h2 { "Endpoints" }
+            p.legend.small {
+                span { i.sw.a {} "calls/min recorded (5-min mean over the day)" }
+                span { i.sw.f {} "forecast" }
+                span { i.sw.b80 {} "80 %" }
+                span { i.sw.b95 {} "95 %" }
+                span { i.sw.p {} "forecast 15 min ahead" }
+            }
+            div.cards {
+                @if snap.is_none() {
+                    p.muted { "The historian is disabled." }
+                }
+                @if let Some(f) = filter_ep && eps.is_empty() {
+                    p.error #no-endpoint { "No endpoint named “" (f) "”. " a href="/admin?refresh=0" { "Show all endpoints" } }
+                }
+                @for e in &eps[..shown] {
+                    @let pts = e.tiers.iter().find(|t| t.step_s == 60).map_or(Vec::new(), |t| t.points(now - 86_400, now, 60));
+                    @let f = forecasts.and_then(|fs| fs.endpoints.get(&*e.name).cloned());
+                    @let model = f.as_ref().map_or("no forecast".to_string(), |f| {
+                        f.note.clone().map_or_else(|| format!("{} ({})", f.model, f.fit_reason), |n| format!("no forecast: {n}"))
+                    });
+                    @let next = f.as_ref().and_then(|f| f.points.first()).map(|p| p.rate * 60.0);
+                    // The capacity of the endpoint's pool, when it scales (shared by the pool's endpoints).
+                    @let route_pool = shared.proxy.table().router.routes().iter().find(|r| *r.name == *e.name).map(|r| r.pool.name.clone());
+                    @let capacity = alloc.and_then(|a| a.pools.iter().find(|p| Some(&p.pool) == route_pool.as_ref()).map(|p| p.capacity_rps * 60.0));
+                    div.card.endpoint data-endpoint=(e.name) {
+                        h3 {
+                            span { (e.name) }
+                            span.muted.small { (e.calls_total) " calls · model " (model) " · next min " (opt(next, 0)) " calls" }
+                        }
+                        (chart(&pts, f.as_deref(), now, View::Day, capacity))
+                        p.small.muted {
+                            "next hour, each minute"
+                            @if capacity.is_some() { " · red: the pool's capacity now, calls/min (shared by its endpoints)" }
+                        }
+                        (chart(&pts, f.as_deref(), now, View::NextHour, capacity))
+                        @if f.is_some() {
+                            (action_form(csrf, &[("action", "refit"), ("endpoint", &e.name)], "choose the model again"))
+                        }
+                    }
+                }
+                @if eps.len() > shown {
+                    p.muted { (eps.len() - shown) " more endpoints: filter by name below." }
+                }
+            }
         }
     }
-    o.push_str("</table></div></section>");
+}
 
-    // Recent calls with filters.
+fn accuracy(forecasts: Option<&crate::forecast::published::Forecasts>) -> Markup {
+    let mut names: Vec<&String> = forecasts.map(|fs| fs.accuracy.keys().collect()).unwrap_or_default();
+    names.sort();
+    html! {
+        section #accuracy {
+            h2 { "Forecast accuracy" }
+            div.scroll { table {
+                tr {
+                    th { "endpoint" } th { "horizon" } th.num { "points (day)" } th.num { "MASE hour" } th.num { "MASE day" }
+                    th.num { "sMAPE day" } th.num { "under-rate day" } th.num { "80 % cover day" } th.num { "95 % cover day" }
+                }
+                @if let Some(fs) = forecasts {
+                    @for n in &names {
+                        @for a in fs.accuracy[*n].iter() {
+                            tr {
+                                td { (n) } td { (a.horizon_minutes) " min" } td.num { (a.day.points) }
+                                td.num { (opt(a.hour.mase, 3)) } td.num { (opt(a.day.mase, 3)) } td.num { (opt(a.day.smape, 1)) }
+                                td.num { (opt(a.day.under_rate, 3)) } td.num { (opt(a.day.coverage80, 3)) } td.num { (opt(a.day.coverage95, 3)) }
+                            }
+                        }
+                    }
+                }
+            } }
+        }
+    }
+}
+
+fn pools(
+    shared: &Shared,
+    csrf: &str,
+    forecasts: Option<&crate::forecast::published::Forecasts>,
+    alloc: Option<&crate::allocator::live::AllocatorState>,
+) -> Markup {
+    html! {
+        section #pools {
+            h2 { "Pools" }
+            @for pool in shared.proxy.pools().iter().map(|p| p.name.clone()) {
+                @let st = alloc.and_then(|a| a.pools.iter().find(|p| p.pool == pool));
+                @let pf = forecasts.and_then(|fs| fs.pools.get(&pool).cloned());
+                div.card.pool data-pool=(pool) {
+                    @match st {
+                        None => h3 { span { "pool " (pool) } span.muted.small { "static members (no [pool.scaling])" } },
+                        Some(st) => {
+                            @let dry = matches!(st.mode, crate::allocator::Mode::DryRun);
+                            @let other = if dry { "enabled" } else { "dry_run" };
+                            h3 {
+                                span { "pool " (pool) }
+                                span.small {
+                                    "mode " b.mode { (if dry { "dry_run" } else { "enabled" }) } " "
+                                    (action_form(csrf, &[("action", "mode"), ("pool", &pool), ("mode", other)], &format!("switch to {other}")))
+                                    (action_form(csrf, &[("action", "scale"), ("pool", &pool), ("delta", "1")], "+1 VM"))
+                                    (action_form(csrf, &[("action", "scale"), ("pool", &pool), ("delta", "-1")], "−1 VM"))
+                                }
+                            }
+                            @if let Some(d) = &st.degraded { p.bad { "degraded: " (d) } }
+                            @let peak = pf.as_ref().and_then(|f| f.rate.iter().map(|p| p.hi80).reduce(f64::max));
+                            // One unit on the whole page: calls per minute.
+                            p.small {
+                                "capacity " b.capacity { (format!("{:.0}", st.capacity_rps * 60.0)) } "/min · required "
+                                (format!("{:.0}", st.required_rps * 60.0)) "/min · forecast upper band in window "
+                                (opt(st.forecast_hi_rps.map(|v| v * 60.0), 0)) "/min · next-hour peak (80 %) "
+                                (opt(peak.map(|v| v * 60.0), 0)) "/min · measured " (format!("{:.0}", st.measured_rps * 60.0)) "/min"
+                                br;
+                                "lead time " b { (st.lead.lead_time_s) " s" } " (" (if st.lead.auto { "learned" } else { "fixed" }) "; "
+                                (st.lead.launches) " launches, p50 " (opt(st.lead.launch_p50_s, 1)) " s, p90 " (opt(st.lead.launch_p90_s, 1))
+                                " s) · cost " (st.cost.source.word()) " (" (format!("{:.1}", st.cost.capacity_rps_per_vcpu * 60.0))
+                                "/min per vCPU, " (format!("{:.2}", st.cost.cores_used)) " cores used) · memory model "
+                                (st.cost.memory_source.word()) " · headroom " (format!("{:.2}", st.cost.headroom))
+                                @if let Some(u) = &st.usage {
+                                    " · usage " (format!("{:.2}", u.cores)) " cores, RSS " (opt(u.rss_mib, 0)) " MiB, "
+                                    (format!("{:.1}", u.concurrency)) " in flight"
+                                }
+                            }
+                            div.scroll { table {
+                                tr {
+                                    th { "VM" } th { "phase" } th { "state" } th.num { "vCPUs" } th.num { "memory MiB" }
+                                    th { "address" } th { "in pool" } th { "in flight" }
+                                }
+                                @for v in &st.vms {
+                                    tr.vm {
+                                        td { (v.info.name) }
+                                        td { (format!("{:?}", v.phase).to_lowercase()) }
+                                        td { (format!("{:?}", v.info.state).to_lowercase()) }
+                                        td.num { (v.info.vcpus) "/" (v.info.max_vcpus) }
+                                        td.num { (v.info.memory_mib) "/" (v.info.max_memory_mib) }
+                                        td { (v.info.addr.as_deref().unwrap_or("–")) }
+                                        td { (if v.in_pool { "yes" } else { "no" }) }
+                                        td { (v.in_flight.map(|p| p.to_string()).unwrap_or_default()) }
+                                    }
+                                }
+                            } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn decisions(now: u64, alloc: Option<&crate::allocator::live::AllocatorState>) -> Markup {
+    html! {
+        section #decisions {
+            h2 { "Scaling decisions" }
+            div.scroll { table {
+                tr { th { "when" } th { "pool" } th { "mode" } th { "action" } th { "reason" } th { "outcome" } }
+                @for d in alloc.map(|a| a.decisions.iter().take(50).collect::<Vec<_>>()).unwrap_or_default() {
+                    tr.decision {
+                        td { (ago(now, d.t)) }
+                        td { (d.pool) }
+                        td { (format!("{:?}", d.mode).to_lowercase()) }
+                        td { (d.action.as_ref().map_or("hold".to_string(), |a| a.to_string())) }
+                        td { @if d.reactive { b { "reactive" } ": " } (d.reason) }
+                        td { (d.outcome.as_text()) }
+                    }
+                }
+            } }
+        }
+    }
+}
+
+fn recent_calls(p: &HashMap<String, String>, snap: Option<&crate::historian::Snapshot>) -> Markup {
+    let filter_ep = p.get("endpoint").filter(|e| !e.is_empty());
     let status = p.get("status").map(String::as_str).unwrap_or("");
     let path_has = p.get("path").map(String::as_str).unwrap_or("");
-    let _ = write!(
-        o,
-        r#"<section id="calls"><h2>Recent calls</h2><form method="get" action="/admin"><label>endpoint <input name="endpoint" value="{}"></label> <label>status <select name="status"><option value="">any</option>{}</select></label> <label>path contains <input name="path" value="{}"></label> <button type="submit">filter</button></form><div class="scroll"><table><tr><th>time</th><th>endpoint</th><th>method</th><th>path</th><th>params</th><th class="num">status</th><th class="num">ms</th><th>client</th></tr>"#,
-        esc(filter_ep.map_or("", |s| s.as_str())),
-        ["2xx", "3xx", "4xx", "5xx"]
-            .iter()
-            .map(|s| format!(r#"<option{}>{s}</option>"#, if *s == status { " selected" } else { "" }))
-            .collect::<String>(),
-        esc(path_has)
-    );
-    if let Some(snap) = &snap {
-        let class = status.chars().next().and_then(|c| c.to_digit(10)).map(|d| d as u16);
-        for c in snap
-            .recent
-            .iter()
-            .filter(|c| filter_ep.is_none_or(|f| f == &*c.endpoint))
-            .filter(|c| class.is_none_or(|k| c.status / 100 == k))
-            .filter(|c| path_has.is_empty() || c.path().contains(path_has))
-            .take(100)
-        {
-            let _ = write!(
-                o,
-                r#"<tr class="call"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{:.1}</td><td>{}</td></tr>"#,
-                hhmm(c.start_us / 1_000_000),
-                esc(&c.endpoint),
-                esc(c.method.as_str()),
-                esc(c.path()),
-                esc(c.params()),
-                c.status,
-                c.latency_us as f64 / 1000.0,
-                esc(&c.client.to_string())
-            );
+    let class = status.chars().next().and_then(|c| c.to_digit(10)).map(|d| d as u16);
+    let calls: Vec<_> = snap
+        .map(|s| {
+            s.recent
+                .iter()
+                .filter(|c| filter_ep.is_none_or(|f| f == &*c.endpoint))
+                .filter(|c| class.is_none_or(|k| c.status / 100 == k))
+                .filter(|c| path_has.is_empty() || c.path().contains(path_has))
+                .take(100)
+                .collect()
+        })
+        .unwrap_or_default();
+    html! {
+        section #calls {
+            h2 { "Recent calls" }
+            form method="get" action="/admin" {
+                label { "endpoint " input name="endpoint" value=(filter_ep.map_or("", |s| s.as_str())); } " "
+                label { "status " select name="status" {
+                    option value="" { "any" }
+                    @for s in ["2xx", "3xx", "4xx", "5xx"] { option selected[s == status] { (s) } }
+                } } " "
+                label { "path contains " input name="path" value=(path_has); } " "
+                button type="submit" { "filter" }
+            }
+            div.scroll { table {
+                tr {
+                    th { "time" } th { "endpoint" } th { "method" } th { "path" } th { "params" } th.num { "status" }
+                    th.num { "ms" } th { "client" } th { "trace" }
+                }
+                @for c in &calls {
+                    tr.call {
+                        td { (hhmm(c.start_us / 1_000_000)) }
+                        td { (c.endpoint) }
+                        td { (c.method.as_str()) }
+                        td { (c.path()) }
+                        td { (c.params()) }
+                        td.num { (c.status) }
+                        td.num { (format!("{:.1}", c.latency_us as f64 / 1000.0)) }
+                        td { (c.client) }
+                        td.small.muted { (crate::historian::record::trace_id_hex(&c.trace_id).unwrap_or_default()) }
+                    }
+                }
+            } }
         }
     }
-    o.push_str("</table></div></section></main></body></html>");
-    o
 }
 
 /// The sign-in page (for a browser without a session when `admin.token_file` is set).
 pub(super) fn login(next: &str, failed: bool) -> String {
-    format!(
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>prescale admin: sign in</title><link rel="stylesheet" href="/admin/style.css"></head><body><header><h1>prescale</h1></header><main class="login"><p>This admin page needs the admin token: the contents of the file named by <code>admin.token_file</code>.</p>{}<form method="post" action="/admin/login"><label>Admin token<input type="password" name="token" id="token" autocomplete="current-password" required autofocus></label><input type="hidden" name="next" value="{}"><button type="submit" id="sign-in">Sign in</button></form></main></body></html>"#,
-        if failed { r#"<p class="error" id="login-error">That is not the admin token.</p>"# } else { "" },
-        esc(next)
-    )
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            (head("prescale admin: sign in", false))
+            body {
+                header { h1 { "prescale" } }
+                main.login {
+                    p { "This admin page needs the admin token: the contents of the file named by " code { "admin.token_file" } "." }
+                    @if failed { p.error #login-error { "That is not the admin token." } }
+                    form method="post" action="/admin/login" {
+                        label { "Admin token" input #token type="password" name="token" autocomplete="current-password" required autofocus; }
+                        input type="hidden" name="next" value=(next);
+                        button #sign-in type="submit" { "Sign in" }
+                    }
+                }
+            }
+        }
+    }
+    .into_string()
 }
 
 #[cfg(test)]
@@ -530,10 +538,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escapes_markup_quotes_and_controls() {
-        assert_eq!(esc(r#"<script>alert("x")</script>"#), "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;");
-        assert_eq!(esc("a&b 'c'"), "a&amp;b &#39;c&#39;");
-        assert_eq!(esc("bell\u{7}"), "bell\u{fffd}");
+    fn the_sign_in_page_escapes_what_it_echoes() {
+        let page = login(r#""><script>alert(1)</script>"#, true);
+        assert!(!page.contains("<script>"), "{page}");
+        assert!(page.contains(r#"value="&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;""#), "{page}");
+        assert!(page.contains(r#"id="login-error""#) && page.starts_with("<!DOCTYPE html>"));
     }
 
     #[test]
@@ -553,20 +562,20 @@ mod tests {
                 missing: false,
             })
             .collect();
-        let svg = chart(&pts, None, now, View::Day, None);
+        let svg = chart(&pts, None, now, View::Day, None).into_string();
         assert!(svg.contains(r#"class="actual""#) && !svg.contains(r#"class="forecast""#));
         // The y axis tops out just above the highest 5-minute mean (107 calls/min).
         assert!(svg.contains(">38<") || svg.contains(">39<"), "grid label a third of the way: {svg}");
         // Regression (issue 21, section 5): a gap was drawn as a slope; now it breaks the line.
         let gappy: Vec<Point> =
             pts.iter().filter(|p| !(600..700).contains(&((p.t - (now - 86_400)) / 60))).cloned().collect();
-        let svg = chart(&gappy, None, now, View::Day, None);
+        let svg = chart(&gappy, None, now, View::Day, None).into_string();
         let d = svg.split(r#"class="actual" d=""#).nth(1).unwrap().split('"').next().unwrap();
         assert_eq!(d.matches('M').count(), 2, "two runs of data, two subpaths: {d}");
         // An idle endpoint: a readable axis and a note, not "1, 1, 0, 0".
-        let svg = chart(&[], None, now, View::NextHour, None);
+        let svg = chart(&[], None, now, View::NextHour, None).into_string();
         assert!(svg.contains("no calls recorded") && svg.contains(">1.0<") && svg.contains(">3.0<"), "{svg}");
         // A scaled pool's capacity is drawn.
-        assert!(chart(&pts, None, now, View::NextHour, Some(150.0)).contains(r#"class="capacity""#));
+        assert!(chart(&pts, None, now, View::NextHour, Some(150.0)).into_string().contains(r#"class="capacity""#));
     }
 }
