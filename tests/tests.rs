@@ -19,5 +19,6 @@ mod layout;
 mod lifecycle;
 mod limits;
 mod observability;
+mod packaging;
 mod protocols;
 mod routing;
