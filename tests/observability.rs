@@ -183,7 +183,9 @@ async fn prometheus_scrapes_what_the_admin_api_says() {
              [pool.scaling]\nuri = \"{uri}\"\ntemplate = \"tpl\"\nmode = \"enabled\"\nmin_vms = 0\nmax_vms = 2\n\
              vcpus = [1, 1]\nmemory_mib = [256, 512]\ncapacity_rps_per_vcpu = 5.0\ntarget_utilization = 1.0\n\
              headroom = 0.0\nlead_time = \"60s\"\nwindow = \"5m\"\nmax_step = 2\nports = [{port}, {}]\n\
-             health_path = \"/health\"\n",
+             health_path = \"/health\"\n\
+             [[pool.schedule]]\nreason = \"every day <b>batch</b>\"\nweekly = {{ days = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"], from = \"00:00\", to = \"23:59\" }}\n\
+             forecast_multiplier = 1.0\n",
             up.addr,
             port + 50
         ),
@@ -202,6 +204,15 @@ async fn prometheus_scrapes_what_the_admin_api_says() {
         p[0]["vms"].as_array().is_some_and(|v| v.len() == 2)
     };
     assert!(eventually(Duration::from_secs(60), launched).await);
+
+    // The known event is shown on the pool (running now), escaped on the page.
+    let pools: Value = get(&c, &admin_url(&app, "/admin/api/pools")).await.json();
+    let ev = &pools[0]["events"][0];
+    assert_eq!(ev["reason"], "every day <b>batch</b>", "{pools}");
+    assert_eq!(ev["when"]["kind"], "weekly");
+    let page = String::from_utf8_lossy(&get(&c, &admin_url(&app, "/admin?refresh=0")).await.body).into_owned();
+    assert!(page.contains("every day &lt;b&gt;batch&lt;/b&gt;") && !page.contains("<b>batch"), "escaped");
+    assert!(page.contains("mon, tue, wed, thu, fri, sat, sun 00:00–23:59 UTC"), "{page}");
 
     // promtool accepts the exposition as it is, every family with HELP and TYPE, no lint.
     let text = String::from_utf8_lossy(&get(&c, &admin_url(&app, "/metrics")).await.body).into_owned();

@@ -33,6 +33,7 @@ th{background:#eef1f5;font-weight:600}td.num,th.num{text-align:right}.scroll{ove
 .ok{color:#1a7f37}.warn{color:#b35900}.bad{color:#c62828}form.inline{display:inline}button{font:inherit;padding:2px 8px;cursor:pointer}
 input,select{font:inherit;padding:2px 4px;max-width:100%}.legend span{margin-right:10px;white-space:nowrap}
 .sw{display:inline-block;width:12px;height:8px;margin-right:4px;vertical-align:middle}
+.events{margin-bottom:8px}.events tr.active td{background:#fff6e0}
 .sw.a{background:#555}.sw.f{background:#1f77b4}.sw.b80{background:#9ecae1}.sw.b95{background:#deebf7}.sw.p{background:#ff7f0e}
 @media (max-width:600px){main{padding:6px}.card{flex-basis:100%}th,td{padding:3px}}
 "#;
@@ -44,6 +45,11 @@ fn ago(now: u64, t: u64) -> String {
         120..=7199 => format!("{} min ago", d / 60),
         _ => format!("{:.1} h ago", d as f64 / 3600.0),
     }
+}
+
+/// "in 3.5 days".
+fn ago_future(now: u64, t: u64) -> String {
+    format!("in {:.1} days", t.saturating_sub(now) as f64 / 86_400.0)
 }
 
 fn hhmm(t: u64) -> String {
@@ -263,7 +269,7 @@ pub(super) fn render(shared: &Shared, p: &HashMap<String, String>, csrf: &str, n
                     @if let Some(m) = &msg { p #msg .warn { (m) } }
                     (endpoints(shared, p, csrf, now, snap.as_deref(), forecasts.as_deref(), alloc.as_deref()))
                     (accuracy(forecasts.as_deref()))
-                    (pools(shared, csrf, forecasts.as_deref(), alloc.as_deref()))
+                    (pools(shared, now, csrf, forecasts.as_deref(), alloc.as_deref()))
                     (decisions(now, alloc.as_deref()))
                     (recent_calls(p, snap.as_deref()))
                 }
@@ -368,6 +374,7 @@ fn accuracy(forecasts: Option<&crate::forecast::published::Forecasts>) -> Markup
 
 fn pools(
     shared: &Shared,
+    now_s: u64,
     csrf: &str,
     forecasts: Option<&crate::forecast::published::Forecasts>,
     alloc: Option<&crate::allocator::live::AllocatorState>,
@@ -411,6 +418,27 @@ fn pools(
                                     " · usage " (format!("{:.2}", u.cores)) " cores, RSS " (opt(u.rss_mib, 0)) " MiB, "
                                     (format!("{:.1}", u.concurrency)) " in flight"
                                 }
+                            }
+                            @if !st.events.is_empty() {
+                                div.scroll { table.events {
+                                    tr { th { "known event" } th { "when" } th { "capacity floor" } th { "forecast ×" } th { "now" } }
+                                    @for e in &st.events {
+                                        tr.event.active[e.active] {
+                                            td { (e.event.reason) }
+                                            td { (e.event.when) }
+                                            td { (opt(e.event.min_capacity_rps.map(|v| v * 60.0), 0)) @if e.event.min_capacity_rps.is_some() { "/min" } }
+                                            td { (opt(e.event.forecast_multiplier, 2)) }
+                                            td {
+                                                @match (e.active, e.next_change) {
+                                                    (true, Some(t)) => { b { "running" } " until " (hhmm(t)) " UTC" }
+                                                    (true, None) => b { "running" },
+                                                    (false, Some(t)) => { "next at " (hhmm(t)) " UTC" @if t > now_s + 86_400 { " (" (ago_future(now_s, t)) ")" } }
+                                                    (false, None) => "not within a week",
+                                                }
+                                            }
+                                        }
+                                    }
+                                } }
                             }
                             div.scroll { table {
                                 tr {

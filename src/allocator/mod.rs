@@ -4,6 +4,7 @@
 //! thread ([`live`]) and the simulator both run.
 
 pub mod plan;
+pub mod schedule;
 
 use std::time::Duration;
 
@@ -81,6 +82,7 @@ impl Default for ScalingSettings {
                 scale_in_stabilization_s: 600,
                 max_step: 2,
                 launch_vcpus: 2,
+                schedule: Vec::new(),
             },
             lead_time: LeadTime::Auto,
             mode: Mode::DryRun,

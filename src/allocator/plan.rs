@@ -40,6 +40,8 @@ pub struct Policy {
     /// vCPUs a new VM starts with (within `vcpus`): the maximum covers most per launch; less
     /// keeps room to grow in seconds by hot-plug when a burst comes.
     pub launch_vcpus: u32,
+    /// Known events (`[[pool.schedule]]`): capacity floors and forecast multipliers.
+    pub schedule: Vec<super::schedule::Event>,
 }
 
 /// What a VM is doing, as the controller tracks it.
@@ -183,6 +185,9 @@ pub struct Inputs {
     pub capacity_rps: f64,
     pub serving_vms: usize,
     pub lead_time_s: u64,
+    /// Known events that shaped the requirement (their reasons).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -222,10 +227,52 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
     let util = p.target_utilization.clamp(0.05, 1.0);
     let (from, to) = (now + p.lead_time_s, now + p.lead_time_s + p.window_s.max(60));
     // Points whose minute overlaps the window.
-    let window: Vec<&(u64, f64, f64)> = f.points.iter().filter(|(t, _, _)| *t + 60 > from && *t < to).collect();
+    // Known events that touch the span planned for: from now (one already running keeps its
+    // capacity until it ends) to the end of the window (one about to start gets it in time).
+    let events: Vec<&super::schedule::Event> = p.schedule.iter().filter(|e| e.overlaps(now, to)).collect();
+    // The forecast inside an event with a multiplier is scaled by it (the largest, if several)
+    // until the event starts: from then on the forecast sees the event's own traffic, and
+    // scaling it again would count the event twice (a floor holds through the event).
+    let scale = |t: u64| {
+        events
+            .iter()
+            .filter(|e| !e.active_at(now) && e.overlaps(t, t + 60))
+            .filter_map(|e| e.forecast_multiplier)
+            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))
+            .unwrap_or(1.0)
+    };
+    let window: Vec<(u64, f64, f64)> = f
+        .points
+        .iter()
+        .filter(|(t, _, _)| *t + 60 > from && *t < to)
+        .map(|&(t, mean, hi)| (t, mean * scale(t), hi * scale(t)))
+        .collect();
     let forecast_hi = window.iter().map(|x| x.2).reduce(f64::max);
     let forecast_mean = window.iter().map(|x| x.1).reduce(f64::max);
-    let planned = forecast_hi.unwrap_or(0.0) * (1.0 + p.headroom) / util;
+    let floor = events.iter().filter_map(|e| e.min_capacity_rps).fold(0.0, f64::max);
+    let forecast_need = forecast_hi.unwrap_or(0.0) * (1.0 + p.headroom) / util;
+    let planned = forecast_need.max(floor);
+    let scaled = window.iter().any(|(t, _, _)| scale(*t) != 1.0);
+    // What the events did, in words, for the reasons below.
+    let event_note = (floor > forecast_need || scaled).then(|| {
+        events
+            .iter()
+            .filter(|e| {
+                (e.min_capacity_rps.is_some() && floor > forecast_need) || e.forecast_multiplier.is_some() && scaled
+            })
+            .map(|e| {
+                let mut s = format!("known event \"{}\"", e.reason);
+                if let Some(m) = e.forecast_multiplier.filter(|_| scaled) {
+                    s.push_str(&format!(": forecast × {m}"));
+                }
+                if let Some(fl) = e.min_capacity_rps.filter(|_| floor > forecast_need) {
+                    s.push_str(&format!(": capacity floor {}", per_min(fl)));
+                }
+                s
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    });
     let serving_cap: f64 = s.vms.iter().filter(|v| v.phase == Phase::Serving).map(|v| v.vcpus as f64 * per).sum();
     let capacity: f64 = s.vms.iter().filter(|v| counts(v.phase)).map(|v| v.vcpus as f64 * per).sum();
     // Reactive: the load now is above what serving VMs handle at the target utilisation.
@@ -242,6 +289,7 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
         capacity_rps: capacity,
         serving_vms: s.vms.iter().filter(|v| v.phase == Phase::Serving).count(),
         lead_time_s: p.lead_time_s,
+        events: events.iter().map(|e| e.reason.clone()).collect(),
     };
     let mut d = Vec::new();
     let active = s.vms.iter().filter(|v| counts(v.phase)).count() as u32;
@@ -288,15 +336,23 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
         } else {
             // Times of day and rounded factors: the reason is read by people (the exact inputs
             // are in the record's `inputs`).
-            format!(
-                "forecast upper band {} in {}–{} UTC × (1 + {:.2}) ÷ {util} = {} > capacity {}",
-                per_min(forecast_hi.unwrap_or(0.0)),
-                hhmm(from),
-                hhmm(to),
-                p.headroom,
-                per_min(required),
-                per_min(capacity)
-            )
+            let base = if floor > forecast_need {
+                format!("need {} > capacity {}", per_min(required), per_min(capacity))
+            } else {
+                format!(
+                    "forecast upper band {} in {}–{} UTC × (1 + {:.2}) ÷ {util} = {} > capacity {}",
+                    per_min(forecast_hi.unwrap_or(0.0)),
+                    hhmm(from),
+                    hhmm(to),
+                    p.headroom,
+                    per_min(required),
+                    per_min(capacity)
+                )
+            };
+            match &event_note {
+                Some(n) => format!("{base} ({n})"),
+                None => base,
+            }
         };
         let mut deficit = required - capacity;
         // Vertical first: running, idle VMs below their maxima, largest headroom first.
@@ -465,6 +521,7 @@ mod tests {
             scale_in_stabilization_s: 600,
             max_step: 2,
             launch_vcpus: 4,
+            schedule: Vec::new(),
         }
     }
 
@@ -494,6 +551,66 @@ mod tests {
     }
 
     const NOW: u64 = 1_800_000_000;
+
+    fn event(reason: &str, from: u64, to: u64, floor: Option<f64>, mult: Option<f64>) -> super::super::schedule::Event {
+        super::super::schedule::Event {
+            reason: reason.into(),
+            when: super::super::schedule::When::Once { from, to },
+            min_capacity_rps: floor,
+            forecast_multiplier: mult,
+        }
+    }
+
+    #[test]
+    fn known_events_raise_the_requirement_ahead_of_time_and_hold_it_until_they_end() {
+        let flat = forecast(NOW, |_| 40.0); // 48 hi80 → 96 rps: one vCPU is enough
+        let one = PoolState { vms: vec![vm("a", Phase::Serving, 1)], ..Default::default() };
+        // A sale starts in 4 minutes (inside lead 2 min + window 5 min): the floor of 500 rps
+        // (5 vCPUs) is planned for now, and the decision says why.
+        let mut p = policy();
+        p.schedule = vec![event("winter sale", NOW + 240, NOW + 3600, Some(500.0), None)];
+        let ahead = plan(&flat, &one, &p, NOW);
+        assert_eq!(ahead.inputs.required_rps, 500.0);
+        assert_eq!(ahead.inputs.events, ["winter sale"]);
+        assert!(!actions(&ahead).is_empty());
+        let reason = &ahead.decisions[0].reason;
+        assert!(reason.contains("known event \"winter sale\": capacity floor 30000/min"), "{reason}");
+        // Too far ahead: not yet.
+        p.schedule = vec![event("winter sale", NOW + 1200, NOW + 3600, Some(500.0), None)];
+        assert!(actions(&plan_for(&flat, &one, &p)).is_empty());
+        // While it runs, capacity that covers the floor is not scaled in, though the forecast is low.
+        p.schedule = vec![event("winter sale", NOW - 600, NOW + 600, Some(500.0), None)];
+        let big = PoolState {
+            vms: vec![vm("a", Phase::Serving, 4), vm("b", Phase::Serving, 2)],
+            low_since: Some(NOW - 10_000),
+            ..Default::default()
+        };
+        let during = plan(&flat, &big, &p, NOW);
+        assert!(!during.low && actions(&during).is_empty(), "{:?}", during.decisions);
+        // After it: the same pool drains.
+        p.schedule = vec![event("winter sale", NOW - 7200, NOW - 60, Some(500.0), None)];
+        let after = plan(&flat, &big, &p, NOW);
+        assert!(after.low && after.inputs.events.is_empty());
+        // A multiplier scales the forecast inside the event only: × 3 on 48 → 144 hi80 → 288 rps.
+        p.schedule = vec![event("launch day", NOW + 180, NOW + 3600, None, Some(3.0))];
+        let m = plan(&flat, &one, &p, NOW);
+        assert!((m.inputs.forecast_hi.unwrap() - 144.0).abs() < 1e-9, "{:?}", m.inputs);
+        assert_eq!(m.inputs.required_rps, 288.0);
+        assert!(
+            m.decisions[0].reason.contains("known event \"launch day\": forecast × 3"),
+            "{}",
+            m.decisions[0].reason
+        );
+        assert_eq!(
+            actions(&m)[0],
+            Action::SetVcpus { vm: "a".into(), from: 1, to: 3 },
+            "the usual levers, vertical first"
+        );
+    }
+
+    fn plan_for(f: &ForecastInput, s: &PoolState, p: &Policy) -> Plan {
+        plan(f, s, p, NOW)
+    }
 
     #[test]
     fn table() {

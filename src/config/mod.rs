@@ -471,6 +471,40 @@ members = ["127.0.0.1:1", "10.0.0.1"]
         );
     }
 
+    #[test]
+    fn known_events_are_checked_by_key() {
+        let base = "[[pool]]\nname = \"p\"\n[pool.scaling]\nuri = \"test:///default\"\ntemplate = \"t\"\n";
+        let ok = format!(
+            "{base}[[pool.schedule]]\nreason = \"sale\"\nfrom = \"2026-11-27T08:00:00Z\"\nto = \"2026-11-27T20:00:00Z\"\n\
+             min_capacity_rps = 40.0\n[[pool.schedule]]\nreason = \"monday batch\"\n\
+             weekly = {{ days = [\"mon\"], from = \"06:00\", to = \"07:30\" }}\nforecast_multiplier = 1.5\n"
+        );
+        let s = parse(&ok, Path::new(".")).unwrap();
+        let ev = &s.scaling["p"].policy.schedule;
+        assert_eq!(ev.len(), 2);
+        assert_eq!(ev[0].min_capacity_rps, Some(40.0));
+        assert_eq!(
+            ev[1].when,
+            crate::allocator::schedule::When::Weekly { days: 1, from_s: 6 * 3600, to_s: 7 * 3600 + 1800 }
+        );
+        let errs = errors(&format!(
+            "{base}[[pool.schedule]]\nfrom = \"2026-11-27T08:00:00Z\"\nto = \"yesterday\"\nforecast_multiplier = 0.0\ncolour = 1\n"
+        ));
+        assert_eq!(
+            errs,
+            vec![
+                "line 6: pool[0].schedule[0].reason: required: a few words the decision log cites (≤ 200 bytes)",
+                "line 8: pool[0].schedule[0].to: \"yesterday\" is not a time such as \"2026-12-24T08:00:00Z\"",
+                "line 9: pool[0].schedule[0].forecast_multiplier: 0 must be in (0, 100]",
+                "line 10: pool[0].schedule[0].colour: unknown key",
+            ]
+        );
+        let errs = errors(
+            "[[pool]]\nname = \"p\"\nmembers = [\"127.0.0.1:80\"]\n[[pool.schedule]]\nreason = \"x\"\nfrom = \"1\"\nto = \"2\"\nmin_capacity_rps = 1.0\n",
+        );
+        assert_eq!(errs, vec!["line 4: pool[0].schedule[0]: known events need [pool.scaling] to act on"]);
+    }
+
     /// Issue 21, section 1: how a pool's VMs are reached.
     #[test]
     fn network_modes_are_checked() {

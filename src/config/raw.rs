@@ -132,6 +132,8 @@ pub(super) struct RawPool {
     pub health_check: Option<RawHealthCheck>,
     pub passive: Option<RawPassive>,
     pub scaling: Option<RawScaling>,
+    /// `[[pool.schedule]]`: known events.
+    pub schedule: Vec<crate::allocator::schedule::RawEvent>,
 }
 
 /// `[pool.scaling]`: the allocator's policy and hypervisor for this pool.

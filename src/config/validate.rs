@@ -664,7 +664,18 @@ fn pool(c: &mut Check, i: usize, r: RawPool) -> Option<(PoolSettings, Option<cra
              (list \"host:port\" members, or add [pool.scaling])",
         );
     }
-    let scaling = r.scaling.map(|sc| scaling(c, &p, sc, health_check.as_ref()));
+    let mut scaling = r.scaling.map(|sc| scaling(c, &p, sc, health_check.as_ref()));
+    for (j, e) in r.schedule.iter().enumerate() {
+        match (e.check(), &mut scaling) {
+            (Ok(ev), Some(sc)) => sc.policy.schedule.push(ev),
+            (Ok(_), None) => c.err(format!("{p}.schedule[{j}]"), "known events need [pool.scaling] to act on"),
+            (Err(errs), _) => {
+                for (k, m) in errs {
+                    c.err(format!("{p}.schedule[{j}].{k}"), m);
+                }
+            }
+        }
+    }
     Some((
         PoolSettings { name: name?, members, balance, protocol, retry: r.retry.unwrap_or(true), health_check, passive },
         scaling,
@@ -804,6 +815,7 @@ fn scaling(
         ),
         max_step: c.count(&k("max_step"), r.max_step, 1, 100, d.policy.max_step as i64) as u32,
         launch_vcpus: c.count(&k("launch_vcpus"), r.launch_vcpus, 1, 1024, vcpus.1 as i64) as u32,
+        schedule: Vec::new(),
     };
     if !(vcpus.0..=vcpus.1).contains(&(policy.launch_vcpus as u64)) {
         c.err(k("launch_vcpus"), format!("{} is outside vcpus [{}, {}]", policy.launch_vcpus, vcpus.0, vcpus.1));

@@ -101,6 +101,20 @@ pub struct PoolStatus {
     /// Measured usage of the pool's VMs at the last stats reading.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<PoolUsage>,
+    /// Known events (`[[pool.schedule]]`), with whether each applies now and when that changes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<EventStatus>,
+}
+
+/// A known event as the admin page and API show it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EventStatus {
+    #[serde(flatten)]
+    pub event: crate::allocator::schedule::Event,
+    /// Running now.
+    pub active: bool,
+    /// Its end if it runs, else its next start (within a week); epoch seconds.
+    pub next_change: Option<u64>,
 }
 
 /// What the pool's VMs used between the last two stats readings (libvirt domain stats).
@@ -181,6 +195,20 @@ impl Controller {
             },
             usage: self.usage.clone(),
             accurate_since: self.accurate_since,
+            events: {
+                let now = self.clock.now_us() / 1_000_000;
+                self.p
+                    .settings
+                    .policy
+                    .schedule
+                    .iter()
+                    .map(|e| EventStatus {
+                        event: e.clone(),
+                        active: e.active_at(now),
+                        next_change: e.next_change(now),
+                    })
+                    .collect()
+            },
             lead: LeadStats {
                 lead_time_s: self.lead_time(),
                 auto: self.lead_auto(),
