@@ -153,8 +153,17 @@ impl App {
         let view = historian.as_ref().map(Historian::view);
         let forecaster = match (&settings.forecast, &view) {
             (Some(cfg), Some(v)) => Some(
-                Forecaster::start(forecast_config(cfg, &settings), v.clone(), clock.clone(), routes(&settings))
-                    .map_err(StartError::Forecast)?,
+                Forecaster::start(
+                    forecast_config(cfg, &settings),
+                    v.clone(),
+                    clock.clone(),
+                    routes(&settings),
+                    crate::forecast::exclusions::ExclusionStore::open(
+                        settings.exclusions.clone(),
+                        settings.historian.as_ref().and_then(|h| h.data_dir.clone()),
+                    ),
+                )
+                .map_err(StartError::Forecast)?,
             ),
             _ => None,
         };

@@ -455,3 +455,92 @@ async fn trace_context_reaches_the_upstream_the_records_and_the_json_access_log(
     let msg = format!("{errs:?}");
     assert!(msg.contains("listen.access_log_fields[6]") && msg.contains("user_agent"), "{msg}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn excluded_periods_from_the_config_and_the_cli_are_kept_refit_and_shaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = prescale::clock::now_us() / 1_000_000;
+    let cfg = dir.path().join("p.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n[historian]\ndata_dir = \"data\"\n\
+             [[endpoint]]\nname = \"api\"\npath_prefix = \"/api\"\npool = \"p\"\n\
+             exclude = [{{ from = \"{}\", to = \"{}\", reason = \"load test\" }}]\n\
+             [[pool]]\nname = \"p\"\nmembers = [\"127.0.0.1:9\"]\n",
+            now - 6 * 3600,
+            now - 5 * 3600
+        ),
+    )
+    .unwrap();
+    history(dir.path(), &cfg);
+    let app = prescale::app::App::start(prescale::config::load(&cfg).unwrap()).await.unwrap();
+    let c = client();
+    let forecast = async || -> Value { get(&c, &admin_url(&app, "/admin/api/forecast?endpoint=api")).await.json() };
+    assert!(
+        eventually(Duration::from_secs(30), async || forecast().await["model"].as_str().is_some_and(|m| m != "none"))
+            .await
+    );
+    let fitted_at = forecast().await["fitted_at"].as_u64().unwrap();
+
+    // An operator excludes an incident from the terminal (no token: the page's form secret).
+    let admin = format!("http://{}", app.admin_addr);
+    let (from, to) = ((now - 3 * 3600).to_string(), (now - 2 * 3600).to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_prescale"))
+            .args([
+                "exclude",
+                "--admin",
+                &admin,
+                "--endpoint",
+                "api",
+                "--from",
+                &from,
+                "--to",
+                &to,
+                "--reason",
+                "incident <7>",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got = get(&c, &admin_url(&app, "/admin/api/exclusions")).await;
+    assert_eq!(got.status, 200, "{}", String::from_utf8_lossy(&got.body));
+    let list: Value = got.json();
+    let reasons: Vec<&str> = list.as_array().unwrap().iter().map(|x| x["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons, ["load test", "incident <7>"], "{list}");
+    assert_eq!(list[1]["source"], "admin");
+    // The model is fitted again without the excluded hours …
+    let refit = async || {
+        let f = forecast().await;
+        f["fit_reason"] == "manual" && f["fitted_at"].as_u64().is_some_and(|t| t >= fitted_at)
+    };
+    assert!(eventually(Duration::from_secs(15), refit).await, "{}", forecast().await);
+    // … the charts shade both spans (escaped) …
+    let page = String::from_utf8_lossy(&get(&c, &admin_url(&app, "/admin?refresh=0")).await.body).into_owned();
+    assert_eq!(page.matches(r#"class="excluded""#).count(), 2, "two spans on the day chart");
+    assert!(page.contains("excluded from the models: incident &lt;7&gt;"));
+    // … and the operator's one is kept in the data_dir for the next start.
+    let saved = std::fs::read_to_string(dir.path().join("data/exclusions.json")).unwrap();
+    assert!(saved.contains("incident <7>") && !saved.contains("load test"), "{saved}");
+    // A bad period is refused, named.
+    let admin = format!("http://{}", app.admin_addr);
+    let bad = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_prescale"))
+            .args(["exclude", "--admin", &admin, "--endpoint", "api", "--from", "later", "--to", "1", "--reason", "x"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("from: \"later\" is not a time"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    app.stop().await;
+}

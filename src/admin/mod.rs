@@ -671,7 +671,25 @@ async fn action(shared: &Shared, ip: IpAddr, req: hyper::Request<Incoming>) -> R
                     .map_err(|b| b.to_string()),
             }
         }
-        a => return text(StatusCode::BAD_REQUEST, PLAIN, format!("action {a:?}: use mode, scale or refit\n")),
+        "exclude" => {
+            let e = get("endpoint");
+            let time = |k: &str| {
+                crate::historian::import::parse_time(get(k))
+                    .map_err(|_| format!("{k}: {:?} is not a time such as 2026-11-27T08:00:00Z", get(k)))
+            };
+            match (shared.forecasts.as_ref(), time("from"), time("to")) {
+                (None, ..) => Err("forecasting is disabled".to_string()),
+                (_, Err(m), _) | (_, _, Err(m)) => Err(m),
+                (Some(f), Ok(from), Ok(to)) if f.get(e).is_some() => {
+                    f.exclude(e, from, to, get("reason")).map_err(|x| x.to_string()).map(|_| {
+                        tracing::info!(endpoint = e, from, to, reason = get("reason"), "admin: period excluded");
+                        format!("endpoint {e}: {from}–{to} excluded; its model is fitted again")
+                    })
+                }
+                (Some(_), ..) => Err(format!("no forecast for endpoint {e:?}")),
+            }
+        }
+        a => return text(StatusCode::BAD_REQUEST, PLAIN, format!("action {a:?}: use mode, scale, refit or exclude\n")),
     };
     match result {
         Ok(msg) => see_other(shared, msg),
@@ -718,6 +736,12 @@ fn route(shared: &Shared, req: &http::request::Parts) -> Response<Full<Bytes>> {
                 "calls" => api::calls(h, &params),
                 "forecast" => api::forecast(shared.forecasts.as_ref(), &params),
                 "accuracy" => api::accuracy(shared.forecasts.as_ref(), &params),
+                "exclusions" => match &shared.forecasts {
+                    Some(f) => serde_json::to_string(&*f.exclusions())
+                        .map(api::Page::from)
+                        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+                    None => Err((StatusCode::NOT_FOUND, "forecasting is disabled".to_string())),
+                },
                 other => Err((StatusCode::NOT_FOUND, format!("no API named {other:?}"))),
             })
         }

@@ -34,7 +34,7 @@ th{background:#eef1f5;font-weight:600}td.num,th.num{text-align:right}.scroll{ove
 input,select{font:inherit;padding:2px 4px;max-width:100%}.legend span{margin-right:10px;white-space:nowrap}
 .sw{display:inline-block;width:12px;height:8px;margin-right:4px;vertical-align:middle}
 .events{margin-bottom:8px}.events tr.active td{background:#fff6e0}
-.sw.a{background:#555}.sw.f{background:#1f77b4}.sw.b80{background:#9ecae1}.sw.b95{background:#deebf7}.sw.p{background:#ff7f0e}
+.sw.x{background:#efe3f7}.sw.a{background:#555}.sw.f{background:#1f77b4}.sw.b80{background:#9ecae1}.sw.b95{background:#deebf7}.sw.p{background:#ff7f0e}
 @media (max-width:600px){main{padding:6px}.card{flex-basis:100%}th,td{padding:3px}}
 "#;
 
@@ -76,7 +76,14 @@ enum View {
 /// and 95 % bands, the forecasts made 15 min ahead (dashed), and — for a scaled pool — the
 /// pool's capacity now (dashed red). Minutes prescale did not record break the line; they are
 /// not drawn as zeros. Width 600 in SVG units, scaled by CSS.
-fn chart(points: &[Point], f: Option<&EndpointForecast>, now: u64, view: View, capacity: Option<f64>) -> Markup {
+fn chart(
+    points: &[Point],
+    f: Option<&EndpointForecast>,
+    now: u64,
+    view: View,
+    capacity: Option<f64>,
+    excluded: &[crate::forecast::exclusions::Exclusion],
+) -> Markup {
     let (w, h, l, r, top, bottom) = (600.0, if view == View::Day { 170.0 } else { 140.0 }, 34.0, 6.0, 6.0, 18.0);
     let (t0, col_s) = match view {
         View::Day => (now.saturating_sub(86_400), 300),
@@ -168,8 +175,19 @@ fn chart(points: &[Point], f: Option<&EndpointForecast>, now: u64, view: View, c
     let past_step = if view == View::Day { 5 } else { 1 };
     let f1 = |v: f64| format!("{v:.1}");
     let xn = f1(x(now));
+    // Excluded spans inside the chart, clipped to it.
+    let shaded: Vec<(f64, f64, &str)> = excluded
+        .iter()
+        .filter(|e| e.to > t0 && e.from < t1)
+        .map(|e| (x(e.from.max(t0)), x(e.to.min(t1)), e.reason.as_str()))
+        .collect();
     html! {
         svg class=(class) viewBox={ "0 0 " (w) " " (h) } role="img" aria-label=(label) {
+            @for (x0, x1, why) in &shaded {
+                rect.excluded x=(f1(*x0)) y=(top) width=(f1((x1 - x0).max(1.0))) height=(h - top - bottom) fill="#efe3f7" {
+                    title { "excluded from the models: " (why) }
+                }
+            }
             @for (yy, text) in &grid {
                 line x1=(l) x2=(w - r) y1=(f1(*yy)) y2=(f1(*yy)) stroke="#eee" {}
                 text x=(l - 3.0) y=(f1(yy + 3.0)) font-size="9" text-anchor="end" fill="#666" { (text) }
@@ -303,6 +321,7 @@ fn endpoints(
                 span { i.sw.b80 {} "80 %" }
                 span { i.sw.b95 {} "95 %" }
                 span { i.sw.p {} "forecast 15 min ahead" }
+                span { i.sw.x {} "excluded from the models" }
             }
             div.cards {
                 @if snap.is_none() {
@@ -318,6 +337,7 @@ fn endpoints(
                         f.note.clone().map_or_else(|| format!("{} ({})", f.model, f.fit_reason), |n| format!("no forecast: {n}"))
                     });
                     @let next = f.as_ref().and_then(|f| f.points.first()).map(|p| p.rate * 60.0);
+                    @let excluded: Vec<crate::forecast::exclusions::Exclusion> = shared.forecasts.as_ref().map(|fv| fv.exclusions().iter().filter(|x| *x.endpoint == *e.name).cloned().collect()).unwrap_or_default();
                     // The capacity of the endpoint's pool, when it scales (shared by the pool's endpoints).
                     @let route_pool = shared.proxy.table().router.routes().iter().find(|r| *r.name == *e.name).map(|r| r.pool.name.clone());
                     @let capacity = alloc.and_then(|a| a.pools.iter().find(|p| Some(&p.pool) == route_pool.as_ref()).map(|p| p.capacity_rps * 60.0));
@@ -326,12 +346,12 @@ fn endpoints(
                             span { (e.name) }
                             span.muted.small { (e.calls_total) " calls · model " (model) " · next min " (opt(next, 0)) " calls" }
                         }
-                        (chart(&pts, f.as_deref(), now, View::Day, capacity))
+                        (chart(&pts, f.as_deref(), now, View::Day, capacity, &excluded))
                         p.small.muted {
                             "next hour, each minute"
                             @if capacity.is_some() { " · red: the pool's capacity now, calls/min (shared by its endpoints)" }
                         }
-                        (chart(&pts, f.as_deref(), now, View::NextHour, capacity))
+                        (chart(&pts, f.as_deref(), now, View::NextHour, capacity, &excluded))
                         @if f.is_some() {
                             (action_form(csrf, &[("action", "refit"), ("endpoint", &e.name)], "choose the model again"))
                         }
@@ -590,20 +610,31 @@ mod tests {
                 missing: false,
             })
             .collect();
-        let svg = chart(&pts, None, now, View::Day, None).into_string();
+        let svg = chart(&pts, None, now, View::Day, None, &[]).into_string();
         assert!(svg.contains(r#"class="actual""#) && !svg.contains(r#"class="forecast""#));
         // The y axis tops out just above the highest 5-minute mean (107 calls/min).
         assert!(svg.contains(">38<") || svg.contains(">39<"), "grid label a third of the way: {svg}");
         // Regression (issue 21, section 5): a gap was drawn as a slope; now it breaks the line.
         let gappy: Vec<Point> =
             pts.iter().filter(|p| !(600..700).contains(&((p.t - (now - 86_400)) / 60))).cloned().collect();
-        let svg = chart(&gappy, None, now, View::Day, None).into_string();
+        let svg = chart(&gappy, None, now, View::Day, None, &[]).into_string();
         let d = svg.split(r#"class="actual" d=""#).nth(1).unwrap().split('"').next().unwrap();
         assert_eq!(d.matches('M').count(), 2, "two runs of data, two subpaths: {d}");
         // An idle endpoint: a readable axis and a note, not "1, 1, 0, 0".
-        let svg = chart(&[], None, now, View::NextHour, None).into_string();
+        let svg = chart(&[], None, now, View::NextHour, None, &[]).into_string();
         assert!(svg.contains("no calls recorded") && svg.contains(">1.0<") && svg.contains(">3.0<"), "{svg}");
         // A scaled pool's capacity is drawn.
-        assert!(chart(&pts, None, now, View::NextHour, Some(150.0)).into_string().contains(r#"class="capacity""#));
+        assert!(chart(&pts, None, now, View::NextHour, Some(150.0), &[]).into_string().contains(r#"class="capacity""#));
+        // An excluded span is shaded with its reason, clipped to the chart.
+        let x = crate::forecast::exclusions::Exclusion {
+            endpoint: "api".into(),
+            from: now - 100_000,
+            to: now - 80_000,
+            reason: "load <test>".into(),
+            source: "admin".into(),
+        };
+        let svg = chart(&pts, None, now, View::Day, None, &[x]).into_string();
+        assert!(svg.contains(r#"class="excluded" x="34.0""#), "clipped at the left edge: {svg}");
+        assert!(svg.contains("excluded from the models: load &lt;test&gt;"));
     }
 }

@@ -126,6 +126,32 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Exclude a period of an endpoint's history from what its models learn and how they are
+    /// scored (an incident, a load test), on a running instance; it is kept in the data_dir.
+    Exclude {
+        #[arg(long, short, default_value = "proxy.toml")]
+        config: PathBuf,
+        /// The admin URL instead (http://host:port or https://host:port)
+        #[arg(long)]
+        admin: Option<String>,
+        /// A file holding the admin token (default: PRESCALE_ADMIN_TOKEN, or the config's)
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// PEM certificates to trust when the admin speaks HTTPS
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        #[arg(long)]
+        endpoint: String,
+        /// Start: RFC 3339 (2026-11-27T08:00:00Z) or epoch seconds
+        #[arg(long)]
+        from: String,
+        /// End (excluded)
+        #[arg(long)]
+        to: String,
+        /// Why (shown on the admin charts)
+        #[arg(long)]
+        reason: String,
+    },
     /// Seed a week of history, run prescale on an accelerated clock in front of simulated VMs
     /// (libvirt's test driver + in-process servers) and replay the next day through it; no
     /// configuration, root or daemon needed.
@@ -183,6 +209,7 @@ pub fn main() -> ExitCode {
             | Command::Backtest { .. }
             | Command::Simulate { .. }
             | Command::Status { .. }
+            | Command::Exclude { .. }
     ) {
         // SAFETY: restoring a signal's default action before any thread of ours exists.
         unsafe {
@@ -250,6 +277,17 @@ pub fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("prescale status: {e:#}");
+                    ExitCode::from(EXIT_START)
+                }
+            }
+        }
+        Command::Exclude { config, admin, token_file, ca, endpoint, from, to, reason } => {
+            match status::Target::resolve(admin, &config, token_file, ca)
+                .and_then(|t| status::exclude(&t, &endpoint, &from, &to, &reason))
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("prescale exclude: {e:#}");
                     ExitCode::from(EXIT_START)
                 }
             }

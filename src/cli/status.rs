@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 
 /// Where the admin API is and how to get in.
@@ -71,6 +71,20 @@ async fn gather(t: &Target) -> anyhow::Result<Value> {
         eps.push(json!({ "endpoint": e, "forecast": forecast }));
     }
     Ok(json!({ "admin": t.base, "pools": pools, "endpoints": eps, "decisions": decisions }))
+}
+
+/// `prescale exclude`: excludes a period of an endpoint from what its models learn, through the
+/// running instance's admin action (saved in its data_dir; the model is fitted again).
+pub(super) fn exclude(t: &Target, endpoint: &str, from: &str, to: &str, reason: &str) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let client = Client::new(t)?;
+        client
+            .action(&[("action", "exclude"), ("endpoint", endpoint), ("from", from), ("to", to), ("reason", reason)])
+            .await
+    })?;
+    println!("{endpoint}: {from} – {to} excluded from its models ({reason}); it is fitted again");
+    Ok(())
 }
 
 pub(super) fn status(t: &Target, as_json: bool) -> anyhow::Result<()> {
@@ -281,22 +295,63 @@ impl Client {
         Ok(Self { host, port, token: t.token.clone(), tls })
     }
 
+    /// A JSON answer of the admin API.
     async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        tokio::time::timeout(Duration::from_secs(10), self.fetch(path))
-            .await
-            .map_err(|_| anyhow!("GET {path}: no answer within 10 s"))?
+        let (status, body) = self.call(http::Method::GET, path, None).await?;
+        if status != 200 {
+            bail!("GET {path}: {status} {}", String::from_utf8_lossy(&body).trim());
+        }
+        serde_json::from_slice(&body).with_context(|| format!("GET {path}: not JSON"))
     }
 
-    async fn fetch(&self, path: &str) -> anyhow::Result<Value> {
+    /// `POST /admin/action` with these fields: with the token when there is one, else with the
+    /// form secret of a fresh page load (what a browser on this machine would send).
+    async fn action(&self, fields: &[(&str, &str)]) -> anyhow::Result<()> {
+        let mut form: Vec<(String, String)> = fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        if self.token.is_none() {
+            let (_, page) = self.call(http::Method::GET, "/admin?refresh=0", None).await?;
+            let page = String::from_utf8_lossy(&page);
+            let secret = page
+                .split(r#"name="csrf" value=""#)
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .context("the admin page offered no form secret")?;
+            form.push(("csrf".into(), secret.to_string()));
+        }
+        let body: String =
+            form.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&");
+        let (status, answer) = self.call(http::Method::POST, "/admin/action", Some(body)).await?;
+        match status {
+            303 => Ok(()),
+            _ => bail!("{status}: {}", String::from_utf8_lossy(&answer).trim()),
+        }
+    }
+
+    async fn call(&self, method: http::Method, path: &str, form: Option<String>) -> anyhow::Result<(u16, Bytes)> {
+        tokio::time::timeout(Duration::from_secs(10), self.fetch(method.clone(), path, form))
+            .await
+            .map_err(|_| anyhow!("{method} {path}: no answer within 10 s"))?
+    }
+
+    async fn fetch(&self, method: http::Method, path: &str, form: Option<String>) -> anyhow::Result<(u16, Bytes)> {
         let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
             .await
             .with_context(|| format!("connecting to {}:{} (is prescale running?)", self.host, self.port))?;
         let req = {
-            let mut b = http::Request::get(path).header(http::header::HOST, format!("{}:{}", self.host, self.port));
+            let mut b = http::Request::builder()
+                .method(method.clone())
+                .uri(path)
+                .header(http::header::HOST, format!("{}:{}", self.host, self.port));
             if let Some(t) = &self.token {
                 b = b.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
             }
-            b.body(Empty::<Bytes>::new())?
+            match form {
+                Some(f) => b
+                    .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .header(http::header::CONTENT_LENGTH, f.len())
+                    .body(Full::new(Bytes::from(f)))?,
+                None => b.body(Full::new(Bytes::new()))?,
+            }
         };
         let resp = match &self.tls {
             None => send(hyper_util::rt::TokioIo::new(tcp), req).await?,
@@ -308,17 +363,14 @@ impl Client {
         let (status, body) = resp;
         if status == 401 || status == 403 {
             bail!(
-                "GET {path}: {status} — give the admin token (--token-file, PRESCALE_ADMIN_TOKEN, or admin.token_file)"
+                "{method} {path}: {status} — give the admin token (--token-file, PRESCALE_ADMIN_TOKEN, or admin.token_file)"
             );
         }
-        if status != 200 {
-            bail!("GET {path}: {status} {}", String::from_utf8_lossy(&body).trim());
-        }
-        serde_json::from_slice(&body).with_context(|| format!("GET {path}: not JSON"))
+        Ok((status, body))
     }
 }
 
-async fn send<I>(io: I, req: http::Request<Empty<Bytes>>) -> anyhow::Result<(u16, Bytes)>
+async fn send<I>(io: I, req: http::Request<Full<Bytes>>) -> anyhow::Result<(u16, Bytes)>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {

@@ -116,6 +116,17 @@ pub(super) struct RawEndpoint {
     pub methods: Option<Vec<String>>,
     pub host: Option<String>,
     pub class_param: Option<String>,
+    /// Periods the models skip: `[{ from = "…", to = "…", reason = "…" }]`.
+    pub exclude: Vec<RawExclude>,
+}
+
+/// One of an endpoint's `exclude` entries.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct RawExclude {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub reason: Option<String>,
 }
 
 /// `[[pool]]`: an upstream pool.

@@ -111,7 +111,15 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Settings, Vec<Conf
     let mut endpoints = Vec::new();
     let mut names = HashSet::new();
     let mut routes = HashSet::new();
-    for (i, e) in raw.endpoint.into_iter().enumerate() {
+    let mut exclusions = Vec::new();
+    for (i, mut e) in raw.endpoint.into_iter().enumerate() {
+        let excludes = std::mem::take(&mut e.exclude);
+        let ep_name = e.name.clone().unwrap_or_default();
+        for (j, x) in excludes.into_iter().enumerate() {
+            if let Some(x) = exclude(&mut c, &format!("endpoint[{i}].exclude[{j}]"), &ep_name, x) {
+                exclusions.push(x);
+            }
+        }
         if let Some(e) = endpoint(&mut c, i, e, &pool_names) {
             if !names.insert(e.name.clone()) {
                 c.err(format!("endpoint[{i}].name"), format!("duplicate endpoint name {:?}", e.name));
@@ -127,7 +135,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Settings, Vec<Conf
         c.err("admin.addr", "must differ from listen.addr");
     }
     if c.errors.is_empty() {
-        Ok(Settings { listen, admin, upstream, historian, forecast, endpoints, pools, scaling })
+        Ok(Settings { listen, admin, upstream, historian, forecast, endpoints, pools, scaling, exclusions })
     } else {
         Err(c.errors)
     }
@@ -502,6 +510,44 @@ fn name(c: &mut Check, path: String, v: Option<String>) -> Option<String> {
         }
         Some(n) => Some(n),
     }
+}
+
+/// One of an endpoint's `exclude` entries.
+fn exclude(
+    c: &mut Check,
+    p: &str,
+    endpoint: &str,
+    x: crate::config::raw::RawExclude,
+) -> Option<crate::forecast::exclusions::Exclusion> {
+    let mut time = |key: &str, v: Option<String>| match v {
+        None => {
+            c.err(format!("{p}.{key}"), "missing (a time such as \"2026-11-27T08:00:00Z\")");
+            None
+        }
+        Some(s) => crate::historian::import::parse_time(&s)
+            .map_err(|_| c.err(format!("{p}.{key}"), format!("{s:?} is not a time such as \"2026-11-27T08:00:00Z\"")))
+            .ok(),
+    };
+    let (from, to) = (time("from", x.from), time("to", x.to));
+    let reason = match x.reason.as_deref().map(str::trim) {
+        Some(r) if !r.is_empty() && r.len() <= 200 => Some(r.to_string()),
+        _ => {
+            c.err(format!("{p}.reason"), "required: why the period is excluded (≤ 200 bytes)");
+            None
+        }
+    };
+    let (from, to, reason) = (from?, to?, reason?);
+    if to <= from {
+        c.err(format!("{p}.to"), "must be after from");
+        return None;
+    }
+    Some(crate::forecast::exclusions::Exclusion {
+        endpoint: endpoint.into(),
+        from,
+        to,
+        reason,
+        source: "config".into(),
+    })
 }
 
 fn endpoint(c: &mut Check, i: usize, e: RawEndpoint, pools: &HashSet<String>) -> Option<EndpointSettings> {

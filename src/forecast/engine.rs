@@ -70,6 +70,9 @@ pub(crate) struct Engine {
     past: HashMap<String, Arc<VecDeque<PastPoint>>>,
     /// Endpoints an operator asked to re-choose (`manual`).
     forced: std::collections::HashSet<String>,
+    /// Excluded spans per endpoint, `[from, to)` epoch seconds: their buckets are missing to
+    /// the models and the scorer.
+    excluded: HashMap<String, Vec<(u64, u64)>>,
 }
 
 /// A stable phase in `[0, 1)` per endpoint, for staggering.
@@ -94,7 +97,31 @@ impl Engine {
             scorers: HashMap::new(),
             forced: Default::default(),
             past: HashMap::new(),
+            excluded: HashMap::new(),
         }
+    }
+
+    /// Sets `name`'s excluded spans; when they changed and a model exists, it is fitted again
+    /// (as a `manual` refit) so what it learned from the span is forgotten.
+    pub(crate) fn set_exclusions(&mut self, name: &str, spans: Vec<(u64, u64)>) {
+        let old = self.excluded.get(name).map_or(&[][..], Vec::as_slice);
+        if old == spans.as_slice() {
+            return;
+        }
+        if self.models.contains_key(name) {
+            self.forced.insert(name.to_string());
+        }
+        if spans.is_empty() {
+            self.excluded.remove(name);
+        } else {
+            self.excluded.insert(name.to_string(), spans);
+        }
+    }
+
+    /// A bucket's value as the models see it: `NaN` when missing or excluded.
+    fn value(&self, name: &str, p: &crate::historian::series::Point) -> f64 {
+        let excluded = self.excluded.get(name).is_some_and(|s| s.iter().any(|(a, b)| *a <= p.t && p.t < *b));
+        if p.missing || excluded { f64::NAN } else { p.count as f64 }
     }
 
     /// Asks for `name` to be chosen again at the next feed (`fit_reason: manual`).
@@ -112,15 +139,21 @@ impl Engine {
     pub(crate) fn feed(&mut self, name: &str, tier: &Tier, now_s: u64) -> Option<(u64, &'static str)> {
         let step = self.step_s;
         let end = tier.next();
+        let values: Vec<(u64, f64)> = match self.models.get(name) {
+            Some(m) if m.next < end => {
+                tier.points(m.next * step, end * step, step).iter().map(|p| (p.t, self.value(name, p))).collect()
+            }
+            _ => Vec::new(),
+        };
         let (when, reason) = match self.models.get_mut(name) {
             None => (0, "first"),
             Some(m) if m.next > end => (0, "first"),
             Some(m) => {
                 if m.next < end {
                     let scorer = self.scorers.entry(name.to_string()).or_insert_with(|| Scorer::with_step(step));
-                    for p in tier.points(m.next * step, end * step, step) {
-                        let v = if p.missing { f64::NAN } else { p.count as f64 };
-                        scorer.observe(p.t / step, v);
+                    for (t, v) in values {
+                        let p_t = t;
+                        scorer.observe(p_t / step, v);
                         if v.is_finite() {
                             let f = m.fit.predict(1);
                             let side = if v > f.hi95[0] {
@@ -169,11 +202,7 @@ impl Engine {
         self.forced.remove(name);
         let end = tier.next();
         let from = end.saturating_sub(self.cfg.history_days * self.buckets_per_day());
-        let y: Vec<f64> = tier
-            .points(from * step, end * step, step)
-            .iter()
-            .map(|p| if p.missing { f64::NAN } else { p.count as f64 })
-            .collect();
+        let y: Vec<f64> = tier.points(from * step, end * step, step).iter().map(|p| self.value(name, p)).collect();
         // Leading missing buckets (before any history) are not part of the series.
         let first = y.iter().position(|v| v.is_finite()).unwrap_or(y.len());
         let y = &y[first..];
@@ -318,6 +347,47 @@ mod tests {
             next = e.forecast("a", &tier).map_or(f64::NAN, |f| f.points[0].rate * 60.0);
         }
         (reasons, next)
+    }
+
+    #[test]
+    fn an_excluded_period_is_not_learned_from_and_a_new_exclusion_refits() {
+        // Three days of the daily cycle whose last three hours are a load test at ten times the
+        // level. Fitted on all of it, the next hour is forecast high; with the load test
+        // excluded, the forecast follows the cycle.
+        let day = |m: u64| 200.0 + 150.0 * ((m % 1440) as f64 / 1440.0 * std::f64::consts::TAU).sin();
+        let start = 30_000_000u64;
+        let test_from = start + 3 * 1440 - 180;
+        let mut tier = Tier::new(60, 10 * 1440);
+        for m in 0..3 * 1440 {
+            let v = if start + m >= test_from { day(m) * 10.0 } else { day(m) };
+            put(&mut tier, start + m, v);
+        }
+        let now = (start + 3 * 1440) * 60;
+        let next_hour = |e: &mut Engine| {
+            let f = e.forecast("a", &tier).unwrap();
+            f.points.iter().map(|p| p.rate * 60.0).sum::<f64>() / f.points.len() as f64
+        };
+        let truth = (0..60).map(|k| day(3 * 1440 + k)).sum::<f64>() / 60.0;
+        let mut plain = Engine::new(ForecastConfig::default(), 60);
+        let (_, r) = plain.feed("a", &tier, now).unwrap();
+        plain.fit("a", &tier, now, r);
+        let learned = next_hour(&mut plain);
+        let mut e = Engine::new(ForecastConfig::default(), 60);
+        e.set_exclusions("a", vec![(test_from * 60, now)]);
+        let (_, r) = e.feed("a", &tier, now).unwrap();
+        e.fit("a", &tier, now, r);
+        let skipped = next_hour(&mut e);
+        assert!(learned > 2.0 * truth, "fitted on the load test: {learned:.0} vs {truth:.0}");
+        assert!((skipped - truth).abs() < 0.25 * truth, "excluded: {skipped:.0} vs {truth:.0}");
+        // An exclusion added to a fitted endpoint makes it fit again (as a manual refit); the
+        // same spans again change nothing.
+        assert_eq!(plain.feed("a", &tier, now + 1), None);
+        plain.set_exclusions("a", vec![(test_from * 60, now)]);
+        assert_eq!(plain.feed("a", &tier, now + 1).map(|d| d.1), Some("manual"));
+        plain.fit("a", &tier, now + 1, "manual");
+        plain.set_exclusions("a", vec![(test_from * 60, now)]);
+        assert_eq!(plain.feed("a", &tier, now + 2), None);
+        assert!((next_hour(&mut plain) - truth).abs() < 0.25 * truth);
     }
 
     #[test]

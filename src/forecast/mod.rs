@@ -18,6 +18,7 @@ pub mod backtest;
 pub(crate) mod demand;
 pub mod dshw;
 pub(crate) mod engine;
+pub mod exclusions;
 pub mod hw;
 pub mod naive;
 pub(crate) mod optimize;

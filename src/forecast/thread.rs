@@ -57,16 +57,17 @@ impl Forecaster {
         historian: HistorianView,
         clock: SharedClock,
         routes: HashMap<String, String>,
+        exclusions: Arc<super::exclusions::ExclusionStore>,
     ) -> std::io::Result<Self> {
         let (refits, inbox) = crossbeam_channel::bounded::<String>(64);
-        let view = ForecastView(Arc::new(ArcSwap::from_pointee(Forecasts::default())), refits);
+        let view = ForecastView(Arc::new(ArcSwap::from_pointee(Forecasts::default())), refits, exclusions.clone());
         let routes = Arc::new(ArcSwap::from_pointee(routes));
         let (stop, stopped) = crossbeam_channel::bounded(1);
         let publish = view.0.clone();
         let r = routes.clone();
         let thread = std::thread::Builder::new()
             .name("prescale-forecast".into())
-            .spawn(move || run(cfg, historian, clock, r, publish, stopped, inbox))?;
+            .spawn(move || run(cfg, historian, clock, r, publish, stopped, Operators { refits: inbox, exclusions }))?;
         Ok(Self { view, routes, stop, thread: Some(thread) })
     }
 
@@ -93,6 +94,12 @@ impl Drop for Forecaster {
     }
 }
 
+/// What operators change at run time: refits asked for, excluded periods.
+struct Operators {
+    refits: Receiver<String>,
+    exclusions: Arc<super::exclusions::ExclusionStore>,
+}
+
 fn run(
     cfg: ForecastConfig,
     historian: HistorianView,
@@ -100,8 +107,9 @@ fn run(
     routes: Arc<ArcSwap<HashMap<String, String>>>,
     publish: Arc<ArcSwap<Forecasts>>,
     stop: Receiver<()>,
-    refits: Receiver<String>,
+    ops: Operators,
 ) {
+    let Operators { refits, exclusions } = ops;
     let cost = cfg.cost;
     let class_params = cfg.class_params.clone();
     let mut engine = Engine::new(cfg, STEP_S);
@@ -125,6 +133,7 @@ fn run(
         let mut due: Vec<(u64, usize, &'static str)> = Vec::new();
         for (i, ep) in snap.endpoints.iter().enumerate() {
             let Some(t) = tiers[i] else { continue };
+            engine.set_exclusions(&ep.name, exclusions.of(&ep.name));
             if let Some((when, reason)) = engine.feed(&ep.name, t, now_s) {
                 due.push((when, i, reason));
             }

@@ -16,7 +16,11 @@ pub struct Busy;
 
 /// Read side.
 #[derive(Clone)]
-pub struct ForecastView(pub(super) Arc<ArcSwap<Forecasts>>, pub(super) Sender<String>);
+pub struct ForecastView(
+    pub(super) Arc<ArcSwap<Forecasts>>,
+    pub(super) Sender<String>,
+    pub(super) Arc<super::exclusions::ExclusionStore>,
+);
 
 impl ForecastView {
     /// Asks for `endpoint`'s model to be chosen again (within a second).
@@ -35,5 +39,22 @@ impl ForecastView {
     }
     pub fn all(&self) -> Arc<Forecasts> {
         self.0.load_full()
+    }
+
+    /// Every excluded span in force (configured and added).
+    pub fn exclusions(&self) -> Arc<Vec<super::exclusions::Exclusion>> {
+        self.2.all()
+    }
+
+    /// Excludes `[from, to)` of `endpoint` from what its models learn and its scores (saved in
+    /// the data_dir; the endpoint is fitted again within a second).
+    pub fn exclude(
+        &self,
+        endpoint: &str,
+        from: u64,
+        to: u64,
+        reason: &str,
+    ) -> Result<(), super::exclusions::ExcludeError> {
+        self.2.add(endpoint, from, to, reason)
     }
 }

@@ -84,6 +84,26 @@ pub struct SimSettings {
     pub hpa_window_s: u64,
     /// Known events, as `[[pool.schedule]]` (`[[simulate.schedule]]`).
     pub schedule: Vec<crate::allocator::schedule::RawEvent>,
+    /// Periods of the trace the models skip, as an endpoint's `exclude` (`[[simulate.exclude]]`).
+    pub exclude: Vec<SimExclude>,
+}
+
+/// An excluded period of the replayed trace.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SimExclude {
+    /// RFC 3339 or epoch seconds.
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+}
+
+impl SimExclude {
+    /// `[from, to)` in epoch seconds, if both parse and `from < to`.
+    fn span(&self) -> Option<(u64, u64)> {
+        let t = |s: &str| crate::historian::import::parse_time(s).ok();
+        let (a, b) = (t(&self.from)?, t(&self.to)?);
+        (a < b).then_some((a, b))
+    }
 }
 
 impl Default for SimSettings {
@@ -120,6 +140,7 @@ impl Default for SimSettings {
             hpa_stabilization_s: 300,
             hpa_window_s: 60,
             schedule: Vec::new(),
+            exclude: Vec::new(),
         }
     }
 }
@@ -194,6 +215,13 @@ impl SimSettings {
             if let Err(errs) = e.check() {
                 let (k, m) = &errs[0];
                 return Err(SimError::Schedule(format!("simulate.schedule[{i}].{k}: {m}")));
+            }
+        }
+        for (i, x) in self.exclude.iter().enumerate() {
+            if x.span().is_none() || x.reason.trim().is_empty() {
+                return Err(SimError::Schedule(format!(
+                    "simulate.exclude[{i}]: needs from < to (RFC 3339 or epoch seconds) and a reason"
+                )));
             }
         }
         if self.refit_every_s < 60 || self.select_every_s < 60 {
@@ -580,6 +608,7 @@ pub fn run(
     };
     let uses_forecast = policies.iter().any(|p| p.forecasts());
     let mut engine = Engine::new(cfg, step);
+    engine.set_exclusions(name, s.exclude.iter().filter_map(SimExclude::span).collect());
     let mut tier = Tier::new(step, (s.history_days as usize + 1) * (86_400 / step as usize) + 1);
     let put = |tier: &mut Tier, i: usize| {
         let idx = series.start_s / step + i as u64;
