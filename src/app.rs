@@ -149,7 +149,12 @@ impl App {
             h.register(settings.endpoints.iter().map(|e| Arc::from(e.name.as_str())).collect());
         }
         let recorder = historian.as_ref().map(Historian::recorder);
-        let proxy = Proxy::new(settings.plane(), access, global, shutdown.clone(), recorder);
+        let otlp = match &settings.tracing {
+            None => None,
+            // The exporter thread ends by itself when the last handle is dropped.
+            Some(t) => Some(crate::proxy::otlp::Exporter::start(t).map_err(StartError::AccessLog)?.0),
+        };
+        let proxy = Proxy::new(settings.plane(), access, global, shutdown.clone(), recorder, otlp);
         let view = historian.as_ref().map(Historian::view);
         let forecaster = match (&settings.forecast, &view) {
             (Some(cfg), Some(v)) => Some(
@@ -226,6 +231,7 @@ impl App {
         diff(r, "listen.workers", &l0.workers, &l1.workers);
         diff(r, "listen.access_log", &l0.access_log, &l1.access_log);
         diff(r, "listen.access_log_format", &l0.access_log_format, &l1.access_log_format);
+        diff(r, "tracing", &old.tracing, &n.tracing);
         diff(r, "listen.tunnel_idle_timeout", &l0.tunnel_idle_timeout, &l1.tunnel_idle_timeout);
         let (a0, a1) = (&old.admin, &n.admin);
         diff(r, "admin.addr", &a0.addr, &a1.addr);

@@ -544,3 +544,124 @@ async fn excluded_periods_from_the_config_and_the_cli_are_kept_refit_and_shaded(
     );
     app.stop().await;
 }
+
+/// An OTLP/HTTP collector on loopback: every export it receives, decoded with the
+/// OpenTelemetry protobuf definitions.
+struct Collector {
+    addr: std::net::SocketAddr,
+    spans: std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_proto::tonic::trace::v1::Span>>>,
+}
+
+impl Collector {
+    async fn start() -> Self {
+        use http_body_util::BodyExt;
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use prost::Message;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let spans = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let got = spans.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((s, _)) = l.accept().await else { return };
+                let got = got.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let got = got.clone();
+                        async move {
+                            let ok = req.uri().path() == "/v1/traces"
+                                && req.headers()["content-type"] == "application/x-protobuf";
+                            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let decoded = ExportTraceServiceRequest::decode(body);
+                            let status = match (ok, decoded) {
+                                (true, Ok(r)) => {
+                                    for rs in r.resource_spans {
+                                        for ss in rs.scope_spans {
+                                            got.lock().unwrap().extend(ss.spans);
+                                        }
+                                    }
+                                    200
+                                }
+                                _ => 400,
+                            };
+                            let mut resp = http::Response::new(http_body_util::Full::new(bytes::Bytes::new()));
+                            *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                            Ok::<_, std::convert::Infallible>(resp)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                        .await;
+                });
+            }
+        });
+        Self { addr, spans }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_of_requests_and_decisions_reach_an_otlp_collector() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = Collector::start().await;
+    let uri = fixture(dir.path(), "node.xml", 4, 8, "");
+    let up = Upstream::start("u").await;
+    let port = 20_000 + fastrand::u16(0..20_000);
+    let text = format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n\
+         [tracing]\notlp_endpoint = \"http://{}/v1/traces\"\nservice_name = \"edge-proxy\"\n\
+         [[endpoint]]\nname = \"api\"\npath_prefix = \"/api\"\npool = \"static\"\n\
+         [[pool]]\nname = \"static\"\nmembers = [\"{}\"]\n\
+         [[pool]]\nname = \"p\"\nmembers = []\n\
+         [pool.scaling]\nuri = \"{uri}\"\ntemplate = \"tpl\"\nmode = \"enabled\"\nmin_vms = 1\nmax_vms = 1\n\
+         vcpus = [1, 1]\nmemory_mib = [256, 256]\nports = [{port}, {}]\n",
+        collector.addr,
+        up.addr,
+        port + 10
+    );
+    let app = prescale::app::App::start(prescale::config::parse(&text, dir.path()).unwrap()).await.unwrap();
+    let c = client();
+    const CLIENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let g = send(
+        &c,
+        http::Request::get(url(&app, "/api/x")).header("traceparent", CLIENT).body(Default::default()).unwrap(),
+    )
+    .await;
+    let sent = g.json()["headers"]["traceparent"].as_str().unwrap().to_string();
+    // Not sampled by the client: no span.
+    let unsampled = "00-11111111111111111111111111111111-00f067aa0ba902b7-00";
+    let g = send(
+        &c,
+        http::Request::get(url(&app, "/api/y")).header("traceparent", unsampled).body(Default::default()).unwrap(),
+    )
+    .await;
+    assert_eq!(g.status, 200);
+
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let find = |pred: &dyn Fn(&opentelemetry_proto::tonic::trace::v1::Span) -> bool| {
+        collector.spans.lock().unwrap().iter().find(|s| pred(s)).cloned()
+    };
+    let request = async || find(&|s| hex(&s.trace_id) == "4bf92f3577b34da6a3ce929d0e0e4736").is_some();
+    assert!(eventually(Duration::from_secs(10), request).await, "no request span");
+    let span = find(&|s| hex(&s.trace_id) == "4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+    assert_eq!(hex(&span.parent_span_id), "00f067aa0ba902b7", "the client's span is the parent");
+    assert_eq!(hex(&span.span_id), sent[36..52], "the upstream's parent is this span");
+    assert_eq!(span.name, "GET api");
+    let attr = |s: &opentelemetry_proto::tonic::trace::v1::Span, k: &str| {
+        s.attributes.iter().find(|a| a.key == k).and_then(|a| a.value.clone()).and_then(|v| v.value)
+    };
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+    assert_eq!(attr(&span, "http.response.status_code"), Some(V::IntValue(200)));
+    assert_eq!(attr(&span, "url.path"), Some(V::StringValue("/api/x".into())));
+    assert!(span.end_time_unix_nano > span.start_time_unix_nano);
+    // The decision to launch the pool's first VM is a span too.
+    let decision = async || find(&|s| s.name == "scaling decision p: launch").is_some();
+    assert!(eventually(Duration::from_secs(10), decision).await, "no decision span");
+    let d = find(&|s| s.name == "scaling decision p: launch").unwrap();
+    assert!(matches!(attr(&d, "prescale.reason"), Some(V::StringValue(r)) if r.contains("below min_vms")));
+    assert!(find(&|s| hex(&s.trace_id).starts_with("1111")).is_none(), "an unsampled trace is not exported");
+    let m = String::from_utf8_lossy(&get(&c, &admin_url(&app, "/metrics")).await.body).into_owned();
+    assert!(metric(&m, "prescale_trace_spans_total{result=\"exported\"}").is_some_and(|v| v >= 2.0), "{m}");
+    assert_eq!(metric(&m, "prescale_trace_spans_total{result=\"dropped\"}"), Some(0.0));
+    app.stop().await;
+    up.stop().await;
+}

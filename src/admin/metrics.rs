@@ -84,6 +84,7 @@ families! {
     MEMBER_HEALTHY: "prescale_member_healthy" Gauge None, ["pool", "member"], "1 if the member can take traffic (healthy, not draining, not ejected)";
     MEMBER_IN_FLIGHT: "prescale_member_requests_in_flight" Gauge None, ["pool", "member"], "Requests sent to the member and not finished";
     MEMBER_REQUESTS: "prescale_member_requests" Counter None, ["pool", "member"], "Requests sent to the member";
+    SPANS: "prescale_trace_spans" Counter None, ["result"], "Spans for the OTLP exporter ([tracing]): exported, dropped (queue full) or failed (the collector did not take them)";
     ADMIN_REFUSED: "prescale_admin_connections_refused" Counter None, [], "Admin connections beyond admin.max_connections (answered only for /live and /ready, then closed)";
     RECORDS: "prescale_historian_records" Counter None, ["result"], "Call records accepted by the historian, or dropped because its channel was full";
     LATE: "prescale_historian_late_records" Counter None, [], "Records whose bucket had already closed (counted, not in quantiles or on disk)";
@@ -238,6 +239,11 @@ fn read(src: &Sources<'_>) -> Scrape {
     s.counter(RETRIES, &[], g.upstream_retries.load(Relaxed));
     s.counter(LOG_DROPPED, &[], g.access_log_dropped.load(Relaxed));
     s.counter(ADMIN_REFUSED, &[], src.admin_refused);
+    if let Some(x) = src.proxy.otlp() {
+        s.counter(SPANS, &["exported"], x.stats.exported.load(Relaxed));
+        s.counter(SPANS, &["dropped"], x.stats.dropped.load(Relaxed));
+        s.counter(SPANS, &["failed"], x.stats.failed.load(Relaxed));
+    }
 
     for (name, e) in src.proxy.endpoint_stats() {
         let t = e.totals();

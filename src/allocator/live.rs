@@ -58,6 +58,34 @@ impl AllocatorView {
     }
 }
 
+/// A decision as a span of its own trace (`[tracing]`): what was decided, why, and how it went.
+fn decision_span(d: &LoggedDecision) -> crate::proxy::otlp::SpanRecord {
+    use crate::proxy::otlp::{Attr, SpanRecord};
+    let t = crate::proxy::traceparent::TraceContext::from_headers(&http::HeaderMap::new());
+    let kind = d.action.as_ref().map_or("hold", |a| a.kind());
+    let start_us = d.t * 1_000_000;
+    SpanRecord {
+        trace_id: t.trace_id,
+        span_id: t.span_id,
+        parent_id: None,
+        name: format!("scaling decision {}: {kind}", d.pool),
+        server: false,
+        start_us,
+        end_us: start_us + d.duration_ms.unwrap_or(0) * 1000,
+        error: d.outcome.class() == "error",
+        attributes: vec![
+            ("prescale.pool", Attr::Str(d.pool.clone())),
+            ("prescale.action", Attr::Str(kind.to_string())),
+            ("prescale.action.detail", Attr::Str(d.action.as_ref().map_or(String::new(), |a| a.to_string()))),
+            ("prescale.reason", Attr::Str(d.reason.clone())),
+            ("prescale.outcome", Attr::Str(d.outcome.as_text().into_owned())),
+            ("prescale.reactive", Attr::Bool(d.reactive)),
+            ("prescale.required_rps", Attr::Str(format!("{:.3}", d.inputs.required_rps))),
+            ("prescale.capacity_rps", Attr::Str(format!("{:.3}", d.inputs.capacity_rps))),
+        ],
+    }
+}
+
 pub struct Allocator {
     view: AllocatorView,
     stop: Sender<()>,
@@ -209,9 +237,13 @@ impl Allocator {
                     .ok()
             });
             type Actions = BTreeMap<(String, &'static str, &'static str), u64>;
+            let otlp = proxy.otlp().cloned();
             let mut keep = |decisions: &mut VecDeque<LoggedDecision>, actions: &mut Actions, d: LoggedDecision| {
                 if let Some(a) = &d.action {
                     *actions.entry((d.pool.clone(), a.kind(), d.outcome.class())).or_default() += 1;
+                }
+                if let Some(x) = &otlp {
+                    x.send(decision_span(&d));
                 }
                 if let Some(f) = file.as_mut()
                     && let Ok(line) = serde_json::to_string(&d)

@@ -52,6 +52,16 @@ pub(super) struct RawConfig {
     pub forecast: RawForecast,
     pub endpoint: Vec<RawEndpoint>,
     pub pool: Vec<RawPool>,
+    pub tracing: RawTracing,
+}
+
+/// `[tracing]`: OTLP/HTTP export of spans.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct RawTracing {
+    pub otlp_endpoint: Option<String>,
+    pub service_name: Option<String>,
+    pub queue: Option<i64>,
 }
 
 /// `[listen]`: the data-plane socket and its per-connection limits.

@@ -61,6 +61,8 @@ pub struct Settings {
     pub pools: Vec<PoolSettings>,
     /// `[pool.scaling]` by pool name: the pools whose VMs the allocator manages.
     pub scaling: std::collections::BTreeMap<String, crate::allocator::ScalingSettings>,
+    /// `[tracing]`: OTLP export of spans (off when absent).
+    pub tracing: Option<crate::proxy::otlp::OtlpSettings>,
     /// Excluded periods from the endpoints' `exclude = [...]`.
     pub exclusions: Vec<crate::forecast::exclusions::Exclusion>,
 }

@@ -131,11 +131,30 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Settings, Vec<Conf
             endpoints.push(e);
         }
     }
+    let tracing = match raw.tracing.otlp_endpoint.as_deref() {
+        None => None,
+        Some(u) => match u.parse::<http::Uri>() {
+            Ok(uri) if uri.scheme_str() == Some("http") && uri.authority().is_some() => {
+                Some(crate::proxy::otlp::OtlpSettings {
+                    endpoint: uri,
+                    service_name: raw.tracing.service_name.clone().unwrap_or_else(|| "prescale".into()),
+                    queue: c.count("tracing.queue", raw.tracing.queue, 1, 1_000_000, 8192) as usize,
+                })
+            }
+            _ => {
+                c.err(
+                    "tracing.otlp_endpoint",
+                    format!("{u:?} is not an http:// URL such as \"http://127.0.0.1:4318/v1/traces\""),
+                );
+                None
+            }
+        },
+    };
     if listen.addr == admin.addr && listen.addr.port() != 0 {
         c.err("admin.addr", "must differ from listen.addr");
     }
     if c.errors.is_empty() {
-        Ok(Settings { listen, admin, upstream, historian, forecast, endpoints, pools, scaling, exclusions })
+        Ok(Settings { listen, admin, upstream, historian, forecast, endpoints, pools, scaling, exclusions, tracing })
     } else {
         Err(c.errors)
     }

@@ -56,8 +56,10 @@ pub struct CallState {
     pub bytes_in: Option<Arc<AtomicU64>>,
     /// The response is prescale's 504.
     pub timeout: bool,
-    /// The W3C trace the call belongs to.
-    pub trace_id: [u8; 16],
+    /// The W3C trace the call belongs to, and prescale's span in it.
+    pub trace: super::traceparent::TraceContext,
+    /// Exports the call's span (a sampled trace, `[tracing]` on).
+    pub otlp: Option<super::otlp::Exporter>,
 }
 
 impl CallDone {
@@ -81,6 +83,36 @@ impl CallDone {
         if let Some(a) = s.access {
             a.send(s.status, latency, bytes_out, outcome);
         }
+        if let Some(x) = &s.otlp
+            && s.trace.sampled()
+        {
+            use super::otlp::{Attr, SpanRecord};
+            let upstream = s.inflight.as_ref().map(|i| i.member().addr.to_string());
+            let mut attributes = vec![
+                ("http.request.method", Attr::Str(s.method.to_string())),
+                ("url.path", Attr::Str(s.target.path().to_string())),
+                ("http.response.status_code", Attr::Int(i64::from(s.status))),
+                ("prescale.endpoint", Attr::Str(s.endpoint.to_string())),
+                ("client.address", Attr::Str(s.client.to_string())),
+            ];
+            if let Some(u) = upstream {
+                attributes.push(("server.address", Attr::Str(u)));
+            }
+            if outcome != Outcome::Complete {
+                attributes.push(("prescale.outcome", Attr::Str(format!("{outcome:?}").to_lowercase())));
+            }
+            x.send(SpanRecord {
+                trace_id: s.trace.trace_id,
+                span_id: s.trace.span_id,
+                parent_id: s.trace.parent_id,
+                name: format!("{} {}", s.method, s.endpoint),
+                server: true,
+                start_us: s.start_us,
+                end_us: s.start_us + latency.as_micros() as u64,
+                error: s.status >= 500 || outcome == Outcome::UpstreamAborted,
+                attributes,
+            });
+        }
         if let Some(rec) = &s.recorder {
             let outcome = match outcome {
                 Outcome::Cancelled => CallOutcome::Cancelled,
@@ -102,7 +134,7 @@ impl CallDone {
                 bytes_out,
                 client: s.client,
                 upstream: s.inflight.as_ref().map(|i| i.member().addr.clone()),
-                trace_id: s.trace_id,
+                trace_id: s.trace.trace_id,
             });
         }
     }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod headers;
 pub(crate) mod health;
 pub mod listener;
+pub mod otlp;
 pub mod pool;
 pub mod router;
 pub mod settings;
@@ -78,6 +79,8 @@ pub struct Proxy {
     /// Client for health checks (on the control runtime); workers have their own pools.
     client: UpstreamClient,
     access: Option<access::AccessLogger>,
+    /// Exports spans (`[tracing]`), for calls and for the allocator's decisions.
+    pub(crate) otlp: Option<otlp::Exporter>,
     /// Hands finished calls to the historian (absent when recording is off).
     recorder: Option<crate::historian::Recorder>,
     /// Tracks upgraded (WebSocket) tunnels and health tasks so shutdown can wait for them.
@@ -105,6 +108,11 @@ pub(crate) fn build_client(u: &UpstreamSettings) -> UpstreamClient {
 }
 
 impl Proxy {
+    /// The span exporter, when `[tracing]` is on.
+    pub fn otlp(&self) -> Option<&otlp::Exporter> {
+        self.otlp.as_ref()
+    }
+
     /// Builds the data plane from validated settings. Must be called inside a tokio runtime
     /// (health-check tasks are spawned on it).
     pub fn new(
@@ -113,6 +121,7 @@ impl Proxy {
         global: Arc<GlobalStats>,
         shutdown: CancellationToken,
         recorder: Option<crate::historian::Recorder>,
+        otlp: Option<otlp::Exporter>,
     ) -> Arc<Self> {
         let proxy = Arc::new(Self {
             table: ArcSwap::from_pointee(RouteTable {
@@ -131,6 +140,7 @@ impl Proxy {
             client: build_client(settings.upstream),
             access,
             recorder,
+            otlp,
             tasks: TaskTracker::new(),
             shutdown,
         });

@@ -69,7 +69,8 @@ where
             client,
             bytes_in: r.bytes_in.clone(),
             timeout: false,
-            trace_id: r.trace.trace_id,
+            trace: r.trace,
+            otlp: proxy.otlp.clone(),
         });
         let log = proxy.access.is_some().then(|| (r.conn.peer.ip(), r.rid.clone()));
         Recorded { worker: self.worker.clone(), done, log, inner: self.inner.call(r) }
@@ -111,7 +112,7 @@ where
                 s.target.path(),
                 &s.endpoint,
                 member,
-                Ids { request_id: rid.to_str().unwrap_or("-"), trace_id: s.trace_id },
+                Ids { request_id: rid.to_str().unwrap_or("-"), trace_id: s.trace.trace_id },
             ))
         };
         Poll::Ready(Ok(match result {
