@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use crate::util::*;
 
@@ -130,4 +131,56 @@ async fn an_h2c_pool_multiplexes_a_workers_calls_on_one_connection() {
     assert_eq!(up.hits(), 81);
     let conns = up.conns.load(Ordering::SeqCst);
     assert_eq!(conns, 1, "81 calls, 16 at a time, on {conns} upstream connection(s)");
+}
+
+/// Issue 18, lever 4 ("hold, don't fail"): while no member of the pool can take requests, an
+/// endpoint with `hold` keeps them (bounded) until one is ready, then serves them; beyond the
+/// bound or the time, 503 with `Retry-After`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_held_until_a_member_is_ready_within_bounds() {
+    let addr = dead_addr();
+    let app = start(&format!(
+        "[[endpoint]]\nname = \"held\"\npath_prefix = \"/held\"\npool = \"p\"\nhold = \"5s\"\nhold_queue = 2\n\
+         [[endpoint]]\nname = \"quick\"\npath_prefix = \"/quick\"\npool = \"p\"\n\
+         [[endpoint]]\nname = \"short\"\npath_prefix = \"/short\"\npool = \"p\"\nhold = \"300ms\"\n\
+         [[pool]]\nname = \"p\"\nmembers = [\"{addr}\"]\n\
+         [pool.health_check]\npath = \"/health\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 1\n"
+    ))
+    .await;
+    let c = client();
+    // Without hold: 503 at once, with a Retry-After.
+    let quick = get(&c, &url(&app, "/quick/x")).await;
+    assert_eq!(quick.status, 503);
+    assert_eq!(quick.headers["retry-after"], "1");
+    // A short hold runs out: 503 after it, Retry-After its length (at least 1 s).
+    let t = std::time::Instant::now();
+    let short = get(&c, &url(&app, "/short/x")).await;
+    assert_eq!(short.status, 503);
+    assert!(t.elapsed() >= Duration::from_millis(280), "{:?}", t.elapsed());
+    assert_eq!(short.headers["retry-after"], "1");
+    // Two requests held (the bound), a third refused at once; then the member comes up.
+    let held: Vec<_> = (0..2)
+        .map(|i| {
+            let (c, u) = (c.clone(), url(&app, &format!("/held/{i}")));
+            tokio::spawn(async move { get(&c, &u).await.status })
+        })
+        .collect();
+    let metrics =
+        async || String::from_utf8_lossy(&get(&client(), &admin_url(&app, "/metrics")).await.body).into_owned();
+    let waiting = async || metric(&metrics().await, "prescale_requests_waiting{endpoint=\"held\"}") == Some(2.0);
+    assert!(eventually(Duration::from_secs(3), waiting).await);
+    let refused = get(&c, &url(&app, "/held/extra")).await;
+    assert_eq!(refused.status, 503, "beyond hold_queue");
+    assert_eq!(refused.headers["retry-after"], "5");
+    let up = Upstream::start_on("late", addr).await;
+    for h in held {
+        assert_eq!(h.await.unwrap(), 200, "held, then served once the member passed its check");
+    }
+    let m = metrics().await;
+    assert_eq!(metric(&m, "prescale_requests_held_total{endpoint=\"held\",result=\"served\"}"), Some(2.0), "{m}");
+    assert_eq!(metric(&m, "prescale_requests_held_total{endpoint=\"held\",result=\"refused\"}"), Some(1.0));
+    assert_eq!(metric(&m, "prescale_requests_held_total{endpoint=\"short\",result=\"timed_out\"}"), Some(1.0));
+    assert_eq!(metric(&m, "prescale_requests_waiting{endpoint=\"held\"}"), Some(0.0));
+    app.stop().await;
+    up.stop().await;
 }

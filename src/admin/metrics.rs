@@ -79,6 +79,8 @@ families! {
     RETRIES: "prescale_upstream_retries" Counter None, [], "Upstream attempts repeated on another member";
     LOG_DROPPED: "prescale_access_log_dropped_lines" Counter None, [], "Access-log lines dropped because the writer fell behind";
     REQUESTS: "prescale_requests" Counter None, ["endpoint", "class"], "Responses by endpoint and status class (2xx, 5xx, ...)";
+    HELD: "prescale_requests_held" Counter None, ["endpoint", "result"], "Requests held while no member was ready (the endpoint's hold), by how it ended: served, timed_out, refused (queue full)";
+    WAITING: "prescale_requests_waiting" Gauge None, ["endpoint"], "Requests held now, waiting for a member to become ready";
     CANCELLED: "prescale_requests_cancelled" Counter None, ["endpoint"], "Calls the client abandoned before the response ended";
     DURATION: "prescale_request_duration" Histogram S, ["endpoint"], "Time from the request's arrival to the end of the response body";
     MEMBER_HEALTHY: "prescale_member_healthy" Gauge None, ["pool", "member"], "1 if the member can take traffic (healthy, not draining, not ejected)";
@@ -251,6 +253,10 @@ fn read(src: &Sources<'_>) -> Scrape {
             s.counter(REQUESTS, &[&name, &format!("{}xx", i + 1)], *c);
         }
         s.counter(CANCELLED, &[&name], t.cancelled);
+        s.counter(HELD, &[&name, "served"], e.held_served.load(Relaxed));
+        s.counter(HELD, &[&name, "timed_out"], e.held_timed_out.load(Relaxed));
+        s.counter(HELD, &[&name, "refused"], e.held_refused.load(Relaxed));
+        s.gauge(WAITING, &[&name], e.held_now.load(Relaxed) as f64);
         let mut buckets: Vec<(f64, u64)> =
             LATENCY_BOUNDS_US.iter().zip(t.buckets.iter()).map(|(b, n)| (*b as f64 / 1e6, *n)).collect();
         buckets.push((f64::INFINITY, t.buckets[LATENCY_BOUNDS_US.len()]));

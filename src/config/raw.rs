@@ -128,6 +128,8 @@ pub(super) struct RawEndpoint {
     pub class_param: Option<String>,
     /// Periods the models skip: `[{ from = "…", to = "…", reason = "…" }]`.
     pub exclude: Vec<RawExclude>,
+    pub hold: Option<Dur>,
+    pub hold_queue: Option<i64>,
 }
 
 /// One of an endpoint's `exclude` entries.

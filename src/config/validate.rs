@@ -625,7 +625,21 @@ fn endpoint(c: &mut Check, i: usize, e: RawEndpoint, pools: &HashSet<String>) ->
         }
         ok
     });
-    Some(EndpointSettings { name: name?, path_prefix: path_prefix?, methods, host, pool: pool?, class_param })
+    let hold = c.duration(&format!("{p}.hold"), &e.hold, std::time::Duration::ZERO);
+    if hold > std::time::Duration::from_secs(600) {
+        c.err(format!("{p}.hold"), "at most 10m: a client waits that long");
+    }
+    let hold_queue = c.count(&format!("{p}.hold_queue"), e.hold_queue, 1, 1_000_000, 1000) as usize;
+    Some(EndpointSettings {
+        name: name?,
+        path_prefix: path_prefix?,
+        methods,
+        host,
+        pool: pool?,
+        class_param,
+        hold,
+        hold_queue,
+    })
 }
 
 fn pool(c: &mut Check, i: usize, r: RawPool) -> Option<(PoolSettings, Option<crate::allocator::ScalingSettings>)> {

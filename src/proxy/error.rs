@@ -21,7 +21,8 @@ pub enum ProxyError {
     #[error("request body larger than {limit} bytes")]
     BodyTooLarge { limit: u64 },
     #[error("no healthy member in pool {pool}")]
-    NoMember { pool: String },
+    /// No member could take the request (within the endpoint's `hold`, if any).
+    NoMember { pool: String, retry_after_s: u64 },
     #[error("cannot connect to upstream {member}: {source}")]
     Connect { member: String, source: super::upstream::UpstreamError },
     #[error("upstream {member} did not answer within {secs:.1}s")]

@@ -199,6 +199,8 @@ impl Proxy {
                 host: e.host.clone(),
                 pool: pools[&e.pool].clone(),
                 stats: stats.entry(e.name.clone()).or_default().clone(),
+                hold: e.hold,
+                hold_queue: e.hold_queue,
             })
             .collect();
         stats.retain(|name, _| settings.endpoints.iter().any(|e| &e.name == name));

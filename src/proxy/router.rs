@@ -19,6 +19,9 @@ pub struct Route {
     pub host: Option<String>,
     pub pool: Arc<Pool>,
     pub stats: Arc<EndpointStats>,
+    /// Holding requests while no member is ready (`hold` zero: off).
+    pub hold: std::time::Duration,
+    pub hold_queue: usize,
 }
 
 /// Immutable route table; a reload builds a new one.
@@ -87,6 +90,8 @@ mod tests {
             host: host.map(Into::into),
             pool: Pool::new("p", &[], Balance::P2c, Protocol::Http1, true, None, PassiveSettings::default()),
             stats: Default::default(),
+            hold: std::time::Duration::ZERO,
+            hold_queue: 0,
         }
     }
 

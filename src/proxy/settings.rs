@@ -85,6 +85,11 @@ pub struct EndpointSettings {
     pub pool: String,
     /// Query parameter whose values are request classes (else detected from latency).
     pub class_param: Option<String>,
+    /// When no member of the pool can take a request: hold it this long for one to become
+    /// ready (a VM resuming or booting) instead of answering 503 at once; zero: no holding.
+    pub hold: std::time::Duration,
+    /// Requests held at once at most; beyond, 503 with `Retry-After` at once.
+    pub hold_queue: usize,
 }
 
 #[derive(Debug, Clone)]

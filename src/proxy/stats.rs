@@ -94,6 +94,12 @@ pub struct EndpointShard {
 #[derive(Debug, Default)]
 pub struct EndpointStats {
     shards: Sharded<EndpointShard>,
+    /// Requests held now while no member was ready, and how held requests ended (rare: not
+    /// sharded).
+    pub held_now: std::sync::atomic::AtomicUsize,
+    pub held_served: AtomicU64,
+    pub held_timed_out: AtomicU64,
+    pub held_refused: AtomicU64,
 }
 
 /// An endpoint's counters summed over the workers.

@@ -120,6 +120,9 @@ pub(crate) struct Outbound {
     pub exclude: Option<Arc<Member>>,
     /// Safe to send again: idempotent, no body, not an upgrade, and the pool allows retries.
     pub may_retry: bool,
+    /// Hold it while no member is ready: for how long, at most how many at once, and the
+    /// endpoint's counters.
+    pub hold: Option<(Duration, usize, Arc<super::stats::EndpointStats>)>,
 }
 
 /// What an upstream answered.
@@ -235,13 +238,17 @@ pub(crate) fn error_response(e: &ProxyError, done: CallDone) -> Response<ProxyBo
     let reason = status.canonical_reason().unwrap_or("");
     let text = match e {
         // The operator reading a client's report needs the pool; addresses stay private.
-        ProxyError::NoMember { pool } => {
+        ProxyError::NoMember { pool, .. } => {
             format!("{} {reason}: no member of pool \"{pool}\" can take requests\n", status.as_u16())
         }
         _ => format!("{} {reason}\n", status.as_u16()),
     };
     let mut resp = Response::new(ProxyBody::full(text, done));
     *resp.status_mut() = status;
+    // Capacity is on its way (or will be): say when to come back.
+    if let ProxyError::NoMember { retry_after_s, .. } = e {
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
+    }
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     resp
 }

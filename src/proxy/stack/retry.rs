@@ -44,6 +44,8 @@ where
             timeout: out.timeout,
             exclude: None,
             may_retry: false,
+            // The retry goes to another member now or fails: the first attempt did the holding.
+            hold: None,
         });
         let svc = again.as_ref().map(|_| self.inner.clone());
         Retrying { fut: self.inner.call(out), again, svc, worker: self.worker.clone() }

@@ -128,6 +128,7 @@ impl<S> Rewrite<S> {
             timeout: r.table.limits.response_timeout,
             exclude: None,
             may_retry,
+            hold: (!route.hold.is_zero()).then(|| (route.hold, route.hold_queue, route.stats.clone())),
         };
         Ok((out, upgrade))
     }

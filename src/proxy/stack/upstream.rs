@@ -45,11 +45,54 @@ impl Service<Outbound> for Upstream {
     }
 }
 
+/// How often a held request looks for a ready member.
+const HOLD_POLL: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// No member can take the request now: with the endpoint's `hold`, wait for one (a VM resuming
+/// or booting and passing its health check) up to the hold time, within the endpoint's bound on
+/// requests held at once; else, or after it, 503 with `Retry-After`.
+async fn hold(
+    pool: &std::sync::Arc<crate::proxy::Pool>,
+    out: &Outbound,
+) -> Result<std::sync::Arc<crate::proxy::Member>, Failure> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let no = |secs: u64| Failure::from(ProxyError::NoMember { pool: pool.name.clone(), retry_after_s: secs.max(1) });
+    let Some((limit, queue, stats)) = &out.hold else { return Err(no(1)) };
+    let retry = limit.as_secs().max(1);
+    if stats.held_now.fetch_add(1, Relaxed) >= *queue {
+        stats.held_now.fetch_sub(1, Relaxed);
+        stats.held_refused.fetch_add(1, Relaxed);
+        return Err(no(retry));
+    }
+    let deadline = tokio::time::Instant::now() + *limit;
+    let found = loop {
+        if let Some(m) = pool.pick(out.exclude.as_deref()) {
+            break Some(m);
+        }
+        if tokio::time::Instant::now() + HOLD_POLL > deadline {
+            break None;
+        }
+        tokio::time::sleep(HOLD_POLL).await;
+    };
+    stats.held_now.fetch_sub(1, Relaxed);
+    match found {
+        Some(m) => {
+            stats.held_served.fetch_add(1, Relaxed);
+            Ok(m)
+        }
+        None => {
+            stats.held_timed_out.fetch_add(1, Relaxed);
+            Err(no(retry))
+        }
+    }
+}
+
 async fn call(worker: Rc<Worker>, out: Outbound) -> Result<Answer, Failure> {
     let pool = &out.pool;
-    let member = pool
-        .pick(out.exclude.as_deref())
-        .ok_or_else(|| Failure::from(ProxyError::NoMember { pool: pool.name.clone() }))?;
+    let member = match pool.pick(out.exclude.as_deref()) {
+        Some(m) => m,
+        None => hold(pool, &out).await?,
+    };
     let mut up = Request::new(out.body);
     *up.method_mut() = out.method;
     *up.uri_mut() = Uri::from(out.path_q);
