@@ -505,6 +505,34 @@ members = ["127.0.0.1:1", "10.0.0.1"]
         assert_eq!(errs, vec!["line 4: pool[0].schedule[0]: known events need [pool.scaling] to act on"]);
     }
 
+    #[test]
+    fn hold_tracing_and_exclusions_are_checked_by_key() {
+        let ep = "[[pool]]\nname = \"p\"\nmembers = [\"127.0.0.1:80\"]\n[[endpoint]]\nname = \"e\"\npath_prefix = \"/\"\npool = \"p\"\n";
+        let s = parse(&format!("{ep}hold = \"10s\"\nhold_queue = 5\n"), Path::new(".")).unwrap();
+        assert_eq!((s.endpoints[0].hold, s.endpoints[0].hold_queue), (std::time::Duration::from_secs(10), 5));
+        let errs = errors(&format!(
+            "{ep}hold = \"11m\"\nhold_queue = 0\nexclude = [{{ from = \"2026-11-27T08:00:00Z\", to = \"2026-11-27T07:00:00Z\", reason = \"x\" }}, {{ from = \"2026-11-27T08:00:00Z\" }}]\n\
+             [tracing]\notlp_endpoint = \"https://collector/v1/traces\"\n"
+        ));
+        let keys: Vec<&str> = errs.iter().map(|e| e.split(": ").nth(1).unwrap_or("")).collect();
+        assert_eq!(
+            keys,
+            [
+                "endpoint[0].hold",
+                "endpoint[0].hold_queue",
+                "endpoint[0].exclude[0].to",
+                "endpoint[0].exclude[1].to",
+                "endpoint[0].exclude[1].reason",
+                "tracing.otlp_endpoint",
+            ],
+            "{errs:?}"
+        );
+        let s = parse(&format!("{ep}[tracing]\notlp_endpoint = \"http://127.0.0.1:4318/v1/traces\"\n"), Path::new("."))
+            .unwrap();
+        let t = s.tracing.unwrap();
+        assert_eq!((t.service_name.as_str(), t.queue), ("prescale", 8192));
+    }
+
     /// Issue 21, section 1: how a pool's VMs are reached.
     #[test]
     fn network_modes_are_checked() {
