@@ -11,21 +11,6 @@ use serde_json::Value;
 use crate::hypervisor::fixture;
 use crate::util::*;
 
-/// Three days of 1-min history for endpoint `api` where, every day, a 40-minute peak of
-/// 600 calls/min starts three minutes after the current minute (30 calls/min otherwise).
-fn history(dir: &std::path::Path, cfg: &std::path::Path) -> u64 {
-    let now_min = prescale::clock::now_us() / 60_000_000;
-    let peak_start = (now_min + 3) % 1440;
-    let mut csv = String::from("timestamp,value\n");
-    for m in now_min - 3 * 1440..now_min {
-        let in_peak = (m % 1440 + 1440 - peak_start) % 1440 < 40;
-        csv.push_str(&format!("{},{}\n", m * 60, if in_peak { 600 } else { 30 }));
-    }
-    std::fs::write(dir.join("h.csv"), csv).unwrap();
-    import(cfg, "api", &dir.join("h.csv"), &[]);
-    (now_min + 3) * 60
-}
-
 fn config(dir: &std::path::Path, uri: &str, mode: &str, port: u16) -> std::path::PathBuf {
     let cfg = dir.join("p.toml");
     std::fs::write(
@@ -68,7 +53,7 @@ async fn a_forecast_ramp_launches_vms_that_join_after_their_health_check() {
     let uri = fixture(dir.path(), "node.xml", 4, 8, "");
     let port = 20_000 + fastrand::u16(0..20_000);
     let cfg = config(dir.path(), &uri, "enabled", port);
-    let ramp_at = history(dir.path(), &cfg);
+    let ramp_at = peak_history(dir.path(), &cfg);
     let app = prescale::app::App::start(prescale::config::load(&cfg).unwrap()).await.unwrap();
     let c = client();
 
@@ -134,7 +119,7 @@ async fn dry_run_logs_decisions_and_touches_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let uri = fixture(dir.path(), "node.xml", 4, 8, "");
     let cfg = config(dir.path(), &uri, "dry_run", 20_000 + fastrand::u16(0..20_000));
-    history(dir.path(), &cfg);
+    peak_history(dir.path(), &cfg);
     let app = prescale::app::App::start(prescale::config::load(&cfg).unwrap()).await.unwrap();
     let c = client();
     let logged = async || {

@@ -14,14 +14,7 @@ use crate::util::*;
 
 /// `promtool` or `prometheus`: on `PATH`, or where `scripts/deps --tests` unpacked them.
 fn tool(name: &str) -> PathBuf {
-    let unpacked = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/prometheus/usr/bin").join(name);
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|d| d.join(name))
-        .chain([unpacked])
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{name} is needed (Debian's prometheus package): run scripts/deps --tests"))
+    find_tool(name, &[repo("target/tools/prometheus/usr/bin")], "Debian's prometheus package")
 }
 
 fn repo(p: &str) -> PathBuf {
@@ -151,20 +144,6 @@ impl Prometheus {
     }
 }
 
-/// Three days of 1-min history for `api` with a daily 40-minute peak starting three minutes from
-/// now: the forecast has something to say and the planner launches VMs for it.
-fn history(dir: &Path, cfg: &Path) {
-    let now_min = prescale::clock::now_us() / 60_000_000;
-    let peak_start = (now_min + 3) % 1440;
-    let mut csv = String::from("timestamp,value\n");
-    for m in now_min - 3 * 1440..now_min {
-        let in_peak = (m % 1440 + 1440 - peak_start) % 1440 < 40;
-        csv.push_str(&format!("{},{}\n", m * 60, if in_peak { 600 } else { 30 }));
-    }
-    std::fs::write(dir.join("h.csv"), csv).unwrap();
-    import(cfg, "api", &dir.join("h.csv"), &[]);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_what_the_admin_api_says() {
     let dir = tempfile::tempdir().unwrap();
@@ -191,7 +170,7 @@ async fn prometheus_scrapes_what_the_admin_api_says() {
         ),
     )
     .unwrap();
-    history(dir.path(), &cfg);
+    peak_history(dir.path(), &cfg);
     let app = prescale::app::App::start(prescale::config::load(&cfg).unwrap()).await.unwrap();
     let c = client();
     const CALLS: usize = 250;
@@ -473,7 +452,7 @@ async fn excluded_periods_from_the_config_and_the_cli_are_kept_refit_and_shaded(
         ),
     )
     .unwrap();
-    history(dir.path(), &cfg);
+    peak_history(dir.path(), &cfg);
     let app = prescale::app::App::start(prescale::config::load(&cfg).unwrap()).await.unwrap();
     let c = client();
     let forecast = async || -> Value { get(&c, &admin_url(&app, "/admin/api/forecast?endpoint=api")).await.json() };

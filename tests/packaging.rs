@@ -13,17 +13,11 @@ fn repo() -> &'static Path {
 }
 
 fn tool(name: &str) -> PathBuf {
-    let home_cargo = std::env::var_os("CARGO_HOME")
+    let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-        .map(|c| c.join("bin").join(name));
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|d| d.join(name))
-        .chain(home_cargo)
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{name} is needed for the packaging test: run scripts/deps --tests"))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    let also: Vec<PathBuf> = cargo_home.map(|c| c.join("bin")).into_iter().collect();
+    crate::util::find_tool(name, &also, "cargo-deb, from crates.io")
 }
 
 fn run(cmd: &mut Command) -> String {

@@ -366,3 +366,30 @@ pub fn write_token(dir: &std::path::Path, token: &str) -> std::path::PathBuf {
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
     p
 }
+
+/// Three days of 1-min history for endpoint `api` where, every day, a 40-minute peak of
+/// 600 calls/min starts three minutes after the current minute (30 calls/min otherwise).
+pub fn peak_history(dir: &std::path::Path, cfg: &std::path::Path) -> u64 {
+    let now_min = prescale::clock::now_us() / 60_000_000;
+    let peak_start = (now_min + 3) % 1440;
+    let mut csv = String::from("timestamp,value\n");
+    for m in now_min - 3 * 1440..now_min {
+        let in_peak = (m % 1440 + 1440 - peak_start) % 1440 < 40;
+        csv.push_str(&format!("{},{}\n", m * 60, if in_peak { 600 } else { 30 }));
+    }
+    std::fs::write(dir.join("h.csv"), csv).unwrap();
+    import(cfg, "api", &dir.join("h.csv"), &[]);
+    (now_min + 3) * 60
+}
+
+/// A program the tests need: on `PATH`, else in one of `also` (where `scripts/deps --tests`
+/// put it); a panic naming the package otherwise.
+pub fn find_tool(name: &str, also: &[std::path::PathBuf], package: &str) -> std::path::PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(name))
+        .chain(also.iter().map(|d| d.join(name)))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} is needed ({package}): run scripts/deps --tests"))
+}
