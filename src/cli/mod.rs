@@ -109,19 +109,8 @@ pub enum Command {
     /// Show a running instance's pools, VMs, forecasts for the next hour and last decisions
     /// (from its admin API) as a compact table.
     Status {
-        /// The configuration the instance runs with: its [admin] address, token and TLS
-        /// certificate say how to reach it
-        #[arg(long, short, default_value = "proxy.toml")]
-        config: PathBuf,
-        /// The admin URL instead (http://host:port or https://host:port)
-        #[arg(long)]
-        admin: Option<String>,
-        /// A file holding the admin token (default: PRESCALE_ADMIN_TOKEN, or the config's)
-        #[arg(long)]
-        token_file: Option<PathBuf>,
-        /// PEM certificates to trust when the admin speaks HTTPS (default: the config's admin.tls.cert)
-        #[arg(long)]
-        ca: Option<PathBuf>,
+        #[command(flatten)]
+        admin: AdminArgs,
         /// Print one JSON object instead of the table
         #[arg(long)]
         json: bool,
@@ -129,17 +118,8 @@ pub enum Command {
     /// Exclude a period of an endpoint's history from what its models learn and how they are
     /// scored (an incident, a load test), on a running instance; it is kept in the data_dir.
     Exclude {
-        #[arg(long, short, default_value = "proxy.toml")]
-        config: PathBuf,
-        /// The admin URL instead (http://host:port or https://host:port)
-        #[arg(long)]
-        admin: Option<String>,
-        /// A file holding the admin token (default: PRESCALE_ADMIN_TOKEN, or the config's)
-        #[arg(long)]
-        token_file: Option<PathBuf>,
-        /// PEM certificates to trust when the admin speaks HTTPS
-        #[arg(long)]
-        ca: Option<PathBuf>,
+        #[command(flatten)]
+        admin: AdminArgs,
         #[arg(long)]
         endpoint: String,
         /// Start: RFC 3339 (2026-11-27T08:00:00Z) or epoch seconds
@@ -170,6 +150,30 @@ pub enum Command {
         #[arg(long)]
         seconds: Option<u64>,
     },
+}
+
+/// How the commands that talk to a running instance reach its admin API.
+#[derive(clap::Args)]
+pub struct AdminArgs {
+    /// The configuration the instance runs with: its [admin] address, token and TLS
+    /// certificate say how to reach it
+    #[arg(long, short, default_value = "proxy.toml")]
+    config: PathBuf,
+    /// The admin URL instead (http://host:port or https://host:port)
+    #[arg(long)]
+    admin: Option<String>,
+    /// A file holding the admin token (default: PRESCALE_ADMIN_TOKEN, or the config's)
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// PEM certificates to trust when the admin speaks HTTPS (default: the config's admin.tls.cert)
+    #[arg(long)]
+    ca: Option<PathBuf>,
+}
+
+impl AdminArgs {
+    fn target(self) -> anyhow::Result<status::Target> {
+        status::Target::resolve(self.admin, &self.config, self.token_file, self.ca)
+    }
 }
 
 pub(crate) const EXIT_START: u8 = 1;
@@ -272,19 +276,15 @@ pub fn main() -> ExitCode {
                 }
             }
         }
-        Command::Status { config, admin, token_file, ca, json } => {
-            match status::Target::resolve(admin, &config, token_file, ca).and_then(|t| status::status(&t, json)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("prescale status: {e:#}");
-                    ExitCode::from(EXIT_START)
-                }
+        Command::Status { admin, json } => match admin.target().and_then(|t| status::status(&t, json)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("prescale status: {e:#}");
+                ExitCode::from(EXIT_START)
             }
-        }
-        Command::Exclude { config, admin, token_file, ca, endpoint, from, to, reason } => {
-            match status::Target::resolve(admin, &config, token_file, ca)
-                .and_then(|t| status::exclude(&t, &endpoint, &from, &to, &reason))
-            {
+        },
+        Command::Exclude { admin, endpoint, from, to, reason } => {
+            match admin.target().and_then(|t| status::exclude(&t, &endpoint, &from, &to, &reason)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("prescale exclude: {e:#}");

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use serde_json::{Value, json};
 
 /// Where the admin API is and how to get in.
@@ -374,13 +374,8 @@ async fn send<I>(io: I, req: http::Request<Full<Bytes>>) -> anyhow::Result<(u16,
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let (mut tx, conn) = hyper::client::conn::http1::handshake(io).await?;
-    let driver = tokio::spawn(conn);
-    let resp = tx.send_request(req).await?;
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await?.to_bytes();
-    driver.abort();
-    Ok((status, body))
+    let (status, body) = crate::proxy::upstream::request_once(io, req).await?;
+    Ok((status.as_u16(), body))
 }
 
 #[cfg(test)]

@@ -176,26 +176,20 @@ pub fn encode(service: &str, spans: &[SpanRecord]) -> Vec<u8> {
 }
 
 async fn post(endpoint: &http::Uri, body: Vec<u8>) -> Result<(), String> {
-    use http_body_util::{BodyExt, Full};
+    use http_body_util::Full;
     let authority = endpoint.authority().ok_or("no host in the endpoint")?.clone();
     let port = authority.port_u16().unwrap_or(80);
     let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
     let work = async {
         let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| e.to_string())?;
-        let (mut tx, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .map_err(|e| e.to_string())?;
-        let driver = tokio::spawn(conn);
         let req = http::Request::post(endpoint.path_and_query().map_or("/v1/traces", |p| p.as_str()))
             .header(http::header::HOST, authority.as_str())
             .header(http::header::CONTENT_TYPE, "application/x-protobuf")
             .header(http::header::CONTENT_LENGTH, body.len())
             .body(Full::new(bytes::Bytes::from(body)))
             .map_err(|e| e.to_string())?;
-        let resp = tx.send_request(req).await.map_err(|e| e.to_string())?;
-        let status = resp.status();
-        let _ = resp.into_body().collect().await;
-        driver.abort();
+        let (status, _) =
+            super::upstream::request_once(hyper_util::rt::TokioIo::new(tcp), req).await.map_err(|e| e.to_string())?;
         if status.is_success() { Ok(()) } else { Err(format!("the collector answered {status}")) }
     };
     tokio::time::timeout(Duration::from_secs(5), work).await.map_err(|_| "no answer within 5 s".to_string())?

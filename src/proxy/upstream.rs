@@ -330,6 +330,30 @@ impl Upstreams {
     }
 }
 
+/// One request on a fresh HTTP/1.1 connection, for the control plane's own calls (the OTLP
+/// exporter, `prescale status`): the whole response body, then the connection is dropped.
+pub async fn request_once<I>(
+    io: I,
+    req: http::Request<http_body_util::Full<bytes::Bytes>>,
+) -> Result<(http::StatusCode, bytes::Bytes), hyper::Error>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    use http_body_util::BodyExt;
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(io).await?;
+    let driver = tokio::spawn(conn);
+    let resp = tx.send_request(req).await;
+    let out = match resp {
+        Ok(r) => {
+            let status = r.status();
+            r.into_body().collect().await.map(|b| (status, b.to_bytes()))
+        }
+        Err(e) => Err(e),
+    };
+    driver.abort();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
