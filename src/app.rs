@@ -39,6 +39,8 @@ pub enum StartError {
     Historian(std::io::Error),
     #[error("cannot start a worker thread: {0}")]
     Worker(std::io::Error),
+    #[error("cannot start the fleet thread ([cluster]): {0}")]
+    Fleet(std::io::Error),
 }
 
 /// One setting a reload found changed, with both values as written in messages.
@@ -89,6 +91,7 @@ pub struct App {
     historian: Option<Historian>,
     forecaster: Option<Forecaster>,
     allocator: Option<Allocator>,
+    fleet: Option<crate::fleet::Fleet>,
 }
 
 /// Makes a pool's hypervisor from its name and scaling settings.
@@ -173,8 +176,28 @@ impl App {
             _ => None,
         };
         let forecasts = forecaster.as_ref().map(Forecaster::view);
-        let allocator =
-            allocator(&settings, &proxy, forecasts.clone(), view.clone(), &opts).map_err(StartError::Allocator)?;
+        let fleet = match &settings.cluster {
+            None => None,
+            Some(c) => {
+                let data_dir = settings.historian.as_ref().and_then(|h| h.data_dir.as_deref());
+                let id = crate::fleet::instance_id(c, data_dir, proxy_addr.port()).map_err(StartError::Fleet)?;
+                Some(
+                    crate::fleet::Fleet::start(crate::fleet::Start {
+                        settings: c.clone(),
+                        id,
+                        admin: admin_addr.to_string(),
+                        pools: settings.scaling.keys().cloned().collect(),
+                        closed: historian.as_ref().and_then(Historian::closed_minutes),
+                        peers: historian.as_ref().map(Historian::peer_sink),
+                        historian: view.clone(),
+                    })
+                    .map_err(StartError::Fleet)?,
+                )
+            }
+        };
+        let coordinator = fleet.as_ref().map(|f| Arc::new(f.view()) as Arc<dyn crate::allocator::live::Coordinator>);
+        let allocator = allocator(&settings, &proxy, forecasts.clone(), view.clone(), &opts, coordinator)
+            .map_err(StartError::Allocator)?;
         let admin = crate::admin::start(
             admin_listener,
             proxy.clone(),
@@ -209,6 +232,7 @@ impl App {
             historian,
             forecaster,
             allocator,
+            fleet,
         })
     }
 
@@ -395,6 +419,10 @@ impl App {
         if let Some(a) = self.allocator.take() {
             a.stop();
         }
+        // After the allocator (nothing acts any more): leadership is handed over at once.
+        if let Some(f) = self.fleet.take() {
+            let _ = tokio::task::spawn_blocking(move || f.stop()).await;
+        }
         if let Some(f) = self.forecaster.take() {
             let _ = tokio::task::spawn_blocking(move || f.stop()).await;
         }
@@ -479,6 +507,7 @@ fn allocator(
     forecasts: Option<crate::forecast::view::ForecastView>,
     historian: Option<crate::historian::HistorianView>,
     opts: &Options,
+    coordinator: Option<Arc<dyn crate::allocator::live::Coordinator>>,
 ) -> std::io::Result<Option<Allocator>> {
     let pools: Vec<ManagedPool> = s
         .pools
@@ -504,7 +533,7 @@ fn allocator(
     }
     let log = s.historian.as_ref().and_then(|h| h.data_dir.as_ref()).map(|d| d.join("decisions.jsonl"));
     let clock = opts.clock.clone().unwrap_or_else(|| Arc::new(RealClock));
-    Allocator::start(pools, proxy.clone(), forecasts, historian, clock, log).map(Some)
+    Allocator::start(pools, proxy.clone(), forecasts, historian, clock, log, coordinator).map(Some)
 }
 
 /// Raises this process's soft open-file limit to its hard limit (a proxy holds two descriptors

@@ -62,6 +62,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod feedback;
+pub mod fleet;
 pub mod forecast;
 pub mod fuzzing;
 pub mod historian;

@@ -15,7 +15,8 @@ use arc_swap::ArcSwap;
 use crossbeam_channel::Sender;
 
 use super::controller::{
-    Command, Controller, Env, LoggedDecision, ManagedPool, Membership, PoolStatus, Prober, Signals,
+    Command, Controller, Env, Fence, FleetRole, LoggedDecision, ManagedPool, Membership, Outcome, PoolStatus, Prober,
+    Signals,
 };
 use super::plan::ForecastInput;
 use crate::clock::SharedClock;
@@ -55,6 +56,120 @@ impl AllocatorView {
     /// Queues a command for the allocator's next tick (within a second).
     pub fn send(&self, c: Command) -> Result<(), Busy> {
         self.1.try_send(c).map_err(|_| Busy)
+    }
+}
+
+/// A fleet's say over the pools (`[cluster]`; implemented by `crate::fleet`): only the
+/// elected leader of a pool plans and acts, proving before each action that it still leads.
+pub trait Coordinator: Send + Sync {
+    fn role(&self, pool: &str) -> Role;
+    /// Records `what` in etcd on condition that this instance still holds the pool's
+    /// leadership lease; `Err` says why the action must not be carried out.
+    fn fence(&self, pool: &str, what: &str) -> Result<(), String>;
+    /// Other instances' requests/s over the last minute, summed over `endpoints`.
+    fn peer_rps(&self, endpoints: &[String]) -> f64;
+    /// Other instances' requests in flight to `addr` (a leader's drain waits for them).
+    fn peer_in_flight(&self, addr: &str) -> u32;
+    /// Follower: the members the pool's leader drains.
+    fn draining(&self, pool: &str) -> Vec<String>;
+    /// Hands this tick's part over for etcd.
+    fn share(&self, pool: &str, shared: Shared);
+    /// Follower: the leader's recent decisions, newest first.
+    fn leader_decisions(&self, pool: &str) -> Vec<LoggedDecision>;
+}
+
+/// This instance's part in a pool.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Role {
+    Leader {
+        term: i64,
+    },
+    /// Led by (id, admin address), when known.
+    Follower {
+        leader: Option<(String, String)>,
+    },
+    /// Nobody acts from here: etcd cannot be reached, or the lease was not renewed in time.
+    Paused(String),
+}
+
+impl Role {
+    fn status(&self) -> FleetRole {
+        let mut r = FleetRole { role: "leader", leader: None, leader_admin: None, term: None, detail: None };
+        match self {
+            Role::Leader { term } => r.term = Some(*term),
+            Role::Follower { leader } => {
+                r.role = "follower";
+                if let Some((id, admin)) = leader {
+                    r.leader = Some(id.clone());
+                    r.leader_admin = Some(admin.clone());
+                }
+            }
+            Role::Paused(why) => {
+                r.role = "paused";
+                r.detail = Some(why.clone());
+            }
+        }
+        r
+    }
+
+    /// What a refused operator's action is told.
+    fn refusal(&self, pool: &str) -> String {
+        match self {
+            Role::Follower { leader: Some((id, admin)) } => {
+                format!("refused: pool {pool} is led by instance {id} (admin http://{admin}); ask it")
+            }
+            Role::Follower { leader: None } => format!("refused: pool {pool} has no leader yet; try again shortly"),
+            Role::Paused(why) => format!("refused: scaling of pool {pool} is paused ({why})"),
+            Role::Leader { .. } => String::new(),
+        }
+    }
+}
+
+/// One tick's part of a pool for the fleet.
+#[derive(Debug, Clone, Default)]
+pub struct Shared {
+    /// This instance led the pool in this tick.
+    pub leading: bool,
+    /// Leader: the decisions made (written to etcd under the fence).
+    pub decisions: Vec<LoggedDecision>,
+    /// Leader: the members it drains.
+    pub draining: Vec<String>,
+    /// Follower: requests in flight to the members the leader drains.
+    pub in_flight: Vec<(String, u32)>,
+}
+
+struct PoolFence<'a> {
+    coordinator: &'a dyn Coordinator,
+    pool: &'a str,
+}
+
+impl Fence for PoolFence<'_> {
+    fn check(&self, action: &super::plan::Action) -> Result<(), String> {
+        self.coordinator.fence(self.pool, &action.to_string())
+    }
+}
+
+/// The leader's view of a member's requests in flight: its own plus every follower's.
+struct FleetMembership<'a> {
+    inner: &'a mut ProxyPool,
+    coordinator: &'a dyn Coordinator,
+}
+
+impl Membership for FleetMembership<'_> {
+    fn join(&mut self, addr: &str, weight: u32) {
+        self.inner.join(addr, weight)
+    }
+    fn drain(&mut self, addr: &str) {
+        self.inner.drain(addr)
+    }
+    fn remove(&mut self, addr: &str) {
+        self.inner.remove(addr)
+    }
+    fn set_weight(&mut self, addr: &str, weight: u32) {
+        self.inner.set_weight(addr, weight)
+    }
+    fn in_flight(&self, addr: &str) -> Option<u32> {
+        self.inner.in_flight(addr).map(|n| n + self.coordinator.peer_in_flight(addr))
     }
 }
 
@@ -145,14 +260,17 @@ struct Views<'a> {
     pool: &'a str,
     historian: Option<&'a HistorianView>,
     forecasts: Option<&'a ForecastView>,
+    /// The fleet's other instances' load (`[cluster]`).
+    coordinator: Option<&'a dyn Coordinator>,
 }
 
 impl Signals for Views<'_> {
     fn measured_rps(&self) -> f64 {
-        self.historian.map_or(0.0, |h| {
+        let local = self.historian.map_or(0.0, |h| {
             let snap = h.snapshot();
             self.endpoints.iter().filter_map(|e| snap.endpoint(e)).map(|e| e.recent_rate(60)).sum()
-        })
+        });
+        local + self.coordinator.map_or(0.0, |c| c.peer_rps(self.endpoints))
     }
 
     fn forecast(&self) -> ForecastInput {
@@ -208,7 +326,8 @@ fn concurrency(snap: &crate::historian::store::Snapshot, endpoints: &[String]) -
 }
 
 impl Allocator {
-    /// Starts the thread; `log` is the JSON-lines decision file, if any.
+    /// Starts the thread; `log` is the JSON-lines decision file, if any; `coordinator` the
+    /// fleet's say (`[cluster]`), if any.
     pub fn start(
         pools: Vec<ManagedPool>,
         proxy: Arc<Proxy>,
@@ -216,6 +335,7 @@ impl Allocator {
         historian: Option<HistorianView>,
         clock: SharedClock,
         log: Option<std::path::PathBuf>,
+        coordinator: Option<Arc<dyn Coordinator>>,
     ) -> std::io::Result<Self> {
         let (commands, inbox) = crossbeam_channel::bounded::<Command>(64);
         let view = AllocatorView(Arc::new(ArcSwap::from_pointee(AllocatorState::default())), commands);
@@ -253,36 +373,140 @@ impl Allocator {
                 decisions.push_front(d);
                 decisions.truncate(RING);
             };
+            // Each pool's last role kind, to log its changes.
+            let mut roles: BTreeMap<String, &'static str> = BTreeMap::new();
             loop {
                 let mut commands: Vec<Command> = inbox.try_iter().collect();
+                let mut statuses = Vec::new();
+                let mut followed: Vec<LoggedDecision> = Vec::new();
                 for c in &mut controllers {
                     let name = c.name().to_string();
                     let endpoints = c.p.endpoints.clone();
                     let mut membership = ProxyPool(proxy.pool(&name));
+                    let coord = coordinator.as_deref();
                     let signals = Views {
                         endpoints: &endpoints,
                         pool: &name,
                         historian: historian.as_ref(),
                         forecasts: forecasts.as_ref(),
+                        coordinator: coord,
                     };
-                    let mut env = Env { membership: &mut membership, prober: &mut prober, signals: &signals };
                     let (mine, rest): (Vec<Command>, Vec<Command>) =
                         commands.drain(..).partition(|cmd| cmd.pool() == name);
                     commands = rest;
-                    for cmd in mine {
-                        if let Some(d) = c.command(&mut env, cmd) {
-                            keep(&mut decisions, &mut actions, d);
+                    let role = coord.map(|k| k.role(&name));
+                    if let Some(r) = &role {
+                        let kind = r.status().role;
+                        if roles.insert(name.clone(), kind) != Some(kind) {
+                            let reason = match r {
+                                Role::Leader { term } => format!("fleet: this instance leads the pool (term {term})"),
+                                Role::Follower { leader: Some((id, _)) } => {
+                                    format!("fleet: following instance {id}, which leads the pool")
+                                }
+                                Role::Follower { leader: None } => "fleet: waiting for a leader".to_string(),
+                                Role::Paused(why) => format!("fleet: scaling paused ({why})"),
+                            };
+                            let now = clock.now_us() / 1_000_000;
+                            keep(
+                                &mut decisions,
+                                &mut actions,
+                                LoggedDecision::note(&name, c.settings().mode, now, reason),
+                            );
                         }
                     }
-                    for d in c.tick(&mut env) {
-                        keep(&mut decisions, &mut actions, d);
+                    match (&role, coord) {
+                        (Some(r @ (Role::Follower { .. } | Role::Paused(_))), Some(k)) => {
+                            let draining =
+                                if matches!(r, Role::Follower { .. }) { k.draining(&name) } else { Vec::new() };
+                            let mut env = Env {
+                                membership: &mut membership,
+                                prober: &mut prober,
+                                signals: &signals,
+                                fence: None,
+                            };
+                            for cmd in mine {
+                                // A reload is this instance's own business; the rest is the leader's.
+                                if let Command::Reconfigure { .. } = cmd {
+                                    if let Some(d) = c.command(&mut env, cmd) {
+                                        keep(&mut decisions, &mut actions, d);
+                                    }
+                                    continue;
+                                }
+                                let now = clock.now_us() / 1_000_000;
+                                let mut d = LoggedDecision::note(&name, c.settings().mode, now, r.refusal(&name));
+                                d.outcome = Outcome::Fenced(r.refusal(&name));
+                                keep(&mut decisions, &mut actions, d);
+                            }
+                            for d in c.observe(&mut env, &draining) {
+                                keep(&mut decisions, &mut actions, d);
+                            }
+                            let in_flight =
+                                draining.iter().filter_map(|a| Some((a.clone(), membership.in_flight(a)?))).collect();
+                            k.share(&name, Shared { leading: false, in_flight, ..Default::default() });
+                            if matches!(r, Role::Follower { .. }) {
+                                followed.extend(k.leader_decisions(&name));
+                            }
+                        }
+                        _ => {
+                            let fence = coord.map(|k| PoolFence { coordinator: k, pool: &name });
+                            let mut fleet_membership;
+                            let membership: &mut dyn Membership = match coord {
+                                Some(k) => {
+                                    fleet_membership = FleetMembership { inner: &mut membership, coordinator: k };
+                                    &mut fleet_membership
+                                }
+                                None => &mut membership,
+                            };
+                            let mut env = Env {
+                                membership,
+                                prober: &mut prober,
+                                signals: &signals,
+                                fence: fence.as_ref().map(|f| f as &dyn Fence),
+                            };
+                            let mut made = Vec::new();
+                            for cmd in mine {
+                                made.extend(c.command(&mut env, cmd));
+                            }
+                            made.extend(c.tick(&mut env));
+                            if let Some(k) = coord {
+                                k.share(
+                                    &name,
+                                    Shared {
+                                        leading: true,
+                                        decisions: made.clone(),
+                                        draining: c.draining(),
+                                        ..Default::default()
+                                    },
+                                );
+                            }
+                            for d in made {
+                                keep(&mut decisions, &mut actions, d);
+                            }
+                        }
                     }
+                    let mut st = c.status();
+                    if let Some(r) = &role {
+                        st.fleet = Some(r.status());
+                        if let Role::Paused(why) = r {
+                            let msg = format!("scaling paused: {why}");
+                            st.degraded = Some(match st.degraded.take() {
+                                Some(d) => format!("{msg}; {d}"),
+                                None => msg,
+                            });
+                        }
+                    }
+                    statuses.push(st);
                 }
-                publish.store(Arc::new(AllocatorState {
-                    pools: controllers.iter().map(Controller::status).collect(),
-                    decisions: decisions.clone(),
-                    actions: actions.clone(),
-                }));
+                let shown = if followed.is_empty() {
+                    decisions.clone()
+                } else {
+                    // A follower shows the leader's decisions with its own notes.
+                    let mut all: Vec<LoggedDecision> = decisions.iter().cloned().chain(followed).collect();
+                    all.sort_by(|a, b| b.t.cmp(&a.t));
+                    all.truncate(RING);
+                    all.into()
+                };
+                publish.store(Arc::new(AllocatorState { pools: statuses, decisions: shown, actions: actions.clone() }));
                 if !matches!(stopped.recv_timeout(TICK), Err(crossbeam_channel::RecvTimeoutError::Timeout)) {
                     return;
                 }

@@ -171,7 +171,8 @@ fn plural(n: u64) -> &'static str {
 }
 
 /// The arithmetic behind a decision, for the log.
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, Default)]
+#[serde(default)]
 pub struct Inputs {
     /// Highest upper band (80 %) in the window, requests/s; `None` without a forecast.
     pub forecast_hi: Option<f64>,

@@ -53,6 +53,23 @@ pub(super) struct RawConfig {
     pub endpoint: Vec<RawEndpoint>,
     pub pool: Vec<RawPool>,
     pub tracing: RawTracing,
+    pub cluster: Option<RawCluster>,
+}
+
+/// `[cluster]`: several instances coordinated through etcd.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct RawCluster {
+    pub etcd: Option<Vec<String>>,
+    pub name: Option<String>,
+    pub id: Option<String>,
+    pub lease_ttl: Option<Dur>,
+    pub history: Option<Dur>,
+    pub username: Option<String>,
+    pub password_file: Option<String>,
+    pub ca: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
 }
 
 /// `[tracing]`: OTLP/HTTP export of spans.

@@ -65,6 +65,8 @@ pub struct Settings {
     pub tracing: Option<crate::proxy::otlp::OtlpSettings>,
     /// Excluded periods from the endpoints' `exclude = [...]`.
     pub exclusions: Vec<crate::forecast::exclusions::Exclusion>,
+    /// `[cluster]`: coordinated through etcd with other instances (a lone instance when absent).
+    pub cluster: Option<crate::fleet::ClusterSettings>,
 }
 
 pub use crate::admin::settings::AdminSettings;

@@ -150,11 +150,31 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Settings, Vec<Conf
             }
         },
     };
+    let mut historian = historian;
+    let cluster = raw.cluster.map(|r| cluster(&mut c, r, base));
+    if cluster.is_some() {
+        match historian.as_mut() {
+            Some(h) => h.publish_closed = true,
+            None => c.err("cluster", "needs the historian (historian.enabled = true): the fleet shares its history"),
+        }
+    }
     if listen.addr == admin.addr && listen.addr.port() != 0 {
         c.err("admin.addr", "must differ from listen.addr");
     }
     if c.errors.is_empty() {
-        Ok(Settings { listen, admin, upstream, historian, forecast, endpoints, pools, scaling, exclusions, tracing })
+        Ok(Settings {
+            listen,
+            admin,
+            upstream,
+            historian,
+            forecast,
+            endpoints,
+            pools,
+            scaling,
+            exclusions,
+            tracing,
+            cluster,
+        })
     } else {
         Err(c.errors)
     }
@@ -440,8 +460,78 @@ fn historian(c: &mut Check, r: RawHistorian, base: &Path) -> Option<crate::histo
         }),
         channel_capacity: c.count("historian.channel_capacity", r.channel_capacity, 1, 16_777_216, 65_536) as usize,
         trusted_hops: c.count("historian.trusted_hops", r.trusted_hops, 0, 16, 0) as usize,
+        publish_closed: false,
     };
     r.enabled.unwrap_or(true).then_some(cfg)
+}
+
+/// `[cluster]`: the etcd endpoints and this instance's place in the fleet.
+fn cluster(c: &mut Check, r: RawCluster, base: &Path) -> crate::fleet::ClusterSettings {
+    let d = crate::fleet::ClusterSettings::default();
+    let etcd = r.etcd.unwrap_or_default();
+    if etcd.is_empty() {
+        c.err("cluster.etcd", "list at least one etcd endpoint, e.g. [\"http://127.0.0.1:2379\"]");
+    }
+    for (i, e) in etcd.iter().enumerate() {
+        let ok = e.parse::<http::Uri>().is_ok_and(|u| {
+            matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some() && u.path() == "/"
+        });
+        if !ok {
+            c.err(
+                format!("cluster.etcd[{i}]"),
+                format!("{e:?} is not an etcd endpoint such as \"http://127.0.0.1:2379\""),
+            );
+        }
+    }
+    let name = r.name.unwrap_or(d.name);
+    if !crate::fleet::valid_name(&name) {
+        c.err("cluster.name", format!("{name:?}: use 1-64 letters, digits, '-', '_' or '.'"));
+    }
+    if let Some(id) = &r.id
+        && !crate::fleet::valid_name(id)
+    {
+        c.err("cluster.id", format!("{id:?}: use 1-64 letters, digits, '-', '_' or '.'"));
+    }
+    let lease_ttl = c.duration("cluster.lease_ttl", &r.lease_ttl, d.lease_ttl);
+    if lease_ttl < Duration::from_secs(2) {
+        c.err("cluster.lease_ttl", "must be at least 2s (etcd leases are granted in whole seconds)");
+    }
+    let history = c.duration("cluster.history", &r.history, d.history);
+    let tls = r.ca.is_some() || r.cert.is_some() || r.key.is_some();
+    if r.cert.is_some() != r.key.is_some() {
+        c.err(
+            if r.cert.is_some() { "cluster.key" } else { "cluster.cert" },
+            "cert and key go together (client certificate)",
+        );
+    }
+    if tls && etcd.iter().any(|e| e.starts_with("http://")) {
+        c.err("cluster.etcd", "TLS options (ca, cert, key) need https:// endpoints");
+    }
+    if r.username.is_some() != r.password_file.is_some() {
+        c.err(
+            if r.username.is_some() { "cluster.password_file" } else { "cluster.username" },
+            "username and password_file go together",
+        );
+    }
+    let file = |c: &mut Check, key: &str, p: Option<String>| {
+        p.map(|p| resolve(base, &p)).inspect(|p| {
+            if !p.is_file() {
+                c.err(format!("cluster.{key}"), format!("{} is not a readable file", p.display()));
+            }
+        })
+    };
+    crate::fleet::ClusterSettings {
+        etcd,
+        name,
+        id: r.id,
+        lease_ttl,
+        history,
+        username: r.username,
+        password_file: file(c, "password_file", r.password_file),
+        ca: file(c, "ca", r.ca),
+        cert: file(c, "cert", r.cert),
+        key: file(c, "key", r.key),
+    }
 }
 
 fn forecast(

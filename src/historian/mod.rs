@@ -23,7 +23,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::clock::SharedClock;
 pub use record::{CallOutcome, CallRecord, Redaction, StoredCall};
-pub use store::{Snapshot, StoreConfig, TierSpec};
+pub use store::{ClosedMinute, Snapshot, StoreConfig, TierSpec};
 
 /// How often the thread looks for new records (and closes buckets) when not busy. At 64 Ki
 /// records of channel capacity this absorbs 6.5 M records/s before dropping.
@@ -42,11 +42,20 @@ pub struct HistorianConfig {
     pub channel_capacity: usize,
     /// Take the client from the N-th `X-Forwarded-For` entry from the right (0: peer address).
     pub trusted_hops: usize,
+    /// Hand every closed 1-minute bucket out (see [`Historian::closed_minutes`]): set when the
+    /// instance publishes to a fleet.
+    pub publish_closed: bool,
 }
 
 impl Default for HistorianConfig {
     fn default() -> Self {
-        Self { store: StoreConfig::default(), data_dir: None, channel_capacity: 65_536, trusted_hops: 0 }
+        Self {
+            store: StoreConfig::default(),
+            data_dir: None,
+            channel_capacity: 65_536,
+            trusted_hops: 0,
+            publish_closed: false,
+        }
     }
 }
 
@@ -94,7 +103,27 @@ impl Recorder {
 
 enum Control {
     Register(Vec<Arc<str>>),
+    Peer(Vec<PeerMinute>),
     Stop,
+}
+
+/// Another fleet member's closed 1-minute buckets, to be added to the fleet series.
+#[derive(Debug, Clone)]
+pub struct PeerMinute {
+    pub minute: u64,
+    pub buckets: Vec<(String, series::FullBucket)>,
+}
+
+/// Hands peers' buckets to the historian thread (the fleet's side of the store).
+#[derive(Clone)]
+pub struct PeerSink(Sender<Control>);
+
+impl PeerSink {
+    pub fn merge(&self, minutes: Vec<PeerMinute>) {
+        if !minutes.is_empty() {
+            let _ = self.0.send(Control::Peer(minutes));
+        }
+    }
 }
 
 /// Read side, for the admin API and the forecaster.
@@ -123,8 +152,12 @@ pub struct Historian {
     recorder: Recorder,
     view: HistorianView,
     control: Sender<Control>,
+    closed: Option<Receiver<ClosedMinute>>,
     thread: Option<JoinHandle<()>>,
 }
+
+/// Closed minutes kept for the fleet thread to pick up (two weeks' worth).
+const CLOSED_CAPACITY: usize = 20_160;
 
 impl Historian {
     /// Opens the data directory (loading its history) and starts the thread.
@@ -133,7 +166,12 @@ impl Historian {
             Some(dir) => Some(disk::Disk::open_exclusive(dir)?),
             None => None,
         };
-        let store = store::Store::new(cfg.store.clone(), disk, clock.now_us());
+        let mut store = store::Store::new(cfg.store.clone(), disk, clock.now_us());
+        let closed = cfg.publish_closed.then(|| {
+            let (tx, rx) = crossbeam_channel::bounded(CLOSED_CAPACITY);
+            store.publish_closed(tx);
+            rx
+        });
         let snapshot = Arc::new(ArcSwap::from_pointee(store.snapshot(clock.now_us())));
         let (tx, rx) = crossbeam_channel::bounded(cfg.channel_capacity.max(1));
         let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded();
@@ -152,6 +190,7 @@ impl Historian {
             },
             view: HistorianView { snapshot, counters },
             control: ctl_tx,
+            closed,
             thread: Some(thread),
         })
     }
@@ -162,6 +201,16 @@ impl Historian {
 
     pub fn view(&self) -> HistorianView {
         self.view.clone()
+    }
+
+    /// Every closed 1-minute bucket, a minute at a time (`publish_closed` only).
+    pub fn closed_minutes(&self) -> Option<Receiver<ClosedMinute>> {
+        self.closed.clone()
+    }
+
+    /// Where peers' buckets go into the fleet series.
+    pub fn peer_sink(&self) -> PeerSink {
+        PeerSink(self.control.clone())
     }
 
     /// Declares the configured endpoints, so their quiet periods are recorded as zeros.
@@ -207,6 +256,14 @@ fn run(
             match c {
                 Control::Register(names) => {
                     store.register(&names);
+                    dirty = true;
+                }
+                Control::Peer(minutes) => {
+                    for m in minutes {
+                        for (ep, b) in &m.buckets {
+                            store.merge_peer(ep, m.minute, b);
+                        }
+                    }
                     dirty = true;
                 }
                 Control::Stop => {

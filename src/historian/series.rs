@@ -200,6 +200,34 @@ impl Tier {
         }
     }
 
+    /// Adds another instance's closed bucket `index` to this one (the fleet series): counts and
+    /// errors summed; p50 call-weighted, p90/p99/max the larger (an upper bound, as `points`
+    /// aggregates). A missing bucket takes the other's values; a bucket outside the ring is
+    /// left alone (the caller holds it until the bucket has closed here).
+    pub fn merge(&mut self, index: u64, other: &FullBucket) -> bool {
+        let Some(b) = self.get(index) else { return false };
+        if b.is_missing() {
+            let b = self.compact(index, other);
+            self.set(index, b);
+            return true;
+        }
+        let (e4, e5) = self.errors(index, &b);
+        let mine = b.calls as u64;
+        let calls = mine + other.calls;
+        let lat = |i: usize| decode_latency(b.lat[i]);
+        let p50 = if calls == 0 { 0 } else { (lat(0) * mine + other.lat_us[0] * other.calls) / calls };
+        let full = FullBucket {
+            calls,
+            e4: e4 + other.e4,
+            e5: e5 + other.e5,
+            lat_us: [p50, lat(1).max(other.lat_us[1]), lat(2).max(other.lat_us[2]), lat(3).max(other.lat_us[3])],
+            ..Default::default()
+        };
+        let nb = self.compact(index, &full);
+        self.set(index, nb);
+        true
+    }
+
     /// Adds a late call (its bucket had already closed) to the counts; quantiles stay.
     pub fn add_late(&mut self, index: u64, status: u16) {
         if let Some(mut b) = self.get(index).filter(|b| !b.is_missing()) {

@@ -232,7 +232,22 @@ pub struct Store {
     backlog: std::collections::VecDeque<super::disk::Row>,
     disk_retry_at_us: u64,
     disk_backoff_us: u64,
+    /// Where closed 1-minute buckets go to be published to the fleet (`[cluster]`).
+    closed_out: Option<crossbeam_channel::Sender<ClosedMinute>>,
+    /// Peers' buckets for buckets not closed here yet: (tier, endpoint, index, bucket).
+    peer_wait: Vec<(usize, Arc<str>, u64, FullBucket)>,
 }
+
+/// Every endpoint's closed 1-minute bucket of one minute: what a fleet member publishes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClosedMinute {
+    /// Minute index (`t / 60`).
+    pub minute: u64,
+    pub buckets: Vec<(Arc<str>, FullBucket)>,
+}
+
+/// Peers' buckets waiting for their bucket to close here: beyond this the oldest are dropped.
+const PEER_WAIT_MAX: usize = 100_000;
 
 fn new_hist() -> Histogram<u32> {
     // 1 µs … 1 h, two significant digits.
@@ -253,6 +268,8 @@ impl Store {
             backlog: std::collections::VecDeque::new(),
             disk_retry_at_us: 0,
             disk_backoff_us: DISK_RETRY_MIN_US,
+            closed_out: None,
+            peer_wait: Vec::new(),
         };
         if let Some(disk) = s.disk.as_mut() {
             let mut loaded = Vec::new();
@@ -287,6 +304,55 @@ impl Store {
     fn endpoint_entry(&mut self, name: Arc<str>) -> &mut Endpoint {
         let tiers = &self.cfg.tiers;
         self.endpoints.entry(name).or_insert_with(|| Endpoint::new(tiers))
+    }
+
+    /// Sends every closed 1-minute bucket (all endpoints of a minute together) to `tx` from
+    /// now on; a full channel drops the minute (the receiver keeps its own backlog).
+    pub fn publish_closed(&mut self, tx: crossbeam_channel::Sender<ClosedMinute>) {
+        self.closed_out = Some(tx);
+    }
+
+    /// Adds another fleet member's closed 1-minute bucket of `endpoint` to the 1-minute and
+    /// coarser persisted tiers held in memory (never to disk: the disk holds this instance's own
+    /// calls; peers' come from etcd again after a restart). An endpoint not configured here is
+    /// ignored; a bucket not closed here yet waits until it is.
+    pub fn merge_peer(&mut self, endpoint: &str, minute: u64, full: &FullBucket) {
+        let Some(name) = self.endpoints.get_key_value(endpoint).map(|(k, _)| k.clone()) else { return };
+        let ep = self.endpoints.get_mut(&name).expect("just found");
+        for (ti, spec) in self.cfg.tiers.iter().enumerate() {
+            if spec.step_s < 60 || spec.step_s % 60 != 0 {
+                continue;
+            }
+            let index = minute * 60 / spec.step_s;
+            let tier = &mut ep.tiers[ti];
+            if index < tier.first_index() {
+                continue;
+            }
+            if !tier.merge(index, full) {
+                self.peer_wait.push((ti, name.clone(), index, *full));
+            }
+        }
+        let over = self.peer_wait.len().saturating_sub(PEER_WAIT_MAX);
+        if over > 0 {
+            self.peer_wait.drain(..over);
+        }
+    }
+
+    /// Peers' buckets whose bucket has closed here since they came.
+    fn merge_waiting(&mut self) {
+        if self.peer_wait.is_empty() {
+            return;
+        }
+        let endpoints = &mut self.endpoints;
+        self.peer_wait.retain(|(ti, name, index, full)| {
+            let Some(ep) = endpoints.get_mut(name) else { return false };
+            let tier = &mut ep.tiers[*ti];
+            if *index >= tier.next() {
+                return true;
+            }
+            tier.merge(*index, full);
+            false
+        });
     }
 
     /// Makes sure configured endpoints have series even before their first call (their quiet
@@ -355,6 +421,8 @@ impl Store {
         let horizon_s = now_us.saturating_sub(self.cfg.close_after_us) / 1_000_000;
         let mut closed = false;
         let mut writes: Vec<super::disk::Row> = Vec::new();
+        let mut minutes: BTreeMap<u64, Vec<(Arc<str>, FullBucket)>> = BTreeMap::new();
+        let publish = self.closed_out.is_some();
         for (name, ep) in self.endpoints.iter_mut() {
             for (ti, spec) in self.cfg.tiers.iter().enumerate() {
                 let tier = &mut ep.tiers[ti];
@@ -397,6 +465,9 @@ impl Store {
                         None => FullBucket::default(),
                     };
                     tier.put(index, &full, Bucket::ZERO);
+                    if publish && spec.step_s == 60 {
+                        minutes.entry(index).or_default().push((name.clone(), full));
+                    }
                     if spec.persist {
                         writes.push((ti, name.clone(), index, full));
                     }
@@ -412,6 +483,14 @@ impl Store {
                     }
                 }
             }
+        }
+        if let Some(tx) = &self.closed_out {
+            for (minute, buckets) in minutes {
+                let _ = tx.try_send(ClosedMinute { minute, buckets });
+            }
+        }
+        if closed {
+            self.merge_waiting();
         }
         if self.disk.is_some() {
             self.write_out(writes, now_us);

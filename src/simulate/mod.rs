@@ -799,7 +799,7 @@ pub fn run(
                         accuracy: if p.forecasts() { &accuracy } else { &|| None },
                     };
                     let mut guests = FakeGuests(pl.hv.clone());
-                    let mut env = Env { membership: &mut pl.pool, prober: &mut guests, signals: &signals };
+                    let mut env = Env { membership: &mut pl.pool, prober: &mut guests, signals: &signals, fence: None };
                     for d in pl.controller.tick(&mut env) {
                         if d.outcome != Outcome::Done {
                             continue;

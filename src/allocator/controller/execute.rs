@@ -155,6 +155,15 @@ pub(super) fn run(
         if c.backoff.waiting(kind, now_us) {
             continue;
         }
+        if let Some(f) = env.fence
+            && let Err(e) = f.check(a)
+        {
+            tracing::warn!(pool = %c.p.name, action = %a, "{e}");
+            logged.outcome = Outcome::Fenced(e);
+            out.push(logged);
+            // Nothing more this tick: the next one sees who leads.
+            break;
+        }
         let started = c.now_us();
         let result = execute(c, env, vms, a, now_us);
         logged.duration_ms = Some(c.now_us().saturating_sub(started) / 1000);
@@ -184,6 +193,11 @@ pub(super) fn run(
 
 /// An operator's action (admin POST): carried out now, whatever the plan says.
 pub(super) fn manual(c: &mut Controller, env: &mut Env<'_>, a: &Action, now_us: u64) -> (Outcome, u64) {
+    if let Some(f) = env.fence
+        && let Err(e) = f.check(a)
+    {
+        return (Outcome::Fenced(e), 0);
+    }
     let vms = c.last_vms.clone();
     let started = c.now_us();
     let outcome = match execute(c, env, &vms, a, now_us) {

@@ -22,6 +22,8 @@ pub enum Outcome {
     NothingToDrain,
     /// The action failed; the error as the hypervisor gave it.
     Failed(String),
+    /// Not carried out: this instance could not prove it still leads the pool (`[cluster]`).
+    Fenced(String),
 }
 
 impl Outcome {
@@ -34,6 +36,7 @@ impl Outcome {
             Self::LaunchesPaused => "skipped: launches paused after failed boots".into(),
             Self::NothingToDrain => "skipped: no idle serving VM to drain".into(),
             Self::Failed(e) => format!("error: {e}").into(),
+            Self::Fenced(e) => format!("refused: {e}").into(),
         }
     }
 
@@ -44,6 +47,7 @@ impl Outcome {
             Self::DryRun => "dry_run",
             Self::Held | Self::LaunchesPaused | Self::NothingToDrain => "skipped",
             Self::Failed(_) => "error",
+            Self::Fenced(_) => "refused",
         }
     }
 }
@@ -54,6 +58,25 @@ impl Serialize for Outcome {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Outcome {
+    /// The text written to the log read back (a leader's decisions shown by followers).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(match s.as_str() {
+            "ok" => Self::Done,
+            "dry_run" => Self::DryRun,
+            "skipped" => Self::Held,
+            "skipped: launches paused after failed boots" => Self::LaunchesPaused,
+            "skipped: no idle serving VM to drain" => Self::NothingToDrain,
+            _ => match (s.strip_prefix("error: "), s.strip_prefix("refused: ")) {
+                (Some(e), _) => Self::Failed(e.to_string()),
+                (_, Some(e)) => Self::Fenced(e.to_string()),
+                _ => Self::Failed(s),
+            },
+        })
+    }
+}
+
 impl std::fmt::Display for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.as_text())
@@ -61,7 +84,7 @@ impl std::fmt::Display for Outcome {
 }
 
 /// A logged decision.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct LoggedDecision {
     /// Epoch seconds (the controller's clock).
     pub t: u64,
@@ -75,7 +98,7 @@ pub struct LoggedDecision {
     /// `"ok"`, `"dry_run"`, `"skipped"` (`"skipped: why"`), or `"error: …"`.
     pub outcome: Outcome,
     /// How long the action took, when it ran.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub duration_ms: Option<u64>,
 }
 

@@ -34,7 +34,7 @@ use crate::feedback::score::HorizonAccuracy;
 use crate::hypervisor::stats::DomainStats;
 use crate::hypervisor::{HostInfo, Hypervisor, VmInfo};
 pub use log::{LoggedDecision, Outcome};
-pub use status::{CostStatus, LeadStats, PoolStatus, PoolUsage, VmStatus};
+pub use status::{CostStatus, FleetRole, LeadStats, PoolStatus, PoolUsage, VmStatus};
 
 /// The upstream pool as the controller changes it (addresses as `host:port`).
 pub trait Membership {
@@ -76,11 +76,19 @@ pub trait Signals {
     }
 }
 
+/// Proof, before each action, that this instance may still act on the pool (`[cluster]`: it
+/// still holds the leadership lease); `Err` says why not, and the action is not carried out.
+pub trait Fence {
+    fn check(&self, action: &plan::Action) -> Result<(), String>;
+}
+
 /// What one tick may use.
 pub struct Env<'a> {
     pub membership: &'a mut dyn Membership,
     pub prober: &'a mut dyn Prober,
     pub signals: &'a dyn Signals,
+    /// `None`: a lone instance, nothing to prove.
+    pub fence: Option<&'a dyn Fence>,
 }
 
 /// One pool the controller runs.
@@ -239,6 +247,35 @@ impl Controller {
         let acted = out.iter().any(|d| d.action.is_some() && d.outcome == Outcome::Done);
         self.last_vms = if acted { self.p.hypervisor.list(&self.p.name).unwrap_or(vms) } else { vms };
         out
+    }
+
+    /// A follower's cycle (`[cluster]`): the pool's VMs as the hypervisor shows them, health
+    /// checks and joins (every instance checks on its own), and the leader's drains applied
+    /// to this instance's upstream pool. Nothing is planned or carried out, and no VM is
+    /// deleted here (boot timeouts are the leader's).
+    pub fn observe(&mut self, env: &mut Env<'_>, draining: &[String]) -> Vec<LoggedDecision> {
+        let now_us = self.now_us();
+        let mut out = Vec::new();
+        for t in self.tracks.values_mut() {
+            t.launched_us = None;
+        }
+        let Some(vms) = reconcile::run(self, env, now_us, &mut out) else { return out };
+        join::run(self, env, &vms, now_us, &mut out);
+        for v in &vms {
+            let (Some(t), Some(addr)) = (self.tracks.get_mut(&v.name), v.addr.as_deref()) else { continue };
+            if t.phase == Phase::Serving && draining.iter().any(|d| d == addr) {
+                env.membership.drain(addr);
+                t.phase = Phase::Draining;
+                t.drain_started_us = Some(now_us);
+            }
+        }
+        self.last_vms = vms;
+        out
+    }
+
+    /// Addresses of the VMs this controller is draining.
+    pub fn draining(&self) -> Vec<String> {
+        self.tracks.values().filter(|t| t.phase == Phase::Draining).filter_map(|t| t.addr.clone()).collect()
     }
 
     /// The lead time in force (learned or fixed).

@@ -104,6 +104,28 @@ pub struct PoolStatus {
     /// Known events (`[[pool.schedule]]`), with whether each applies now and when that changes.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<EventStatus>,
+    /// With `[cluster]`: this instance's part in the pool's fleet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetRole>,
+}
+
+/// This instance's part in a pool shared by a fleet (`[cluster]`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FleetRole {
+    /// `leader` (plans and acts), `follower` (shows and follows the leader's decisions) or
+    /// `paused` (cannot reach etcd or lost its lease: nobody acts from here).
+    pub role: &'static str,
+    /// The leading instance's id and admin address, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader_admin: Option<String>,
+    /// The leader's term (grows with every new leader).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub term: Option<i64>,
+    /// Why, when paused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// A known event as the admin page and API show it.
@@ -217,6 +239,7 @@ impl Controller {
                 launch_p90_s: percentile(&self.launches, 0.9),
                 hotplug_p50_ms: percentile(&self.hotplugs, 0.5),
             },
+            fleet: None,
         }
     }
 }

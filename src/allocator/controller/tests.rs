@@ -110,7 +110,7 @@ impl Rig {
     fn tick(&mut self, step_s: u64) -> Vec<LoggedDecision> {
         self.load.now_s = self.now_s();
         let mut guests = FakeGuests(self.hv.clone());
-        let mut env = Env { membership: &mut self.members, prober: &mut guests, signals: &self.load };
+        let mut env = Env { membership: &mut self.members, prober: &mut guests, signals: &self.load, fence: None };
         let out = self.c.tick(&mut env);
         self.log.extend(out.iter().cloned());
         self.clock.advance(Duration::from_secs(step_s));
@@ -126,7 +126,7 @@ impl Rig {
 
     fn command(&mut self, cmd: Command) -> Option<LoggedDecision> {
         let mut guests = FakeGuests(self.hv.clone());
-        let mut env = Env { membership: &mut self.members, prober: &mut guests, signals: &self.load };
+        let mut env = Env { membership: &mut self.members, prober: &mut guests, signals: &self.load, fence: None };
         self.c.command(&mut env, cmd)
     }
 
