@@ -204,6 +204,7 @@ impl App {
             view,
             forecasts,
             allocator.as_ref().map(Allocator::view),
+            fleet.as_ref().map(crate::fleet::Fleet::view),
             &settings.admin,
             clock.clone(),
             shutdown.clone(),

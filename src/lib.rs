@@ -13,6 +13,7 @@
 //! | [`hypervisor`] | the `Hypervisor` trait; libvirt implementation (`virt` crate: placement across hosts, reconnect within 2 s, panic guard, clone with overlay/port/metadata and per-domain paths, domain stats through the raw records); usage decoding; an in-memory hypervisor on virtual time (a fake, for the simulator and the controller's tests) | runs on the allocator's thread |
 //! | [`proxy`] | the data plane: its settings, listener + TLS, the request path as one tower stack per worker (`stack/`, a layer a file: request id → limits (target checks: dot-segments, Host) → route → record → rewrite (headers, body limit, WebSocket tunnels held under the connection cap) → retry → upstream), each worker's own upstream connections, HTTP/1.1 or h2c (`upstream`), upstream pools (each member tagged with its owner: config or allocator), balancing, health checks, per-worker counters summed when read, W3C trace context (`traceparent`), the access log (text or JSON, `access`), OTLP span export (`otlp`: its own thread) | `listen.workers` threads, each a current-thread runtime + `LocalSet` with its own SO_REUSEPORT socket, route-table copy, stack and upstream pool (`worker`) |
 //! | [`allocator`] | planning as a pure function (`plan`) with known events (`schedule`); the per-pool `controller`, a tick of named phases (reconcile, join, usage, calibrate, plan, execute with back-off, log) on the injected clock behind three traits (membership, prober, signals); `live`: the thread that runs it on the proxy's pools, health prober and the historian/forecast views | `prescale-allocator` (libvirt calls block) |
+//! | [`fleet`] | `[cluster]`: several instances on the same pools through etcd — its settings, the instance id, one leader per scaled pool (a key under the instance's lease; the allocator's `Coordinator`), the fence every action passes (a transaction comparing the leader key's lease), closed minutes published and peers' read back into the historian (`PeerSink`: the fleet series), the leader's decisions and drains shared, degraded while etcd is away | `prescale-fleet`: the etcd client on its own small runtime |
 //! | [`simulate`] | `prescale simulate`: a trace replayed on a virtual clock through the historian series, the forecast engine and the allocator's own controller against the in-memory hypervisor; policies (HPA-style reactive, static, predictive, predictive+reactive, oracle), SLO and SPEC elasticity metrics, SVG chart | — (the caller's) |
 //! | [`admin`] | its settings, `/live`, `/ready`, `/metrics`, the `/admin` page (server-rendered through `maud` templates, which escape every value; strict CSP), `/admin/api/*` (paged, bounded), and `POST /admin/action` (mode, manual scale, refit: token or a per-page-load form secret) on a separate listener; guards: connection cap, timeouts, Host allow-list, same-origin POSTs, failed-login limit | its own thread + current-thread runtime; pages and APIs rendered on its blocking workers (two at a time) |
 //! | [`config`] | the assembly layer: `proxy.toml` → raw serde structs → every module's validated settings (each type lives in the module it configures), every error reported with key path and line | — |
@@ -48,9 +49,10 @@
 //!
 //! Dependency order, bottom first — a module's code names only modules before it (checked by
 //! `tests/layout.rs`): `clock`, `trace` ← `historian` ← `feedback` ← `forecast` ←
-//! `hypervisor` ← `proxy` ← `allocator` ← `simulate` ← `admin` ← `config` ← `app` ← `fuzzing`,
+//! `hypervisor` ← `proxy` ← `allocator` ← `fleet` ← `simulate` ← `admin` ← `config` ← `app` ← `fuzzing`,
 //! `demo` ← `cli`. The data plane (`proxy`) never names the control plane; `config` is the
-//! assembly layer that builds every module's settings; only `hypervisor` talks to libvirt.
+//! assembly layer that builds every module's settings; only `hypervisor` talks to libvirt and
+//! only `fleet` to etcd.
 
 #![warn(unreachable_pub)]
 

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Bottom first, as `src/lib.rs` states it.
-const ORDER: [&str; 15] = [
+const ORDER: [&str; 16] = [
     "clock",
     "trace",
     "historian",
@@ -14,6 +14,7 @@ const ORDER: [&str; 15] = [
     "hypervisor",
     "proxy",
     "allocator",
+    "fleet",
     "simulate",
     "admin",
     "config",

@@ -106,6 +106,15 @@ families! {
     POOL_REQUIRED: "prescale_pool_required" Gauge RPS, ["pool"], "Calls per second the planner provisions for";
     POOL_LEAD: "prescale_pool_lead_time" Gauge S, ["pool"], "Lead time the planner uses";
     POOL_DEGRADED: "prescale_pool_degraded" Gauge None, ["pool"], "1 while the pool cannot be scaled (hypervisor unreachable, host down, launches paused, an action failing)";
+    POOL_LEADER: "prescale_fleet_leader" Gauge None, ["pool"], "With [cluster]: 1 while this instance leads the pool (plans and acts), 0 while it follows or is paused";
+    POOL_PAUSED: "prescale_fleet_paused" Gauge None, ["pool"], "With [cluster]: 1 while scaling of the pool is paused here (etcd unreachable, lease not renewed in time)";
+    FLEET_UP: "prescale_fleet_etcd_up" Gauge None, [], "With [cluster]: 1 while etcd answers, 0 while it cannot be reached (scaling paused)";
+    FLEET_PENDING: "prescale_fleet_minutes_pending" Gauge None, [], "With [cluster]: closed minutes waiting to be published to etcd";
+    FLEET_PUBLISHED: "prescale_fleet_minutes_published" Counter None, [], "With [cluster]: closed minutes published to etcd";
+    FLEET_PEER: "prescale_fleet_peer_minutes" Counter None, [], "With [cluster]: other instances' minutes added to the fleet series";
+    FLEET_WRITES: "prescale_fleet_etcd_writes" Counter None, [], "With [cluster]: write requests sent to etcd (puts and transactions)";
+    FLEET_WRITE_BYTES: "prescale_fleet_etcd_write_bytes" Counter B, [], "With [cluster]: bytes of the values written to etcd";
+    FLEET_FENCED: "prescale_fleet_fenced" Counter None, [], "With [cluster]: actions refused by the fence (this instance no longer held the pool's lease)";
     POOL_ACTIONS: "prescale_pool_actions" Counter None, ["pool", "kind", "outcome"], "Scaling actions decided since start, by kind and outcome (ok, dry_run, skipped, error)";
     VM_VCPUS: "prescale_vm_vcpus" Gauge None, ["pool", "vm"], "vCPUs of a pool's VM";
     VM_MEMORY: "prescale_vm_memory" Gauge B, ["pool", "vm"], "Memory of a pool's VM";
@@ -210,6 +219,7 @@ pub(crate) struct Sources<'a> {
     pub historian: Option<&'a HistorianView>,
     pub forecasts: Option<&'a ForecastView>,
     pub allocator: Option<&'a crate::allocator::live::AllocatorView>,
+    pub fleet: Option<&'a crate::fleet::FleetView>,
     pub admin_refused: u64,
 }
 
@@ -319,6 +329,18 @@ fn read(src: &Sources<'_>) -> Scrape {
         }
     }
 
+    if let Some(f) = src.fleet {
+        let st = f.state();
+        let c = &st.counters;
+        s.gauge(FLEET_UP, &[], u8::from(st.error.is_none()));
+        s.gauge(FLEET_PENDING, &[], c.minutes_pending as f64);
+        s.counter(FLEET_PUBLISHED, &[], c.minutes_published);
+        s.counter(FLEET_PEER, &[], c.peer_minutes);
+        s.counter(FLEET_WRITES, &[], c.writes);
+        s.counter(FLEET_WRITE_BYTES, &[], c.write_bytes);
+        s.counter(FLEET_FENCED, &[], c.fenced);
+    }
+
     if let Some(a) = src.allocator {
         use crate::allocator::plan::Phase;
         let st = a.state();
@@ -337,6 +359,10 @@ fn read(src: &Sources<'_>) -> Scrape {
             s.gauge(POOL_REQUIRED, &[pool], p.required_rps);
             s.gauge(POOL_LEAD, &[pool], p.lead.lead_time_s as f64);
             s.gauge(POOL_DEGRADED, &[pool], u8::from(p.degraded.is_some()));
+            if let Some(f) = &p.fleet {
+                s.gauge(POOL_LEADER, &[pool], u8::from(f.role == "leader"));
+                s.gauge(POOL_PAUSED, &[pool], u8::from(f.role == "paused"));
+            }
             for v in &p.vms {
                 s.gauge(VM_VCPUS, &[pool, &v.info.name], v.info.vcpus);
                 s.gauge(VM_MEMORY, &[pool, &v.info.name], (v.info.memory_mib * 1024 * 1024) as f64);

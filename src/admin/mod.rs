@@ -64,6 +64,7 @@ pub fn start(
     historian: Option<HistorianView>,
     forecasts: Option<ForecastView>,
     allocator: Option<AllocatorView>,
+    fleet: Option<crate::fleet::FleetView>,
     settings: &AdminSettings,
     clock: crate::clock::SharedClock,
     shutdown: CancellationToken,
@@ -74,6 +75,7 @@ pub fn start(
         historian,
         forecasts,
         allocator,
+        fleet,
         clock,
         token: settings.token.as_deref().map(Arc::from),
         tls: settings.tls.as_ref().map(|t| tokio_rustls::TlsAcceptor::from(t.server_config.clone())),
@@ -110,6 +112,8 @@ struct Shared {
     historian: Option<HistorianView>,
     forecasts: Option<ForecastView>,
     allocator: Option<AllocatorView>,
+    /// `[cluster]`: the fleet thread's state.
+    fleet: Option<crate::fleet::FleetView>,
     /// The app's clock (the demo's runs fast): the page's "now".
     clock: crate::clock::SharedClock,
     /// Bearer token (`admin.token_file`); without one, actions need a form secret of the page.
@@ -620,10 +624,21 @@ async fn action(shared: &Shared, ip: IpAddr, req: hyper::Request<Incoming>) -> R
         None => Err("no pool is scaled (no [pool.scaling])".to_string()),
         Some(a) => {
             let pool = c.pool().to_string();
-            if a.state().pools.iter().any(|p| p.pool == pool) {
-                a.send(c).map_err(|e| e.to_string())
-            } else {
-                Err(format!("no scaled pool named {pool:?}"))
+            let state = a.state();
+            match state.pools.iter().find(|p| p.pool == pool).map(|p| p.fleet.as_ref()) {
+                None => Err(format!("no scaled pool named {pool:?}")),
+                // In a fleet only the pool's leader acts: say who that is.
+                Some(Some(f)) if f.role == "follower" => Err(match (&f.leader, &f.leader_admin) {
+                    (Some(l), Some(adm)) => {
+                        format!("pool {pool} is led by instance {l}: send actions to its admin, http://{adm}")
+                    }
+                    _ => format!("pool {pool} has no leader yet; try again in a few seconds"),
+                }),
+                Some(Some(f)) if f.role == "paused" => Err(format!(
+                    "scaling of pool {pool} is paused here ({})",
+                    f.detail.as_deref().unwrap_or("etcd unreachable")
+                )),
+                Some(_) => a.send(c).map_err(|e| e.to_string()),
             }
         }
     };
@@ -717,10 +732,17 @@ fn route(shared: &Shared, req: &http::request::Parts) -> Response<Full<Bytes>> {
                 historian: shared.historian.as_ref(),
                 forecasts: shared.forecasts.as_ref(),
                 allocator: shared.allocator.as_ref(),
+                fleet: shared.fleet.as_ref(),
                 admin_refused: shared.refused.load(Relaxed),
             };
             text(StatusCode::OK, format.content_type(), metrics::render(&sources, format))
         }
+        "/admin/api/fleet" => json_response(match &shared.fleet {
+            Some(f) => serde_json::to_string(&*f.state())
+                .map(api::Page::from)
+                .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+            None => Err((StatusCode::NOT_FOUND, "this instance runs alone (no [cluster])".to_string())),
+        }),
         path @ ("/admin/api/pools" | "/admin/api/decisions") => {
             let params = api::query_params(req.uri.query());
             json_response(api::allocator(shared.allocator.as_ref(), path, &params))

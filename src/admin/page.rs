@@ -221,6 +221,11 @@ fn chart(
     }
 }
 
+/// ", term N" of a pool's leader.
+fn opt_term(t: Option<i64>) -> String {
+    t.map_or(String::new(), |t| format!(" (term {t})"))
+}
+
 fn action_form(csrf: &str, fields: &[(&str, &str)], label: &str) -> Markup {
     html! {
         form.inline method="post" action="/admin/action" {
@@ -421,6 +426,17 @@ fn pools(
                                 }
                             }
                             @if let Some(d) = &st.degraded { p.bad { "degraded: " (d) } }
+                            @if let Some(f) = &st.fleet {
+                                p.small.fleet {
+                                    "fleet: " b { (f.role) }
+                                    @match (f.role, &f.leader, &f.leader_admin) {
+                                        ("leader", ..) => { " — this instance plans and acts" (opt_term(f.term)) }
+                                        ("follower", Some(l), Some(a)) => { " — led by instance " b { (l) } " (admin " (a) "); actions go there" }
+                                        ("follower", ..) => { " — no leader yet" }
+                                        _ => { " — nobody acts from here" }
+                                    }
+                                }
+                            }
                             @let peak = pf.as_ref().and_then(|f| f.rate.iter().map(|p| p.hi80).reduce(f64::max));
                             // One unit on the whole page: calls per minute.
                             p.small {

@@ -187,6 +187,9 @@ pub struct EndpointView {
     pub tiers: Vec<Tier>,
     pub calls_total: u64,
     pub errors_total: u64,
+    /// The 1-minute and coarser tiers hold the fleet's calls (`[cluster]`), the finer ones
+    /// this instance's only.
+    pub fleet: bool,
 }
 
 impl Snapshot {
@@ -202,7 +205,14 @@ impl EndpointView {
     /// while the coarser ones hold what was loaded from disk: the coarser one then wins, so
     /// the history before the restart is shown. `now_s` bounds the scan.
     pub fn tier_for(&self, step_s: u64, from_s: u64, now_s: u64) -> Option<&Tier> {
-        let fits: Vec<&Tier> = self.tiers.iter().filter(|t| step_s.is_multiple_of(t.step_s)).collect();
+        // In a fleet, a step of a minute or more is read from the tiers that hold every
+        // instance's calls.
+        let fits: Vec<&Tier> = self
+            .tiers
+            .iter()
+            .filter(|t| step_s.is_multiple_of(t.step_s))
+            .filter(|t| !(self.fleet && step_s >= 60 && t.step_s < 60))
+            .collect();
         let start = |t: &Tier| t.first_present(from_s, now_s).unwrap_or(u64::MAX);
         let earliest = fits.iter().map(|t| start(t)).min()?;
         fits.into_iter().find(|t| start(t) <= earliest.max(from_s))
@@ -325,7 +335,10 @@ impl Store {
             }
             let index = minute * 60 / spec.step_s;
             let tier = &mut ep.tiers[ti];
-            if index < tier.first_index() {
+            // The bucket this process started in is missing here (partly seen): the peers'
+            // share alone would pass for the fleet's.
+            let start = index * spec.step_s;
+            if index < tier.first_index() || (start < self.live_from_s && self.live_from_s < start + spec.step_s) {
                 continue;
             }
             if !tier.merge(index, full) {
@@ -560,6 +573,7 @@ impl Store {
                 tiers: ep.tiers.iter().map(Tier::snapshot).collect(),
                 calls_total: ep.calls_total,
                 errors_total: ep.errors_total,
+                fleet: self.closed_out.is_some(),
             })
             .collect();
         Snapshot {
@@ -629,6 +643,50 @@ mod tests {
     fn minute_counts(s: &Snapshot, ep: &str, from: u64, to: u64) -> Vec<(u64, bool)> {
         let e = s.endpoint(ep).unwrap();
         e.tiers[1].points(from, to, 60).iter().map(|p| (p.count, p.missing)).collect()
+    }
+
+    /// A fleet member's store: every closed minute goes out once, with all endpoints; peers'
+    /// minutes add to the 1-minute and hourly tiers (not the 1-second one), whether they come
+    /// before the minute closed here, after, or for a minute this instance was not running.
+    #[test]
+    fn closed_minutes_go_out_and_peers_minutes_add_up() {
+        let mut s = Store::new(cfg(), None, T0 * 1_000_000);
+        s.register(&[Arc::from("a"), Arc::from("b")]);
+        let (tx, rx) = crossbeam_channel::bounded(100);
+        s.publish_closed(tx);
+        for i in 0..30 {
+            s.ingest(rec("a", (T0 + 60) as f64 + i as f64, 200, 1000));
+        }
+        let peer = |calls| FullBucket { calls, e4: 1, lat_us: [2000, 4000, 8000, 9000], ..Default::default() };
+        // Before minute T0+60 has closed here, and for T0 (before this instance started).
+        s.merge_peer("a", (T0 + 60) / 60, &peer(12));
+        s.merge_peer("a", (T0 - 60) / 60, &peer(7));
+        s.merge_peer("unknown", T0 / 60, &peer(7));
+        s.advance((T0 + 125) * 1_000_000);
+        // After it closed.
+        s.merge_peer("b", (T0 + 60) / 60, &peer(5));
+        let out: Vec<ClosedMinute> = rx.try_iter().collect();
+        assert_eq!(out.iter().map(|m| m.minute).collect::<Vec<_>>(), [T0 / 60, (T0 + 60) / 60], "each minute once");
+        let a = out[1].buckets.iter().find(|(n, _)| &**n == "a").unwrap().1;
+        assert_eq!(a.calls, 30, "only this instance's calls go out");
+        assert!(out[1].buckets.iter().any(|(n, b)| &**n == "b" && b.calls == 0), "quiet endpoints too");
+        let snap = s.snapshot((T0 + 125) * 1_000_000);
+        assert_eq!(minute_counts(&snap, "a", T0 - 60, T0 + 120), [(7, false), (0, false), (42, false)]);
+        assert_eq!(minute_counts(&snap, "b", T0 + 60, T0 + 120), [(5, false)]);
+        let e = snap.endpoint("a").unwrap();
+        let p = e.tiers[1].points(T0 + 60, T0 + 120, 60)[0];
+        assert_eq!(p.errors_4xx, 1);
+        assert!(p.p99_ms > 7.9, "the larger p99 of the parts (8 ms): {p:?}");
+        // The 1-second tier is this instance's own.
+        assert_eq!(e.tiers[0].points(T0 + 60, T0 + 120, 60)[0].count, 30);
+        assert!(e.fleet);
+        assert_eq!(e.tier_for(60, T0 + 60, T0 + 120).unwrap().step_s, 60, "a fleet's minutes, not the local seconds");
+        // The hour holding them gets the peer's minute once it has closed here too; the hour
+        // before the start has only the peers' minute.
+        s.advance((T0 + 3605) * 1_000_000);
+        let snap = s.snapshot((T0 + 3605) * 1_000_000);
+        let h = snap.endpoint("a").unwrap().tiers[2].points(T0 - 3600, T0 + 3600, 3600);
+        assert_eq!((h[0].count, h[1].count), (7, 30 + 12), "{h:?}");
     }
 
     /// The disk refuses writes (the segment files are links to /dev/full, which fails every
