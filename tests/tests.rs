@@ -9,6 +9,7 @@ mod browser;
 mod cli;
 mod config_file;
 mod dataplane;
+mod fleet;
 mod forecast;
 mod forwarding;
 mod fuzz_corpus;

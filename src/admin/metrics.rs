@@ -113,7 +113,7 @@ families! {
     FLEET_PUBLISHED: "prescale_fleet_minutes_published" Counter None, [], "With [cluster]: closed minutes published to etcd";
     FLEET_PEER: "prescale_fleet_peer_minutes" Counter None, [], "With [cluster]: other instances' minutes added to the fleet series";
     FLEET_WRITES: "prescale_fleet_etcd_writes" Counter None, [], "With [cluster]: write requests sent to etcd (puts and transactions)";
-    FLEET_WRITE_BYTES: "prescale_fleet_etcd_write_bytes" Counter B, [], "With [cluster]: bytes of the values written to etcd";
+    FLEET_WRITE_BYTES: "prescale_fleet_etcd_written" Counter B, [], "With [cluster]: bytes of the values written to etcd";
     FLEET_FENCED: "prescale_fleet_fenced" Counter None, [], "With [cluster]: actions refused by the fence (this instance no longer held the pool's lease)";
     POOL_ACTIONS: "prescale_pool_actions" Counter None, ["pool", "kind", "outcome"], "Scaling actions decided since start, by kind and outcome (ok, dry_run, skipped, error)";
     VM_VCPUS: "prescale_vm_vcpus" Gauge None, ["pool", "vm"], "vCPUs of a pool's VM";

@@ -1,0 +1,352 @@
+//! The fleet (`[cluster]`) against a real etcd, started here on loopback ports (a single
+//! member; `scripts/fleet-failover` runs three). Instances in this process share libvirt's
+//! `test:///default` (one in-memory hypervisor per process), so two of them really scale the
+//! same pool; instances run as separate processes for SIGKILL and SIGSTOP.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::*;
+
+const TOKEN: &str = "fleet-token-for-tests";
+
+fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// One etcd member on loopback ports, with its own data directory; killed by PID.
+pub struct Etcd {
+    child: Option<KillOnDrop>,
+    pub url: String,
+    client: u16,
+    peer: u16,
+    dir: PathBuf,
+}
+
+impl Etcd {
+    pub fn start(dir: &Path) -> Self {
+        let mut e =
+            Etcd { child: None, url: String::new(), client: free_port(), peer: free_port(), dir: dir.join("etcd") };
+        e.url = format!("http://127.0.0.1:{}", e.client);
+        e.restart();
+        e
+    }
+
+    /// Starts it again on the same ports and data (after [`Etcd::kill`]).
+    pub fn restart(&mut self) {
+        let etcd = find_tool("etcd", &[repo("target/tools/etcd-server/usr/bin")], "Debian's etcd-server package");
+        let peer = format!("http://127.0.0.1:{}", self.peer);
+        let child = std::process::Command::new(etcd)
+            .args(["--name", "n1", "--data-dir"])
+            .arg(&self.dir)
+            .args(["--listen-client-urls", &self.url, "--advertise-client-urls", &self.url])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("n1={peer}"), "--log-level", "error"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(KillOnDrop(child));
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.client)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(20), "etcd did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        self.child = None;
+    }
+}
+
+/// A pool `pool` scaled on `test:///default` (template `fleet-tpl`), endpoint `api` on it,
+/// in a fleet named `fleet`; `members` are static upstreams of the pool.
+#[allow(clippy::too_many_arguments)]
+fn config(
+    dir: &Path,
+    id: &str,
+    fleet: &str,
+    etcd: &str,
+    pool: &str,
+    mode: &str,
+    ports: u16,
+    members: &[SocketAddr],
+) -> PathBuf {
+    let token = write_token(dir, TOKEN);
+    let members: Vec<String> = members.iter().map(|m| format!("{{ addr = \"{m}\" }}")).collect();
+    let cfg = dir.join(format!("{id}.toml"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\ntoken_file = \"{}\"\n\
+             [historian]\ndata_dir = \"data-{id}\"\n\
+             [[endpoint]]\nname = \"api\"\npath_prefix = \"/api\"\npool = \"{pool}\"\n\
+             [[pool]]\nname = \"{pool}\"\nmembers = [{}]\n\
+             [pool.scaling]\nuri = \"test:///default\"\ntemplate = \"fleet-tpl\"\nmode = \"{mode}\"\nmin_vms = 0\n\
+             max_vms = 2\nvcpus = [1, 1]\nmemory_mib = [256, 512]\ncapacity_rps_per_vcpu = 5.0\n\
+             target_utilization = 1.0\nheadroom = 0.0\nlead_time = \"60s\"\nwindow = \"5m\"\nmax_step = 2\n\
+             ports = [{ports}, {}]\nhealth_path = \"/health\"\n\
+             [cluster]\netcd = [\"{etcd}\"]\nname = \"{fleet}\"\nid = \"{id}\"\nlease_ttl = \"2s\"\n",
+            token.display(),
+            members.join(", "),
+            ports + 50
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+/// Holds `test:///default` open with the template defined (the test driver's default
+/// hypervisor lives while a connection to it is open).
+struct Hypervisor(virt::connect::Connect);
+
+impl Hypervisor {
+    fn open() -> Self {
+        let c = virt::connect::Connect::open(Some("test:///default")).unwrap();
+        let xml = r#"<domain type="test"><name>fleet-tpl</name><memory unit="MiB">1024</memory>
+            <currentMemory unit="MiB">512</currentMemory><vcpu current="1">4</vcpu><os><type>hvm</type></os></domain>"#;
+        // Another test may have defined it first.
+        let _ = c.define_domain_xml(xml);
+        assert!(c.lookup_domain_by_name("fleet-tpl").is_ok());
+        Self(c)
+    }
+
+    /// Domains whose name starts with `prefix`.
+    fn count(&self, prefix: &str) -> usize {
+        self.0.list_all_domains(0).unwrap().iter().filter(|d| d.name().is_ok_and(|n| n.starts_with(prefix))).count()
+    }
+}
+
+async fn admin(c: &TestClient, app: &prescale::app::App, path: &str) -> Value {
+    let req = http::Request::get(admin_url(app, path))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(http_body_util::Full::default())
+        .unwrap();
+    send(c, req).await.json()
+}
+
+async fn role(c: &TestClient, app: &prescale::app::App) -> String {
+    admin(c, app, "/admin/api/pools").await[0]["fleet"]["role"].as_str().unwrap_or("").to_string()
+}
+
+async fn metrics(c: &TestClient, app: &prescale::app::App) -> String {
+    let req = http::Request::get(admin_url(app, "/metrics"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(http_body_util::Full::default())
+        .unwrap();
+    String::from_utf8_lossy(&send(c, req).await.body).into_owned()
+}
+
+/// Two instances in front of one scaled pool: one leads, a forecast ramp makes exactly the
+/// launches one instance would (not one set per instance), the follower shows the leader's
+/// decisions, joins the new VMs once they answer, refuses admin actions naming the leader,
+/// and takes over — adopting the VMs, cloning none — when the leader stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leader_scales_the_pool_and_a_follower_follows_then_takes_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(dir.path());
+    let hv = Hypervisor::open();
+    let ports = 30_000 + fastrand::u16(0..20_000);
+    let cfgs: Vec<PathBuf> =
+        ["a", "b"].iter().map(|id| config(dir.path(), id, "f1", &etcd.url, "fp", "enabled", ports, &[])).collect();
+    for cfg in &cfgs {
+        peak_history(dir.path(), cfg);
+    }
+    let mut apps = Vec::new();
+    for cfg in &cfgs {
+        apps.push(Some(prescale::app::App::start(prescale::config::load(cfg).unwrap()).await.unwrap()));
+    }
+    let c = client();
+    macro_rules! app {
+        ($i:expr) => {
+            apps[$i].as_ref().unwrap()
+        };
+    }
+    let settled = async || {
+        let (a, b) = (role(&c, app!(0)).await, role(&c, app!(1)).await);
+        matches!((a.as_str(), b.as_str()), ("leader", "follower") | ("follower", "leader"))
+    };
+    assert!(eventually(Duration::from_secs(10), settled).await, "{}", admin(&c, app!(1), "/admin/api/pools").await);
+    let leader = if role(&c, app!(0)).await == "leader" { 0 } else { 1 };
+    let follower = 1 - leader;
+    let leader_id = ["a", "b"][leader];
+
+    // The ramp: the leader launches two VMs, and nobody else does.
+    let launched = async || hv.count("fp-") == 2;
+    assert!(
+        eventually(Duration::from_secs(60), launched).await,
+        "{}",
+        admin(&c, app!(leader), "/admin/api/pools").await
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(hv.count("fp-"), 2, "one set of launches for the fleet, not one per instance");
+    let mine = |d: &Value| {
+        d.as_array().unwrap().iter().filter(|d| d["action"]["kind"] == "launch" && d["outcome"] == "ok").count()
+    };
+    assert!(mine(&admin(&c, app!(leader), "/admin/api/decisions?pool=fp").await) >= 1);
+    // The follower shows the leader's decisions, read from etcd.
+    let shown = async || mine(&admin(&c, app!(follower), "/admin/api/decisions?pool=fp").await) >= 1;
+    assert!(
+        eventually(Duration::from_secs(5), shown).await,
+        "{}",
+        admin(&c, app!(follower), "/admin/api/decisions").await
+    );
+    let p = admin(&c, app!(follower), "/admin/api/pools").await;
+    assert_eq!(p[0]["fleet"]["leader"], leader_id, "{p}");
+    // Its admin actions are refused, naming the leader.
+    let req = http::Request::post(admin_url(app!(follower), "/admin/action"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(http_body_util::Full::from("action=scale&pool=fp&delta=1"))
+        .unwrap();
+    let r = send(&c, req).await;
+    assert_eq!(r.status, 409);
+    let body = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(body.contains(&format!("led by instance {leader_id}")) && body.contains("http://127.0.0.1:"), "{body}");
+    let m = metrics(&c, app!(leader)).await;
+    assert_eq!(metric(&m, "prescale_fleet_leader{pool=\"fp\"}"), Some(1.0));
+    assert_eq!(metric(&metrics(&c, app!(follower)).await, "prescale_fleet_leader{pool=\"fp\"}"), Some(0.0));
+
+    // The guests come up: every instance joins them after its own health check.
+    let p = admin(&c, app!(leader), "/admin/api/pools").await;
+    let mut up = Vec::new();
+    for v in p[0]["vms"].as_array().unwrap() {
+        let addr: SocketAddr = v["addr"].as_str().unwrap().parse().unwrap();
+        up.push(Upstream::start_on(v["name"].as_str().unwrap(), addr).await);
+    }
+    for i in [leader, follower] {
+        let serving = async || {
+            let p = admin(&c, app!(i), "/admin/api/pools").await;
+            p[0]["vms"].as_array().is_some_and(|v| v.len() == 2 && v.iter().all(|v| v["in_pool"] == true))
+        };
+        assert!(eventually(Duration::from_secs(20), serving).await, "{}", admin(&c, app!(i), "/admin/api/pools").await);
+        for _ in 0..10 {
+            assert_eq!(get(&c, &url(app!(i), "/api/x")).await.status, 200);
+        }
+    }
+    assert!(up.iter().all(|u| u.hits() > 0));
+
+    // The leader leaves (its lease revoked on the way out): the follower leads at once, adopts
+    // both VMs as serving, and clones nothing.
+    let stopped_at = Instant::now();
+    apps[leader].take().unwrap().stop().await;
+    let leads = async || role(&c, app!(follower)).await == "leader";
+    assert!(eventually(Duration::from_secs(4), leads).await, "{}", admin(&c, app!(follower), "/admin/api/pools").await);
+    eprintln!("fleet: a stopped leader was replaced in {:?}", stopped_at.elapsed());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let p = admin(&c, app!(follower), "/admin/api/pools").await;
+    assert_eq!(hv.count("fp-"), 2, "adopted, not cloned again: {p}");
+    assert!(p[0]["vms"].as_array().unwrap().iter().all(|v| v["phase"] == "serving"), "{p}");
+    apps[follower].take().unwrap().stop().await;
+    for u in up {
+        u.stop().await;
+    }
+    drop(etcd);
+}
+
+/// What each instance records goes to etcd and comes back summed: both instances' 1-minute
+/// series hold exactly the calls sent to either. etcd killed under load loses no request;
+/// scaling pauses (shown in the pool, its decisions and `/metrics`) and resumes once etcd is
+/// back, and the minutes closed meanwhile are published late, not lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_series_is_the_exact_sum_and_an_etcd_outage_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut etcd = Etcd::start(dir.path());
+    let _hv = Hypervisor::open();
+    let backend = Upstream::start("backend").await;
+    let ports = 30_000 + fastrand::u16(0..20_000);
+    let mut apps = Vec::new();
+    for id in ["a", "b"] {
+        let cfg = config(dir.path(), id, "f2", &etcd.url, "sp", "dry_run", ports, &[backend.addr]);
+        apps.push(prescale::app::App::start(prescale::config::load(&cfg).unwrap()).await.unwrap());
+    }
+    let c = client();
+    let settled = async || {
+        let r = [role(&c, &apps[0]).await, role(&c, &apps[1]).await];
+        r.iter().filter(|r| *r == "leader").count() == 1 && r.iter().filter(|r| *r == "follower").count() == 1
+    };
+    assert!(eventually(Duration::from_secs(10), settled).await);
+    // From the start of the next minute (the minute an instance starts in is only partly its).
+    let now = prescale::clock::now_us();
+    tokio::time::sleep(Duration::from_micros(60_000_000 - now % 60_000_000 + 200_000)).await;
+    let first_minute = prescale::clock::now_us() / 60_000_000;
+    let urls = [url(&apps[0], "/api/x"), url(&apps[1], "/api/x")];
+    let load = {
+        let (c, urls) = (c.clone(), urls.clone());
+        tokio::spawn(async move {
+            let (mut sent, mut failed) = ([0u64; 2], 0u64);
+            let until = Instant::now() + Duration::from_secs(70);
+            let mut i = 0;
+            while Instant::now() < until {
+                // Uneven on purpose: two to the first instance for one to the second.
+                let k = usize::from(i % 3 == 2);
+                match get(&c, &urls[k]).await.status {
+                    200 => sent[k] += 1,
+                    _ => failed += 1,
+                }
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (sent, failed)
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    etcd.kill();
+    let paused = async || {
+        let p = admin(&c, &apps[0], "/admin/api/pools").await;
+        p[0]["fleet"]["role"] == "paused" && p[0]["degraded"].as_str().is_some_and(|d| d.contains("scaling paused"))
+    };
+    assert!(eventually(Duration::from_secs(10), paused).await, "{}", admin(&c, &apps[0], "/admin/api/pools").await);
+    assert_eq!(metric(&metrics(&c, &apps[1]).await, "prescale_fleet_etcd_up"), Some(0.0));
+    assert_eq!(metric(&metrics(&c, &apps[1]).await, "prescale_fleet_paused{pool=\"sp\"}"), Some(1.0));
+    let d = admin(&c, &apps[1], "/admin/api/decisions?pool=sp").await;
+    assert!(d.to_string().contains("fleet: scaling paused"), "{d}");
+    // Long enough for a minute to close while etcd is away.
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    etcd.restart();
+    assert!(eventually(Duration::from_secs(15), settled).await, "{}", admin(&c, &apps[0], "/admin/api/pools").await);
+    let (sent, failed) = load.await.unwrap();
+    assert_eq!(failed, 0, "no request failed while etcd was away");
+    let last_minute = prescale::clock::now_us() / 60_000_000;
+    // Every minute of the load closed, published and read back by the other instance.
+    let until = (last_minute + 1) * 60_000_000 + 8_000_000;
+    tokio::time::sleep(Duration::from_micros(until.saturating_sub(prescale::clock::now_us()))).await;
+    let total = |app: &prescale::app::App| {
+        let path =
+            format!("/admin/api/series?endpoint=api&step=60&from={}&to={}", first_minute * 60, (last_minute + 1) * 60);
+        let (c, app_url) = (c.clone(), admin_url(app, &path));
+        async move {
+            let req = http::Request::get(app_url)
+                .header("authorization", format!("Bearer {TOKEN}"))
+                .body(http_body_util::Full::default())
+                .unwrap();
+            let s = send(&c, req).await.json();
+            s["points"].as_array().unwrap().iter().map(|p| p["count"].as_u64().unwrap()).sum::<u64>()
+        }
+    };
+    let want = sent[0] + sent[1];
+    let exact = async || total(&apps[0]).await == want && total(&apps[1]).await == want;
+    assert!(
+        eventually(Duration::from_secs(10), exact).await,
+        "sent {sent:?}: instance a shows {}, b {}; fleet {}",
+        total(&apps[0]).await,
+        total(&apps[1]).await,
+        admin(&c, &apps[0], "/admin/api/fleet").await
+    );
+    for app in &apps {
+        let f = admin(&c, app, "/admin/api/fleet").await;
+        assert_eq!(f["counters"]["minutes_pending"], 0, "{f}");
+        assert!(f["error"].is_null(), "{f}");
+    }
+    for app in apps {
+        app.stop().await;
+    }
+    backend.stop().await;
+}
