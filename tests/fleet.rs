@@ -350,3 +350,147 @@ async fn the_fleet_series_is_the_exact_sum_and_an_etcd_outage_loses_nothing() {
     }
     backend.stop().await;
 }
+
+/// An ex-leader's action is refused by etcd itself: the fence compares the leader key's lease
+/// with this instance's, so once the lease is gone (expired while the process was paused, or
+/// revoked as here) a write under the fence fails even while the instance still thinks it leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fence_refuses_an_ex_leaders_action() {
+    use prescale::allocator::live::{Coordinator, Role};
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(dir.path());
+    let settings = prescale::fleet::ClusterSettings {
+        etcd: vec![etcd.url.clone()],
+        name: "f3".into(),
+        lease_ttl: Duration::from_secs(5),
+        ..Default::default()
+    };
+    let fleet = prescale::fleet::Fleet::start(prescale::fleet::Start {
+        settings,
+        id: "solo".into(),
+        admin: "127.0.0.1:1".into(),
+        pools: vec!["p".into()],
+        closed: None,
+        peers: None,
+        historian: None,
+    })
+    .unwrap();
+    let view = fleet.view();
+    let leads = async || matches!(view.role("p"), Role::Leader { .. });
+    assert!(eventually(Duration::from_secs(10), leads).await, "{:?}", view.role("p"));
+    let v = view.clone();
+    let before = tokio::task::spawn_blocking(move || v.fence("p", "launch 1 VM")).await.unwrap();
+    assert_eq!(before, Ok(()));
+    // The lease goes away behind the instance's back.
+    let mut c = etcd_client::Client::connect([etcd.url.as_str()], None).await.unwrap();
+    let old = view.state().lease;
+    c.lease_revoke(old).await.unwrap();
+    let v = view.clone();
+    let after = tokio::task::spawn_blocking(move || v.fence("p", "launch 1 VM")).await.unwrap();
+    let e = after.unwrap_err();
+    assert!(e.contains("refused by the fence"), "{e}");
+    assert!(view.state().counters.fenced >= 1);
+    // It notices, takes a new lease and leads again (nobody else is there).
+    let again = async || matches!(view.role("p"), Role::Leader { .. }) && view.state().lease != old;
+    assert!(eventually(Duration::from_secs(10), again).await, "{:?}", view.role("p"));
+    let v = view.clone();
+    assert_eq!(tokio::task::spawn_blocking(move || v.fence("p", "launch 1 VM")).await.unwrap(), Ok(()));
+    tokio::task::spawn_blocking(move || fleet.stop()).await.unwrap();
+}
+
+async fn admin_at(c: &TestClient, admin: &str, path: &str) -> Value {
+    let req = http::Request::get(format!("http://{admin}{path}"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(http_body_util::Full::default())
+        .unwrap();
+    send(c, req).await.json()
+}
+
+fn signal(pid: u32, sig: &str) {
+    assert!(std::process::Command::new("kill").args([sig, &pid.to_string()]).status().unwrap().success());
+}
+
+/// Three `prescale run` processes: exactly one leads; SIGKILL the leader and another leads
+/// within `lease_ttl` + 2 s; SIGSTOP that one past its lease and the third takes over; after
+/// SIGCONT the paused one follows, without acting in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_or_paused_leader_is_replaced_within_the_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(dir.path());
+    let ports = 30_000 + fastrand::u16(0..20_000);
+    let mut procs = Vec::new();
+    for id in ["x", "y", "z"] {
+        let cfg = config(dir.path(), id, "f4", &etcd.url, "kp", "enabled", ports, &[]);
+        let (child, _proxy, admin) = spawn_run(&cfg);
+        procs.push((Some(child), admin));
+    }
+    let c = client();
+    // Roles of the instances still running, by index.
+    let roles = async |procs: &Vec<(Option<KillOnDrop>, String)>, skip: &[usize]| {
+        let mut out = Vec::new();
+        for (i, (_, admin)) in procs.iter().enumerate() {
+            if !skip.contains(&i) {
+                let p = admin_at(&c, admin, "/admin/api/pools").await;
+                out.push((i, p[0]["fleet"]["role"].as_str().unwrap_or("").to_string()));
+            }
+        }
+        out
+    };
+    let one_leader = |r: &[(usize, String)]| {
+        let l: Vec<usize> = r.iter().filter(|(_, r)| r == "leader").map(|(i, _)| *i).collect();
+        (l.len() == 1 && r.iter().all(|(_, r)| r == "leader" || r == "follower")).then(|| l[0])
+    };
+    let started = Instant::now();
+    let first = loop {
+        if let Some(l) = one_leader(&roles(&procs, &[]).await) {
+            break l;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "{:?}", roles(&procs, &[]).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // SIGKILL: no goodbye, the lease runs out.
+    procs[first].0.take();
+    let killed = Instant::now();
+    let second = loop {
+        let r = roles(&procs, &[first]).await;
+        assert!(r.iter().filter(|(_, r)| r == "leader").count() <= 1, "{r:?}");
+        if let Some(l) = one_leader(&r) {
+            break l;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(4), "no new leader within lease_ttl + 2 s: {r:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!("fleet: SIGKILL failover in {:?}", killed.elapsed());
+    // SIGSTOP the new leader past its lease.
+    let pid = procs[second].0.as_ref().unwrap().0.id();
+    signal(pid, "-STOP");
+    let stopped = Instant::now();
+    let third = 3 - first - second;
+    loop {
+        let r = roles(&procs, &[first, second]).await;
+        if r == [(third, "leader".to_string())] {
+            break;
+        }
+        assert!(stopped.elapsed() < Duration::from_secs(4), "no successor within lease_ttl + 2 s: {r:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("fleet: SIGSTOP failover in {:?}", stopped.elapsed());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    signal(pid, "-CONT");
+    let resumed = Instant::now();
+    loop {
+        let r = roles(&procs, &[first]).await;
+        if one_leader(&r) == Some(third) {
+            break;
+        }
+        assert!(resumed.elapsed() < Duration::from_secs(5), "the paused leader did not step down: {r:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let d = admin_at(&c, &procs[second].1, "/admin/api/decisions?pool=kp").await;
+    let text = d.to_string();
+    assert!(text.contains("fleet: following instance"), "{d}");
+    let acted = d.as_array().unwrap().iter().filter(|d| !d["action"].is_null() && d["outcome"] == "ok").count();
+    assert_eq!(acted, 0, "nothing was carried out by the paused ex-leader: {d}");
+    drop(procs);
+    drop(etcd);
+}

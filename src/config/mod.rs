@@ -533,6 +533,45 @@ members = ["127.0.0.1:1", "10.0.0.1"]
         assert_eq!((t.service_name.as_str(), t.queue), ("prescale", 8192));
     }
 
+    /// Issue 17: `[cluster]` is optional (a lone instance without it) and every problem in it
+    /// is named by key.
+    #[test]
+    fn cluster_is_optional_and_checked_by_key() {
+        let ep = "[[pool]]\nname = \"p\"\nmembers = [\"127.0.0.1:80\"]\n[[endpoint]]\nname = \"e\"\npath_prefix = \"/\"\npool = \"p\"\n";
+        let s = parse(ep, Path::new(".")).unwrap();
+        assert!(s.cluster.is_none());
+        assert!(!s.historian.unwrap().publish_closed, "a lone instance publishes nothing");
+        let s = parse(&format!("{ep}[cluster]\netcd = [\"http://127.0.0.1:2379\"]\n"), Path::new(".")).unwrap();
+        let c = s.cluster.unwrap();
+        assert_eq!(
+            (c.name.as_str(), c.id.as_deref(), c.lease_ttl),
+            ("prescale", None, std::time::Duration::from_secs(10))
+        );
+        assert!(s.historian.unwrap().publish_closed);
+        let errs = errors(&format!(
+            "{ep}[cluster]\netcd = [\"127.0.0.1:2379\", \"http://h:2379\"]\nname = \"a b\"\nid = \"\"\nlease_ttl = \"1s\"\n\
+             cert = \"c.pem\"\nusername = \"u\"\n"
+        ));
+        let keys: Vec<&str> = errs.iter().map(|e| e.split(": ").nth(1).unwrap_or("")).collect();
+        assert_eq!(
+            keys,
+            [
+                "cluster.key",
+                "cluster.password_file",
+                "cluster.etcd[0]",
+                "cluster.etcd",
+                "cluster.name",
+                "cluster.id",
+                "cluster.lease_ttl",
+                "cluster.cert"
+            ],
+            "{errs:?}"
+        );
+        let errs =
+            errors(&format!("{ep}[historian]\nenabled = false\n[cluster]\netcd = [\"http://127.0.0.1:2379\"]\n"));
+        assert!(errs.iter().any(|e| e.contains("cluster: needs the historian")), "{errs:?}");
+    }
+
     /// Issue 21, section 1: how a pool's VMs are reached.
     #[test]
     fn network_modes_are_checked() {

@@ -189,7 +189,7 @@ impl Runner {
                 }
                 Err(e) => {
                     if self.state.error.is_none() {
-                        tracing::warn!(error = %e, "etcd trouble: scaling paused, proxying and recording go on");
+                        tracing::warn!(error = %e, "fleet: scaling paused (etcd unreachable or lease lost); proxying and recording go on");
                         self.state.error_since = Some(now_s);
                     }
                     self.state.error = Some(e);
