@@ -41,6 +41,7 @@ fn main() -> anyhow::Result<()> {
         hv.delete(&v.name)?;
     }
     let spec = CloneSpec {
+        owner: String::new(),
         template: "e2e-tpl".into(),
         name: "cost-1".into(),
         pool: POOL.into(),

@@ -216,6 +216,10 @@ async fn one_leader_scales_the_pool_and_a_follower_follows_then_takes_over() {
 
     // The guests come up: every instance joins them after its own health check.
     let p = admin(&c, app!(leader), "/admin/api/pools").await;
+    for v in p[0]["vms"].as_array().unwrap() {
+        let owner = v["owner"].as_str().unwrap_or("");
+        assert!(owner.starts_with(&format!("f1/{leader_id}/")), "fleet, maker and term in the metadata: {v}");
+    }
     let mut up = Vec::new();
     for v in p[0]["vms"].as_array().unwrap() {
         let addr: SocketAddr = v["addr"].as_str().unwrap().parse().unwrap();

@@ -32,6 +32,7 @@ pub fn fixture(dir: &std::path::Path, file: &str, cpus: u32, mem_gib: u64, extra
 
 fn spec(name: &str, port: u16) -> CloneSpec {
     CloneSpec {
+        owner: String::new(),
         template: "tpl".into(),
         name: name.into(),
         pool: "api".into(),

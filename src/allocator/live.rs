@@ -76,6 +76,8 @@ pub trait Coordinator: Send + Sync {
     fn share(&self, pool: &str, shared: Shared);
     /// Follower: the leader's recent decisions, newest first.
     fn leader_decisions(&self, pool: &str) -> Vec<LoggedDecision>;
+    /// `fleet/instance/term` for the metadata of VMs this instance makes for `pool`.
+    fn owner(&self, pool: &str) -> String;
 }
 
 /// This instance's part in a pool.
@@ -146,6 +148,9 @@ struct PoolFence<'a> {
 impl Fence for PoolFence<'_> {
     fn check(&self, action: &super::plan::Action) -> Result<(), String> {
         self.coordinator.fence(self.pool, &action.to_string())
+    }
+    fn owner(&self) -> String {
+        self.coordinator.owner(self.pool)
     }
 }
 

@@ -353,6 +353,11 @@ impl Coordinator for FleetView {
         }
     }
 
+    fn owner(&self, pool: &str) -> String {
+        let term = self.0.state.load().leaders.get(pool).map_or(0, |l| l.term);
+        format!("{}/{}/{term}", self.0.fleet, self.0.id)
+    }
+
     fn leader_decisions(&self, pool: &str) -> Vec<LoggedDecision> {
         self.0.state.load().leader_decisions.get(pool).cloned().unwrap_or_default()
     }

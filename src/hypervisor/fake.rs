@@ -87,6 +87,7 @@ impl World {
     /// fleet), at `addr`.
     pub fn add_running(&mut self, name: &str, pool: &str, vcpus: u32, max_vcpus: u32, addr: &str) {
         let info = VmInfo {
+            owner: String::new(),
             name: name.into(),
             pool: pool.into(),
             host: "fake:///".into(),
@@ -142,6 +143,7 @@ impl FakeHypervisor {
     /// Adds a template of `vcpus` (maximum `max_vcpus`) vCPUs.
     pub fn with_template(self, name: &str, vcpus: u32, max_vcpus: u32) -> Self {
         let t = VmInfo {
+            owner: String::new(),
             name: name.into(),
             pool: String::new(),
             host: "fake:///".into(),
@@ -244,6 +246,7 @@ impl Hypervisor for FakeHypervisor {
             Network::Bridge { .. } => None,
         };
         let v = VmInfo {
+            owner: String::new(),
             name: spec.name.clone(),
             pool: spec.pool.clone(),
             state: VmState::Shutoff,

@@ -183,6 +183,7 @@ fn info(uri: &str, d: &Domain, m: &str) -> HvResult<VmInfo> {
         max_memory_mib: i.max_mem / 1024,
         addr: attr(m, "addr").filter(|a| !a.is_empty()),
         created_at: attr(m, "created").and_then(|c| c.parse().ok()).unwrap_or(0),
+        owner: attr(m, "owner").unwrap_or_default(),
         cpu_time_ns: i.cpu_time,
     })
 }
@@ -423,7 +424,8 @@ pub(crate) fn clone_xml(
             String::new()
         }
     };
-    let m = metadata_xml(&spec.pool, &addr, &spec.template, overlays.first().map(|o| o.1.as_str()), created);
+    let m =
+        metadata_xml(&spec.pool, &addr, &spec.template, overlays.first().map(|o| o.1.as_str()), created, &spec.owner);
     xml = if let Some(i) = xml.find("</metadata>") {
         format!("{}{}{}", &xml[..i], m, &xml[i..])
     } else if let Some(i) = xml.find("<metadata/>") {
@@ -678,6 +680,7 @@ mod tests {
     fn clone_xml_renames_and_rewires() {
         let t = "<domain type='qemu'>\n  <name>tpl</name>\n  <uuid>1234</uuid>\n  <devices>\n    <disk type='file'><driver name='qemu' type='qcow2'/><source file='/img/base.qcow2'/></disk>\n    <interface type='user'><mac address='52:54:00:00:00:01'/></interface>\n  </devices>\n  <qemu:commandline><qemu:arg value='user,id=n0,hostfwd=tcp:127.0.0.1:8000-:80'/></qemu:commandline>\n</domain>";
         let spec = CloneSpec {
+            owner: String::new(),
             template: "tpl".into(),
             name: "api-3".into(),
             pool: "api".into(),
@@ -702,6 +705,7 @@ mod tests {
     fn clone_xml_on_a_network() {
         let t = "<domain type='qemu'>\n  <name>tpl</name>\n  <devices>\n    <interface type='network'><mac address='52:54:00:00:00:01'/><source network='lab'/></interface>\n  </devices>\n</domain>";
         let spec = CloneSpec {
+            owner: String::new(),
             template: "tpl".into(),
             name: "api-4".into(),
             pool: "api".into(),
@@ -724,6 +728,7 @@ mod tests {
     fn clone_xml_gives_each_clone_its_own_console_log_channel_and_nvram() {
         let t = "<domain type='qemu'>\n  <name>tpl</name>\n  <os><loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE.fd</loader><nvram template='/usr/share/OVMF/OVMF_VARS.fd'>/var/lib/libvirt/qemu/nvram/tpl_VARS.fd</nvram></os>\n  <devices>\n    <serial type='file'><source path='/var/log/libvirt/qemu/tpl.console.log'/><target port='0'/></serial>\n    <console type='file'><source path='/var/log/libvirt/qemu/tpl.console.log'/><target type='serial' port='0'/></console>\n    <serial type='pty'><log file='/var/log/guest.log' append='off'/><target port='1'/></serial>\n    <channel type='unix'><source mode='bind' path='/run/qga/tpl.agent'/><target type='virtio' name='org.qemu.guest_agent.0'/></channel>\n  </devices>\n</domain>";
         let spec = CloneSpec {
+            owner: String::new(),
             template: "tpl".into(),
             name: "api-2".into(),
             pool: "api".into(),

@@ -47,6 +47,9 @@ pub struct VmInfo {
     pub created_at: u64,
     /// CPU time used so far, nanoseconds.
     pub cpu_time_ns: u64,
+    /// `fleet/instance/term` of the fleet leader that made it (from the metadata; empty when
+    /// a lone instance did).
+    pub owner: String,
 }
 
 /// A host's capacity, for placement.
@@ -112,6 +115,9 @@ pub struct CloneSpec {
     pub network: Network,
     /// Host to create it on; `None`: the one with the most free memory.
     pub host: Option<String>,
+    /// In a fleet (`[cluster]`): `fleet/instance/term` of the leader that made it, written
+    /// into its metadata; empty for a lone instance.
+    pub owner: String,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -182,10 +188,18 @@ pub(crate) fn attr(xml: &str, name: &str) -> Option<String> {
 }
 
 /// The metadata element prescale writes.
-pub(crate) fn metadata_xml(pool: &str, addr: &str, template: &str, overlay: Option<&str>, created: u64) -> String {
+pub(crate) fn metadata_xml(
+    pool: &str,
+    addr: &str,
+    template: &str,
+    overlay: Option<&str>,
+    created: u64,
+    owner: &str,
+) -> String {
     let esc = |s: &str| s.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;");
+    let owner = if owner.is_empty() { String::new() } else { format!(r#" owner="{}""#, esc(owner)) };
     format!(
-        r#"<prescale:vm xmlns:prescale="{METADATA_NS}" pool="{}" addr="{}" template="{}" overlay="{}" created="{created}"/>"#,
+        r#"<prescale:vm xmlns:prescale="{METADATA_NS}" pool="{}" addr="{}" template="{}" overlay="{}" created="{created}"{owner}/>"#,
         esc(pool),
         esc(addr),
         esc(template),

@@ -279,6 +279,7 @@ fn execute(c: &mut Controller, env: &mut Env<'_>, vms: &[VmInfo], a: &Action, no
                             port,
                             network,
                             host: None,
+                            owner: env.fence.map_or(String::new(), |f| f.owner()),
                         };
                         taken.push(port);
                         let v = hv.clone_vm(&spec)?;

@@ -80,6 +80,8 @@ pub trait Signals {
 /// still holds the leadership lease); `Err` says why not, and the action is not carried out.
 pub trait Fence {
     fn check(&self, action: &plan::Action) -> Result<(), String>;
+    /// What new VMs' metadata names as their maker (`fleet/instance/term`).
+    fn owner(&self) -> String;
 }
 
 /// What one tick may use.
