@@ -349,6 +349,12 @@ async fn the_fleet_series_is_the_exact_sum_and_an_etcd_outage_loses_nothing() {
         assert_eq!(f["counters"]["minutes_pending"], 0, "{f}");
         assert!(f["error"].is_null(), "{f}");
     }
+    // What `prescale simulate --fleet` replays: the same sum, from etcd alone.
+    let cluster = prescale::config::load(&dir.path().join("a.toml")).unwrap().cluster.unwrap();
+    let series =
+        tokio::task::spawn_blocking(move || prescale::fleet::fleet_series(&cluster, "api")).await.unwrap().unwrap();
+    let from_etcd: f64 = series.values.iter().filter(|v| !v.is_nan()).sum();
+    assert_eq!(from_etcd as u64, want, "{series:?}");
     for app in apps {
         app.stop().await;
     }

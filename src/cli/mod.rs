@@ -85,11 +85,15 @@ pub enum Command {
     /// predictive+reactive, oracle).
     Simulate {
         /// `timestamp,value` CSV (requests per step)
-        #[arg(long, required_unless_present = "from_history", conflicts_with = "from_history")]
+        #[arg(long, required_unless_present_any = ["from_history", "fleet"], conflicts_with_all = ["from_history", "fleet"])]
         trace: Option<PathBuf>,
         /// Replay what prescale recorded: the historian's data_dir …
-        #[arg(long, requires = "endpoint")]
+        #[arg(long, requires = "endpoint", conflicts_with = "fleet")]
         from_history: Option<PathBuf>,
+        /// … or what a whole fleet recorded (every instance's calls, summed), read from the
+        /// etcd of this proxy.toml's `[cluster]`
+        #[arg(long, requires = "endpoint")]
+        fleet: Option<PathBuf>,
         /// … and the endpoint to replay
         #[arg(long)]
         endpoint: Option<String>,
@@ -267,8 +271,8 @@ pub fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
-        Command::Simulate { trace, from_history, endpoint, policy, config, json, svg } => {
-            match simulate(trace, from_history, endpoint, &policy, config, json, svg) {
+        Command::Simulate { trace, from_history, fleet, endpoint, policy, config, json, svg } => {
+            match simulate(trace, from_history, fleet, endpoint, &policy, config, json, svg) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("prescale simulate: {e:#}");

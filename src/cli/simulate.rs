@@ -7,6 +7,7 @@ use anyhow::Context;
 pub(super) fn simulate(
     trace: Option<PathBuf>,
     from_history: Option<PathBuf>,
+    fleet: Option<PathBuf>,
     endpoint: Option<String>,
     policy: &str,
     config: Option<PathBuf>,
@@ -20,6 +21,18 @@ pub(super) fn simulate(
         None => simulate::SimSettings::default(),
     };
     let (name, series) = match (trace, from_history, endpoint) {
+        (None, None, Some(ep)) if fleet.is_some() => {
+            let cfg = fleet.as_deref().expect("checked");
+            let settings = crate::config::load(cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let Some(cluster) = settings.cluster else {
+                anyhow::bail!(
+                    "{}: no [cluster] section: --fleet reads the fleet's history from its etcd",
+                    cfg.display()
+                )
+            };
+            let s = crate::fleet::fleet_series(&cluster, &ep).map_err(|e| anyhow::anyhow!("{e}"))?;
+            (ep, s)
+        }
         (Some(t), _, _) => {
             let text = std::fs::read_to_string(&t).with_context(|| format!("cannot read {}", t.display()))?;
             let s = crate::forecast::backtest::read_csv(&text).map_err(|e| anyhow::anyhow!("{}: {e}", t.display()))?;

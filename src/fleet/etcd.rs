@@ -552,6 +552,52 @@ impl Runner {
     }
 }
 
+/// Every instance's published minutes of `endpoint` over the retained history, summed per
+/// minute (`prescale simulate --fleet`). Minutes no instance published are NaN.
+pub(super) async fn fleet_series(s: &ClusterSettings, endpoint: &str) -> Result<crate::trace::Series, String> {
+    let mut client = connect(s).await?;
+    let keys = Keys::new(&s.name);
+    let now_min = crate::clock::now_us() / 60_000_000;
+    let mut start = keys.bucket(now_min.saturating_sub(s.history.as_secs() / 60), "").into_bytes();
+    start.pop();
+    let end = prefix_end(&keys.buckets());
+    let mut counts: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut rev = 0;
+    loop {
+        let mut o = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
+        if rev > 0 {
+            o = o.with_revision(rev);
+        }
+        let r = timed(client.get(start.clone(), Some(o))).await?;
+        if rev == 0 {
+            rev = r.header().map_or(0, |h| h.revision());
+        }
+        for kv in r.kvs() {
+            let (Some((minute, _)), Some(buckets)) = (keys.parse_bucket(kv.key()), super::decode_minute(kv.value()))
+            else {
+                continue;
+            };
+            let calls = buckets.iter().find(|(n, _)| n == endpoint).map_or(0, |(_, b)| b.calls);
+            *counts.entry(minute).or_default() += calls;
+        }
+        match r.kvs().last() {
+            Some(kv) if r.more() => {
+                start = kv.key().to_vec();
+                start.push(0);
+            }
+            _ => break,
+        }
+    }
+    let (Some(&first), Some(&last)) = (counts.keys().next(), counts.keys().next_back()) else {
+        return Err(format!("fleet {:?} has no published history in etcd", s.name));
+    };
+    if counts.values().all(|&c| c == 0) {
+        return Err(format!("fleet {:?} recorded no call to endpoint {endpoint:?}", s.name));
+    }
+    let values = (first..=last).map(|m| counts.get(&m).map_or(f64::NAN, |&c| c as f64)).collect();
+    Ok(crate::trace::Series { step_s: 60, start_s: first * 60, values })
+}
+
 /// The fleet's history into the historian: every peer minute retained in etcd (read in
 /// pages), then new ones as they are published (a watch). Each (minute, instance) is added
 /// once, whatever happens to the watch.

@@ -113,6 +113,13 @@ pub fn instance_id(s: &ClusterSettings, data_dir: Option<&Path>, port: u16) -> s
     }
 }
 
+/// Every instance's recorded calls of `endpoint`, summed per minute, from the fleet's etcd
+/// (what `prescale simulate --fleet` replays). Blocks; runs its own small runtime.
+pub fn fleet_series(s: &ClusterSettings, endpoint: &str) -> Result<crate::trace::Series, String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    rt.block_on(etcd::fleet_series(s, endpoint))
+}
+
 /// Who leads a pool.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Leader {
