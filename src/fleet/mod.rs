@@ -113,6 +113,12 @@ pub fn instance_id(s: &ClusterSettings, data_dir: Option<&Path>, port: u16) -> s
     }
 }
 
+/// The etcd key of `instance`'s published minute in `fleet` (tools that seed or inspect a
+/// fleet's history use it).
+pub fn bucket_key(fleet: &str, minute: u64, instance: &str) -> String {
+    etcd::Keys::new(fleet).bucket(minute, instance)
+}
+
 /// Every instance's recorded calls of `endpoint`, summed per minute, from the fleet's etcd
 /// (what `prescale simulate --fleet` replays). Blocks; runs its own small runtime.
 pub fn fleet_series(s: &ClusterSettings, endpoint: &str) -> Result<crate::trace::Series, String> {
