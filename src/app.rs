@@ -257,6 +257,7 @@ impl App {
         diff(r, "listen.access_log", &l0.access_log, &l1.access_log);
         diff(r, "listen.access_log_format", &l0.access_log_format, &l1.access_log_format);
         diff(r, "tracing", &old.tracing, &n.tracing);
+        diff(r, "cluster", &old.cluster, &n.cluster);
         diff(r, "listen.tunnel_idle_timeout", &l0.tunnel_idle_timeout, &l1.tunnel_idle_timeout);
         let (a0, a1) = (&old.admin, &n.admin);
         diff(r, "admin.addr", &a0.addr, &a1.addr);
@@ -385,6 +386,7 @@ impl App {
             h.trusted_hops = t;
         }
         kept.forecast = self.settings.forecast.clone();
+        kept.cluster = self.settings.cluster.clone();
         // A pool starts or stops scaling only with a restart; in a scaled pool, everything but
         // the hosts and the network is live.
         let mut scaling = self.settings.scaling.clone();

@@ -504,3 +504,21 @@ async fn a_killed_or_paused_leader_is_replaced_within_the_lease() {
     drop(procs);
     drop(etcd);
 }
+
+/// Joining or leaving a fleet takes a restart: a reload that adds `[cluster]` names it and
+/// keeps the instance alone.
+#[tokio::test]
+async fn a_reload_that_adds_a_cluster_names_it_as_needing_a_restart() {
+    let base = "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n\
+                [[pool]]\nname = \"p\"\nmembers = [\"127.0.0.1:9\"]\n\
+                [[endpoint]]\nname = \"api\"\npath_prefix = \"/\"\npool = \"p\"\n";
+    let mut app = start(base).await;
+    let with = format!("{base}[cluster]\netcd = [\"http://127.0.0.1:9\"]\n");
+    let r = app.reload(prescale::config::parse(&with, Path::new(".")).unwrap());
+    let keys: Vec<&str> = r.needs_restart.iter().map(|c| c.key.as_str()).collect();
+    assert_eq!(keys, ["cluster"], "{r:?}");
+    let c = client();
+    let f = get(&c, &admin_url(&app, "/admin/api/fleet")).await;
+    assert_eq!(f.status, 404, "still alone until restarted");
+    app.stop().await;
+}

@@ -24,8 +24,11 @@ const READ_EVERY: Duration = Duration::from_secs(1);
 const PUBLISH_PER_ROUND: usize = 500;
 /// Closed minutes kept while etcd is away (two weeks; the oldest go first beyond that).
 const BACKLOG_MAX: usize = 20_160;
-/// Keys per page when the history is read.
-const PAGE: i64 = 1000;
+/// Keys per page when the history is read (a key holds every endpoint of one minute: about
+/// 60 bytes per endpoint that had calls).
+const PAGE: i64 = 200;
+/// The largest answer taken from etcd (a page of many endpoints' minutes).
+const MAX_ANSWER: usize = 256 << 20;
 /// The leader's decisions a follower shows.
 const DECISIONS_SHOWN: i64 = 200;
 
@@ -555,7 +558,7 @@ impl Runner {
 /// Every instance's published minutes of `endpoint` over the retained history, summed per
 /// minute (`prescale simulate --fleet`). Minutes no instance published are NaN.
 pub(super) async fn fleet_series(s: &ClusterSettings, endpoint: &str) -> Result<crate::trace::Series, String> {
-    let mut client = connect(s).await?;
+    let mut client = connect(s).await?.kv_client().max_decoding_message_size(MAX_ANSWER);
     let keys = Keys::new(&s.name);
     let now_min = crate::clock::now_us() / 60_000_000;
     let mut start = keys.bucket(now_min.saturating_sub(s.history.as_secs() / 60), "").into_bytes();
@@ -602,7 +605,7 @@ pub(super) async fn fleet_series(s: &ClusterSettings, endpoint: &str) -> Result<
 /// pages), then new ones as they are published (a watch). Each (minute, instance) is added
 /// once, whatever happens to the watch.
 async fn follow_history(
-    mut client: Client,
+    client: Client,
     keys: Keys,
     id: String,
     sink: Option<PeerSink>,
@@ -610,6 +613,7 @@ async fn follow_history(
     stats: Arc<Mutex<HistoryStats>>,
 ) {
     let Some(sink) = sink else { return };
+    let mut kv = client.kv_client().max_decoding_message_size(MAX_ANSWER);
     let mut seen: HashSet<(u64, String)> = HashSet::new();
     let add = |kvs: &[etcd_client::KeyValue], seen: &mut HashSet<(u64, String)>| {
         let mut out = Vec::new();
@@ -641,9 +645,12 @@ async fn follow_history(
             if rev > 0 {
                 o = o.with_revision(rev);
             }
-            let r = match timed(client.get(start.clone(), Some(o))).await {
+            let r = match timed(kv.get(start.clone(), Some(o))).await {
                 Ok(r) => r,
-                Err(_) => break false,
+                Err(e) => {
+                    tracing::warn!(error = %e, "fleet: reading the fleet's history failed; trying again");
+                    break false;
+                }
             };
             if rev == 0 {
                 rev = r.header().map_or(0, |h| h.revision());
@@ -670,7 +677,8 @@ async fn follow_history(
         }
         // Then every new minute, from the next revision on.
         let opts = WatchOptions::new().with_prefix().with_start_revision(rev + 1);
-        if let Ok(mut w) = client.watch(keys.buckets(), Some(opts)).await {
+        let mut watch = client.watch_client().max_decoding_message_size(MAX_ANSWER);
+        if let Ok(mut w) = watch.watch(keys.buckets(), Some(opts)).await {
             while let Ok(Some(r)) = w.message().await {
                 if r.compact_revision() > 0 || r.canceled() {
                     break;
