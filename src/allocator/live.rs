@@ -68,8 +68,9 @@ pub trait Coordinator: Send + Sync {
     fn fence(&self, pool: &str, what: &str) -> Result<(), String>;
     /// Other instances' requests/s over the last minute, summed over `endpoints`.
     fn peer_rps(&self, endpoints: &[String]) -> f64;
-    /// Other instances' requests in flight to `addr` (a leader's drain waits for them).
-    fn peer_in_flight(&self, addr: &str) -> u32;
+    /// Other instances' requests in flight to `addr` (a leader's drain waits for them);
+    /// `None` until every other instance has reported on it (it may not have drained it yet).
+    fn peer_in_flight(&self, addr: &str) -> Option<u32>;
     /// Follower: the members the pool's leader drains.
     fn draining(&self, pool: &str) -> Vec<String>;
     /// Hands this tick's part over for etcd.
@@ -174,7 +175,8 @@ impl Membership for FleetMembership<'_> {
         self.inner.set_weight(addr, weight)
     }
     fn in_flight(&self, addr: &str) -> Option<u32> {
-        self.inner.in_flight(addr).map(|n| n + self.coordinator.peer_in_flight(addr))
+        // Until every instance has said how many it still has, count one: not drained yet.
+        self.inner.in_flight(addr).map(|n| n + self.coordinator.peer_in_flight(addr).unwrap_or(1))
     }
 }
 
@@ -445,8 +447,9 @@ impl Allocator {
                             for d in c.observe(&mut env, &draining) {
                                 keep(&mut decisions, &mut actions, d);
                             }
+                            // Every draining member is reported, 0 when it is not one here.
                             let in_flight =
-                                draining.iter().filter_map(|a| Some((a.clone(), membership.in_flight(a)?))).collect();
+                                draining.iter().map(|a| (a.clone(), membership.in_flight(a).unwrap_or(0))).collect();
                             k.share(&name, Shared { leading: false, in_flight, ..Default::default() });
                             if matches!(r, Role::Follower { .. }) {
                                 followed.extend(k.leader_decisions(&name));

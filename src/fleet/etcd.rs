@@ -17,6 +17,11 @@ use crate::allocator::controller::LoggedDecision;
 use crate::historian::{ClosedMinute, HistorianView, PeerMinute, PeerSink};
 
 const ROUND: Duration = Duration::from_millis(500);
+/// A failed round is tried again this many times at once.
+const RETRIES: usize = 2;
+/// How long etcd may fail before the fleet shows it and pauses scaling (the lease, renewed
+/// every third of its TTL, is what keeps a leader from acting on stale leadership).
+const GRACE: Duration = Duration::from_millis(1500);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 const RATES_EVERY: Duration = Duration::from_secs(5);
 const READ_EVERY: Duration = Duration::from_secs(1);
@@ -145,6 +150,8 @@ pub(super) struct Runner {
     decision_seq: u64,
     history_task: Option<tokio::task::JoinHandle<()>>,
     history_stats: Arc<Mutex<HistoryStats>>,
+    /// Since when rounds have been failing.
+    failing_since: Option<Instant>,
 }
 
 impl Runner {
@@ -172,6 +179,7 @@ impl Runner {
             decision_seq: 0,
             history_task: None,
             history_stats: Arc::default(),
+            failing_since: None,
         }
     }
 
@@ -181,9 +189,27 @@ impl Runner {
                 break;
             }
             self.take_closed();
-            let result = self.round().await;
+            let mut result = self.round().await;
+            // A member down (quorum kept) fails the requests that went to it: the round is
+            // tried again at once, and the client's balanced channel takes another member.
+            for _ in 0..RETRIES {
+                if result.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                result = self.round().await;
+            }
             let now_s = crate::clock::now_us() / 1_000_000;
+            if result.is_ok() {
+                self.failing_since = None;
+            }
+            let failing_for = self.failing_since.get_or_insert_with(Instant::now).elapsed();
             match result {
+                // A blip is not an outage: shown (and scaling paused) once it lasts, or at once
+                // when the lease is gone.
+                Err(e) if failing_for < GRACE && self.lease != 0 => {
+                    tracing::debug!(error = %e, "fleet: etcd request failed; trying again");
+                }
                 Ok(()) => {
                     if let Some(e) = self.state.error.take() {
                         tracing::info!(was = %e, "etcd reachable again: fleet coordination resumed");
@@ -510,6 +536,7 @@ impl Runner {
     /// Leader: followers' requests in flight. Follower: the leader's drains and decisions.
     async fn read_shared(&mut self, client: &mut Client) -> Result<(), String> {
         let mut in_flight: BTreeMap<String, u32> = BTreeMap::new();
+        let mut reports: BTreeMap<String, usize> = BTreeMap::new();
         for pool in self.inner.pools.clone() {
             let leads = self.state.leaders.get(&pool).is_some_and(|l| l.id == self.inner.id);
             if leads {
@@ -518,6 +545,7 @@ impl Runner {
                 for kv in r.kvs().iter().filter(|kv| kv.key() != mine.as_bytes()) {
                     if let Ok(m) = serde_json::from_slice::<BTreeMap<String, u32>>(kv.value()) {
                         for (a, n) in m {
+                            *reports.entry(a.clone()).or_default() += 1;
                             *in_flight.entry(a).or_default() += n;
                         }
                     }
@@ -551,6 +579,7 @@ impl Runner {
             self.state.leader_decisions.insert(pool, ds);
         }
         self.state.peer_in_flight = in_flight;
+        self.state.peer_reports = reports;
         Ok(())
     }
 }

@@ -158,8 +158,10 @@ pub struct FleetState {
     pub members: Vec<String>,
     /// Other instances' requests/s over the last minute, by endpoint.
     pub peer_rps: BTreeMap<String, f64>,
-    /// Leader: other instances' requests in flight by member address (draining ones).
+    /// Leader: other instances' requests in flight by member address (draining ones), and
+    /// how many instances have reported on each.
     pub peer_in_flight: BTreeMap<String, u32>,
+    pub peer_reports: BTreeMap<String, usize>,
     /// Follower: the members the leader drains, by pool.
     pub draining: BTreeMap<String, Vec<String>>,
     /// Follower: the leader's recent decisions, newest first, by pool.
@@ -348,8 +350,11 @@ impl Coordinator for FleetView {
         endpoints.iter().filter_map(|e| s.peer_rps.get(e)).sum()
     }
 
-    fn peer_in_flight(&self, addr: &str) -> u32 {
-        self.0.state.load().peer_in_flight.get(addr).copied().unwrap_or(0)
+    fn peer_in_flight(&self, addr: &str) -> Option<u32> {
+        let s = self.0.state.load();
+        let others = s.members.iter().filter(|m| **m != self.0.id).count();
+        let reported = s.peer_reports.get(addr).copied().unwrap_or(0);
+        (reported >= others).then(|| s.peer_in_flight.get(addr).copied().unwrap_or(0))
     }
 
     fn draining(&self, pool: &str) -> Vec<String> {
