@@ -43,6 +43,11 @@
 //!                                                            proxy pools
 //! ```
 //!
+//! With `[cluster]`, the fleet thread sits beside them: closed minutes from the historian go to
+//! etcd and peers' minutes come back into the historian's series; the allocator asks it, per
+//! pool, whether this instance leads (plan and act, each action fenced), follows (show the
+//! leader's decisions, apply its drains) or is paused (etcd away).
+//!
 //! Shared read-mostly state (route table, pool members, historian snapshots) has one writer and
 //! lock-free readers (`ArcSwap`); the request path never takes a lock and never waits for the
 //! historian.

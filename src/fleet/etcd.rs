@@ -19,9 +19,10 @@ use crate::historian::{ClosedMinute, HistorianView, PeerMinute, PeerSink};
 const ROUND: Duration = Duration::from_millis(500);
 /// A failed round is tried again this many times at once.
 const RETRIES: usize = 2;
-/// How long etcd may fail before the fleet shows it and pauses scaling (the lease, renewed
-/// every third of its TTL, is what keeps a leader from acting on stale leadership).
-const GRACE: Duration = Duration::from_millis(1500);
+/// How long etcd may fail before the fleet shows it and pauses scaling: longer than an etcd
+/// leader election (about a second). Meanwhile the lease, renewed every third of its TTL, is
+/// what keeps a leader from acting on stale leadership.
+const GRACE: Duration = Duration::from_secs(3);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 const RATES_EVERY: Duration = Duration::from_secs(5);
 const READ_EVERY: Duration = Duration::from_secs(1);
@@ -96,7 +97,9 @@ async fn timed<T>(f: impl std::future::Future<Output = Result<T, etcd_client::Er
     }
 }
 
-async fn connect(s: &ClusterSettings) -> Result<Client, String> {
+/// A client of one of the endpoints (`which`, modulo their number). One at a time, so that a
+/// member that is down is left for the next one at once (a balanced channel kept picking it).
+async fn connect(s: &ClusterSettings, which: usize) -> Result<Client, String> {
     let mut o = ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(2))
         .with_timeout(REQUEST_TIMEOUT)
@@ -116,7 +119,8 @@ async fn connect(s: &ClusterSettings) -> Result<Client, String> {
         }
         o = o.with_tls(tls);
     }
-    timed(Client::connect(s.etcd.clone(), Some(o))).await
+    let endpoint = s.etcd.get(which % s.etcd.len().max(1)).cloned().unwrap_or_default();
+    timed(Client::connect([endpoint], Some(o))).await
 }
 
 /// Counters the history task keeps (merged into the published state).
@@ -152,6 +156,8 @@ pub(super) struct Runner {
     history_stats: Arc<Mutex<HistoryStats>>,
     /// Since when rounds have been failing.
     failing_since: Option<Instant>,
+    /// Which of the endpoints the client talks to.
+    endpoint: usize,
 }
 
 impl Runner {
@@ -180,6 +186,7 @@ impl Runner {
             history_task: None,
             history_stats: Arc::default(),
             failing_since: None,
+            endpoint: 0,
         }
     }
 
@@ -196,6 +203,10 @@ impl Runner {
                 if result.is_ok() {
                     break;
                 }
+                // The next member, a new client; the lease renewal stream goes with it.
+                self.client = None;
+                self.keeper = None;
+                self.endpoint += 1;
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 result = self.round().await;
             }
@@ -284,15 +295,20 @@ impl Runner {
         let mut client = match &self.client {
             Some(c) => c.clone(),
             None => {
-                let c = connect(&self.settings).await?;
+                let c = connect(&self.settings, self.endpoint).await?;
                 self.client = Some(c.clone());
+                if self.lease != 0
+                    && let Ok(mut shared) = self.inner.client.lock()
+                {
+                    *shared = Some((c.clone(), self.lease));
+                }
                 c
             }
         };
         self.lease(&mut client).await?;
         if self.history_task.as_ref().is_none_or(|t| t.is_finished()) {
             self.history_task = Some(tokio::spawn(follow_history(
-                client.clone(),
+                self.inner.clone(),
                 Keys::new(&self.settings.name),
                 self.inner.id.clone(),
                 self.peers.clone(),
@@ -587,7 +603,14 @@ impl Runner {
 /// Every instance's published minutes of `endpoint` over the retained history, summed per
 /// minute (`prescale simulate --fleet`). Minutes no instance published are NaN.
 pub(super) async fn fleet_series(s: &ClusterSettings, endpoint: &str) -> Result<crate::trace::Series, String> {
-    let mut client = connect(s).await?.kv_client().max_decoding_message_size(MAX_ANSWER);
+    let mut first = Err(String::new());
+    for which in 0..s.etcd.len() {
+        first = connect(s, which).await;
+        if first.is_ok() {
+            break;
+        }
+    }
+    let mut client = first?.kv_client().max_decoding_message_size(MAX_ANSWER);
     let keys = Keys::new(&s.name);
     let now_min = crate::clock::now_us() / 60_000_000;
     let mut start = keys.bucket(now_min.saturating_sub(s.history.as_secs() / 60), "").into_bytes();
@@ -634,7 +657,7 @@ pub(super) async fn fleet_series(s: &ClusterSettings, endpoint: &str) -> Result<
 /// pages), then new ones as they are published (a watch). Each (minute, instance) is added
 /// once, whatever happens to the watch.
 async fn follow_history(
-    client: Client,
+    inner: Arc<Inner>,
     keys: Keys,
     id: String,
     sink: Option<PeerSink>,
@@ -642,7 +665,6 @@ async fn follow_history(
     stats: Arc<Mutex<HistoryStats>>,
 ) {
     let Some(sink) = sink else { return };
-    let mut kv = client.kv_client().max_decoding_message_size(MAX_ANSWER);
     let mut seen: HashSet<(u64, String)> = HashSet::new();
     let add = |kvs: &[etcd_client::KeyValue], seen: &mut HashSet<(u64, String)>| {
         let mut out = Vec::new();
@@ -660,6 +682,12 @@ async fn follow_history(
         n
     };
     loop {
+        // The runner's current client (it moves to another member when one fails).
+        let Some(client) = inner.client.lock().ok().and_then(|c| c.as_ref().map(|c| c.0.clone())) else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        };
+        let mut kv = client.kv_client().max_decoding_message_size(MAX_ANSWER);
         // The retained history, in pages, at one revision.
         let started = Instant::now();
         let now_min = crate::clock::now_us() / 60_000_000;
