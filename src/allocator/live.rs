@@ -510,7 +510,7 @@ impl Allocator {
                 } else {
                     // A follower shows the leader's decisions with its own notes.
                     let mut all: Vec<LoggedDecision> = decisions.iter().cloned().chain(followed).collect();
-                    all.sort_by(|a, b| b.t.cmp(&a.t));
+                    all.sort_by_key(|d| std::cmp::Reverse(d.t));
                     all.truncate(RING);
                     all.into()
                 };

@@ -272,7 +272,7 @@ pub fn main() -> ExitCode {
             }
         },
         Command::Simulate { trace, from_history, fleet, endpoint, policy, config, json, svg } => {
-            match simulate(trace, from_history, fleet, endpoint, &policy, config, json, svg) {
+            match simulate(simulate::Input { trace, from_history, fleet }, endpoint, &policy, config, json, svg) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("prescale simulate: {e:#}");

@@ -4,10 +4,15 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+/// Where the replayed series comes from (one of them).
+pub(super) struct Input {
+    pub trace: Option<PathBuf>,
+    pub from_history: Option<PathBuf>,
+    pub fleet: Option<PathBuf>,
+}
+
 pub(super) fn simulate(
-    trace: Option<PathBuf>,
-    from_history: Option<PathBuf>,
-    fleet: Option<PathBuf>,
+    Input { trace, from_history, fleet }: Input,
     endpoint: Option<String>,
     policy: &str,
     config: Option<PathBuf>,

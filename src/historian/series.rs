@@ -215,7 +215,7 @@ impl Tier {
         let mine = b.calls as u64;
         let calls = mine + other.calls;
         let lat = |i: usize| decode_latency(b.lat[i]);
-        let p50 = if calls == 0 { 0 } else { (lat(0) * mine + other.lat_us[0] * other.calls) / calls };
+        let p50 = (lat(0) * mine + other.lat_us[0] * other.calls).checked_div(calls).unwrap_or(0);
         let full = FullBucket {
             calls,
             e4: e4 + other.e4,
