@@ -66,6 +66,40 @@ impl Etcd {
     }
 }
 
+/// A TCP forwarder to etcd that can be cut: an instance behind it loses etcd as in a network
+/// partition (or, from etcd's side, a crash: its lease is not renewed and not revoked).
+struct Link {
+    url: String,
+    cut: tokio_util::sync::CancellationToken,
+}
+
+impl Link {
+    async fn to(etcd: &str) -> Self {
+        let target = etcd.trim_start_matches("http://").to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let cut = tokio_util::sync::CancellationToken::new();
+        let stop = cut.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut inbound = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    a = listener.accept() => match a { Ok((s, _)) => s, Err(_) => continue },
+                };
+                let (target, stop) = (target.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let Ok(mut out) = tokio::net::TcpStream::connect(&target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut out) => {}
+                        _ = stop.cancelled() => {}
+                    }
+                });
+            }
+        });
+        Link { url, cut }
+    }
+}
+
 /// A pool `pool` scaled on `test:///default` (template `fleet-tpl`), endpoint `api` on it,
 /// in a fleet named `fleet`; `members` are static upstreams of the pool.
 #[allow(clippy::too_many_arguments)]
@@ -147,7 +181,8 @@ async fn metrics(c: &TestClient, app: &prescale::app::App) -> String {
 /// Two instances in front of one scaled pool: one leads, a forecast ramp makes exactly the
 /// launches one instance would (not one set per instance), the follower shows the leader's
 /// decisions, joins the new VMs once they answer, refuses admin actions naming the leader,
-/// and takes over — adopting the VMs, cloning none — when the leader stops.
+/// drains with the leader, and takes over — adopting the VMs, cloning none — when the leader is
+/// cut off from etcd.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_leader_scales_the_pool_and_a_follower_follows_then_takes_over() {
     let dir = tempfile::tempdir().unwrap();
@@ -159,8 +194,12 @@ async fn one_leader_scales_the_pool_and_a_follower_follows_then_takes_over() {
     for cfg in &cfgs {
         peak_history(dir.path(), cfg);
     }
+    // Each instance reaches etcd through a link the test can cut.
+    let links = [Link::to(&etcd.url).await, Link::to(&etcd.url).await];
     let mut apps = Vec::new();
-    for cfg in &cfgs {
+    for (cfg, link) in cfgs.iter().zip(&links) {
+        let text = std::fs::read_to_string(cfg).unwrap().replace(&etcd.url, &link.url);
+        std::fs::write(cfg, text).unwrap();
         apps.push(Some(prescale::app::App::start(prescale::config::load(cfg).unwrap()).await.unwrap()));
     }
     let c = client();
@@ -279,17 +318,25 @@ async fn one_leader_scales_the_pool_and_a_follower_follows_then_takes_over() {
         admin(&c, app!(leader), "/admin/api/pools").await
     );
 
-    // The leader leaves (its lease revoked on the way out): the follower leads at once, adopts
-    // both VMs as serving, and clones nothing.
-    let stopped_at = Instant::now();
-    apps[leader].take().unwrap().stop().await;
+    // The leader is cut off from etcd without a word (a partition; to etcd, a crash): its
+    // lease runs out, the follower leads within lease_ttl + 2 s, adopts the VMs and clones
+    // nothing; the cut-off instance pauses and keeps serving.
+    let cut_at = Instant::now();
+    links[leader].cut.cancel();
     let leads = async || role(&c, app!(follower)).await == "leader";
     assert!(eventually(Duration::from_secs(4), leads).await, "{}", admin(&c, app!(follower), "/admin/api/pools").await);
-    eprintln!("fleet: a stopped leader was replaced in {:?}", stopped_at.elapsed());
+    eprintln!("fleet: a cut-off leader was replaced in {:?}", cut_at.elapsed());
+    assert_eq!(role(&c, app!(leader)).await, "paused");
+    assert_eq!(get(&c, &url(app!(leader), "/api/x")).await.status, 200, "the cut-off instance still serves");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let p = admin(&c, app!(follower), "/admin/api/pools").await;
     assert_eq!(hv.count("fp-"), 2, "adopted, not cloned again: {p}");
     assert!(p[0]["vms"].as_array().unwrap().iter().any(|v| v["phase"] == "serving"), "{p}");
+    // Taken back after it is gone: the new leader stays, and stops its own way.
+    apps[leader].take().unwrap().stop().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(role(&c, app!(follower)).await, "leader");
+    assert_eq!(hv.count("fp-"), 2);
     apps[follower].take().unwrap().stop().await;
     for u in up {
         u.stop().await;
