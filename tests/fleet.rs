@@ -158,12 +158,27 @@ impl Hypervisor {
     }
 }
 
-async fn admin(c: &TestClient, app: &prescale::app::App, path: &str) -> Value {
-    let req = http::Request::get(admin_url(app, path))
+/// GET `url` with the admin token.
+async fn authed(c: &TestClient, url: String) -> Got {
+    let req = http::Request::get(url)
         .header("authorization", format!("Bearer {TOKEN}"))
         .body(http_body_util::Full::default())
         .unwrap();
-    send(c, req).await.json()
+    send(c, req).await
+}
+
+async fn admin(c: &TestClient, app: &prescale::app::App, path: &str) -> Value {
+    authed(c, admin_url(app, path)).await.json()
+}
+
+/// `POST /admin/action` asking `app` for one VM more or less in pool `fp`.
+async fn scale(c: &TestClient, app: &prescale::app::App, delta: i32) -> Got {
+    let req = http::Request::post(admin_url(app, "/admin/action"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(http_body_util::Full::from(format!("action=scale&pool=fp&delta={delta}")))
+        .unwrap();
+    send(c, req).await
 }
 
 async fn role(c: &TestClient, app: &prescale::app::App) -> String {
@@ -171,11 +186,7 @@ async fn role(c: &TestClient, app: &prescale::app::App) -> String {
 }
 
 async fn metrics(c: &TestClient, app: &prescale::app::App) -> String {
-    let req = http::Request::get(admin_url(app, "/metrics"))
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .body(http_body_util::Full::default())
-        .unwrap();
-    String::from_utf8_lossy(&send(c, req).await.body).into_owned()
+    String::from_utf8_lossy(&authed(c, admin_url(app, "/metrics")).await.body).into_owned()
 }
 
 /// Two instances in front of one scaled pool: one leads, a forecast ramp makes exactly the
@@ -240,12 +251,7 @@ async fn one_leader_scales_the_pool_and_a_follower_follows_then_takes_over() {
     let p = admin(&c, app!(follower), "/admin/api/pools").await;
     assert_eq!(p[0]["fleet"]["leader"], leader_id, "{p}");
     // Its admin actions are refused, naming the leader.
-    let req = http::Request::post(admin_url(app!(follower), "/admin/action"))
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(http_body_util::Full::from("action=scale&pool=fp&delta=1"))
-        .unwrap();
-    let r = send(&c, req).await;
+    let r = scale(&c, app!(follower), 1).await;
     assert_eq!(r.status, 409);
     let body = String::from_utf8_lossy(&r.body).into_owned();
     assert!(body.contains(&format!("led by instance {leader_id}")) && body.contains("http://127.0.0.1:"), "{body}");
@@ -284,12 +290,7 @@ async fn one_leader_scales_the_pool_and_a_follower_follows_then_takes_over() {
         slow.push(tokio::spawn(async move { get(&client(), &target).await.status }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let req = http::Request::post(admin_url(app!(leader), "/admin/action"))
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(http_body_util::Full::from("action=scale&pool=fp&delta=-1"))
-        .unwrap();
-    assert!([200, 303].contains(&send(&c, req).await.status));
+    assert!([200, 303].contains(&scale(&c, app!(leader), -1).await.status));
     let follower_drains = async || {
         let p = admin(&c, app!(follower), "/admin/api/pools").await;
         p[0]["vms"].as_array().is_some_and(|v| v.iter().any(|v| v["phase"] == "draining"))
@@ -423,11 +424,7 @@ async fn the_fleet_series_is_the_exact_sum_and_an_etcd_outage_loses_nothing() {
             format!("/admin/api/series?endpoint=api&step=60&from={}&to={}", first_minute * 60, (last_minute + 1) * 60);
         let (c, app_url) = (c.clone(), admin_url(app, &path));
         async move {
-            let req = http::Request::get(app_url)
-                .header("authorization", format!("Bearer {TOKEN}"))
-                .body(http_body_util::Full::default())
-                .unwrap();
-            let s = send(&c, req).await.json();
+            let s = authed(&c, app_url).await.json();
             s["points"].as_array().unwrap().iter().map(|p| p["count"].as_u64().unwrap()).sum::<u64>()
         }
     };
@@ -457,6 +454,20 @@ async fn the_fleet_series_is_the_exact_sum_and_an_etcd_outage_loses_nothing() {
     backend.stop().await;
 }
 
+/// A fleet thread alone (no proxy, no historian) electing a leader for pool `p`.
+fn bare_fleet(settings: prescale::fleet::ClusterSettings, id: &str) -> prescale::fleet::Fleet {
+    prescale::fleet::Fleet::start(prescale::fleet::Start {
+        settings,
+        id: id.into(),
+        admin: "127.0.0.1:1".into(),
+        pools: vec!["p".into()],
+        closed: None,
+        peers: None,
+        historian: None,
+    })
+    .unwrap()
+}
+
 /// An ex-leader's action is refused by etcd itself: the fence compares the leader key's lease
 /// with this instance's, so once the lease is gone (expired while the process was paused, or
 /// revoked as here) a write under the fence fails even while the instance still thinks it leads.
@@ -471,16 +482,7 @@ async fn the_fence_refuses_an_ex_leaders_action() {
         lease_ttl: Duration::from_secs(5),
         ..Default::default()
     };
-    let fleet = prescale::fleet::Fleet::start(prescale::fleet::Start {
-        settings,
-        id: "solo".into(),
-        admin: "127.0.0.1:1".into(),
-        pools: vec!["p".into()],
-        closed: None,
-        peers: None,
-        historian: None,
-    })
-    .unwrap();
+    let fleet = bare_fleet(settings, "solo");
     let view = fleet.view();
     let leads = async || matches!(view.role("p"), Role::Leader { .. });
     assert!(eventually(Duration::from_secs(10), leads).await, "{:?}", view.role("p"));
@@ -505,11 +507,7 @@ async fn the_fence_refuses_an_ex_leaders_action() {
 }
 
 async fn admin_at(c: &TestClient, admin: &str, path: &str) -> Value {
-    let req = http::Request::get(format!("http://{admin}{path}"))
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .body(http_body_util::Full::default())
-        .unwrap();
-    send(c, req).await.json()
+    authed(c, format!("http://{admin}{path}")).await.json()
 }
 
 fn signal(pid: u32, sig: &str) {
@@ -645,16 +643,7 @@ async fn etcd_authentication_with_a_password_file() {
             password_file: Some(file),
             ..Default::default()
         };
-        prescale::fleet::Fleet::start(prescale::fleet::Start {
-            settings,
-            id: format!("auth-{pw}"),
-            admin: "127.0.0.1:1".into(),
-            pools: vec!["p".into()],
-            closed: None,
-            peers: None,
-            historian: None,
-        })
-        .unwrap()
+        bare_fleet(settings, &format!("auth-{pw}"))
     };
     let good = start("proxy-pw");
     let view = good.view();

@@ -281,8 +281,7 @@ impl Runner {
             self.state.counters.history_load_ms = h.load_ms;
             self.state.counters.history_load_minutes = h.load_minutes;
         }
-        // Fence refusals are counted by the allocator's side: keep its count.
-        self.state.counters.fenced = self.inner.state.load().counters.fenced;
+        self.state.counters.fenced = self.inner.fenced.load(std::sync::atomic::Ordering::Relaxed);
         self.inner.state.store(Arc::new(self.state.clone()));
     }
 
@@ -602,6 +601,38 @@ impl Runner {
 
 /// Every instance's published minutes of `endpoint` over the retained history, summed per
 /// minute (`prescale simulate --fleet`). Minutes no instance published are NaN.
+/// Every published minute from `from` on (all instances), in pages at one revision: each page's
+/// keys are handed to `page`. Returns that revision (a watch goes on from the next one).
+async fn read_minutes(
+    kv: &mut etcd_client::KvClient,
+    keys: &Keys,
+    from: u64,
+    mut page: impl FnMut(&[etcd_client::KeyValue]),
+) -> Result<i64, String> {
+    let mut start = keys.bucket(from, "").into_bytes();
+    start.pop();
+    let end = prefix_end(&keys.buckets());
+    let mut rev = 0;
+    loop {
+        let mut o = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
+        if rev > 0 {
+            o = o.with_revision(rev);
+        }
+        let r = timed(kv.get(start.clone(), Some(o))).await?;
+        if rev == 0 {
+            rev = r.header().map_or(0, |h| h.revision());
+        }
+        page(r.kvs());
+        match r.kvs().last() {
+            Some(kv) if r.more() => {
+                start = kv.key().to_vec();
+                start.push(0);
+            }
+            _ => return Ok(rev),
+        }
+    }
+}
+
 pub(super) async fn fleet_series(s: &ClusterSettings, endpoint: &str) -> Result<crate::trace::Series, String> {
     let mut first = Err(String::new());
     for which in 0..s.etcd.len() {
@@ -613,21 +644,9 @@ pub(super) async fn fleet_series(s: &ClusterSettings, endpoint: &str) -> Result<
     let mut client = first?.kv_client().max_decoding_message_size(MAX_ANSWER);
     let keys = Keys::new(&s.name);
     let now_min = crate::clock::now_us() / 60_000_000;
-    let mut start = keys.bucket(now_min.saturating_sub(s.history.as_secs() / 60), "").into_bytes();
-    start.pop();
-    let end = prefix_end(&keys.buckets());
     let mut counts: BTreeMap<u64, u64> = BTreeMap::new();
-    let mut rev = 0;
-    loop {
-        let mut o = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
-        if rev > 0 {
-            o = o.with_revision(rev);
-        }
-        let r = timed(client.get(start.clone(), Some(o))).await?;
-        if rev == 0 {
-            rev = r.header().map_or(0, |h| h.revision());
-        }
-        for kv in r.kvs() {
+    read_minutes(&mut client, &keys, now_min.saturating_sub(s.history.as_secs() / 60), |kvs| {
+        for kv in kvs {
             let (Some((minute, _)), Some(buckets)) = (keys.parse_bucket(kv.key()), super::decode_minute(kv.value()))
             else {
                 continue;
@@ -635,14 +654,8 @@ pub(super) async fn fleet_series(s: &ClusterSettings, endpoint: &str) -> Result<
             let calls = buckets.iter().find(|(n, _)| n == endpoint).map_or(0, |(_, b)| b.calls);
             *counts.entry(minute).or_default() += calls;
         }
-        match r.kvs().last() {
-            Some(kv) if r.more() => {
-                start = kv.key().to_vec();
-                start.push(0);
-            }
-            _ => break,
-        }
-    }
+    })
+    .await?;
     let (Some(&first), Some(&last)) = (counts.keys().next(), counts.keys().next_back()) else {
         return Err(format!("fleet {:?} has no published history in etcd", s.name));
     };
@@ -692,39 +705,15 @@ async fn follow_history(
         let started = Instant::now();
         let now_min = crate::clock::now_us() / 60_000_000;
         let from = now_min.saturating_sub(history.as_secs() / 60);
-        let mut start = keys.bucket(from, "").into_bytes();
-        start.pop();
-        let end = prefix_end(&keys.buckets());
-        let mut rev = 0;
         let mut loaded = 0;
-        let ok = loop {
-            let mut o = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
-            if rev > 0 {
-                o = o.with_revision(rev);
-            }
-            let r = match timed(kv.get(start.clone(), Some(o))).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(error = %e, "fleet: reading the fleet's history failed; trying again");
-                    break false;
-                }
-            };
-            if rev == 0 {
-                rev = r.header().map_or(0, |h| h.revision());
-            }
-            loaded += add(r.kvs(), &mut seen);
-            match r.kvs().last() {
-                Some(kv) if r.more() => {
-                    start = kv.key().to_vec();
-                    start.push(0);
-                }
-                _ => break true,
+        let rev = match read_minutes(&mut kv, &keys, from, |kvs| loaded += add(kvs, &mut seen)).await {
+            Ok(rev) => rev,
+            Err(e) => {
+                tracing::warn!(error = %e, "fleet: reading the fleet's history failed; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
             }
         };
-        if !ok {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        }
         if let Ok(mut s) = stats.lock() {
             s.peer_minutes += loaded;
             if s.load_ms.is_none() {

@@ -205,6 +205,8 @@ struct Inner {
     client: Mutex<Option<(etcd_client::Client, i64)>>,
     handle: tokio::runtime::Handle,
     outbox: Mutex<Outbox>,
+    /// Actions refused by the fence (counted on the allocator's thread).
+    fenced: std::sync::atomic::AtomicU64,
 }
 
 /// The running fleet thread.
@@ -250,6 +252,7 @@ impl Fleet {
             client: Mutex::new(None),
             handle: rt.handle().clone(),
             outbox: Mutex::new(Outbox::default()),
+            fenced: Default::default(),
         });
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let run = etcd::Runner::new(inner.clone(), s);
@@ -286,7 +289,15 @@ const LEASE_MARGIN: Duration = Duration::from_millis(800);
 
 impl FleetView {
     pub fn state(&self) -> Arc<FleetState> {
-        self.0.state.load_full()
+        let s = self.0.state.load_full();
+        // Refusals counted since the fleet thread last published show at once.
+        let fenced = self.0.fenced.load(std::sync::atomic::Ordering::Relaxed);
+        if s.counters.fenced == fenced {
+            return s;
+        }
+        let mut s = (*s).clone();
+        s.counters.fenced = fenced;
+        Arc::new(s)
     }
 
     pub fn id(&self) -> &str {
@@ -320,9 +331,7 @@ impl Coordinator for FleetView {
 
     fn fence(&self, pool: &str, what: &str) -> Result<(), String> {
         let refused = |e: String| {
-            let mut s = (*self.0.state.load_full()).clone();
-            s.counters.fenced += 1;
-            self.0.state.store(Arc::new(s));
+            self.0.fenced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Err(e)
         };
         let Some((mut client, lease)) = self.0.client.lock().map(|c| c.clone()).unwrap_or(None) else {
