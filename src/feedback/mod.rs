@@ -9,6 +9,9 @@
 //!   VM usage comes from libvirt domain stats ([`crate::hypervisor::stats`]).
 //! - [`classes`]: request classes found from the parameter that explains latency (or named in
 //!   the configuration); the forecast is split by class and the cost model weighs the mix.
+//! - [`conformal`]: the bands replaced by quantiles of the recent out-of-sample errors, per
+//!   horizon group, with adaptive conformal steps: 80 % means 80 %; the planner reads any
+//!   quantile from it.
 //! - [`margin`]: the headroom follows the band's measured stretch, within bounds.
 //!
 //! The allocator's controller runs the loop: it reads usage every
@@ -16,6 +19,7 @@
 //! hourly, and with `auto_enable` promotes a dry-run pool whose forecasts have proven accurate.
 
 pub(crate) mod classes;
+pub mod conformal;
 pub mod cost;
 pub(crate) mod margin;
 pub(crate) mod promote;

@@ -144,6 +144,11 @@ impl Scorer {
 
     /// Scores bucket `index`'s actual count against every kept forecast that covered it.
     pub fn observe(&mut self, index: u64, actual: f64) {
+        self.observe_into(index, actual, None);
+    }
+
+    /// [`Self::observe`], also feeding each scored point to the endpoint's band calibration.
+    pub fn observe_into(&mut self, index: u64, actual: f64, mut cal: Option<&mut super::conformal::Calibrator>) {
         if !actual.is_finite() {
             return;
         }
@@ -154,6 +159,9 @@ impl Scorer {
             let Some(h) = index.checked_sub(f.start).map(|d| d as usize + 1) else { continue };
             let Some(p) = f.points.get(h - 1) else { continue };
             let h = h * step as usize;
+            if let Some(c) = cal.as_deref_mut() {
+                c.observe((index + 1) * step, h as u64, *p, actual);
+            }
             let [mean, lo80, hi80, lo95, hi95] = *p;
             let err = (actual - mean).abs();
             let one = Sums {

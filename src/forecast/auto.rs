@@ -407,6 +407,11 @@ impl AutoFit {
     pub fn predict(&self, h: usize) -> Forecast {
         Forecast::with_bands(self.mean(h), &self.bands)
     }
+
+    /// The least scale the bands' relative errors are taken against (calls per bucket).
+    pub fn band_floor(&self) -> f64 {
+        self.bands.floor
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use super::auto::{AutoFit, AutoSpec, snaive_mae};
 use super::published::{EndpointForecast, RatePoint};
 use super::settings::ForecastConfig;
+use crate::feedback::conformal::Calibrator;
 use crate::feedback::score::{HorizonAccuracy, Scorer};
 use crate::historian::series::Tier;
 
@@ -65,6 +66,8 @@ pub(crate) struct Engine {
     models: HashMap<String, Model>,
     notes: HashMap<String, String>,
     scorers: HashMap<String, Scorer>,
+    /// Per endpoint, the bands' calibration on the scored out-of-sample errors.
+    calibrators: HashMap<String, Calibrator>,
     /// Per endpoint, the forecasts made [`PAST_AHEAD`] buckets ahead, last 24 hours, to draw
     /// what was predicted against what happened.
     past: HashMap<String, Arc<VecDeque<PastPoint>>>,
@@ -95,6 +98,7 @@ impl Engine {
             models: HashMap::new(),
             notes: HashMap::new(),
             scorers: HashMap::new(),
+            calibrators: HashMap::new(),
             forced: Default::default(),
             past: HashMap::new(),
             excluded: HashMap::new(),
@@ -151,9 +155,9 @@ impl Engine {
             Some(m) => {
                 if m.next < end {
                     let scorer = self.scorers.entry(name.to_string()).or_insert_with(|| Scorer::with_step(step));
+                    let cal = self.calibrators.entry(name.to_string()).or_default();
                     for (t, v) in values {
-                        let p_t = t;
-                        scorer.observe(p_t / step, v);
+                        scorer.observe_into(t / step, v, Some(cal));
                         if v.is_finite() {
                             let f = m.fit.predict(1);
                             let side = if v > f.hi95[0] {
@@ -246,7 +250,15 @@ impl Engine {
             return self.notes.get(name).map(|n| EndpointForecast::none(name.to_string(), n.clone(), step));
         };
         let h = self.horizon;
-        let f = m.fit.predict(h);
+        let mut f = m.fit.predict(h);
+        // Calibrated bands where the recent errors are known well enough.
+        let cal = self.calibrators.entry(name.to_string()).or_default();
+        cal.floor = m.fit.band_floor();
+        for j in 0..h {
+            if let Some([lo95, lo80, hi80, hi95]) = cal.bands(((j + 1) as u64 * step).div_ceil(60), f.mean[j]) {
+                (f.lo95[j], f.lo80[j], f.hi80[j], f.hi95[j]) = (lo95, lo80, hi80, hi95);
+            }
+        }
         self.scorers.entry(name.to_string()).or_insert_with(|| Scorer::with_step(step)).issue(
             end,
             (0..h).map(|j| [f.mean[j], f.lo80[j], f.hi80[j], f.lo95[j], f.hi95[j]]).collect(),
@@ -299,6 +311,11 @@ impl Engine {
             class_forecast: Vec::new(),
             past,
         })
+    }
+
+    /// Coverage of `name`'s bands as issued, per calibration horizon group.
+    pub(crate) fn band_coverage(&self, name: &str) -> Vec<crate::feedback::conformal::GroupCoverage> {
+        self.calibrators.get(name).map(|c| c.coverage()).unwrap_or_default()
     }
 
     /// Rolling accuracy of `name`'s forecasts as of the tier's last closed bucket.

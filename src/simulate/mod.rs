@@ -342,6 +342,10 @@ pub struct ForecastScore {
     pub under_rate_60: Option<f64>,
     pub coverage80_60: Option<f64>,
     pub coverage95_60: Option<f64>,
+    pub coverage80_5: Option<f64>,
+    pub coverage95_5: Option<f64>,
+    /// Coverage of the bands as issued per calibration horizon group (minutes ahead).
+    pub coverage_by_horizon: Vec<crate::feedback::conformal::GroupCoverage>,
 }
 
 /// What the settings resolved to for this trace.
@@ -879,12 +883,15 @@ pub fn run(
         ForecastScore {
             model: engine.forecast(name, &tier).map_or("none".into(), |f| f.model),
             points_60: sixty.as_ref().map_or(0, |a| a.points),
-            mase_5: five.and_then(|a| a.mase),
+            mase_5: five.as_ref().and_then(|a| a.mase),
             mase_60: sixty.as_ref().and_then(|a| a.mase),
             smape_60: sixty.as_ref().and_then(|a| a.smape),
             under_rate_60: sixty.as_ref().and_then(|a| a.under_rate),
             coverage80_60: sixty.as_ref().and_then(|a| a.coverage80),
             coverage95_60: sixty.as_ref().and_then(|a| a.coverage95),
+            coverage80_5: five.as_ref().and_then(|a| a.coverage80),
+            coverage95_5: five.as_ref().and_then(|a| a.coverage95),
+            coverage_by_horizon: engine.band_coverage(name),
         }
     });
     let timeline = Timeline {
@@ -948,6 +955,14 @@ pub fn table(r: &Report) -> String {
             opt(f.coverage80_60),
             opt(f.coverage95_60)
         ));
+        if !f.coverage_by_horizon.is_empty() {
+            out.push_str("band coverage 80/95 by minutes ahead:");
+            for g in &f.coverage_by_horizon {
+                out.push_str(&format!(" {}–{} {:.3}/{:.3};", g.from_min, g.to_min, g.coverage80, g.coverage95));
+            }
+            out.pop();
+            out.push('\n');
+        }
     }
     out
 }
