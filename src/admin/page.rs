@@ -441,8 +441,9 @@ fn pools(
                             // One unit on the whole page: calls per minute.
                             p.small {
                                 "capacity " b.capacity { (format!("{:.0}", st.capacity_rps * 60.0)) } "/min · required "
-                                (format!("{:.0}", st.required_rps * 60.0)) "/min · forecast upper band in window "
-                                (opt(st.forecast_hi_rps.map(|v| v * 60.0), 0)) "/min · next-hour peak (80 %) "
+                                (format!("{:.0}", st.required_rps * 60.0)) "/min · forecast in window "
+                                (opt(st.forecast_hi_rps.map(|v| v * 60.0), 0)) "/min (" (format!("{:.1}", st.cost.quantile * 100.0))
+                                " % quantile) · next-hour peak (80 %) "
                                 (opt(peak.map(|v| v * 60.0), 0)) "/min · measured " (format!("{:.0}", st.measured_rps * 60.0)) "/min"
                                 br;
                                 "lead time " b { (st.lead.lead_time_s) " s" } " (" (if st.lead.auto { "learned" } else { "fixed" }) "; "
@@ -486,7 +487,10 @@ fn pools(
                                         td { (v.info.name) }
                                         td { (format!("{:?}", v.phase).to_lowercase()) }
                                         td { (format!("{:?}", v.info.state).to_lowercase()) }
-                                        td.num { (v.info.vcpus) "/" (v.info.max_vcpus) }
+                                        td.num {
+                                            @if let Some(c) = v.cap_vcpus { "capped " (c) " of " }
+                                            (v.info.vcpus) "/" (v.info.max_vcpus)
+                                        }
                                         td.num { (v.info.memory_mib) "/" (v.info.max_memory_mib) }
                                         td { (v.info.addr.as_deref().unwrap_or("–")) }
                                         td { (if v.in_pool { "yes" } else { "no" }) }

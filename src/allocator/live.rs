@@ -18,7 +18,7 @@ use super::controller::{
     Command, Controller, Env, Fence, FleetRole, LoggedDecision, ManagedPool, Membership, Outcome, PoolStatus, Prober,
     Signals,
 };
-use super::plan::ForecastInput;
+use super::plan::{ForecastInput, ForecastPoint};
 use crate::clock::SharedClock;
 use crate::feedback::score::HorizonAccuracy;
 use crate::forecast::view::ForecastView;
@@ -283,7 +283,13 @@ impl Signals for Views<'_> {
     fn forecast(&self) -> ForecastInput {
         self.forecasts
             .and_then(|f| f.pool(self.pool))
-            .map(|pf| ForecastInput { points: pf.rate.iter().map(|p| (p.t, p.rate, p.hi80)).collect() })
+            .map(|pf| ForecastInput {
+                points: pf
+                    .rate
+                    .iter()
+                    .map(|p| ForecastPoint { t: p.t, mean: p.rate, hi80: p.hi80, hi95: p.hi95 })
+                    .collect(),
+            })
             .unwrap_or_default()
     }
 

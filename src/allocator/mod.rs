@@ -75,6 +75,7 @@ impl Default for ScalingSettings {
                 memory_mib: (256, 512),
                 capacity_rps_per_vcpu: 100.0,
                 target_utilization: 0.6,
+                quantile: plan::plan_quantile(DEFAULT_VIOLATION_MINUTE_PRICE, DEFAULT_VCPU_HOUR_PRICE),
                 headroom: 0.2,
                 lead_time_s: 120,
                 window_s: 300,
@@ -98,6 +99,17 @@ impl Default for ScalingSettings {
         }
     }
 }
+
+/// Default prices of the two errors the planner weighs (`[pool.scaling]`): a minute of SLO
+/// violation costs as much as this many vCPU-hours. The planned quantile follows
+/// ([`plan::plan_quantile`]).
+pub const DEFAULT_VIOLATION_MINUTE_PRICE: f64 = 0.4;
+pub const DEFAULT_VCPU_HOUR_PRICE: f64 = 1.0;
+/// Seconds of measured load the reactive safety net averages: short, so a burst no forecast saw
+/// is answered within seconds (the 1-second tier), not after a minute's mean has caught up.
+pub const REACTIVE_WINDOW_S: u64 = 15;
+/// Default headroom over the planned need (the margin calibration moves it within bounds).
+pub const DEFAULT_HEADROOM: f64 = 0.1;
 
 pub mod controller;
 pub mod live;

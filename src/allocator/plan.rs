@@ -1,9 +1,15 @@
 //! Planning as a pure function: `(forecast, pool state, policy, now) → decisions`. The
 //! controller calls it, live and in the simulator.
 //!
-//! Required capacity (requests/s) = the forecast's upper band (80 %) at its highest over
-//! `[now + lead time, now + lead time + window]` × (1 + headroom) ÷ target utilisation; a
-//! measured rate that already exceeds what the running VMs serve at the target utilisation
+//! Required capacity (requests/s), over the window `[now + lead time, now + lead time + window]`,
+//! is the larger of two needs, × (1 + headroom):
+//! - the forecast mean ÷ target utilisation (the load the pool should run at, on average);
+//! - the forecast's `q` quantile, `q` chosen from the prices of the two errors
+//!   ([`plan_quantile`]: a violation-minute against a vCPU-hour), read from the calibrated
+//!   bands ([`ForecastPoint::quantile`]): the capacity the demand stays under with probability
+//!   `q` (an SLO violation is demand above capacity).
+//!
+//! A measured rate that already exceeds what the running VMs serve at the target utilisation
 //! raises it (the reactive safety net, recorded as such). Capacity = Σ vCPUs × requests/s per
 //! vCPU over VMs serving or on their way (booting, resuming, resizing): what is in flight is
 //! counted, so nothing is launched twice.
@@ -11,11 +17,11 @@
 //! Short of capacity: first vertical (hot-add vCPUs to running VMs up to the policy's and the
 //! VM's maxima, memory following in proportion: seconds), then horizontal (resume a suspended
 //! VM, else launch a clone: minutes), within max_vms and a step limit. Long on capacity — one VM
-//! fewer would still cover the requirement with a 10 % margin — for the whole stabilisation
-//! window: drain one VM (the newest), stop it once drained. Never below min_vms, never above
-//! max_vms, never a second action on a VM with one in flight, nothing during the cooldown after
-//! the last scaling action except reactive scale-out. Balancer weights follow vCPUs, so a VM
-//! resized up takes its share before it would overload.
+//! fewer would still cover the need from now to the end of the window (the time it would take
+//! to get it back) — for the whole stabilisation window: drain one VM (the newest), stop it once
+//! drained. Never below min_vms, never above max_vms, never a second action on a VM with one in
+//! flight, nothing during the cooldown after the last scaling action except reactive scale-out.
+//! Balancer weights follow vCPUs, so a VM resized up takes its share before it would overload.
 
 use serde::Serialize;
 
@@ -28,6 +34,8 @@ pub struct Policy {
     pub memory_mib: (u64, u64),
     pub capacity_rps_per_vcpu: f64,
     pub target_utilization: f64,
+    /// The forecast quantile planned for ([`plan_quantile`] of the configured prices).
+    pub quantile: f64,
     pub headroom: f64,
     /// Lead time in force (configured, or learned when `auto`).
     pub lead_time_s: u64,
@@ -64,7 +72,11 @@ pub enum Phase {
 pub struct VmView {
     pub name: String,
     pub phase: Phase,
+    /// vCPUs plugged.
     pub vcpus: u32,
+    /// vCPUs' worth of CPU time it may use: `vcpus` unless a CPU cap holds it lower (vertical
+    /// scale-down without unplug, undone in a second).
+    pub active_vcpus: u32,
     pub max_vcpus: u32,
     pub memory_mib: u64,
     pub max_memory_mib: u64,
@@ -104,21 +116,101 @@ pub struct PoolState {
 /// The forecast as the planner sees it: requests/s by minute start.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ForecastInput {
-    /// `(t, mean, hi80)` per step.
-    pub points: Vec<(u64, f64, f64)>,
+    pub points: Vec<ForecastPoint>,
+}
+
+/// One minute of forecast: the mean and the upper edges of the 80 % and 95 % bands (its 90 %
+/// and 97.5 % quantiles), requests/s.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ForecastPoint {
+    pub t: u64,
+    pub mean: f64,
+    pub hi80: f64,
+    pub hi95: f64,
+}
+
+impl ForecastPoint {
+    /// A point known exactly (the oracle, a test).
+    pub fn exact(t: u64, rate: f64) -> Self {
+        Self { t, mean: rate, hi80: rate, hi95: rate }
+    }
+
+    /// The `q` quantile (q ≥ 0.5), read off the three known ones — the mean as the median, hi80
+    /// at 90 %, hi95 at 97.5 % — piecewise linearly in the normal score, so a band twice as
+    /// wide gives a quantile twice as far from the mean; beyond 97.5 % the last piece goes on.
+    pub fn quantile(&self, q: f64) -> f64 {
+        let z = if q <= 0.5 { 0.0 } else { normal_score(q.min(0.9999)).max(0.0) };
+        let (z80, z95) = (normal_score(0.9), normal_score(0.975));
+        let hi80 = self.hi80.max(self.mean);
+        let hi95 = self.hi95.max(hi80);
+        if z <= z80 { self.mean + (hi80 - self.mean) * z / z80 } else { hi80 + (hi95 - hi80) * (z - z80) / (z95 - z80) }
+    }
+}
+
+/// The standard normal's `p` quantile (Abramowitz & Stegun 26.2.23, error under 5e-4).
+pub fn normal_score(p: f64) -> f64 {
+    let upper = p > 0.5;
+    let tail = if upper { 1.0 - p } else { p }.clamp(1e-12, 0.5);
+    let t = (-2.0 * tail.ln()).sqrt();
+    let x = t
+        - (2.515517 + 0.802853 * t + 0.010328 * t * t) / (1.0 + 1.432788 * t + 0.189269 * t * t + 0.001308 * t * t * t);
+    if upper { x } else { -x }
+}
+
+/// The quantile to plan for, from the prices of the two errors: one vCPU short for a minute
+/// costs about a violation-minute; one vCPU too many for a minute costs a sixtieth of a
+/// vCPU-hour. The quantile that balances them (the newsvendor's critical ratio) is
+/// `short ÷ (short + over)`, kept within [0.5, 0.999].
+pub fn plan_quantile(violation_minute_price: f64, vcpu_hour_price: f64) -> f64 {
+    let short = violation_minute_price.max(0.0);
+    let over = vcpu_hour_price.max(0.0) / 60.0;
+    if short + over <= 0.0 {
+        return 0.5;
+    }
+    (short / (short + over)).clamp(0.5, 0.999)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Action {
-    SetVcpus { vm: String, from: u32, to: u32 },
-    SetMemory { vm: String, from_mib: u64, to_mib: u64 },
-    Resume { vm: String },
-    Launch { count: u32, vcpus: u32 },
-    Drain { vm: String },
-    Stop { vm: String },
-    SetWeight { vm: String, weight: u32 },
-    Migrate { vm: String, from: String, to: String },
+    SetVcpus {
+        vm: String,
+        from: u32,
+        to: u32,
+    },
+    /// Caps a VM's CPU time at `to` vCPUs' worth (`to` = its vCPUs lifts the cap).
+    SetCap {
+        vm: String,
+        from: u32,
+        to: u32,
+    },
+    SetMemory {
+        vm: String,
+        from_mib: u64,
+        to_mib: u64,
+    },
+    Resume {
+        vm: String,
+    },
+    Launch {
+        count: u32,
+        vcpus: u32,
+    },
+    Drain {
+        vm: String,
+    },
+    Stop {
+        vm: String,
+    },
+    SetWeight {
+        vm: String,
+        weight: u32,
+    },
+    Migrate {
+        vm: String,
+        from: String,
+        to: String,
+    },
 }
 
 impl Action {
@@ -126,6 +218,7 @@ impl Action {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::SetVcpus { .. } => "set_vcpus",
+            Self::SetCap { .. } => "set_cap",
             Self::SetMemory { .. } => "set_memory",
             Self::Resume { .. } => "resume",
             Self::Launch { .. } => "launch",
@@ -143,6 +236,12 @@ fn per_min(rps: f64) -> String {
     if m.abs() < 10.0 { format!("{m:.1}/min") } else { format!("{m:.0}/min") }
 }
 
+/// A probability as a percentage, as few digits as it needs (`95 %`, `97.5 %`).
+fn pct(q: f64) -> String {
+    let v = (q * 1000.0).round() / 10.0;
+    if v.fract() == 0.0 { format!("{v:.0} %") } else { format!("{v:.1} %") }
+}
+
 /// `HH:MM` of an epoch second (UTC).
 fn hhmm(t: u64) -> String {
     format!("{:02}:{:02}", t % 86_400 / 3600, t % 3600 / 60)
@@ -153,6 +252,7 @@ impl std::fmt::Display for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::SetVcpus { vm, from, to } => write!(f, "{vm}: vCPUs {from} → {to}"),
+            Self::SetCap { vm, from, to } => write!(f, "{vm}: CPU cap {from} → {to} vCPUs"),
             Self::SetMemory { vm, from_mib, to_mib } => write!(f, "{vm}: memory {from_mib} → {to_mib} MiB"),
             Self::Resume { vm } => write!(f, "resume {vm}"),
             Self::Launch { count, vcpus } => {
@@ -174,7 +274,7 @@ fn plural(n: u64) -> &'static str {
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, Default)]
 #[serde(default)]
 pub struct Inputs {
-    /// Highest upper band (80 %) in the window, requests/s; `None` without a forecast.
+    /// Highest planned quantile in the window, requests/s; `None` without a forecast.
     pub forecast_hi: Option<f64>,
     pub forecast_mean: Option<f64>,
     pub window_from: u64,
@@ -227,6 +327,7 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
     let per = p.capacity_rps_per_vcpu.max(1e-9);
     let util = p.target_utilization.clamp(0.05, 1.0);
     let (from, to) = (now + p.lead_time_s, now + p.lead_time_s + p.window_s.max(60));
+    let to_end = to;
     // Points whose minute overlaps the window.
     // Known events that touch the span planned for: from now (one already running keeps its
     // capacity until it ends) to the end of the window (one about to start gets it in time).
@@ -242,16 +343,26 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
             .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))
             .unwrap_or(1.0)
     };
-    let window: Vec<(u64, f64, f64)> = f
-        .points
-        .iter()
-        .filter(|(t, _, _)| *t + 60 > from && *t < to)
-        .map(|&(t, mean, hi)| (t, mean * scale(t), hi * scale(t)))
-        .collect();
-    let forecast_hi = window.iter().map(|x| x.2).reduce(f64::max);
-    let forecast_mean = window.iter().map(|x| x.1).reduce(f64::max);
+    // `(t, mean, planned quantile)` of the points whose minute overlaps `[a, b)`.
+    let span = |a: u64, b: u64| -> Vec<(u64, f64, f64)> {
+        f.points
+            .iter()
+            .filter(|x| x.t + 60 > a && x.t < b)
+            .map(|x| (x.t, x.mean * scale(x.t), x.quantile(p.quantile) * scale(x.t)))
+            .collect()
+    };
+    let need_of = |w: &[(u64, f64, f64)]| -> Option<(f64, f64)> {
+        let hi = w.iter().map(|x| x.2).reduce(f64::max)?;
+        let mean = w.iter().map(|x| x.1).reduce(f64::max)?;
+        Some((hi, mean))
+    };
+    let window = span(from, to);
+    let (forecast_hi, forecast_mean) = need_of(&window).unzip();
     let floor = events.iter().filter_map(|e| e.min_capacity_rps).fold(0.0, f64::max);
-    let forecast_need = forecast_hi.unwrap_or(0.0) * (1.0 + p.headroom) / util;
+    let forecast_need = forecast_hi.unwrap_or(0.0).max(forecast_mean.unwrap_or(0.0) / util) * (1.0 + p.headroom);
+    // What one VM fewer must still cover: the need from now to the window's end (taking a VM
+    // away now is undone no sooner than a lead time from now).
+    let keep_need = need_of(&span(now, to)).map(|(hi, mean)| hi.max(mean / util) * (1.0 + p.headroom));
     let planned = forecast_need.max(floor);
     let scaled = window.iter().any(|(t, _, _)| scale(*t) != 1.0);
     // What the events did, in words, for the reasons below.
@@ -274,8 +385,9 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
             .collect::<Vec<_>>()
             .join("; ")
     });
-    let serving_cap: f64 = s.vms.iter().filter(|v| v.phase == Phase::Serving).map(|v| v.vcpus as f64 * per).sum();
-    let capacity: f64 = s.vms.iter().filter(|v| counts(v.phase)).map(|v| v.vcpus as f64 * per).sum();
+    let serving_cap: f64 =
+        s.vms.iter().filter(|v| v.phase == Phase::Serving).map(|v| v.active_vcpus as f64 * per).sum();
+    let capacity: f64 = s.vms.iter().filter(|v| counts(v.phase)).map(|v| v.active_vcpus as f64 * per).sum();
     // Reactive: the load now is above what serving VMs handle at the target utilisation.
     let reactive_need = s.measured_rps * (1.0 + p.headroom) / util;
     let reactive = s.measured_rps > serving_cap * util && reactive_need > planned && reactive_need > capacity;
@@ -315,8 +427,9 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
         return Plan { inputs, decisions: d, low: false };
     }
     let low = capacity > 0.0 && {
-        let smallest = s.vms.iter().filter(|v| counts(v.phase)).map(|v| v.vcpus as f64 * per).fold(f64::MAX, f64::min);
-        capacity - smallest >= required * 1.1 && forecast_hi.is_some()
+        let smallest =
+            s.vms.iter().filter(|v| counts(v.phase)).map(|v| v.active_vcpus as f64 * per).fold(f64::MAX, f64::min);
+        forecast_hi.is_some() && capacity - smallest >= keep_need.unwrap_or(0.0).max(required * 1.1)
     };
     if required > capacity + 1e-9 {
         if in_cooldown(s.last_scale_out) && !reactive {
@@ -340,9 +453,14 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
             let base = if floor > forecast_need {
                 format!("need {} > capacity {}", per_min(required), per_min(capacity))
             } else {
+                let (hi, mean) = (forecast_hi.unwrap_or(0.0), forecast_mean.unwrap_or(0.0));
+                let what = if hi >= mean / util {
+                    format!("forecast {} quantile {}", pct(p.quantile), per_min(hi))
+                } else {
+                    format!("forecast mean {} ÷ {util}", per_min(mean))
+                };
                 format!(
-                    "forecast upper band {} in {}–{} UTC × (1 + {:.2}) ÷ {util} = {} > capacity {}",
-                    per_min(forecast_hi.unwrap_or(0.0)),
+                    "{what} in {}–{} UTC × (1 + {:.2}) = {} > capacity {}",
                     hhmm(from),
                     hhmm(to),
                     p.headroom,
@@ -356,11 +474,45 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
             }
         };
         let mut deficit = required - capacity;
+        let mut room = p.max_vms.saturating_sub(active);
+        // New VMs start at `launch_vcpus` (their template allows up to the maximum).
+        let size = p.launch_vcpus.clamp(p.vcpus.0.max(1), p.vcpus.1.max(1));
+        let per_vm = size as f64 * per;
+        // Ahead of the need, whole VMs are launched first (the lead time covers a boot), so the
+        // running VMs keep their vCPU room for what no forecast saw: hot-plug answers that in
+        // seconds, a boot in minutes. Reactive, the fastest lever goes first.
+        let early = if reactive { 0 } else { ((deficit / per_vm).floor() as u32).min(room).min(p.max_step.max(1)) };
+        deficit -= early as f64 * per_vm;
+        room -= early;
+        // Capped VMs first: lifting a cap takes a second.
+        for v in s.vms.iter().filter(|v| v.phase == Phase::Serving && !v.busy && v.active_vcpus < v.vcpus) {
+            if deficit <= 1e-9 {
+                break;
+            }
+            let add = ((deficit / per).ceil() as u32).clamp(1, v.vcpus - v.active_vcpus);
+            deficit -= add as f64 * per;
+            d.push(Decision {
+                action: Some(Action::SetCap { vm: v.name.clone(), from: v.active_vcpus, to: v.active_vcpus + add }),
+                reason: format!("{why}: lift the CPU cap by {add} vCPU(s)"),
+                reactive,
+            });
+            d.push(Decision {
+                action: Some(Action::SetWeight { vm: v.name.clone(), weight: v.active_vcpus + add }),
+                reason: format!("{} gets {} vCPUs' worth of CPU: weight follows", v.name, v.active_vcpus + add),
+                reactive,
+            });
+        }
         // Vertical first: running, idle VMs below their maxima, largest headroom first.
         let mut vs: Vec<&VmView> = s
             .vms
             .iter()
-            .filter(|v| v.phase == Phase::Serving && !v.busy && v.vcpus < v.max_vcpus.min(p.vcpus.1))
+            .filter(|v| {
+                v.phase == Phase::Serving
+                    && !v.busy
+                    && v.active_vcpus == v.vcpus
+                    && v.vcpus < v.max_vcpus.min(p.vcpus.1)
+                    && !d.iter().any(|x| matches!(&x.action, Some(Action::SetCap { vm, .. }) if *vm == v.name))
+            })
             .collect();
         vs.sort_by_key(|v| std::cmp::Reverse(v.max_vcpus.min(p.vcpus.1) - v.vcpus));
         for v in vs {
@@ -386,7 +538,6 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
             }
         }
         // Then horizontal: warm spares first, then clones.
-        let mut room = p.max_vms.saturating_sub(active);
         if deficit > 1e-9 {
             for v in s.vms.iter().filter(|v| v.phase == Phase::Suspended && !v.busy) {
                 if deficit <= 1e-9 || room == 0 {
@@ -401,12 +552,9 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
                 });
             }
         }
-        if deficit > 1e-9 {
-            // New VMs start at `launch_vcpus` (their template allows up to the maximum).
-            let size = p.launch_vcpus.clamp(p.vcpus.0.max(1), p.vcpus.1.max(1));
-            let per_vm = size as f64 * per;
-            let want = (deficit / per_vm).ceil() as u32;
-            let n = want.min(room).min(p.max_step.max(1));
+        if deficit > 1e-9 || early > 0 {
+            let want = (deficit.max(0.0) / per_vm).ceil() as u32;
+            let n = early + want.min(room).min(p.max_step.max(1).saturating_sub(early));
             if n > 0 {
                 d.push(Decision {
                     action: Some(Action::Launch { count: n, vcpus: size }),
@@ -423,8 +571,42 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
         }
         return Plan { inputs, decisions: d, low: false };
     }
+    // Long on capacity by whole vCPUs but not by a whole VM: cap the largest VM down (seconds,
+    // undone in a second), out of the cooldown after a scale-out and not while a VM boots (what
+    // boots is not serving yet). What stays must cover the need from now to the window's end.
+    let mut capped = false;
+    if !low
+        && !in_cooldown(s.last_scale_out)
+        && !s.vms.iter().any(|v| v.phase == Phase::Booting)
+        && let Some(k) = keep_need
+    {
+        let keep = k.max(required * 1.1);
+        let spare = ((capacity - keep) / per).floor();
+        if spare >= 1.0
+            && let Some(v) = s
+                .vms
+                .iter()
+                .filter(|v| v.phase == Phase::Serving && !v.busy && v.active_vcpus > 1)
+                .max_by_key(|v| (v.active_vcpus, v.name.clone()))
+        {
+            let to = v.active_vcpus - (spare as u32).min(v.active_vcpus - 1);
+            capped = true;
+            d.push(Decision {
+                action: Some(Action::SetCap { vm: v.name.clone(), from: v.active_vcpus, to }),
+                reason: format!(
+                    "capacity {} exceeds the need {} until {} UTC by {} vCPU(s): cap {}",
+                    per_min(capacity),
+                    per_min(keep),
+                    hhmm(to_end),
+                    spare as u32,
+                    v.name
+                ),
+                reactive: false,
+            });
+        }
+    }
     // Long on capacity for the whole stabilisation window: drain the newest VM.
-    if low {
+    if low && !capped {
         let since = s.low_since.unwrap_or(now);
         let draining = s.vms.iter().any(|v| v.phase == Phase::Draining);
         if now >= since + p.scale_in_stabilization_s
@@ -484,10 +666,18 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
     }
     // Weights follow vCPUs (pre-emptive rebalancing after vertical changes).
     for v in s.vms.iter().filter(|v| v.phase == Phase::Serving && !v.busy) {
-        if v.weight != v.vcpus.max(1) {
+        let w = d
+            .iter()
+            .find_map(|x| match &x.action {
+                Some(Action::SetCap { vm, to, .. }) if *vm == v.name => Some(*to),
+                _ => None,
+            })
+            .unwrap_or(v.active_vcpus)
+            .max(1);
+        if v.weight != w {
             d.push(Decision {
-                action: Some(Action::SetWeight { vm: v.name.clone(), weight: v.vcpus.max(1) }),
-                reason: format!("{} has {} vCPUs: weight follows", v.name, v.vcpus),
+                action: Some(Action::SetWeight { vm: v.name.clone(), weight: w }),
+                reason: format!("{} has {w} vCPUs' worth of CPU: weight follows", v.name),
                 reactive: false,
             });
         }
@@ -515,6 +705,7 @@ mod tests {
             memory_mib: (256, 1024),
             capacity_rps_per_vcpu: 100.0,
             target_utilization: 0.5,
+            quantile: 0.95,
             headroom: 0.0,
             lead_time_s: 120,
             window_s: 300,
@@ -531,6 +722,7 @@ mod tests {
             name: name.into(),
             phase,
             vcpus,
+            active_vcpus: vcpus,
             max_vcpus: 4,
             memory_mib: memory_for(&policy(), vcpus),
             max_memory_mib: 1024,
@@ -544,7 +736,11 @@ mod tests {
 
     /// A forecast from `now` on: `rate(minute)` as the mean, hi80 = mean × 1.2.
     fn forecast(now: u64, rate: impl Fn(u64) -> f64) -> ForecastInput {
-        ForecastInput { points: (0..60).map(|k| (now + k * 60, rate(k), rate(k) * 1.2)).collect() }
+        ForecastInput {
+            points: (0..60)
+                .map(|k| ForecastPoint { t: now + k * 60, mean: rate(k), hi80: rate(k) * 1.2, hi95: rate(k) * 1.4 })
+                .collect(),
+        }
     }
 
     fn actions(p: &Plan) -> Vec<Action> {
@@ -592,11 +788,13 @@ mod tests {
         p.schedule = vec![event("winter sale", NOW - 7200, NOW - 60, Some(500.0), None)];
         let after = plan(&flat, &big, &p, NOW);
         assert!(after.low && after.inputs.events.is_empty());
-        // A multiplier scales the forecast inside the event only: × 3 on 48 → 144 hi80 → 288 rps.
+        // A multiplier scales the forecast inside the event only: × 3 on a mean of 40 → 120
+        // (its 95 % quantile × 3 too) → 240 rps at 0.5 utilisation.
         p.schedule = vec![event("launch day", NOW + 180, NOW + 3600, None, Some(3.0))];
         let m = plan(&flat, &one, &p, NOW);
-        assert!((m.inputs.forecast_hi.unwrap() - 144.0).abs() < 1e-9, "{:?}", m.inputs);
-        assert_eq!(m.inputs.required_rps, 288.0);
+        let q95 = ForecastPoint { t: 0, mean: 120.0, hi80: 144.0, hi95: 168.0 }.quantile(0.95);
+        assert!((m.inputs.forecast_hi.unwrap() - q95).abs() < 1e-9, "{:?}", m.inputs);
+        assert_eq!(m.inputs.required_rps, 240.0);
         assert!(
             m.decisions[0].reason.contains("known event \"launch day\": forecast × 3"),
             "{}",
@@ -642,13 +840,20 @@ mod tests {
                 ],
             },
             Case {
-                name: "ramp beyond the maxima: vertical then horizontal",
-                rate: |k| if k >= 2 { 300.0 } else { 40.0 }, // 720 rps → 7.2 vCPUs
+                name: "ramp ahead: whole VMs launched first, vCPU room kept for surprises",
+                rate: |k| if k >= 2 { 300.0 } else { 40.0 }, // mean ÷ 0.5 = 600 rps → 6 vCPUs
+                vms: vec![vm("a", Phase::Serving, 2)],
+                state: PoolState::default(),
+                want: vec![Action::Launch { count: 1, vcpus: 4 }],
+            },
+            Case {
+                name: "ramp ahead beyond whole VMs: launch, then the rest vertical",
+                rate: |k| if k >= 2 { 350.0 } else { 40.0 }, // 700 rps → 7 vCPUs
                 vms: vec![vm("a", Phase::Serving, 2)],
                 state: PoolState::default(),
                 want: vec![
-                    Action::SetVcpus { vm: "a".into(), from: 2, to: 4 },
-                    Action::SetMemory { vm: "a".into(), from_mib: 512, to_mib: 1024 },
+                    Action::SetVcpus { vm: "a".into(), from: 2, to: 3 },
+                    Action::SetMemory { vm: "a".into(), from_mib: 512, to_mib: 768 },
                     Action::Launch { count: 1, vcpus: 4 },
                 ],
             },
@@ -768,10 +973,37 @@ mod tests {
             },
             Case {
                 name: "weights follow vCPUs",
-                rate: flat,
+                rate: |_| 125.0, // 250 rps: the 3 vCPUs are needed
                 vms: vec![VmView { weight: 1, ..vm("a", Phase::Serving, 3) }],
                 state: PoolState::default(),
                 want: vec![Action::SetWeight { vm: "a".into(), weight: 3 }],
+            },
+            Case {
+                name: "long by whole vCPUs, not by a VM: capped in seconds, weight follows the cap",
+                rate: flat, // 80 rps: one vCPU's worth
+                vms: vec![vm("a", Phase::Serving, 3)],
+                state: PoolState::default(),
+                want: vec![
+                    Action::SetCap { vm: "a".into(), from: 3, to: 1 },
+                    Action::SetWeight { vm: "a".into(), weight: 1 },
+                ],
+            },
+            Case {
+                name: "short while capped: the cap is lifted first, no hot-plug",
+                rate: |_| 125.0,
+                vms: vec![VmView { active_vcpus: 1, weight: 1, ..vm("a", Phase::Serving, 4) }],
+                state: PoolState::default(),
+                want: vec![
+                    Action::SetCap { vm: "a".into(), from: 1, to: 3 },
+                    Action::SetWeight { vm: "a".into(), weight: 3 },
+                ],
+            },
+            Case {
+                name: "no cap while a VM boots",
+                rate: flat,
+                vms: vec![vm("a", Phase::Serving, 3), vm("b", Phase::Booting, 1)],
+                state: PoolState::default(),
+                want: vec![],
             },
         ];
         for c in cases {
@@ -790,18 +1022,74 @@ mod tests {
     }
 
     #[test]
+    fn the_planned_quantile_comes_from_the_prices_and_reads_off_the_bands() {
+        assert!((normal_score(0.975) - 1.96).abs() < 1e-3);
+        assert!((normal_score(0.9) - 1.2816).abs() < 1e-3);
+        assert!((normal_score(0.1) + 1.2816).abs() < 1e-3);
+        let pt = ForecastPoint { t: 0, mean: 100.0, hi80: 130.0, hi95: 150.0 };
+        assert!((pt.quantile(0.5) - 100.0).abs() < 1e-9);
+        assert!((pt.quantile(0.9) - 130.0).abs() < 1e-9);
+        assert!((pt.quantile(0.975) - 150.0).abs() < 1e-9);
+        let (q8, q95, q99) = (pt.quantile(0.8), pt.quantile(0.95), pt.quantile(0.99));
+        assert!(100.0 < q8 && q8 < 130.0 && 130.0 < q95 && q95 < 150.0 && q99 > 150.0, "{q8} {q95} {q99}");
+        // Dearer violations, a higher quantile; dearer vCPUs, a lower one; always within bounds.
+        let q = plan_quantile(crate::allocator::DEFAULT_VIOLATION_MINUTE_PRICE, 1.0);
+        assert!((0.9..0.99).contains(&q), "{q}");
+        assert!(plan_quantile(1.0, 1.0) > q && plan_quantile(0.4, 4.0) < q);
+        assert_eq!(plan_quantile(0.0, 1.0), 0.5);
+        assert_eq!(plan_quantile(1e9, 1.0), 0.999);
+        // The plan follows: the same forecast needs more at a higher quantile.
+        let f = ForecastInput {
+            points: (0..60).map(|k| ForecastPoint { t: NOW + k * 60, mean: 100.0, hi80: 200.0, hi95: 300.0 }).collect(),
+        };
+        let s = PoolState { vms: vec![vm("a", Phase::Serving, 1)], ..Default::default() };
+        let need = |q: f64| plan(&f, &s, &Policy { quantile: q, ..policy() }, NOW).inputs.required_rps;
+        assert!(need(0.99) > need(0.95) && need(0.95) > need(0.9), "{} {} {}", need(0.99), need(0.95), need(0.9));
+        // Never below the mean at the target utilisation, whatever the quantile.
+        assert_eq!(need(0.5), 200.0);
+    }
+
+    /// Issue 18, lever 2: a burst no forecast saw is met with the fastest lever first.
+    #[test]
+    fn a_burst_goes_vertical_first_a_forecast_ramp_launches_first() {
+        let s = PoolState { vms: vec![vm("a", Phase::Serving, 2)], measured_rps: 300.0, ..Default::default() };
+        let p = plan(&forecast(NOW, |_| 40.0), &s, &policy(), NOW);
+        assert!(p.decisions.iter().all(|d| d.reactive), "{:?}", p.decisions);
+        assert_eq!(
+            actions(&p),
+            [
+                Action::SetVcpus { vm: "a".into(), from: 2, to: 4 },
+                Action::SetMemory { vm: "a".into(), from_mib: 512, to_mib: 1024 },
+                Action::Launch { count: 1, vcpus: 4 },
+            ]
+        );
+        // The same need, forecast ahead: a whole VM is launched and the vCPU room kept.
+        let s = PoolState { vms: vec![vm("a", Phase::Serving, 2)], ..Default::default() };
+        let p = plan(&forecast(NOW, |k| if k >= 2 { 300.0 } else { 40.0 }), &s, &policy(), NOW);
+        assert_eq!(actions(&p), [Action::Launch { count: 1, vcpus: 4 }]);
+    }
+
+    #[test]
     fn reasons_carry_the_arithmetic() {
         let s = PoolState { vms: vec![vm("a", Phase::Serving, 1)], ..Default::default() };
         let p = plan(&forecast(NOW, |_| 120.0), &s, &policy(), NOW);
-        assert_eq!(p.inputs.forecast_hi, Some(144.0));
-        assert!((p.inputs.required_rps - 288.0).abs() < 1e-9);
+        assert!(p.inputs.forecast_hi.is_some_and(|q| q > 144.0 && q < 168.0), "{:?}", p.inputs);
+        assert!((p.inputs.required_rps - 240.0).abs() < 1e-9);
         assert_eq!(p.inputs.capacity_rps, 100.0);
         assert!(
-            // 144 and 288 requests/s, written per minute like the page.
-            p.decisions[0].reason.contains("8640/min") && p.decisions[0].reason.contains("17280/min"),
+            // The mean of 120 requests/s ÷ 0.5 = 240, written per minute like the page.
+            p.decisions[0].reason.contains("forecast mean 7200/min ÷ 0.5")
+                && p.decisions[0].reason.contains("14400/min"),
             "{:?}",
             p.decisions
         );
+        // A wide band: the quantile leads, and the reason says which.
+        let wide = ForecastInput {
+            points: (0..60).map(|k| ForecastPoint { t: NOW + k * 60, mean: 100.0, hi80: 200.0, hi95: 300.0 }).collect(),
+        };
+        let w = plan(&wide, &s, &policy(), NOW);
+        assert!(w.decisions[0].reason.starts_with("forecast 95 % quantile"), "{:?}", w.decisions);
+        assert!(w.inputs.required_rps > 200.0 && w.inputs.required_rps < 300.0, "{:?}", w.inputs);
         assert!(!p.decisions[0].reactive);
     }
 
@@ -817,7 +1105,12 @@ mod tests {
             let now = NOW + minute * 60;
             let noise: Vec<f64> = (0..60).map(|_| 60.0 + 10.0 * (rng.f64() - 0.5)).collect();
             let f = ForecastInput {
-                points: (0..60).map(|k| (now + k * 60, noise[k as usize], noise[k as usize] * 1.2)).collect(),
+                points: (0..60)
+                    .map(|k| {
+                        let m = noise[k as usize];
+                        ForecastPoint { t: now + k * 60, mean: m, hi80: m * 1.2, hi95: m * 1.4 }
+                    })
+                    .collect(),
             };
             let p = plan(&f, &s, &policy(), now);
             s.low_since = if p.low { s.low_since.or(Some(now)) } else { None };

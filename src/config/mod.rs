@@ -472,6 +472,24 @@ members = ["127.0.0.1:1", "10.0.0.1"]
     }
 
     #[test]
+    fn the_prices_set_the_planned_quantile_and_bad_ones_are_named() {
+        let base = "[[pool]]\nname = \"p\"\n[pool.scaling]\nuri = \"test:///default\"\ntemplate = \"t\"\n";
+        let s = parse(base, Path::new(".")).unwrap();
+        let default = s.scaling("p").unwrap().policy.quantile;
+        let s = parse(&format!("{base}violation_minute_price = 2.0\nvcpu_hour_price = 0.5\n"), Path::new(".")).unwrap();
+        let dear = s.scaling("p").unwrap().policy.quantile;
+        assert!(dear > default, "{dear} > {default}");
+        assert_eq!(dear, crate::allocator::plan::plan_quantile(2.0, 0.5));
+        assert_eq!(
+            errors(&format!("{base}violation_minute_price = -1.0\nvcpu_hour_price = 0.0\n")),
+            vec![
+                "line 6: pool[0].scaling.violation_minute_price: -1 is not a finite price, 0 or more",
+                "line 7: pool[0].scaling.vcpu_hour_price: 0 is not a finite price above 0",
+            ]
+        );
+    }
+
+    #[test]
     fn known_events_are_checked_by_key() {
         let base = "[[pool]]\nname = \"p\"\n[pool.scaling]\nuri = \"test:///default\"\ntemplate = \"t\"\n";
         let ok = format!(

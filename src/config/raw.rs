@@ -192,6 +192,8 @@ pub(super) struct RawScaling {
     pub target_utilization: Option<f64>,
     pub headroom: Option<f64>,
     pub headroom_bounds: Option<Vec<f64>>,
+    pub violation_minute_price: Option<f64>,
+    pub vcpu_hour_price: Option<f64>,
     pub lead_time: Option<Dur>,
     pub window: Option<Dur>,
     pub cooldown: Option<Dur>,

@@ -924,6 +924,24 @@ fn scaling(
         Some(x) => x,
         None => d.policy.headroom,
     };
+    let price = |c: &mut Check, key: &str, v: Option<f64>, def: f64, zero_ok: bool| match v {
+        Some(x) if !(x.is_finite() && (x > 0.0 || zero_ok && x == 0.0)) => {
+            let want = if zero_ok { "a finite price, 0 or more" } else { "a finite price above 0" };
+            c.err(k(key), format!("{x} is not {want}"));
+            def
+        }
+        Some(x) => x,
+        None => def,
+    };
+    let violation_minute_price = price(
+        c,
+        "violation_minute_price",
+        r.violation_minute_price,
+        crate::allocator::DEFAULT_VIOLATION_MINUTE_PRICE,
+        true,
+    );
+    let vcpu_hour_price =
+        price(c, "vcpu_hour_price", r.vcpu_hour_price, crate::allocator::DEFAULT_VCPU_HOUR_PRICE, false);
     let headroom_bounds = match r.headroom_bounds {
         None => d.headroom_bounds,
         Some(v) if v.len() == 2 && v.iter().all(|x| x.is_finite()) && 0.0 <= v[0] && v[0] <= v[1] && v[1] <= 10.0 => {
@@ -969,6 +987,7 @@ fn scaling(
         memory_mib: memory,
         capacity_rps_per_vcpu: capacity,
         target_utilization: target,
+        quantile: crate::allocator::plan::plan_quantile(violation_minute_price, vcpu_hour_price),
         headroom,
         lead_time_s: match lead_time {
             LeadTime::Fixed(s) => s,

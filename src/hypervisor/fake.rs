@@ -25,6 +25,16 @@ pub struct FakeVm {
     pub ready_at_us: u64,
     /// A hot-plug in flight: the count it goes to and when it shows.
     pub hotplug: Option<(u32, u64)>,
+    /// CPU cap, percent of each vCPU (`None`: uncapped); cleared when the guest stops.
+    pub cap_percent: Option<u32>,
+}
+
+impl FakeVm {
+    /// vCPUs' worth of CPU time it may use (a cap counts; billing follows it).
+    pub fn effective_vcpus(&self) -> u32 {
+        let v = self.info.vcpus;
+        self.cap_percent.map_or(v, |p| (v * p).div_ceil(100).min(v))
+    }
 }
 
 /// Everything the fake holds.
@@ -100,7 +110,7 @@ impl World {
             created_at: self.now_us() / 1_000_000,
             cpu_time_ns: 0,
         };
-        self.vms.insert(name.into(), FakeVm { info, ready_at_us: 0, hotplug: None });
+        self.vms.insert(name.into(), FakeVm { info, ready_at_us: 0, hotplug: None, cap_percent: None });
     }
 
     /// Whether the guest at `addr` answers (running, booted).
@@ -111,10 +121,18 @@ impl World {
             .any(|v| v.info.addr.as_deref() == Some(addr) && v.info.state == VmState::Running && now >= v.ready_at_us)
     }
 
-    /// `(vCPUs, VMs)` paid for: every VM not shut off; a hot-plug is paid from the call.
+    /// `(vCPUs, VMs)` paid for: every VM running (a suspended one holds memory, not CPU); a
+    /// hot-plug is paid from the call, a CPU cap pays only the vCPUs' worth it allows.
     pub fn paid(&self) -> (u32, u32) {
         let on = self.vms.values().filter(|v| v.info.state != VmState::Shutoff);
-        on.fold((0, 0), |(c, n), v| (c + v.info.vcpus.max(v.hotplug.map_or(0, |h| h.0)), n + 1))
+        on.fold((0, 0), |(c, n), v| {
+            let cpu = if v.info.state == VmState::Running {
+                v.effective_vcpus().max(v.hotplug.map_or(0, |h| h.0))
+            } else {
+                0
+            };
+            (c + cpu, n + 1)
+        })
     }
 }
 
@@ -226,7 +244,12 @@ impl Hypervisor for FakeHypervisor {
     fn set_cpu_cap(&mut self, vm: &str, percent: Option<u32>) -> HvResult<()> {
         let mut w = self.world();
         w.calls.push(format!("set_cpu_cap {vm} {percent:?}"));
-        w.vm(vm).map(|_| ())
+        let v = w.vm(vm)?;
+        if v.info.state != VmState::Running {
+            return Err(HvError::Libvirt("Requested operation is not valid: domain is not running".into()));
+        }
+        v.cap_percent = percent.filter(|p| *p < 100);
+        Ok(())
     }
     fn clone_vm(&mut self, spec: &CloneSpec) -> HvResult<VmInfo> {
         let mut w = self.world();
@@ -254,7 +277,10 @@ impl Hypervisor for FakeHypervisor {
             created_at: w.now_us() / 1_000_000,
             ..t
         };
-        w.vms.insert(spec.name.clone(), FakeVm { info: v.clone(), ready_at_us: u64::MAX, hotplug: None });
+        w.vms.insert(
+            spec.name.clone(),
+            FakeVm { info: v.clone(), ready_at_us: u64::MAX, hotplug: None, cap_percent: None },
+        );
         Ok(v)
     }
     fn start(&mut self, vm: &str) -> HvResult<()> {
@@ -277,6 +303,7 @@ impl Hypervisor for FakeHypervisor {
         let v = w.vm(vm)?;
         v.info.state = VmState::Shutoff;
         v.hotplug = None;
+        v.cap_percent = None;
         Ok(())
     }
     fn delete(&mut self, vm: &str) -> HvResult<()> {

@@ -64,6 +64,10 @@ pub struct SimSettings {
     pub headroom: f64,
     /// Range the margin calibration keeps the headroom in.
     pub headroom_bounds: (f64, f64),
+    /// Prices of the two errors, which set the planned quantile
+    /// ([`plan::plan_quantile`]): a minute of SLO violation and a vCPU-hour.
+    pub violation_minute_price: f64,
+    pub vcpu_hour_price: f64,
     /// Lead time in seconds; absent: learned from the launches measured so far.
     pub lead_time_s: Option<u64>,
     pub lead_time_default_s: u64,
@@ -82,6 +86,9 @@ pub struct SimSettings {
     pub hpa_tolerance: f64,
     pub hpa_stabilization_s: u64,
     pub hpa_window_s: u64,
+    /// Seconds of measured load the planner's reactive safety net averages (the live proxy
+    /// reads its 1-second tier over the same span).
+    pub reactive_window_s: u64,
     /// Known events, as `[[pool.schedule]]` (`[[simulate.schedule]]`).
     pub schedule: Vec<crate::allocator::schedule::RawEvent>,
     /// Periods of the trace the models skip, as an endpoint's `exclude` (`[[simulate.exclude]]`).
@@ -123,8 +130,10 @@ impl Default for SimSettings {
             capacity_rps_per_vcpu: None,
             p99_vms: 8,
             target_utilization: 0.7,
-            headroom: 0.1,
+            headroom: crate::allocator::DEFAULT_HEADROOM,
             headroom_bounds: (0.0, 1.0),
+            violation_minute_price: crate::allocator::DEFAULT_VIOLATION_MINUTE_PRICE,
+            vcpu_hour_price: crate::allocator::DEFAULT_VCPU_HOUR_PRICE,
             lead_time_s: None,
             lead_time_default_s: 180,
             window_s: 300,
@@ -139,6 +148,7 @@ impl Default for SimSettings {
             hpa_tolerance: 0.1,
             hpa_stabilization_s: 300,
             hpa_window_s: 60,
+            reactive_window_s: crate::allocator::REACTIVE_WINDOW_S,
             schedule: Vec::new(),
             exclude: Vec::new(),
         }
@@ -205,6 +215,12 @@ impl SimSettings {
         if !(0.0 <= lo && lo <= hi && hi <= 10.0) {
             return bad("headroom_bounds", "needs 0 ≤ low ≤ high ≤ 10");
         }
+        if !(self.violation_minute_price.is_finite() && self.violation_minute_price >= 0.0) {
+            return bad("violation_minute_price", "must be a finite price, 0 or more");
+        }
+        if !(self.vcpu_hour_price.is_finite() && self.vcpu_hour_price > 0.0) {
+            return bad("vcpu_hour_price", "must be a finite price above 0");
+        }
         if self.warmup_days.is_some_and(|d| d.is_nan() || d <= 0.0) {
             return bad("warmup_days", "must be positive");
         }
@@ -235,6 +251,9 @@ impl SimSettings {
         }
         if self.hpa_window_s < self.tick_s {
             return bad("hpa_window_s", "must be at least tick_s");
+        }
+        if self.reactive_window_s < self.tick_s {
+            return bad("reactive_window_s", "must be at least tick_s");
         }
         Ok(())
     }
@@ -504,7 +523,7 @@ impl Planned {
             .values()
             .filter(|v| v.info.addr.as_ref().is_some_and(|a| self.pool.members.get(a).is_some_and(|d| d.is_none())))
             .filter(|v| v.info.state == crate::hypervisor::VmState::Running)
-            .map(|v| v.info.vcpus)
+            .map(|v| v.effective_vcpus())
             .sum()
     }
 }
@@ -522,6 +541,7 @@ fn scaling(s: &SimSettings, per_vcpu: f64, oracle: bool) -> ScalingSettings {
             memory_mib: (0, 0),
             capacity_rps_per_vcpu: per_vcpu,
             target_utilization: s.target_utilization,
+            quantile: plan::plan_quantile(s.violation_minute_price, s.vcpu_hour_price),
             headroom,
             lead_time_s: s.lead_time_default_s,
             window_s: s.window_s,
@@ -715,7 +735,9 @@ pub fn run(
     // The controller whose learned lead time the chart's band is drawn at.
     let lead_policy = policies.iter().position(|p| p.forecasts());
     // Demand of the last `hpa_window_s`, per tick, for the measured rate.
-    let window_ticks = (s.hpa_window_s / s.tick_s).max(1) as usize;
+    let hpa_ticks = (s.hpa_window_s / s.tick_s).max(1) as usize;
+    let fast_ticks = (s.reactive_window_s / s.tick_s).max(1) as usize;
+    let window_ticks = hpa_ticks.max(fast_ticks);
     let mut recent: std::collections::VecDeque<f64> = std::collections::VecDeque::new();
     let ticks = (t_end - t0) / s.tick_s;
     let mut next_bucket = warm_buckets;
@@ -738,7 +760,12 @@ pub fn run(
             forecast.points.clear();
             for p in &ef.points {
                 for m in 0..(step / 60).max(1) {
-                    forecast.points.push((p.t + m * 60, p.rate, p.hi80));
+                    forecast.points.push(plan::ForecastPoint {
+                        t: p.t + m * 60,
+                        mean: p.rate,
+                        hi80: p.hi80,
+                        hi95: p.hi95,
+                    });
                 }
             }
             let lead = match lead_policy.map(|i| &runners[i]) {
@@ -754,7 +781,11 @@ pub fn run(
         if recent.len() > window_ticks {
             recent.pop_front();
         }
-        let measured = recent.iter().sum::<f64>() / recent.len() as f64;
+        let mean_of = |n: usize| {
+            let n = n.min(recent.len()).max(1);
+            recent.iter().rev().take(n).sum::<f64>() / n as f64
+        };
+        let (measured, measured_fast) = (mean_of(hpa_ticks), mean_of(fast_ticks));
         demand_series.push((demand / per_vcpu) as f32);
         let accuracy = || engine.accuracy(name, &tier);
 
@@ -789,7 +820,7 @@ pub fn run(
                                 .map(|m| {
                                     let t = now - now % 60 + m * 60;
                                     let r = if t < t_end { rate_at(series, t) } else { 0.0 };
-                                    (t, r, r)
+                                    plan::ForecastPoint::exact(t, r)
                                 })
                                 .collect(),
                         };
@@ -798,7 +829,7 @@ pub fn run(
                         &forecast
                     };
                     let signals = SimSignals {
-                        measured: if *p == Policy::Predictive { 0.0 } else { measured },
+                        measured: if *p == Policy::Predictive { 0.0 } else { measured_fast },
                         forecast: input,
                         accuracy: if p.forecasts() { &accuracy } else { &|| None },
                     };
@@ -810,7 +841,9 @@ pub fn run(
                         }
                         match d.action {
                             Some(Action::Launch { .. } | Action::Resume { .. }) => pl.actions.push((now, true)),
-                            Some(Action::SetVcpus { from, to, .. }) => pl.actions.push((now, to > from)),
+                            Some(Action::SetVcpus { from, to, .. } | Action::SetCap { from, to, .. }) => {
+                                pl.actions.push((now, to > from))
+                            }
                             Some(Action::Drain { .. }) => pl.actions.push((now, false)),
                             _ => {}
                         }

@@ -34,7 +34,9 @@ impl Kind {
         match a {
             Action::Launch { .. } => Self::Launch,
             Action::Resume { .. } => Self::Resume,
-            Action::SetVcpus { .. } | Action::SetMemory { .. } | Action::SetWeight { .. } => Self::Resize,
+            Action::SetVcpus { .. } | Action::SetCap { .. } | Action::SetMemory { .. } | Action::SetWeight { .. } => {
+                Self::Resize
+            }
             Action::Drain { .. } => Self::Drain,
             Action::Stop { .. } => Self::Stop,
             Action::Migrate { .. } => Self::Migrate,
@@ -222,11 +224,26 @@ fn execute(c: &mut Controller, env: &mut Env<'_>, vms: &[VmInfo], a: &Action, no
             }
             Ok(())
         }
+        Action::SetCap { vm, to, .. } => {
+            let vcpus = vms.iter().find(|v| v.name == *vm).map_or(*to, |v| v.vcpus).max(1);
+            // libvirt's quota is per vCPU thread: `to` vCPUs' worth spread over all of them.
+            let percent = (*to < vcpus).then(|| (100 * *to).div_ceil(vcpus));
+            hv.set_cpu_cap(vm, percent)?;
+            if let Some(t) = c.tracks.get_mut(vm) {
+                t.cap = percent.map(|_| *to);
+            }
+            Ok(())
+        }
         Action::SetMemory { vm, to_mib, .. } => hv.set_memory(vm, *to_mib),
         Action::Resume { vm } => {
             hv.resume(vm)?;
+            // A cap survives a suspend: a spare comes back whole.
+            if let Err(e) = hv.set_cpu_cap(vm, None) {
+                tracing::warn!(pool = %c.p.name, vm = %vm, "lifting a resumed VM's CPU cap: {e}");
+            }
             if let Some(t) = c.tracks.get_mut(vm) {
                 t.phase = Phase::Booting;
+                t.cap = None;
                 t.launched_us = Some(now_us);
             }
             Ok(())
@@ -300,6 +317,7 @@ fn execute(c: &mut Controller, env: &mut Env<'_>, vms: &[VmInfo], a: &Action, no
                         launched_us: Some(now_us),
                         weight: (*vcpus).max(1),
                         addr: None,
+                        cap: None,
                     },
                 );
             }

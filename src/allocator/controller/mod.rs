@@ -134,6 +134,9 @@ pub(crate) struct Track {
     pub(crate) weight: u32,
     /// Its last known upstream address (to take it out of the pool if the VM vanishes).
     pub(crate) addr: Option<String>,
+    /// vCPUs' worth of CPU time a cap holds it to (`None`: uncapped). A cap lasts while the
+    /// guest runs: a start or resume clears it.
+    pub(crate) cap: Option<u32>,
 }
 
 /// Consecutive launches that never became healthy before launches pause (for a boot timeout).
@@ -318,6 +321,7 @@ impl Controller {
                     name: v.name.clone(),
                     phase: t.phase,
                     vcpus: v.vcpus,
+                    active_vcpus: t.cap.map_or(v.vcpus, |c| c.min(v.vcpus)),
                     max_vcpus: v.max_vcpus,
                     memory_mib: v.memory_mib,
                     max_memory_mib: v.max_memory_mib,

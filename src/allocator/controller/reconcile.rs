@@ -51,6 +51,13 @@ pub(super) fn run(
         }
     }
     for v in &vms {
+        // A running guest adopted from elsewhere (a restart, a fleet leader gone) may carry a
+        // CPU cap nobody tracks: lift it, so its capacity is what it shows.
+        if mode == crate::allocator::Mode::Enabled && v.state == VmState::Running && !c.tracks.contains_key(&v.name) {
+            if let Err(e) = c.p.hypervisor.set_cpu_cap(&v.name, None) {
+                tracing::warn!(pool = %c.p.name, vm = %v.name, "lifting an adopted VM's CPU cap: {e}");
+            }
+        }
         let t = c.tracks.entry(v.name.clone()).or_insert_with(|| Track {
             phase: match v.state {
                 VmState::Running if v.addr.as_deref().is_some_and(|a| env.membership.in_flight(a).is_some()) => {
@@ -65,6 +72,7 @@ pub(super) fn run(
             launched_us: None,
             weight: v.vcpus.max(1),
             addr: v.addr.clone(),
+            cap: None,
         });
         if v.addr.is_some() {
             t.addr.clone_from(&v.addr);
@@ -93,7 +101,10 @@ pub(super) fn run(
                     });
                 }
             }
-            (VmState::Running, Phase::Suspended | Phase::Stopped) if t.pending.is_none() => t.phase = Phase::Booting,
+            (VmState::Running, Phase::Suspended | Phase::Stopped) if t.pending.is_none() => {
+                t.phase = Phase::Booting;
+                t.cap = None;
+            }
             _ => {}
         }
         // Vertical changes finish when the hypervisor shows them.

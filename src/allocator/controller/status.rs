@@ -21,6 +21,9 @@ pub struct VmStatus {
     /// The action in flight on it (`"launch"`, `"set_vcpus 4"`, `"migrate"`).
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "as_text")]
     pub in_flight: Option<Pending>,
+    /// vCPUs' worth of CPU a cap holds it to (absent: uncapped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cap_vcpus: Option<u32>,
 }
 
 fn as_text<S: serde::Serializer>(p: &Option<Pending>, s: S) -> Result<S::Ok, S::Error> {
@@ -70,6 +73,8 @@ pub struct CostStatus {
     /// Cores the pool's VMs used over the last sample.
     pub cores_used: f64,
     pub headroom: f64,
+    /// The forecast quantile the planner covers (from the configured prices).
+    pub quantile: f64,
     /// Memory model: MiB per VM = base + per_request × requests in flight per VM (host RSS);
     /// the prior until it has enough samples.
     pub memory_source: CostSource,
@@ -189,6 +194,7 @@ impl Controller {
                     phase: t.map_or(Phase::Stopped, |t| t.phase),
                     in_pool: t.is_some_and(|t| matches!(t.phase, Phase::Serving | Phase::Draining)),
                     in_flight: t.and_then(|t| t.pending.map(|p| p.0)),
+                    cap_vcpus: t.and_then(|t| t.cap),
                 }
             })
             .collect();
@@ -212,6 +218,7 @@ impl Controller {
                 learned: self.cost.clone(),
                 cores_used: self.last_cores,
                 headroom: self.headroom,
+                quantile: self.p.settings.policy.quantile,
                 memory_source: source(self.memory.samples >= COST_MIN_SAMPLES),
                 memory: self.memory.clone(),
             },

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::allocator::plan::Action;
+use crate::allocator::plan::{Action, ForecastPoint};
 use crate::clock::{Clock, VirtualClock};
 use crate::hypervisor::fake::{FakeGuests, FakeHypervisor};
 use crate::hypervisor::{Network, VmState};
@@ -53,7 +53,7 @@ impl Signals for Load {
     fn forecast(&self) -> ForecastInput {
         let Some(r) = self.forecast else { return ForecastInput::default() };
         let m0 = self.now_s / 60 * 60;
-        ForecastInput { points: (0..60).map(|k| (m0 + k * 60, r, r)).collect() }
+        ForecastInput { points: (0..60).map(|k| ForecastPoint::exact(m0 + k * 60, r)).collect() }
     }
 }
 
@@ -348,4 +348,40 @@ fn a_reload_changes_bounds_and_mode_live() {
     r.command(Command::Reconfigure { pool: "p".into(), settings: Box::new(s.clone()) }).unwrap();
     assert_eq!(r.c.settings().mode, Mode::DryRun);
     assert!(r.command(Command::Reconfigure { pool: "p".into(), settings: Box::new(s) }).is_none(), "no change");
+}
+
+/// Issue 18, lever 6: scale-down without unplug. A VM long on CPU is capped (libvirt's per-vCPU
+/// quota) within the tick, billed for what the cap allows, and its weight follows; when the
+/// load comes back the cap is lifted at once — no hot-plug, no boot.
+#[test]
+fn a_vm_long_on_cpu_is_capped_in_seconds_and_the_cap_lifted_when_the_load_returns() {
+    let mut r = Rig::new(1, 1, 5.0);
+    r.c.p.settings.policy.vcpus = (1, 4);
+    r.c.p.settings.policy.launch_vcpus = 4;
+    r.load.forecast = Some(35.0); // 3.5 vCPUs' worth at 10 requests/s each
+    r.run(90); // min_vms boots one VM of 1 vCPU, hot-plugged to 4 after the cooldown
+    assert_eq!(
+        r.hv.world().paid(),
+        (4, 1),
+        "{:#?}",
+        r.log.iter().map(|d| (&d.action, &d.reason, &d.outcome)).collect::<Vec<_>>()
+    );
+    let name = r.hv.world().vms.keys().next().unwrap().clone();
+    let addr = r.hv.world().vms[&name].info.addr.clone().unwrap();
+    // The load falls to one vCPU's worth: after the cooldown that followed the launch, a cap.
+    r.load.forecast = Some(8.0);
+    r.run(90);
+    let caps: Vec<String> = r.hv.world().calls.iter().filter(|c| c.starts_with("set_cpu_cap")).cloned().collect();
+    assert_eq!(caps, [format!("set_cpu_cap {name} Some(25)")], "{:?}", r.log);
+    assert_eq!(r.hv.world().paid(), (1, 1), "billed for the cap");
+    assert_eq!(r.members.0[&addr].0, 1, "the weight follows the cap");
+    assert_eq!(r.running(), 1, "nothing stopped or drained");
+    // It comes back: lifted in the next tick.
+    r.load.forecast = Some(35.0);
+    r.tick(1);
+    assert_eq!(r.hv.world().calls.last().map(String::as_str), Some(format!("set_cpu_cap {name} None").as_str()));
+    assert_eq!(r.hv.world().paid(), (4, 1));
+    assert_eq!(r.members.0[&addr].0, 4);
+    let lifted = r.log.iter().rev().find(|d| matches!(d.action, Some(Action::SetCap { .. }))).unwrap();
+    assert!(lifted.reason.contains("lift the CPU cap by 3 vCPU(s)"), "{}", lifted.reason);
 }
