@@ -5,7 +5,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use prescale::allocator::plan::{ForecastInput, Phase, PoolState, VmView, plan};
+use prescale::allocator::plan::{ForecastInput, ForecastPoint, Phase, PoolState, VmView, plan};
 
 fn bench(c: &mut Criterion) {
     let now = 1_800_000_000u64;
@@ -14,13 +14,19 @@ fn bench(c: &mut Criterion) {
         .map(|i| {
             let base = 50.0 + i as f64 * 10.0;
             let f = ForecastInput {
-                points: (0..60).map(|k| (now + k * 60, base + k as f64 * 5.0, (base + k as f64 * 5.0) * 1.2)).collect(),
+                points: (0..60)
+                    .map(|k| {
+                        let mean = base + k as f64 * 5.0;
+                        ForecastPoint { t: now + k * 60, mean, hi80: mean * 1.2, hi95: mean * 1.4 }
+                    })
+                    .collect(),
             };
             let vms = (0..4)
                 .map(|j| VmView {
                     name: format!("p{i}-{j}"),
                     phase: Phase::Serving,
                     vcpus: 1 + (j % 2),
+                    active_vcpus: 1 + (j % 2),
                     max_vcpus: 4,
                     memory_mib: 256,
                     max_memory_mib: 1024,

@@ -53,10 +53,12 @@ pub(super) fn run(
     for v in &vms {
         // A running guest adopted from elsewhere (a restart, a fleet leader gone) may carry a
         // CPU cap nobody tracks: lift it, so its capacity is what it shows.
-        if mode == crate::allocator::Mode::Enabled && v.state == VmState::Running && !c.tracks.contains_key(&v.name) {
-            if let Err(e) = c.p.hypervisor.set_cpu_cap(&v.name, None) {
-                tracing::warn!(pool = %c.p.name, vm = %v.name, "lifting an adopted VM's CPU cap: {e}");
-            }
+        if mode == crate::allocator::Mode::Enabled
+            && v.state == VmState::Running
+            && !c.tracks.contains_key(&v.name)
+            && let Err(e) = c.p.hypervisor.set_cpu_cap(&v.name, None)
+        {
+            tracing::warn!(pool = %c.p.name, vm = %v.name, "lifting an adopted VM's CPU cap: {e}");
         }
         let t = c.tracks.entry(v.name.clone()).or_insert_with(|| Track {
             phase: match v.state {
