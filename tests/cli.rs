@@ -393,7 +393,7 @@ fn the_demo_scales_out_before_the_peak_and_in_after_it() {
     let peak = 14 * 60;
     let ahead = events
         .iter()
-        .filter(|(t, k, w)| *t < peak && (*k == "scale-out" || *k == "scale-up") && w.contains("forecast upper band"))
+        .filter(|(t, k, w)| *t < peak && (*k == "scale-out" || *k == "scale-up") && w.contains("— forecast "))
         .count();
     assert!(ahead >= 1, "capacity added ahead of the peak from the forecast: {events:?}\n{stderr}");
     assert!(

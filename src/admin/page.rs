@@ -445,6 +445,15 @@ fn pools(
                                 (opt(st.forecast_hi_rps.map(|v| v * 60.0), 0)) "/min (" (format!("{:.1}", st.cost.quantile * 100.0))
                                 " % quantile) · next-hour peak (80 %) "
                                 (opt(peak.map(|v| v * 60.0), 0)) "/min · measured " (format!("{:.0}", st.measured_rps * 60.0)) "/min"
+                                @if let Some(e) = &st.caps_refused {
+                                    br; "CPU caps off (scale-in drains whole VMs): " (e)
+                                }
+                                @let spares: Vec<_> = st.vms.iter().filter(|v| v.phase == crate::allocator::plan::Phase::Suspended).collect();
+                                @if !spares.is_empty() {
+                                    " · warm spares " b { (spares.len()) } " (suspended: "
+                                    (spares.iter().map(|v| v.info.memory_mib).sum::<u64>()) " MiB held, "
+                                    (spares.iter().map(|v| v.info.vcpus).sum::<u32>()) " vCPUs not billed)"
+                                }
                                 br;
                                 "lead time " b { (st.lead.lead_time_s) " s" } " (" (if st.lead.auto { "learned" } else { "fixed" }) "; "
                                 (st.lead.launches) " launches, p50 " (opt(st.lead.launch_p50_s, 1)) " s, p90 " (opt(st.lead.launch_p90_s, 1))

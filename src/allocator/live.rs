@@ -269,15 +269,24 @@ struct Views<'a> {
     forecasts: Option<&'a ForecastView>,
     /// The fleet's other instances' load (`[cluster]`).
     coordinator: Option<&'a dyn Coordinator>,
+    /// Requests the proxy holds now for this pool's endpoints (no member could take them).
+    held: usize,
 }
 
 impl Signals for Views<'_> {
     fn measured_rps(&self) -> f64 {
+        // The last seconds (the 1-second tier), so a burst is answered in seconds; a request held
+        // for want of a ready member is demand the historian has not seen complete yet (with
+        // `min_vms = 0`, the only sign of it): each counts as one request/s.
         let local = self.historian.map_or(0.0, |h| {
             let snap = h.snapshot();
-            self.endpoints.iter().filter_map(|e| snap.endpoint(e)).map(|e| e.recent_rate(60)).sum()
+            self.endpoints
+                .iter()
+                .filter_map(|e| snap.endpoint(e))
+                .map(|e| e.recent_rate(super::REACTIVE_WINDOW_S))
+                .sum()
         });
-        local + self.coordinator.map_or(0.0, |c| c.peer_rps(self.endpoints))
+        local + self.held as f64 + self.coordinator.map_or(0.0, |c| c.peer_rps(self.endpoints))
     }
 
     fn forecast(&self) -> ForecastInput {
@@ -403,6 +412,12 @@ impl Allocator {
                         historian: historian.as_ref(),
                         forecasts: forecasts.as_ref(),
                         coordinator: coord,
+                        held: proxy
+                            .endpoint_stats()
+                            .iter()
+                            .filter(|(e, _)| endpoints.contains(e))
+                            .map(|(_, s)| s.held_now.load(std::sync::atomic::Ordering::Relaxed))
+                            .sum(),
                     };
                     let (mine, rest): (Vec<Command>, Vec<Command>) =
                         commands.drain(..).partition(|cmd| cmd.pool() == name);

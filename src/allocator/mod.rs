@@ -83,6 +83,8 @@ impl Default for ScalingSettings {
                 scale_in_stabilization_s: 600,
                 max_step: 2,
                 launch_vcpus: 2,
+                warm_spares: DEFAULT_WARM_SPARES,
+                cpu_caps: true,
                 schedule: Vec::new(),
             },
             lead_time: LeadTime::Auto,
@@ -103,11 +105,13 @@ impl Default for ScalingSettings {
 /// Default prices of the two errors the planner weighs (`[pool.scaling]`): a minute of SLO
 /// violation costs as much as this many vCPU-hours. The planned quantile follows
 /// ([`plan::plan_quantile`]).
-pub const DEFAULT_VIOLATION_MINUTE_PRICE: f64 = 0.4;
+pub const DEFAULT_VIOLATION_MINUTE_PRICE: f64 = 0.3;
 pub const DEFAULT_VCPU_HOUR_PRICE: f64 = 1.0;
 /// Seconds of measured load the reactive safety net averages: short, so a burst no forecast saw
 /// is answered within seconds (the 1-second tier), not after a minute's mean has caught up.
 pub const REACTIVE_WINDOW_S: u64 = 15;
+/// Warm spares (suspended VMs) a pool keeps at most by default.
+pub const DEFAULT_WARM_SPARES: u32 = 4;
 /// Default headroom over the planned need (the margin calibration moves it within bounds).
 pub const DEFAULT_HEADROOM: f64 = 0.1;
 

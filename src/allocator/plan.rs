@@ -48,6 +48,10 @@ pub struct Policy {
     /// vCPUs a new VM starts with (within `vcpus`): the maximum covers most per launch; less
     /// keeps room to grow in seconds by hot-plug when a burst comes.
     pub launch_vcpus: u32,
+    /// Warm spares kept at most (suspended VMs, [`warm_spares_wanted`]).
+    pub warm_spares: u32,
+    /// Scale in by CPU caps (off where the hypervisor has no `vcpu_quota`).
+    pub cpu_caps: bool,
     /// Known events (`[[pool.schedule]]`): capacity floors and forecast multipliers.
     pub schedule: Vec<super::schedule::Event>,
 }
@@ -192,6 +196,10 @@ pub enum Action {
     Resume {
         vm: String,
     },
+    /// Suspends a drained VM: a warm spare (memory held, no CPU), resumed in under a second.
+    Suspend {
+        vm: String,
+    },
     Launch {
         count: u32,
         vcpus: u32,
@@ -221,6 +229,7 @@ impl Action {
             Self::SetCap { .. } => "set_cap",
             Self::SetMemory { .. } => "set_memory",
             Self::Resume { .. } => "resume",
+            Self::Suspend { .. } => "suspend",
             Self::Launch { .. } => "launch",
             Self::Drain { .. } => "drain",
             Self::Stop { .. } => "stop",
@@ -232,7 +241,8 @@ impl Action {
 
 /// A rate given in requests/s, written per minute as the admin page shows rates.
 fn per_min(rps: f64) -> String {
-    let m = rps * 60.0;
+    // `+ 0.0`: an empty sum is −0.0, which would print as such.
+    let m = rps * 60.0 + 0.0;
     if m.abs() < 10.0 { format!("{m:.1}/min") } else { format!("{m:.0}/min") }
 }
 
@@ -255,6 +265,7 @@ impl std::fmt::Display for Action {
             Self::SetCap { vm, from, to } => write!(f, "{vm}: CPU cap {from} → {to} vCPUs"),
             Self::SetMemory { vm, from_mib, to_mib } => write!(f, "{vm}: memory {from_mib} → {to_mib} MiB"),
             Self::Resume { vm } => write!(f, "resume {vm}"),
+            Self::Suspend { vm } => write!(f, "suspend {vm}"),
             Self::Launch { count, vcpus } => {
                 write!(f, "launch {count} VM{} of {vcpus} vCPU{}", plural(*count as u64), plural(*vcpus as u64))
             }
@@ -321,6 +332,44 @@ pub fn memory_for(p: &Policy, vcpus: u32) -> u64 {
     }
     let f = (vcpus.clamp(v0, v1) - v0) as f64 / (v1 - v0) as f64;
     m0 + ((m1 - m0) as f64 * f).round() as u64
+}
+
+/// Resumes suspended VMs for `deficit`, within `room`.
+fn resume_spares(
+    s: &PoolState,
+    per: f64,
+    deficit: &mut f64,
+    room: &mut u32,
+    d: &mut Vec<Decision>,
+    why: &str,
+    reactive: bool,
+) {
+    for v in s.vms.iter().filter(|v| v.phase == Phase::Suspended && !v.busy) {
+        if *deficit <= 1e-9 || *room == 0 {
+            break;
+        }
+        *deficit -= v.vcpus as f64 * per;
+        *room -= 1;
+        d.push(Decision {
+            action: Some(Action::Resume { vm: v.name.clone() }),
+            reason: format!("{why}: resume warm spare {}", v.name),
+            reactive,
+        });
+    }
+}
+
+/// Warm spares the pool should hold: enough VMs of the launch size to cover what the forecast
+/// leaves possible beyond the planned need (its 99.9 % quantile from now to the window's end)
+/// while a boot would take, at most `warm_spares` — and at least one for a pool that may scale to
+/// zero (`min_vms = 0`): its first request is held while the spare resumes.
+fn warm_spares_wanted(f: &ForecastInput, p: &Policy, now: u64, to: u64, required: f64, per: f64) -> u32 {
+    if p.warm_spares == 0 {
+        return 0;
+    }
+    let worst = f.points.iter().filter(|x| x.t + 60 > now && x.t < to).map(|x| x.quantile(0.999)).fold(0.0, f64::max);
+    let per_vm = p.launch_vcpus.clamp(p.vcpus.0.max(1), p.vcpus.1.max(1)) as f64 * per;
+    let floor = u32::from(p.min_vms == 0);
+    (((worst - required) / per_vm).ceil().max(0.0) as u32).clamp(floor, p.warm_spares)
 }
 
 pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
@@ -408,13 +457,21 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
     let active = s.vms.iter().filter(|v| counts(v.phase)).count() as u32;
     let in_cooldown = |last: Option<u64>| last.is_some_and(|t| now < t + p.cooldown_s);
 
-    // Drained VMs are stopped, whatever else happens.
+    // Drained VMs are suspended while the pool has fewer warm spares than the forecast's
+    // uncertainty calls for, stopped otherwise — whatever else happens.
+    let mut spares = s.vms.iter().filter(|v| v.phase == Phase::Suspended).count() as u32;
+    let spares_wanted = warm_spares_wanted(f, p, now, to, required, per);
     for v in s.vms.iter().filter(|v| v.phase == Phase::Draining && v.drained && !v.busy) {
-        d.push(Decision {
-            action: Some(Action::Stop { vm: v.name.clone() }),
-            reason: format!("{} drained", v.name),
-            reactive: false,
-        });
+        let (action, reason) = if spares < spares_wanted {
+            spares += 1;
+            (
+                Action::Suspend { vm: v.name.clone() },
+                format!("{} drained; kept as a warm spare ({spares} of {spares_wanted} wanted)", v.name),
+            )
+        } else {
+            (Action::Stop { vm: v.name.clone() }, format!("{} drained", v.name))
+        };
+        d.push(Decision { action: Some(action), reason, reactive: false });
     }
     // Below the minimum: launch regardless of the forecast.
     if active < p.min_vms {
@@ -484,7 +541,8 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
         let early = if reactive { 0 } else { ((deficit / per_vm).floor() as u32).min(room).min(p.max_step.max(1)) };
         deficit -= early as f64 * per_vm;
         room -= early;
-        // Capped VMs first: lifting a cap takes a second.
+        // Capped VMs first: lifting a cap takes a second; reactive, warm spares next (a resume
+        // is sub-second, a hot-plug seconds).
         for v in s.vms.iter().filter(|v| v.phase == Phase::Serving && !v.busy && v.active_vcpus < v.vcpus) {
             if deficit <= 1e-9 {
                 break;
@@ -502,7 +560,10 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
                 reactive,
             });
         }
-        // Vertical first: running, idle VMs below their maxima, largest headroom first.
+        if reactive {
+            resume_spares(s, per, &mut deficit, &mut room, &mut d, &why, true);
+        }
+        // Vertical: running, idle VMs below their maxima, largest headroom first.
         let mut vs: Vec<&VmView> = s
             .vms
             .iter()
@@ -537,20 +598,10 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
                 });
             }
         }
-        // Then horizontal: warm spares first, then clones.
-        if deficit > 1e-9 {
-            for v in s.vms.iter().filter(|v| v.phase == Phase::Suspended && !v.busy) {
-                if deficit <= 1e-9 || room == 0 {
-                    break;
-                }
-                deficit -= v.vcpus as f64 * per;
-                room -= 1;
-                d.push(Decision {
-                    action: Some(Action::Resume { vm: v.name.clone() }),
-                    reason: format!("{why}: resume a warm spare"),
-                    reactive,
-                });
-            }
+        // Then horizontal: warm spares (ahead of the need: they are kept for surprises), then
+        // clones.
+        if !reactive {
+            resume_spares(s, per, &mut deficit, &mut room, &mut d, &why, false);
         }
         if deficit > 1e-9 || early > 0 {
             let want = (deficit.max(0.0) / per_vm).ceil() as u32;
@@ -576,7 +627,9 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
     // boots is not serving yet). What stays must cover the need from now to the window's end.
     let mut capped = false;
     if !low
+        && p.cpu_caps
         && !in_cooldown(s.last_scale_out)
+        && !in_cooldown(s.last_scale_in)
         && !s.vms.iter().any(|v| v.phase == Phase::Booting)
         && let Some(k) = keep_need
     {
@@ -713,6 +766,8 @@ mod tests {
             scale_in_stabilization_s: 600,
             max_step: 2,
             launch_vcpus: 4,
+            warm_spares: 0,
+            cpu_caps: true,
             schedule: Vec::new(),
         }
     }

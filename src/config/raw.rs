@@ -200,6 +200,8 @@ pub(super) struct RawScaling {
     pub scale_in_stabilization: Option<Dur>,
     pub max_step: Option<i64>,
     pub launch_vcpus: Option<i64>,
+    pub warm_spares: Option<i64>,
+    pub cpu_caps: Option<bool>,
     pub mode: Option<String>,
     pub ports: Option<Vec<i64>>,
     pub network: Option<String>,

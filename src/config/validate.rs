@@ -1003,6 +1003,8 @@ fn scaling(
         ),
         max_step: c.count(&k("max_step"), r.max_step, 1, 100, d.policy.max_step as i64) as u32,
         launch_vcpus: c.count(&k("launch_vcpus"), r.launch_vcpus, 1, 1024, vcpus.1 as i64) as u32,
+        warm_spares: c.count(&k("warm_spares"), r.warm_spares, 0, 1000, d.policy.warm_spares as i64) as u32,
+        cpu_caps: r.cpu_caps.unwrap_or(d.policy.cpu_caps),
         schedule: Vec::new(),
     };
     if !(vcpus.0..=vcpus.1).contains(&(policy.launch_vcpus as u64)) {

@@ -47,6 +47,8 @@ pub struct World {
     pub down: bool,
     /// The next this many clones fail.
     pub failing_clones: u32,
+    /// CPU caps refused as libvirt's `test:///` driver refuses them (no `vcpu_quota`).
+    pub no_caps: bool,
     /// Calls made, in order (`"start api-1"` …), for tests; `list` is not recorded.
     pub calls: Vec<String>,
     /// Boot delay (seconds) and its relative jitter (uniform ±).
@@ -148,6 +150,7 @@ impl FakeHypervisor {
             templates: BTreeMap::new(),
             down: false,
             failing_clones: 0,
+            no_caps: false,
             calls: Vec::new(),
             boot_s: 120.0,
             boot_jitter: 0.25,
@@ -244,6 +247,9 @@ impl Hypervisor for FakeHypervisor {
     fn set_cpu_cap(&mut self, vm: &str, percent: Option<u32>) -> HvResult<()> {
         let mut w = self.world();
         w.calls.push(format!("set_cpu_cap {vm} {percent:?}"));
+        if w.no_caps {
+            return Err(HvError::Libvirt("argument unsupported: parameter 'vcpu_period' not supported".into()));
+        }
         let v = w.vm(vm)?;
         if v.info.state != VmState::Running {
             return Err(HvError::Libvirt("Requested operation is not valid: domain is not running".into()));

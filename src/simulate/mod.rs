@@ -89,6 +89,8 @@ pub struct SimSettings {
     /// Seconds of measured load the planner's reactive safety net averages (the live proxy
     /// reads its 1-second tier over the same span).
     pub reactive_window_s: u64,
+    /// Warm spares kept at most (suspended: memory held, no vCPUs billed; resumed in `resume_s`).
+    pub warm_spares: u32,
     /// Known events, as `[[pool.schedule]]` (`[[simulate.schedule]]`).
     pub schedule: Vec<crate::allocator::schedule::RawEvent>,
     /// Periods of the trace the models skip, as an endpoint's `exclude` (`[[simulate.exclude]]`).
@@ -149,6 +151,7 @@ impl Default for SimSettings {
             hpa_stabilization_s: 300,
             hpa_window_s: 60,
             reactive_window_s: crate::allocator::REACTIVE_WINDOW_S,
+            warm_spares: crate::allocator::DEFAULT_WARM_SPARES,
             schedule: Vec::new(),
             exclude: Vec::new(),
         }
@@ -337,6 +340,8 @@ pub struct PolicyResult {
     pub unserved_fraction: f64,
     pub vcpu_hours: f64,
     pub vm_hours: f64,
+    /// Of `vm_hours`, hours of suspended warm spares (memory held, no vCPUs billed).
+    pub spare_vm_hours: f64,
     pub actions: u64,
     /// SPEC RG elasticity metrics, percent.
     pub under_accuracy: f64,
@@ -549,6 +554,8 @@ fn scaling(s: &SimSettings, per_vcpu: f64, oracle: bool) -> ScalingSettings {
             scale_in_stabilization_s: s.scale_in_stabilization_s,
             max_step: s.max_step,
             launch_vcpus: s.vcpus,
+            warm_spares: s.warm_spares,
+            cpu_caps: true,
             // Checked when the settings were read.
             schedule: s.schedule.iter().filter_map(|e| e.check().ok()).collect(),
         },
@@ -709,6 +716,7 @@ pub fn run(
         served_total: f64,
         vcpu_s: f64,
         vm_s: f64,
+        spare_s: f64,
         under_acc: f64,
         over_acc: f64,
         under_ticks: u64,
@@ -724,6 +732,7 @@ pub fn run(
             served_total: 0.0,
             vcpu_s: 0.0,
             vm_s: 0.0,
+            spare_s: 0.0,
             under_acc: 0.0,
             over_acc: 0.0,
             under_ticks: 0,
@@ -849,6 +858,14 @@ pub fn run(
                         }
                     }
                     let paid = pl.hv.world().paid();
+                    let spares = pl
+                        .hv
+                        .world()
+                        .vms
+                        .values()
+                        .filter(|v| v.info.state == crate::hypervisor::VmState::Paused)
+                        .count();
+                    acc[i].spare_s += spares as f64 * tick_f;
                     (pl.ready_vcpus() as f64, paid)
                 }
             };
@@ -899,6 +916,7 @@ pub fn run(
                 unserved_fraction: if a.served_total > 0.0 { a.unserved / a.served_total } else { 0.0 },
                 vcpu_hours: a.vcpu_s / 3600.0,
                 vm_hours: a.vm_s / 3600.0,
+                spare_vm_hours: a.spare_s / 3600.0,
                 actions: actions as u64,
                 under_accuracy: pct(a.under_acc),
                 over_accuracy: pct(a.over_acc),

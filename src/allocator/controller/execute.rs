@@ -34,6 +34,7 @@ impl Kind {
         match a {
             Action::Launch { .. } => Self::Launch,
             Action::Resume { .. } => Self::Resume,
+            Action::Suspend { .. } => Self::Stop,
             Action::SetVcpus { .. } | Action::SetCap { .. } | Action::SetMemory { .. } | Action::SetWeight { .. } => {
                 Self::Resize
             }
@@ -177,12 +178,17 @@ pub(super) fn run(
                     Action::Launch { .. } | Action::Resume { .. } | Action::SetVcpus { .. } => {
                         c.state.last_scale_out = Some(now)
                     }
-                    Action::Drain { .. } => c.state.last_scale_in = Some(now),
+                    Action::SetCap { from, to, .. } if to > from => c.state.last_scale_out = Some(now),
+                    Action::Drain { .. } | Action::SetCap { .. } => c.state.last_scale_in = Some(now),
                     _ => {}
                 }
             }
             Err(e) => {
                 let e = e.to_string();
+                if matches!(a, Action::SetCap { .. }) && (e.contains("not supported") || e.contains("unsupported")) {
+                    tracing::warn!(pool = %c.p.name, "CPU caps refused ({e}): scale-in drains whole VMs only");
+                    c.caps_refused = Some(e.clone());
+                }
                 let wait = c.backoff.failed(kind, now_us, &e);
                 logged.reason.push_str(&format!("; failed, next attempt in {} s", wait / 1_000_000));
                 tracing::warn!(pool = %c.p.name, action = %a, error = %e, "scaling action failed");
@@ -330,6 +336,18 @@ fn execute(c: &mut Controller, env: &mut Env<'_>, vms: &[VmInfo], a: &Action, no
             if let Some(t) = c.tracks.get_mut(vm) {
                 t.phase = Phase::Draining;
                 t.drain_started_us = Some(now_us);
+            }
+            Ok(())
+        }
+        Action::Suspend { vm } => {
+            // Out of the upstream pool first, then paused: a warm spare.
+            if let Some(a) = addr_of(vm) {
+                env.membership.remove(&a);
+            }
+            hv.suspend(vm)?;
+            if let Some(t) = c.tracks.get_mut(vm) {
+                t.phase = Phase::Suspended;
+                t.drain_started_us = None;
             }
             Ok(())
         }

@@ -155,6 +155,9 @@ pub struct Controller {
     /// Measured start → healthy durations (s) and hot-plug → visible durations (ms).
     pub(crate) launches: Vec<f64>,
     pub(crate) hotplugs: Vec<f64>,
+    /// Why the hypervisor refused a CPU cap (a driver without `vcpu_quota`): the planner then
+    /// scales in by draining only.
+    pub(crate) caps_refused: Option<String>,
     /// The hypervisor's last error, while it fails.
     pub(crate) hv_error: Option<String>,
     pub(crate) hosts: Vec<HostInfo>,
@@ -189,6 +192,7 @@ impl Controller {
             state: PoolState::default(),
             launches: Vec::new(),
             hotplugs: Vec::new(),
+            caps_refused: None,
             hv_error: None,
             hosts: Vec::new(),
             hosts_checked_us: None,
@@ -302,6 +306,7 @@ impl Controller {
         let mut policy = self.p.settings.policy.clone();
         policy.lead_time_s = self.lead_time();
         policy.headroom = self.headroom;
+        policy.cpu_caps &= self.caps_refused.is_none();
         if let Some(c) = self.learned_capacity() {
             policy.capacity_rps_per_vcpu = c;
         }

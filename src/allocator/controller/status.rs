@@ -103,6 +103,9 @@ pub struct PoolStatus {
     /// With `auto_enable` in dry-run: since when (epoch s) the forecasts have been accurate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accurate_since: Option<u64>,
+    /// Why CPU caps are off for this pool (the hypervisor refused one), if they are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caps_refused: Option<String>,
     /// Measured usage of the pool's VMs at the last stats reading.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<PoolUsage>,
@@ -224,6 +227,7 @@ impl Controller {
             },
             usage: self.usage.clone(),
             accurate_since: self.accurate_since,
+            caps_refused: self.caps_refused.clone(),
             events: {
                 let now = self.clock.now_us() / 1_000_000;
                 self.p

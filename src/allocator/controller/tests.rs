@@ -43,6 +43,8 @@ struct Load {
     measured: f64,
     /// Forecast requests/s (mean = upper band), flat.
     forecast: Option<f64>,
+    /// Band width: hi80 = mean × (1 + band), hi95 = mean × (1 + 2 band).
+    band: f64,
     now_s: u64,
 }
 
@@ -53,7 +55,12 @@ impl Signals for Load {
     fn forecast(&self) -> ForecastInput {
         let Some(r) = self.forecast else { return ForecastInput::default() };
         let m0 = self.now_s / 60 * 60;
-        ForecastInput { points: (0..60).map(|k| ForecastPoint::exact(m0 + k * 60, r)).collect() }
+        let b = self.band;
+        ForecastInput {
+            points: (0..60)
+                .map(|k| ForecastPoint { t: m0 + k * 60, mean: r, hi80: r * (1.0 + b), hi95: r * (1.0 + 2.0 * b) })
+                .collect(),
+        }
     }
 }
 
@@ -384,4 +391,80 @@ fn a_vm_long_on_cpu_is_capped_in_seconds_and_the_cap_lifted_when_the_load_return
     assert_eq!(r.members.0[&addr].0, 4);
     let lifted = r.log.iter().rev().find(|d| matches!(d.action, Some(Action::SetCap { .. }))).unwrap();
     assert!(lifted.reason.contains("lift the CPU cap by 3 vCPU(s)"), "{}", lifted.reason);
+}
+
+/// Issue 18, lever 3: warm spares. A VM drained while the forecast is uncertain is suspended
+/// (memory held, no CPU billed) instead of stopped; a burst nobody forecast resumes it first —
+/// before any hot-plug or boot — and it serves again a tick later.
+#[test]
+fn a_drained_vm_becomes_a_warm_spare_and_a_burst_resumes_it() {
+    let mut r = Rig::new(1, 4, 5.0);
+    r.load.forecast = Some(25.0);
+    r.run(200);
+    assert_eq!(r.running(), 3, "{:?}", r.phases());
+    // Quiet but uncertain: two VMs cover the planned quantile, the 99.9 % one could need four.
+    (r.load.forecast, r.load.band) = (Some(5.0), 1.0);
+    r.run(800);
+    let spares: Vec<String> = r.phases().into_iter().filter(|(_, p)| *p == Phase::Suspended).map(|(n, _)| n).collect();
+    assert_eq!(spares.len(), 1, "{:?}\n{:?}", r.phases(), r.log.iter().map(|d| &d.reason).collect::<Vec<_>>());
+    let spare = &spares[0];
+    assert!(r.with_reason("kept as a warm spare").len() == 1);
+    assert_eq!(r.hv.world().vms[spare].info.state, VmState::Paused);
+    assert_eq!(r.hv.world().paid(), (2, 3), "a spare holds memory (a VM), not vCPUs");
+    assert!(!r.hv.world().calls.iter().any(|c| c.starts_with("stop")), "nothing stopped");
+    // A burst: resumed at once, serving again within two ticks, no clone, no start.
+    r.load.measured = 28.0;
+    let calls_before = r.hv.world().calls.len();
+    r.run(2);
+    let calls: Vec<String> = r.hv.world().calls[calls_before..].to_vec();
+    assert!(calls.contains(&format!("resume {spare}")), "{calls:?}");
+    assert!(!calls.iter().any(|c| c.starts_with("clone") || c.starts_with("start")), "{calls:?}");
+    assert_eq!(r.c.tracks[spare].phase, Phase::Serving, "{:?}", r.phases());
+    let d = r.log.iter().rev().find(|d| matches!(d.action, Some(Action::Resume { .. }))).unwrap();
+    assert!(d.reactive && d.reason.contains("resume warm spare"), "{}", d.reason);
+}
+
+/// Issue 18, lever 5: scale to zero. With `min_vms = 0` an idle pool ends with no VM running and
+/// one warm spare (no vCPUs billed); the first request — held by the proxy, which the live
+/// signals count as load — resumes the spare, which serves a tick later. No boot, no clone.
+#[test]
+fn an_idle_pool_scales_to_zero_keeping_one_spare_and_the_first_request_resumes_it() {
+    let mut r = Rig::new(0, 4, 5.0);
+    r.load.forecast = Some(15.0);
+    r.run(200);
+    assert_eq!(r.running(), 2, "{:?}", r.phases());
+    r.load.forecast = Some(0.0);
+    r.run(2000);
+    assert_eq!(r.running(), 0, "{:?}", r.phases());
+    assert_eq!(r.hv.world().paid().0, 0, "no vCPU billed");
+    let spares: Vec<String> = r.phases().into_iter().filter(|(_, p)| *p == Phase::Suspended).map(|(n, _)| n).collect();
+    assert_eq!(spares.len(), 1, "{:?}", r.phases());
+    // One request held (the proxy counts it as load): the spare resumes and serves.
+    r.load.measured = 1.0;
+    let before = r.hv.world().calls.len();
+    r.run(2);
+    let calls: Vec<String> = r.hv.world().calls[before..].to_vec();
+    assert!(calls.contains(&format!("resume {}", spares[0])), "{calls:?}");
+    assert!(!calls.iter().any(|c| c.starts_with("clone") || c.starts_with("start")), "{calls:?}");
+    assert_eq!(r.c.tracks[&spares[0]].phase, Phase::Serving);
+}
+
+/// Where the hypervisor has no CPU caps (libvirt's `test:///` driver refuses `vcpu_quota`), the
+/// first refusal turns them off for the pool, visibly, and scale-in falls back to draining: no
+/// cap retried every tick.
+#[test]
+fn a_hypervisor_without_caps_turns_them_off_after_one_refusal() {
+    let mut r = Rig::new(1, 1, 5.0);
+    r.hv.world().no_caps = true;
+    r.c.p.settings.policy.vcpus = (1, 4);
+    r.c.p.settings.policy.launch_vcpus = 4;
+    r.load.forecast = Some(35.0);
+    r.run(90);
+    r.load.forecast = Some(8.0);
+    r.run(600);
+    let caps = r.hv.world().calls.iter().filter(|c| c.starts_with("set_cpu_cap")).count();
+    assert_eq!(caps, 1, "one attempt, then off");
+    let st = r.c.status();
+    assert!(st.caps_refused.as_deref().is_some_and(|e| e.contains("vcpu_period")), "{:?}", st.caps_refused);
+    assert!(!r.c.policy().cpu_caps);
 }
