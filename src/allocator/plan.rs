@@ -408,10 +408,25 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
     let window = span(from, to);
     let (forecast_hi, forecast_mean) = need_of(&window).unzip();
     let floor = events.iter().filter_map(|e| e.min_capacity_rps).fold(0.0, f64::max);
-    let forecast_need = forecast_hi.unwrap_or(0.0).max(forecast_mean.unwrap_or(0.0) / util) * (1.0 + p.headroom);
+    // A pool that may scale to zero is idle when nothing is measured and less than one request
+    // is expected from now to the window's end: it needs nothing (its first request is held
+    // while a warm spare resumes).
+    let idle = p.min_vms == 0
+        && s.measured_rps <= 0.0
+        && f.points.iter().any(|x| x.t + 60 > now && x.t < to)
+        && span(now, to).iter().map(|x| x.1 * 60.0).sum::<f64>() < 1.0;
+    let forecast_need = if idle {
+        0.0
+    } else {
+        forecast_hi.unwrap_or(0.0).max(forecast_mean.unwrap_or(0.0) / util) * (1.0 + p.headroom)
+    };
     // What one VM fewer must still cover: the need from now to the window's end (taking a VM
     // away now is undone no sooner than a lead time from now).
-    let keep_need = need_of(&span(now, to)).map(|(hi, mean)| hi.max(mean / util) * (1.0 + p.headroom));
+    let keep_need = if idle {
+        Some(0.0)
+    } else {
+        need_of(&span(now, to)).map(|(hi, mean)| hi.max(mean / util) * (1.0 + p.headroom))
+    };
     let planned = forecast_need.max(floor);
     let scaled = window.iter().any(|(t, _, _)| scale(*t) != 1.0);
     // What the events did, in words, for the reasons below.
@@ -439,6 +454,9 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
     let capacity: f64 = s.vms.iter().filter(|v| counts(v.phase)).map(|v| v.active_vcpus as f64 * per).sum();
     // Reactive: the load now is above what serving VMs handle at the target utilisation.
     let reactive_need = s.measured_rps * (1.0 + p.headroom) / util;
+    // Nothing is taken away below what the load measured now needs, whatever the forecast says
+    // (a forecast that missed a burst must not drain the VMs serving it).
+    let measured_need = reactive_need;
     let reactive = s.measured_rps > serving_cap * util && reactive_need > planned && reactive_need > capacity;
     let required = planned.max(if reactive { reactive_need } else { 0.0 });
     let inputs = Inputs {
@@ -486,7 +504,7 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
     let low = capacity > 0.0 && {
         let smallest =
             s.vms.iter().filter(|v| counts(v.phase)).map(|v| v.active_vcpus as f64 * per).fold(f64::MAX, f64::min);
-        forecast_hi.is_some() && capacity - smallest >= keep_need.unwrap_or(0.0).max(required * 1.1)
+        forecast_hi.is_some() && capacity - smallest >= keep_need.unwrap_or(0.0).max(required * 1.1).max(measured_need)
     };
     if required > capacity + 1e-9 {
         if in_cooldown(s.last_scale_out) && !reactive {
@@ -633,7 +651,7 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
         && !s.vms.iter().any(|v| v.phase == Phase::Booting)
         && let Some(k) = keep_need
     {
-        let keep = k.max(required * 1.1);
+        let keep = k.max(required * 1.1).max(measured_need);
         let spare = ((capacity - keep) / per).floor();
         if spare >= 1.0
             && let Some(v) = s
@@ -1122,6 +1140,54 @@ mod tests {
         let s = PoolState { vms: vec![vm("a", Phase::Serving, 2)], ..Default::default() };
         let p = plan(&forecast(NOW, |k| if k >= 2 { 300.0 } else { 40.0 }), &s, &policy(), NOW);
         assert_eq!(actions(&p), [Action::Launch { count: 1, vcpus: 4 }]);
+    }
+
+    /// Issue 18, lever 5: with `min_vms = 0`, an idle pool (nothing measured, under one request
+    /// expected before the window's end) drains its last VM and launches nothing; a trickle or
+    /// `min_vms = 1` keeps it.
+    #[test]
+    fn an_idle_pool_may_go_to_zero_and_stays_there() {
+        let tiny = forecast(NOW, |_| 0.001); // 0.06 requests a minute
+        let zero = Policy { min_vms: 0, ..policy() };
+        let one =
+            PoolState { vms: vec![vm("a", Phase::Serving, 1)], low_since: Some(NOW - 3600), ..Default::default() };
+        let p = plan(&tiny, &one, &zero, NOW);
+        assert_eq!(actions(&p), [Action::Drain { vm: "a".into() }]);
+        assert!(actions(&plan(&tiny, &one, &policy(), NOW)).is_empty(), "min_vms = 1 keeps it");
+        let busy = PoolState { measured_rps: 0.5, ..one.clone() };
+        assert!(actions(&plan(&tiny, &busy, &zero, NOW)).is_empty(), "traffic keeps it");
+        let trickle = forecast(NOW, |_| 0.05); // 3 a minute
+        assert!(actions(&plan(&trickle, &one, &zero, NOW)).is_empty(), "a trickle keeps it");
+        // At zero, nothing is launched for an idle forecast; a held request (measured) launches.
+        let none = PoolState::default();
+        assert!(actions(&plan(&tiny, &none, &zero, NOW)).is_empty());
+        let held = PoolState { measured_rps: 1.0, ..Default::default() };
+        assert!(matches!(actions(&plan(&tiny, &held, &zero, NOW))[..], [Action::Launch { .. }]));
+    }
+
+    /// Regression (found on real guests, issue 18): a forecast that missed a burst said "nothing
+    /// needed" and the planner drained a VM serving the measured load (and at `min_vms = 0`, the
+    /// last one, mid-burst). What the measured load needs is never taken away.
+    #[test]
+    fn measured_load_is_never_drained_or_capped_away() {
+        let tiny = forecast(NOW, |_| 0.001);
+        let s = PoolState {
+            vms: vec![vm("a", Phase::Serving, 1), vm("bb", Phase::Serving, 1)],
+            measured_rps: 60.0, // under 2 × 100 × 0.5: no reactive scale-out, but one VM is not enough
+            low_since: Some(NOW - 3600),
+            ..Default::default()
+        };
+        for p in [policy(), Policy { min_vms: 0, ..policy() }] {
+            let plan = plan(&tiny, &s, &p, NOW);
+            assert!(actions(&plan).is_empty(), "{:?}", plan.decisions);
+        }
+        let big = PoolState { vms: vec![vm("a", Phase::Serving, 4)], measured_rps: 120.0, ..Default::default() };
+        let plan = plan(&tiny, &big, &policy(), NOW);
+        assert!(
+            !actions(&plan).iter().any(|a| matches!(a, Action::SetCap { to, .. } if *to < 3)),
+            "{:?}",
+            plan.decisions
+        );
     }
 
     #[test]
