@@ -45,6 +45,9 @@ fn timed_get(addr: SocketAddr, path: &str) -> (Option<u16>, f64) {
     (status, t0.elapsed().as_secs_f64())
 }
 
+/// One request of the burst: when it was sent (s from the start), its status, how long it took.
+type Sample = (f64, Option<u16>, f64);
+
 fn vms(admin: SocketAddr) -> Vec<serde_json::Value> {
     json(admin, "/admin/api/pools")[0]["vms"].as_array().cloned().unwrap_or_default()
 }
@@ -141,7 +144,7 @@ fn main() -> anyhow::Result<()> {
     let burst_at = t();
     let burst_epoch = prescale::clock::now_us() / 1_000_000;
     println!("t={burst_at:>5.1} s  burst: 4 clients × 2 requests/s for 30 s");
-    let results: Arc<Mutex<Vec<(f64, Option<u16>, f64)>>> = Arc::default();
+    let results: Arc<Mutex<Vec<Sample>>> = Arc::default();
     let clients: Vec<_> = (0..4)
         .map(|i| {
             let results = results.clone();

@@ -105,7 +105,7 @@ impl Default for ScalingSettings {
 /// Default prices of the two errors the planner weighs (`[pool.scaling]`): a minute of SLO
 /// violation costs as much as this many vCPU-hours. The planned quantile follows
 /// ([`plan::plan_quantile`]).
-pub const DEFAULT_VIOLATION_MINUTE_PRICE: f64 = 0.3;
+pub const DEFAULT_VIOLATION_MINUTE_PRICE: f64 = 0.15;
 pub const DEFAULT_VCPU_HOUR_PRICE: f64 = 1.0;
 /// Seconds of measured load the reactive safety net averages: short, so a burst no forecast saw
 /// is answered within seconds (the 1-second tier), not after a minute's mean has caught up.
