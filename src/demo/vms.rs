@@ -150,6 +150,18 @@ impl DemoHypervisor {
         self.lv.list(&pool).ok()?.into_iter().find(|v| v.name == vm)
     }
 
+    /// The backend of `vm` serves `n` requests at once from now on (its vCPUs' worth).
+    fn set_slots(&mut self, vm: &str, n: u32) {
+        if let Some(b) = self.backends.lock().unwrap_or_else(|e| e.into_inner()).get_mut(vm) {
+            if n > b.vcpus {
+                b.slots.add_permits((n - b.vcpus) as usize);
+            } else {
+                b.slots.forget_permits((b.vcpus - n) as usize);
+            }
+            b.vcpus = n;
+        }
+    }
+
     fn stop_backend(&mut self, vm: &str) {
         if let Some(b) = self.backends.lock().unwrap_or_else(|e| e.into_inner()).remove(vm) {
             b.stop.cancel();
@@ -174,21 +186,19 @@ impl Hypervisor for DemoHypervisor {
     }
     fn set_vcpus(&mut self, vm: &str, n: u32) -> HvResult<()> {
         self.lv.set_vcpus(vm, n)?;
-        if let Some(b) = self.backends.lock().unwrap_or_else(|e| e.into_inner()).get_mut(vm) {
-            if n > b.vcpus {
-                b.slots.add_permits((n - b.vcpus) as usize);
-            } else {
-                b.slots.forget_permits((b.vcpus - n) as usize);
-            }
-            b.vcpus = n;
-        }
+        self.set_slots(vm, n);
         Ok(())
     }
     fn set_memory(&mut self, vm: &str, mib: u64) -> HvResult<()> {
         self.lv.set_memory(vm, mib)
     }
+    /// The test driver has no `vcpu_quota`: the cap is the backend's, its slots become the
+    /// vCPUs' worth the cap allows (a capped demo VM serves less, as a capped guest would).
     fn set_cpu_cap(&mut self, vm: &str, percent: Option<u32>) -> HvResult<()> {
-        self.lv.set_cpu_cap(vm, percent)
+        let plugged = self.info(vm).map_or(1, |v| v.vcpus).max(1);
+        let worth = percent.map_or(plugged, |p| (plugged * p).div_ceil(100).clamp(1, plugged));
+        self.set_slots(vm, worth);
+        Ok(())
     }
     fn clone_vm(&mut self, spec: &CloneSpec) -> HvResult<VmInfo> {
         self.lv.clone_vm(spec)
