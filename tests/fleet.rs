@@ -126,7 +126,7 @@ fn config(
              [pool.scaling]\nuri = \"test:///default\"\ntemplate = \"fleet-tpl\"\nmode = \"{mode}\"\nmin_vms = 0\n\
              max_vms = 2\nvcpus = [1, 1]\nmemory_mib = [256, 512]\ncapacity_rps_per_vcpu = 5.0\n\
              target_utilization = 1.0\nheadroom = 0.0\nlead_time = \"60s\"\nwindow = \"5m\"\nmax_step = 2\n\
-             ports = [{ports}, {}]\nhealth_path = \"/health\"\n\
+             warm_spares = 0\nports = [{ports}, {}]\nhealth_path = \"/health\"\n\
              [cluster]\netcd = [\"{etcd}\"]\nname = \"{fleet}\"\nid = \"{id}\"\nlease_ttl = \"2s\"\n",
             token.display(),
             members.join(", "),
@@ -309,11 +309,9 @@ async fn one_leader_scales_the_pool_and_a_follower_follows_then_takes_over() {
     for s in slow {
         assert_eq!(s.await.unwrap(), 200, "every request in flight through the follower finished");
     }
-    // Drained everywhere, it leaves: stopped, or kept suspended as a warm spare when the
-    // forecast's uncertainty calls for one (its band here is wide: issue 18's spares).
     let stopped = async || {
         let p = admin(&c, app!(leader), "/admin/api/pools").await;
-        p[0]["vms"].as_array().is_some_and(|v| v.iter().any(|v| v["phase"] == "stopped" || v["phase"] == "suspended"))
+        p[0]["vms"].as_array().is_some_and(|v| v.iter().any(|v| v["phase"] == "stopped"))
     };
     assert!(
         eventually(Duration::from_secs(15), stopped).await,

@@ -67,9 +67,11 @@ pub(super) async fn status_line(
                 printed_decisions = printed_decisions.max(dt);
                 let what = match d["action"]["kind"].as_str() {
                     Some("launch" | "resume") => "scale-out",
-                    Some("set_vcpus") if d["action"]["to"].as_u64() > d["action"]["from"].as_u64() => "scale-up",
-                    Some("set_vcpus") => "scale-down",
-                    Some("drain" | "stop") => "scale-in",
+                    Some("set_vcpus" | "set_cap") if d["action"]["to"].as_u64() > d["action"]["from"].as_u64() => {
+                        "scale-up"
+                    }
+                    Some("set_vcpus" | "set_cap") => "scale-down",
+                    Some("drain" | "stop" | "suspend") => "scale-in",
                     // Memory and weight follow the vCPUs: not part of the story.
                     _ => continue,
                 };

@@ -81,6 +81,21 @@ pub(super) fn run(
         }
         // The hypervisor's truth wins over stale tracking.
         match (v.state, t.phase) {
+            // Suspended elsewhere (by the fleet's leader, or by hand): out of the pool, a spare.
+            (VmState::Paused, Phase::Serving | Phase::Booting | Phase::Draining) if t.pending.is_none() => {
+                let was = format!("{:?}", t.phase).to_lowercase();
+                t.phase = Phase::Suspended;
+                t.drain_started_us = None;
+                if let Some(a) = &t.addr {
+                    env.membership.remove(a);
+                }
+                out.push(LoggedDecision::note(
+                    &c.p.name,
+                    mode,
+                    now,
+                    format!("{} is suspended (it was {was}): out of the pool, a warm spare", v.name),
+                ));
+            }
             (VmState::Shutoff, Phase::Serving | Phase::Booting | Phase::Draining) if t.pending.is_none() => {
                 let was = t.phase;
                 t.phase = Phase::Stopped;

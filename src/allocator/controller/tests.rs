@@ -468,3 +468,30 @@ fn a_hypervisor_without_caps_turns_them_off_after_one_refusal() {
     assert!(st.caps_refused.as_deref().is_some_and(|e| e.contains("vcpu_period")), "{:?}", st.caps_refused);
     assert!(!r.c.policy().cpu_caps);
 }
+
+/// Regression (found by the fleet test with warm spares): a VM the fleet's leader suspended
+/// stayed "draining" on a follower, in its pool, and a follower that then led cloned a new VM
+/// beside it instead of counting it as a spare. The hypervisor's "paused" now wins.
+#[test]
+fn a_vm_suspended_elsewhere_leaves_the_pool_and_is_a_spare() {
+    let mut r = Rig::new(1, 4, 5.0);
+    r.load.forecast = Some(15.0);
+    r.run(120);
+    assert_eq!(r.running(), 2, "{:?}", r.phases());
+    let name = r.hv.world().vms.keys().last().unwrap().clone();
+    let addr = r.hv.world().vms[&name].info.addr.clone().unwrap();
+    r.load.forecast = Some(5.0); // one VM's worth: the suspended one is not needed back at once
+    r.hv.clone().suspend(&name).unwrap();
+    r.tick(1);
+    assert_eq!(r.c.tracks[&name].phase, Phase::Suspended);
+    assert!(!r.members.0.contains_key(&addr), "out of the pool");
+    assert!(r.with_reason("is suspended (it was serving)").len() == 1);
+    // Needed again: it is resumed, not cloned beside.
+    r.load.forecast = Some(15.0);
+    r.load.measured = 15.0;
+    let before = r.hv.world().calls.len();
+    r.run(3);
+    let calls: Vec<String> = r.hv.world().calls[before..].to_vec();
+    assert!(calls.contains(&format!("resume {name}")), "{calls:?}");
+    assert!(!calls.iter().any(|c| c.starts_with("clone")), "{calls:?}");
+}
