@@ -651,7 +651,8 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
         && !s.vms.iter().any(|v| v.phase == Phase::Booting)
         && let Some(k) = keep_need
     {
-        let keep = k.max(required * 1.1).max(measured_need);
+        // A 10 % margin over everything it must cover: a cap lifted again minutes later is noise.
+        let keep = k.max(required).max(measured_need) * 1.1;
         let spare = ((capacity - keep) / per).floor();
         if spare >= 1.0
             && let Some(v) = s
