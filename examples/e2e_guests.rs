@@ -53,12 +53,7 @@ fn main() -> anyhow::Result<()> {
              window = \"2m\"\ncooldown = \"5s\"\nscale_in_stabilization = \"20s\"\nmax_step = 2\ndrain_timeout = \"10s\"\n",
         ),
     )?;
-    // Imported in-process (the library's importer, as `prescale import` does).
-    let settings = prescale::config::load(&cfg)?;
-    let h = settings.historian.as_ref().expect("historian on");
-    let dir = h.data_dir.clone().expect("data_dir set");
-    prescale::historian::import::import(&run.join("h.csv"), "api", &dir, &h.store.tiers, &Default::default())
-        .map_err(|e| anyhow::anyhow!("import: {e}"))?;
+    common::import_history(&cfg, &run.join("h.csv"))?;
     anyhow::ensure!(start.elapsed() < Duration::from_secs(20), "set-up took too long for the timeline");
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

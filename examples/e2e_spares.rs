@@ -17,7 +17,6 @@
 //!
 //! Usage: `scripts/e2e-guests e2e_spares` (needs root, libvirtd, qemu; about two minutes).
 
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,17 +30,10 @@ use common::json;
 const POOL: &str = "e2e";
 const URI: &str = "qemu:///system";
 
-/// One GET with a long read timeout (a held request waits): status and how long it took.
+/// One GET that may be held up to a minute: status and how long it took.
 fn timed_get(addr: SocketAddr, path: &str) -> (Option<u16>, f64) {
     let t0 = Instant::now();
-    let status = (|| {
-        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(90))).ok()?;
-        write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        out.get(9..12)?.parse().ok()
-    })();
+    let status = common::http_get_waiting(addr, path, Duration::from_secs(90)).map(|(s, _)| s);
     (status, t0.elapsed().as_secs_f64())
 }
 
@@ -75,11 +67,7 @@ fn main() -> anyhow::Result<()> {
              cooldown = \"5s\"\nscale_in_stabilization = \"10s\"\ndrain_timeout = \"5s\"\nwarm_spares = 1\n"
         ),
     )?;
-    let settings = prescale::config::load(&cfg)?;
-    let h = settings.historian.as_ref().expect("historian on");
-    let dir = h.data_dir.clone().expect("data_dir set");
-    prescale::historian::import::import(&run.join("h.csv"), "api", &dir, &h.store.tiers, &Default::default())
-        .map_err(|e| anyhow::anyhow!("import: {e}"))?;
+    common::import_history(&cfg, &run.join("h.csv"))?;
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let app = rt.block_on(prescale::app::App::start(prescale::config::load(&cfg)?))?;

@@ -69,6 +69,9 @@ fn clone_start_resize_stop_delete() {
     );
     let e = hv.set_memory("api-1", 4096).unwrap_err();
     assert!(e.to_string().contains("above the maximum 1024"), "{e}");
+    // The test driver has no vcpu_quota: a typed refusal (the controller then turns caps off).
+    let e = hv.set_cpu_cap("api-1", Some(50)).unwrap_err();
+    assert!(matches!(e, HvError::Unsupported(_)), "{e:?}");
     hv.suspend("api-1").unwrap();
     assert_eq!(hv.list("api").unwrap()[0].state, VmState::Paused);
     hv.resume("api-1").unwrap();

@@ -8,8 +8,13 @@ use std::time::Duration;
 
 /// One HTTP/1.0 GET: status and body, or None when the connection fails.
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    http_get_waiting(addr, path, Duration::from_secs(5))
+}
+
+/// [`http_get`] waiting up to `read_timeout` for the answer (a request the proxy holds).
+pub fn http_get_waiting(addr: SocketAddr, path: &str, read_timeout: Duration) -> Option<(u16, String)> {
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.set_read_timeout(Some(read_timeout)).ok()?;
     // The address as Host: the admin answers only IP literals, localhost and admin.hosts.
     write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
     let mut out = String::new();
@@ -52,6 +57,17 @@ pub fn fresh_run(
         hv.delete(&v.name)?;
     }
     Ok((run, hv))
+}
+
+/// Imports `csv` (`timestamp,value`) as endpoint `api`'s history into the historian of the
+/// config at `cfg`, in-process (the library's importer, as `prescale import` does).
+pub fn import_history(cfg: &std::path::Path, csv: &std::path::Path) -> anyhow::Result<()> {
+    let settings = prescale::config::load(cfg)?;
+    let h = settings.historian.as_ref().expect("historian on");
+    let dir = h.data_dir.clone().expect("data_dir set");
+    prescale::historian::import::import(csv, "api", &dir, &h.store.tiers, &Default::default())
+        .map_err(|e| anyhow::anyhow!("import: {e}"))?;
+    Ok(())
 }
 
 /// The config both scaled-pool runs share: proxy and admin on loopback port 0, history in

@@ -334,6 +334,12 @@ pub fn memory_for(p: &Policy, vcpus: u32) -> u64 {
     m0 + ((m1 - m0) as f64 * f).round() as u64
 }
 
+/// vCPUs a new VM starts with: `launch_vcpus` within the policy's range (its template allows up
+/// to the maximum).
+fn launch_size(p: &Policy) -> u32 {
+    p.launch_vcpus.clamp(p.vcpus.0.max(1), p.vcpus.1.max(1))
+}
+
 /// Resumes suspended VMs for `deficit`, within `room`.
 fn resume_spares(
     s: &PoolState,
@@ -367,7 +373,7 @@ fn warm_spares_wanted(f: &ForecastInput, p: &Policy, now: u64, to: u64, required
         return 0;
     }
     let worst = f.points.iter().filter(|x| x.t + 60 > now && x.t < to).map(|x| x.quantile(0.999)).fold(0.0, f64::max);
-    let per_vm = p.launch_vcpus.clamp(p.vcpus.0.max(1), p.vcpus.1.max(1)) as f64 * per;
+    let per_vm = launch_size(p) as f64 * per;
     let floor = u32::from(p.min_vms == 0);
     (((worst - required) / per_vm).ceil().max(0.0) as u32).clamp(floor, p.warm_spares)
 }
@@ -376,7 +382,6 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
     let per = p.capacity_rps_per_vcpu.max(1e-9);
     let util = p.target_utilization.clamp(0.05, 1.0);
     let (from, to) = (now + p.lead_time_s, now + p.lead_time_s + p.window_s.max(60));
-    let to_end = to;
     // Points whose minute overlaps the window.
     // Known events that touch the span planned for: from now (one already running keeps its
     // capacity until it ends) to the end of the window (one about to start gets it in time).
@@ -407,26 +412,24 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
     };
     let window = span(from, to);
     let (forecast_hi, forecast_mean) = need_of(&window).unzip();
+    // From now to the window's end: what taking capacity away must still cover (it is undone no
+    // sooner than a lead time from now).
+    let ahead = span(now, to);
     let floor = events.iter().filter_map(|e| e.min_capacity_rps).fold(0.0, f64::max);
     // A pool that may scale to zero is idle when nothing is measured and less than one request
     // is expected from now to the window's end: it needs nothing (its first request is held
     // while a warm spare resumes).
     let idle = p.min_vms == 0
         && s.measured_rps <= 0.0
-        && f.points.iter().any(|x| x.t + 60 > now && x.t < to)
-        && span(now, to).iter().map(|x| x.1 * 60.0).sum::<f64>() < 1.0;
+        && !ahead.is_empty()
+        && ahead.iter().map(|x| x.1 * 60.0).sum::<f64>() < 1.0;
     let forecast_need = if idle {
         0.0
     } else {
         forecast_hi.unwrap_or(0.0).max(forecast_mean.unwrap_or(0.0) / util) * (1.0 + p.headroom)
     };
-    // What one VM fewer must still cover: the need from now to the window's end (taking a VM
-    // away now is undone no sooner than a lead time from now).
-    let keep_need = if idle {
-        Some(0.0)
-    } else {
-        need_of(&span(now, to)).map(|(hi, mean)| hi.max(mean / util) * (1.0 + p.headroom))
-    };
+    let keep_need =
+        if idle { Some(0.0) } else { need_of(&ahead).map(|(hi, mean)| hi.max(mean / util) * (1.0 + p.headroom)) };
     let planned = forecast_need.max(floor);
     let scaled = window.iter().any(|(t, _, _)| scale(*t) != 1.0);
     // What the events did, in words, for the reasons below.
@@ -452,11 +455,10 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
     let serving_cap: f64 =
         s.vms.iter().filter(|v| v.phase == Phase::Serving).map(|v| v.active_vcpus as f64 * per).sum();
     let capacity: f64 = s.vms.iter().filter(|v| counts(v.phase)).map(|v| v.active_vcpus as f64 * per).sum();
-    // Reactive: the load now is above what serving VMs handle at the target utilisation.
+    // What the load measured now needs. Reactive: the load is above what serving VMs handle at
+    // the target utilisation. And nothing is taken away below it, whatever the forecast says (a
+    // forecast that missed a burst must not drain the VMs serving it).
     let reactive_need = s.measured_rps * (1.0 + p.headroom) / util;
-    // Nothing is taken away below what the load measured now needs, whatever the forecast says
-    // (a forecast that missed a burst must not drain the VMs serving it).
-    let measured_need = reactive_need;
     let reactive = s.measured_rps > serving_cap * util && reactive_need > planned && reactive_need > capacity;
     let required = planned.max(if reactive { reactive_need } else { 0.0 });
     let inputs = Inputs {
@@ -504,7 +506,7 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
     let low = capacity > 0.0 && {
         let smallest =
             s.vms.iter().filter(|v| counts(v.phase)).map(|v| v.active_vcpus as f64 * per).fold(f64::MAX, f64::min);
-        forecast_hi.is_some() && capacity - smallest >= keep_need.unwrap_or(0.0).max(required * 1.1).max(measured_need)
+        forecast_hi.is_some() && capacity - smallest >= keep_need.unwrap_or(0.0).max(required * 1.1).max(reactive_need)
     };
     if required > capacity + 1e-9 {
         if in_cooldown(s.last_scale_out) && !reactive {
@@ -550,8 +552,7 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
         };
         let mut deficit = required - capacity;
         let mut room = p.max_vms.saturating_sub(active);
-        // New VMs start at `launch_vcpus` (their template allows up to the maximum).
-        let size = p.launch_vcpus.clamp(p.vcpus.0.max(1), p.vcpus.1.max(1));
+        let size = launch_size(p);
         let per_vm = size as f64 * per;
         // Ahead of the need, whole VMs are launched first (the lead time covers a boot), so the
         // running VMs keep their vCPU room for what no forecast saw: hot-plug answers that in
@@ -586,11 +587,11 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
             .vms
             .iter()
             .filter(|v| {
+                // A capped VM is lifted above, not hot-plugged.
                 v.phase == Phase::Serving
                     && !v.busy
                     && v.active_vcpus == v.vcpus
                     && v.vcpus < v.max_vcpus.min(p.vcpus.1)
-                    && !d.iter().any(|x| matches!(&x.action, Some(Action::SetCap { vm, .. }) if *vm == v.name))
             })
             .collect();
         vs.sort_by_key(|v| std::cmp::Reverse(v.max_vcpus.min(p.vcpus.1) - v.vcpus));
@@ -643,7 +644,6 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
     // Long on capacity by whole vCPUs but not by a whole VM: cap the largest VM down (seconds,
     // undone in a second), out of the cooldown after a scale-out and not while a VM boots (what
     // boots is not serving yet). What stays must cover the need from now to the window's end.
-    let mut capped = false;
     if !low
         && p.cpu_caps
         && !in_cooldown(s.last_scale_out)
@@ -652,7 +652,7 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
         && let Some(k) = keep_need
     {
         // A 10 % margin over everything it must cover: a cap lifted again minutes later is noise.
-        let keep = k.max(required).max(measured_need) * 1.1;
+        let keep = k.max(required).max(reactive_need) * 1.1;
         let spare = ((capacity - keep) / per).floor();
         if spare >= 1.0
             && let Some(v) = s
@@ -661,15 +661,14 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
                 .filter(|v| v.phase == Phase::Serving && !v.busy && v.active_vcpus > 1)
                 .max_by_key(|v| (v.active_vcpus, v.name.clone()))
         {
-            let to = v.active_vcpus - (spare as u32).min(v.active_vcpus - 1);
-            capped = true;
+            let cap = v.active_vcpus - (spare as u32).min(v.active_vcpus - 1);
             d.push(Decision {
-                action: Some(Action::SetCap { vm: v.name.clone(), from: v.active_vcpus, to }),
+                action: Some(Action::SetCap { vm: v.name.clone(), from: v.active_vcpus, to: cap }),
                 reason: format!(
                     "capacity {} exceeds the need {} until {} UTC by {} vCPU(s): cap {}",
                     per_min(capacity),
                     per_min(keep),
-                    hhmm(to_end),
+                    hhmm(to),
                     spare as u32,
                     v.name
                 ),
@@ -678,7 +677,7 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
         }
     }
     // Long on capacity for the whole stabilisation window: drain the newest VM.
-    if low && !capped {
+    if low {
         let since = s.low_since.unwrap_or(now);
         let draining = s.vms.iter().any(|v| v.phase == Phase::Draining);
         if now >= since + p.scale_in_stabilization_s

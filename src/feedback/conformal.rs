@@ -11,7 +11,8 @@
 //! outside it (adaptive conformal inference, Gibbs & Candès 2021: `level += γ·(miss − α)`), which
 //! keeps long-run coverage on target when the errors drift faster than the window follows.
 //!
-//! The planner reads any quantile it needs ([`Calibrator::quantile`]), not only the two bands.
+//! The planner reads the quantile it plans for off the two calibrated bands
+//! ([`crate::allocator::plan::ForecastPoint::quantile`]).
 
 /// Minutes-ahead upper bounds of the horizon groups calibrated separately.
 const GROUPS: [u64; 10] = [1, 2, 3, 4, 5, 10, 20, 30, 45, 60];
@@ -152,29 +153,36 @@ impl Calibrator {
         }
     }
 
-    /// Whether the group of points `ahead` minutes out has enough scored points to be used.
-    pub fn ready(&self, ahead: u64) -> bool {
-        group_of(ahead).is_some_and(|g| self.groups[g].points >= MIN_POINTS)
+    /// The group of points `ahead` minutes out, once it has enough scored points to be used.
+    fn ready_group(&self, ahead: u64) -> Option<&Group> {
+        self.groups.get(group_of(ahead)?).filter(|g| g.points >= MIN_POINTS)
     }
 
-    /// The `p` quantile of the actual for a forecast `mean`, `ahead` minutes out; `None` before
-    /// the group is ready.
-    pub fn quantile(&self, ahead: u64, mean: f64, p: f64) -> Option<f64> {
-        let g = &self.groups[group_of(ahead)?];
-        (g.points >= MIN_POINTS).then(|| (mean + (g.ratio_quantile(p) - 1.0) * self.scale(mean)).max(0.0))
+    /// The actual at the histogram's `p` quantile for a forecast `mean`.
+    fn value_at(&self, g: &Group, mean: f64, p: f64) -> f64 {
+        (mean + (g.ratio_quantile(p) - 1.0) * self.scale(mean)).max(0.0)
+    }
+
+    #[cfg(test)]
+    fn ready(&self, ahead: u64) -> bool {
+        self.ready_group(ahead).is_some()
+    }
+
+    /// The `p` quantile of the actual for a forecast `mean`, `ahead` minutes out (the tests read
+    /// the histogram through it); `None` before the group is ready.
+    #[cfg(test)]
+    fn quantile(&self, ahead: u64, mean: f64, p: f64) -> Option<f64> {
+        self.ready_group(ahead).map(|g| self.value_at(g, mean, p))
     }
 
     /// The calibrated `[lo95, lo80, hi80, hi95]` for `mean`, `ahead` minutes out.
     pub fn bands(&self, ahead: u64, mean: f64) -> Option<[f64; 4]> {
-        let g = &self.groups[group_of(ahead)?];
-        if g.points < MIN_POINTS {
-            return None;
-        }
+        let g = self.ready_group(ahead)?;
         let level = |k: usize| {
             let tail = (TAILS[k] + g.adjust[k]).clamp(0.0005, 0.5);
             if k < 2 { tail } else { 1.0 - tail }
         };
-        let at = |k: usize| (mean + (g.ratio_quantile(level(k)) - 1.0) * self.scale(mean)).max(0.0);
+        let at = |k: usize| self.value_at(g, mean, level(k));
         let (lo95, lo80, hi80, hi95) = (at(0), at(1), at(2), at(3));
         Some([lo95.min(lo80), lo80.min(mean), hi80.max(mean), hi95.max(hi80)])
     }
@@ -197,11 +205,6 @@ impl Calibrator {
             from = to + 1;
         }
         out
-    }
-
-    /// Bytes held (for the historian's memory accounting and the tests).
-    pub fn bytes(&self) -> usize {
-        self.groups.len() * (BINS * 8 + 64)
     }
 }
 

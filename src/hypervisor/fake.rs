@@ -248,7 +248,7 @@ impl Hypervisor for FakeHypervisor {
         let mut w = self.world();
         w.calls.push(format!("set_cpu_cap {vm} {percent:?}"));
         if w.no_caps {
-            return Err(HvError::Libvirt("argument unsupported: parameter 'vcpu_period' not supported".into()));
+            return Err(HvError::Unsupported("argument unsupported: parameter 'vcpu_period' not supported".into()));
         }
         let v = w.vm(vm)?;
         if v.info.state != VmState::Running {

@@ -42,7 +42,12 @@ pub struct Libvirt {
 }
 
 fn lv(e: virt::error::Error) -> HvError {
-    HvError::Libvirt(e.message().to_string())
+    use virt::enumutil::Enum::Known;
+    use virt::error::ErrorNumber::{ArgumentUnsupported, NoSupport, OperationUnsupported};
+    match e.code() {
+        Known(ArgumentUnsupported | NoSupport | OperationUnsupported) => HvError::Unsupported(e.message().to_string()),
+        _ => HvError::Libvirt(e.message().to_string()),
+    }
 }
 
 impl Libvirt {

@@ -130,6 +130,9 @@ pub enum HvError {
     AboveMax { vm: String, what: &'static str, asked: u64, max: u64 },
     #[error("libvirt: {0}")]
     Libvirt(String),
+    /// The driver has no such operation or parameter (e.g. `vcpu_quota` on `test:///`).
+    #[error("libvirt: {0}")]
+    Unsupported(String),
     #[error("{0}")]
     Other(String),
 }

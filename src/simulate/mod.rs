@@ -89,7 +89,7 @@ pub struct SimSettings {
     /// Seconds of measured load the planner's reactive safety net averages (the live proxy
     /// reads its 1-second tier over the same span).
     pub reactive_window_s: u64,
-    /// Warm spares kept at most (suspended: memory held, no vCPUs billed; resumed in `resume_s`).
+    /// Warm spares kept at most (suspended: memory held, no vCPUs billed; resumed at once).
     pub warm_spares: u32,
     /// Known events, as `[[pool.schedule]]` (`[[simulate.schedule]]`).
     pub schedule: Vec<crate::allocator::schedule::RawEvent>,

@@ -184,8 +184,9 @@ pub(super) fn run(
                 }
             }
             Err(e) => {
+                let unsupported = matches!(e, HvError::Unsupported(_));
                 let e = e.to_string();
-                if matches!(a, Action::SetCap { .. }) && (e.contains("not supported") || e.contains("unsupported")) {
+                if unsupported && matches!(a, Action::SetCap { .. }) {
                     tracing::warn!(pool = %c.p.name, "CPU caps refused ({e}): scale-in drains whole VMs only");
                     c.caps_refused = Some(e.clone());
                 }

@@ -147,6 +147,18 @@ impl Rig {
         v
     }
 
+    /// Names of the VMs the controller holds as warm spares.
+    fn spares(&self) -> Vec<String> {
+        self.phases().into_iter().filter(|(_, p)| *p == Phase::Suspended).map(|(n, _)| n).collect()
+    }
+
+    /// The hypervisor calls made while `secs` one-second ticks run.
+    fn calls_during(&mut self, secs: u64) -> Vec<String> {
+        let before = self.hv.world().calls.len();
+        self.run(secs);
+        self.hv.world().calls[before..].to_vec()
+    }
+
     fn with_reason(&self, s: &str) -> Vec<&LoggedDecision> {
         self.log.iter().filter(|d| d.reason.contains(s)).collect()
     }
@@ -405,7 +417,7 @@ fn a_drained_vm_becomes_a_warm_spare_and_a_burst_resumes_it() {
     // Quiet but uncertain: two VMs cover the planned quantile, the 99.9 % one could need four.
     (r.load.forecast, r.load.band) = (Some(5.0), 1.0);
     r.run(800);
-    let spares: Vec<String> = r.phases().into_iter().filter(|(_, p)| *p == Phase::Suspended).map(|(n, _)| n).collect();
+    let spares = r.spares();
     assert_eq!(spares.len(), 1, "{:?}\n{:?}", r.phases(), r.log.iter().map(|d| &d.reason).collect::<Vec<_>>());
     let spare = &spares[0];
     assert!(r.with_reason("kept as a warm spare").len() == 1);
@@ -414,9 +426,7 @@ fn a_drained_vm_becomes_a_warm_spare_and_a_burst_resumes_it() {
     assert!(!r.hv.world().calls.iter().any(|c| c.starts_with("stop")), "nothing stopped");
     // A burst: resumed at once, serving again within two ticks, no clone, no start.
     r.load.measured = 28.0;
-    let calls_before = r.hv.world().calls.len();
-    r.run(2);
-    let calls: Vec<String> = r.hv.world().calls[calls_before..].to_vec();
+    let calls = r.calls_during(2);
     assert!(calls.contains(&format!("resume {spare}")), "{calls:?}");
     assert!(!calls.iter().any(|c| c.starts_with("clone") || c.starts_with("start")), "{calls:?}");
     assert_eq!(r.c.tracks[spare].phase, Phase::Serving, "{:?}", r.phases());
@@ -437,13 +447,11 @@ fn an_idle_pool_scales_to_zero_keeping_one_spare_and_the_first_request_resumes_i
     r.run(2000);
     assert_eq!(r.running(), 0, "{:?}", r.phases());
     assert_eq!(r.hv.world().paid().0, 0, "no vCPU billed");
-    let spares: Vec<String> = r.phases().into_iter().filter(|(_, p)| *p == Phase::Suspended).map(|(n, _)| n).collect();
+    let spares = r.spares();
     assert_eq!(spares.len(), 1, "{:?}", r.phases());
     // One request held (the proxy counts it as load): the spare resumes and serves.
     r.load.measured = 1.0;
-    let before = r.hv.world().calls.len();
-    r.run(2);
-    let calls: Vec<String> = r.hv.world().calls[before..].to_vec();
+    let calls = r.calls_during(2);
     assert!(calls.contains(&format!("resume {}", spares[0])), "{calls:?}");
     assert!(!calls.iter().any(|c| c.starts_with("clone") || c.starts_with("start")), "{calls:?}");
     assert_eq!(r.c.tracks[&spares[0]].phase, Phase::Serving);
@@ -489,9 +497,7 @@ fn a_vm_suspended_elsewhere_leaves_the_pool_and_is_a_spare() {
     // Needed again: it is resumed, not cloned beside.
     r.load.forecast = Some(15.0);
     r.load.measured = 15.0;
-    let before = r.hv.world().calls.len();
-    r.run(3);
-    let calls: Vec<String> = r.hv.world().calls[before..].to_vec();
+    let calls = r.calls_during(3);
     assert!(calls.contains(&format!("resume {name}")), "{calls:?}");
     assert!(!calls.iter().any(|c| c.starts_with("clone")), "{calls:?}");
 }
