@@ -184,3 +184,85 @@ async fn requests_are_held_until_a_member_is_ready_within_bounds() {
     app.stop().await;
     up.stop().await;
 }
+
+/// An idle keep-alive connection is parked — open, without hyper's state and buffers — and is
+/// served again on the same socket when its client sends; a request that takes longer than the
+/// park delay is not cut off by it; the gauge counts parked connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_parked_and_served_again_on_the_same_socket() {
+    let up = Upstream::start("u").await;
+    let app = app_with(&up, "workers = 1").await;
+    let stream = tokio::net::TcpStream::connect(app.proxy_addr).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let parked = || async {
+        let m = String::from_utf8_lossy(&get(&client(), &admin_url(&app, "/metrics")).await.body).into_owned();
+        metric(&m, "prescale_connections_parked").unwrap()
+    };
+    let mut call = async |path: &str| {
+        let req = http::Request::get(path)
+            .header("host", "prescale.test")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        tx.ready().await.expect("the client connection is still open");
+        let resp = tx.send_request(req).await.expect("answered on the same connection");
+        let status = resp.status();
+        http_body_util::BodyExt::collect(resp.into_body()).await.unwrap();
+        status
+    };
+    assert_eq!(call("/first").await, 200);
+    assert_eq!(parked().await, 0.0, "just used: not parked yet");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(parked().await, 1.0, "idle for 1.5 s: parked");
+    assert_eq!(call("/after-parking").await, 200);
+    assert_eq!(parked().await, 0.0, "woken by its request");
+    // Slower than the park delay: in flight, so never parked under the request.
+    assert_eq!(call("/sleep/1300").await, 200);
+    for i in 0..3 {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert_eq!(call(&format!("/again/{i}")).await, 200);
+    }
+    assert!(!conn.is_finished(), "one client connection throughout");
+    assert_eq!(up.hits(), 6);
+}
+
+/// A client that pauses for longer than the park delay halfway through a request head is not
+/// parked (and cut off): the head is the header timeout's. Raw bytes, so the pause really falls
+/// inside the head — on a fresh connection and on one that has already been answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_that_pauses_is_not_parked_away() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start("u").await;
+    let app = app_with(&up, "workers = 1").await;
+    let mut s = tokio::net::TcpStream::connect(app.proxy_addr).await.unwrap();
+    let answer = async |s: &mut tokio::net::TcpStream| {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        // The test upstream answers with a Content-Length: read the head, then that many bytes.
+        let complete = |got: &[u8]| {
+            let text = String::from_utf8_lossy(got);
+            let Some(end) = text.find("\r\n\r\n") else { return false };
+            let len = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .expect("a content-length");
+            got.len() >= end + 4 + len
+        };
+        while !complete(&got) {
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap();
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    };
+    for path in ["/one", "/two"] {
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: prescale.test\r\n").as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        s.write_all(b"X-Late: yes\r\n\r\n").await.unwrap();
+        let got = answer(&mut s).await;
+        assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    }
+    assert_eq!(up.hits(), 2);
+}

@@ -71,6 +71,7 @@ const RPS: Option<&str> = Some("requests_per_second");
 families! {
     BUILD: "prescale_build_info" Gauge None, ["version"], "Always 1; the running version in its label";
     CONNECTIONS_ACTIVE: "prescale_connections_active" Gauge None, [], "Client connections open now, upgraded tunnels included";
+    CONNECTIONS_PARKED: "prescale_connections_parked" Gauge None, [], "Idle HTTP/1.1 client connections parked (open, holding no buffers) until their client sends again";
     CONNECTIONS: "prescale_connections" Counter None, [], "Client connections accepted";
     TUNNELS_ACTIVE: "prescale_tunnels_active" Gauge None, [], "Upgraded (WebSocket) tunnels open now; each holds a connection slot";
     TUNNELS_OPENED: "prescale_tunnels_opened" Counter None, [], "Upgraded tunnels opened";
@@ -243,6 +244,7 @@ fn read(src: &Sources<'_>) -> Scrape {
     s.gauge(BUILD, &[env!("CARGO_PKG_VERSION")], 1);
     let g = &src.proxy.global;
     s.gauge(CONNECTIONS_ACTIVE, &[], g.connections_active.load(Relaxed) as f64);
+    s.gauge(CONNECTIONS_PARKED, &[], g.connections_parked.load(Relaxed) as f64);
     s.counter(CONNECTIONS, &[], g.connections_total.load(Relaxed));
     s.gauge(TUNNELS_ACTIVE, &[], g.tunnels_active.load(Relaxed) as f64);
     s.counter(TUNNELS_OPENED, &[], g.tunnels_total.load(Relaxed));

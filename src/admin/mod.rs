@@ -251,8 +251,8 @@ async fn serve_conn<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Se
     shared: &Arc<Shared>,
     shutdown: CancellationToken,
 ) {
-    let last = Arc::new(AtomicU64::new(now_ms()));
-    let io = TokioIo::new(crate::proxy::listener::IdleIo::new(stream, last.clone()));
+    let state = crate::proxy::listener::IoState::new();
+    let io = TokioIo::new(crate::proxy::listener::IdleIo::new(stream, state.clone()));
     let for_service = shared.clone();
     let service = service_fn(move |req| {
         let shared = for_service.clone();
@@ -282,7 +282,7 @@ async fn serve_conn<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Se
                 closing = true;
             }
             _ = tick.tick() => {
-                let silent = now_ms().saturating_sub(last.load(Relaxed));
+                let silent = now_ms().saturating_sub(state.last.load(Relaxed));
                 // Silent past the idle timeout: close after the request in flight; still
                 // silent a request timeout later (a body that never comes): drop it.
                 if silent >= hard_ms {

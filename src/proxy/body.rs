@@ -191,20 +191,27 @@ pub struct ProxyBody {
     inner: Inner,
     done: CallDone,
     bytes_out: u64,
+    /// The request counted in flight on its client connection until this body is dropped.
+    busy: Option<crate::proxy::stack::Busy>,
 }
 
 impl ProxyBody {
     pub fn upstream(body: Incoming, done: CallDone) -> Self {
-        Self { inner: Inner::Upstream(body), done, bytes_out: 0 }
+        Self { inner: Inner::Upstream(body), done, bytes_out: 0, busy: None }
     }
 
     pub fn full(bytes: impl Into<Bytes>, done: CallDone) -> Self {
         let b = bytes.into();
-        Self { inner: Inner::Full(if b.is_empty() { None } else { Some(b) }), done, bytes_out: 0 }
+        Self { inner: Inner::Full(if b.is_empty() { None } else { Some(b) }), done, bytes_out: 0, busy: None }
     }
 
     pub fn empty() -> Self {
-        Self { inner: Inner::Full(None), done: CallDone::default(), bytes_out: 0 }
+        Self { inner: Inner::Full(None), done: CallDone::default(), bytes_out: 0, busy: None }
+    }
+
+    /// Keeps `busy` (its request in flight on the client connection) until this body is dropped.
+    pub(crate) fn hold(&mut self, busy: crate::proxy::stack::Busy) {
+        self.busy = Some(busy);
     }
 
     fn finish(&mut self, outcome: Outcome) {

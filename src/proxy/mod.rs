@@ -144,6 +144,7 @@ impl Proxy {
             tasks: TaskTracker::new(),
             shutdown,
         });
+        proxy.tasks.spawn(listener::give_back_parked_memory(proxy.global.clone(), proxy.shutdown.clone()));
         proxy.apply(settings);
         proxy
     }

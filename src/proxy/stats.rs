@@ -165,6 +165,10 @@ pub struct GlobalStats {
     /// Client connections open now, upgraded tunnels included.
     pub connections_active: AtomicU64,
     pub connections_total: AtomicU64,
+    /// Idle HTTP/1.1 connections parked now: open, without hyper's state or buffers.
+    pub connections_parked: AtomicU64,
+    /// Times a connection was parked.
+    pub parks_total: AtomicU64,
     /// Upgraded (WebSocket) tunnels open now; each holds a connection slot.
     pub tunnels_active: AtomicU64,
     pub tunnels_total: AtomicU64,

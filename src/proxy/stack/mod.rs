@@ -37,7 +37,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Request, Response, header};
@@ -61,6 +61,54 @@ pub(crate) struct ConnInfo {
     pub slot: ConnSlot,
     /// An upgraded connection with no bytes either way for this long is closed.
     pub tunnel_idle: Duration,
+    /// Requests called and not yet answered to the end of their body.
+    in_flight: std::cell::Cell<usize>,
+    /// The connection's I/O activity (bytes read, when, parking).
+    pub io: Arc<super::listener::IoState>,
+    /// The I/O's count of reads with data when the last answer ended with no other request in
+    /// flight: equal to the count now means nothing was read since.
+    reads_at_answer: std::cell::Cell<u64>,
+}
+
+impl ConnInfo {
+    pub(crate) fn new(peer: SocketAddr, https: bool, slot: ConnSlot, tunnel_idle: Duration) -> Self {
+        Self {
+            peer,
+            https,
+            slot,
+            tunnel_idle,
+            in_flight: std::cell::Cell::new(0),
+            io: super::listener::IoState::new(),
+            reads_at_answer: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Idle: no request in flight, and nothing read since the last answer (a request head
+    /// arriving in parts is not idle).
+    pub(crate) fn idle(&self) -> bool {
+        self.in_flight.get() == 0 && self.io.reads() == self.reads_at_answer.get()
+    }
+}
+
+/// One request in flight on its connection, from hyper's call to the end of the response body
+/// (it rides in the body).
+pub(crate) struct Busy(Rc<ConnInfo>);
+
+impl Busy {
+    fn new(conn: &Rc<ConnInfo>) -> Self {
+        conn.in_flight.set(conn.in_flight.get() + 1);
+        Self(conn.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let left = self.0.in_flight.get() - 1;
+        self.0.in_flight.set(left);
+        if left == 0 {
+            self.0.reads_at_answer.set(self.0.io.reads());
+        }
+    }
 }
 
 /// A request as hyper hands it over.
@@ -181,21 +229,52 @@ impl Connection {
     pub(crate) fn new(stack: Rc<RefCell<Stack>>, conn: ConnInfo) -> Self {
         Self { stack, conn: Rc::new(conn) }
     }
+
+    /// The connection's own state.
+    pub(crate) fn info(&self) -> Rc<ConnInfo> {
+        self.conn.clone()
+    }
 }
 
 impl hyper::service::Service<Request<Incoming>> for Connection {
     type Response = Response<ProxyBody>;
     type Error = Infallible;
-    type Future = <Stack as Service<Arrived>>::Future;
+    type Future = Answering<<Stack as Service<Arrived>>::Future>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let start = Instant::now();
+        let busy = Some(Busy::new(&self.conn));
         let mut stack = self.stack.borrow_mut();
         // Every layer is always ready; polled anyway, as tower's contract asks.
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let ready = stack.poll_ready(&mut cx);
         debug_assert!(matches!(ready, Poll::Ready(Ok(()))));
-        stack.call(Arrived { req, conn: self.conn.clone(), start })
+        Answering { inner: stack.call(Arrived { req, conn: self.conn.clone(), start }), busy }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The stack's answer, with the request counted in flight until its body ends.
+    pub(crate) struct Answering<F> {
+        #[pin]
+        inner: F,
+        busy: Option<Busy>,
+    }
+}
+
+impl<F> Future for Answering<F>
+where
+    F: Future<Output = Result<Response<ProxyBody>, Infallible>>,
+{
+    type Output = Result<Response<ProxyBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(mut resp) = ready!(this.inner.poll(cx));
+        if let Some(b) = this.busy.take() {
+            resp.body_mut().hold(b);
+        }
+        Poll::Ready(Ok(resp))
     }
 }
 

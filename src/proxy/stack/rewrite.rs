@@ -23,7 +23,7 @@ use super::{Answer, ConnInfo, Failure, Outbound, Routed};
 use crate::proxy::body::Counting;
 use crate::proxy::error::ProxyError;
 use crate::proxy::headers::{self, X_REQUEST_ID};
-use crate::proxy::listener::IdleIo;
+use crate::proxy::listener::{IdleIo, IoState};
 use crate::proxy::pool::now_ms;
 use crate::proxy::stats::GlobalStats;
 use crate::proxy::worker::Worker;
@@ -199,8 +199,8 @@ async fn tunnel(
     global.tunnels_total.fetch_add(1, Relaxed);
     global.tunnels_active.fetch_add(1, Relaxed);
     global.connections_active.fetch_add(1, Relaxed);
-    let last = Arc::new(AtomicU64::new(now_ms()));
-    let mut c = IdleIo::new(TokioIo::new(c), last.clone());
+    let state = IoState::new();
+    let mut c = IdleIo::new(TokioIo::new(c), state.clone());
     let mut u = TokioIo::new(u);
     let copy = tokio::io::copy_bidirectional(&mut c, &mut u);
     tokio::pin!(copy);
@@ -216,7 +216,7 @@ async fn tunnel(
                 break;
             }
             _ = tick.tick() => {
-                if now_ms().saturating_sub(last.load(Relaxed)) >= idle_ms {
+                if now_ms().saturating_sub(state.last.load(Relaxed)) >= idle_ms {
                     tracing::debug!("idle tunnel closed");
                     global.tunnels_idle_closed.fetch_add(1, Relaxed);
                     break;

@@ -69,10 +69,12 @@ async fn hold(
         if let Some(m) = pool.pick(out.exclude.as_deref()) {
             break Some(m);
         }
-        if tokio::time::Instant::now() + HOLD_POLL > deadline {
+        // The whole hold, not a poll interval short of it.
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
             break None;
         }
-        tokio::time::sleep(HOLD_POLL).await;
+        tokio::time::sleep_until((now + HOLD_POLL).min(deadline)).await;
     };
     stats.held_now.fetch_sub(1, Relaxed);
     match found {
