@@ -243,26 +243,37 @@ impl hyper::service::Service<Request<Incoming>> for Connection {
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let start = Instant::now();
-        let busy = Some(Busy::new(&self.conn));
+        let busy = Busy::new(&self.conn);
         let mut stack = self.stack.borrow_mut();
         // Every layer is always ready; polled anyway, as tower's contract asks.
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let ready = stack.poll_ready(&mut cx);
         debug_assert!(matches!(ready, Poll::Ready(Ok(()))));
-        Answering { inner: stack.call(Arrived { req, conn: self.conn.clone(), start }), busy }
+        OnResponse::new(stack.call(Arrived { req, conn: self.conn.clone(), start }), busy, |r, b| r.body_mut().hold(b))
     }
 }
+
+/// The stack's answer, with the request counted in flight until its body ends.
+pub(crate) type Answering<F> = OnResponse<F, Busy>;
 
 pin_project_lite::pin_project! {
-    /// The stack's answer, with the request counted in flight until its body ends.
-    pub(crate) struct Answering<F> {
+    /// The inner service's response with `value` applied to it once by `apply` (the request id
+    /// stamped, the in-flight count moved into the body).
+    pub(crate) struct OnResponse<F, T> {
         #[pin]
         inner: F,
-        busy: Option<Busy>,
+        value: Option<T>,
+        apply: fn(&mut Response<ProxyBody>, T),
     }
 }
 
-impl<F> Future for Answering<F>
+impl<F, T> OnResponse<F, T> {
+    pub(crate) fn new(inner: F, value: T, apply: fn(&mut Response<ProxyBody>, T)) -> Self {
+        Self { inner, value: Some(value), apply }
+    }
+}
+
+impl<F, T> Future for OnResponse<F, T>
 where
     F: Future<Output = Result<Response<ProxyBody>, Infallible>>,
 {
@@ -271,8 +282,8 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let Ok(mut resp) = ready!(this.inner.poll(cx));
-        if let Some(b) = this.busy.take() {
-            resp.body_mut().hold(b);
+        if let Some(v) = this.value.take() {
+            (this.apply)(&mut resp, v);
         }
         Poll::Ready(Ok(resp))
     }

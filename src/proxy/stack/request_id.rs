@@ -4,10 +4,8 @@
 //! the client sent one, else started (see `traceparent`).
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use http::{HeaderValue, Response};
 use tower::Service;
@@ -38,34 +36,10 @@ where
     fn call(&mut self, a: Arrived) -> Self::Future {
         let trace = TraceContext::from_headers(a.req.headers());
         let rid = headers::client_request_id(a.req.headers()).unwrap_or_else(|| self.worker.next_request_id());
-        Stamped {
-            rid: Some(rid.clone()),
-            inner: self.inner.call(Identified { req: a.req, conn: a.conn, start: a.start, rid, trace }),
-        }
+        let inner = self.inner.call(Identified { req: a.req, conn: a.conn, start: a.start, rid: rid.clone(), trace });
+        Stamped::new(inner, rid, stamp)
     }
 }
 
-pin_project_lite::pin_project! {
-    /// The inner response, with the request id set.
-    pub(crate) struct Stamped<F> {
-        #[pin]
-        inner: F,
-        rid: Option<HeaderValue>,
-    }
-}
-
-impl<F> Future for Stamped<F>
-where
-    F: Future<Output = Result<Response<ProxyBody>, Infallible>>,
-{
-    type Output = Result<Response<ProxyBody>, Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let Ok(mut resp) = ready!(this.inner.poll(cx));
-        if let Some(rid) = this.rid.take() {
-            stamp(&mut resp, rid);
-        }
-        Poll::Ready(Ok(resp))
-    }
-}
+/// The inner response, with the request id set.
+pub(crate) type Stamped<F> = super::OnResponse<F, HeaderValue>;
