@@ -39,6 +39,7 @@ for f in sys.argv[2:]:
     P = {p["policy"]: p for p in r["policies"]}
     for p in r["policies"]:
         rows.append(f"| {name} | {p['policy']} | {p['slo_violation_minutes']} | {p['unserved_fraction']:.4f} | "
+                    f"{p['held_fraction']:.4f} | {p['failed_fraction']:.4f} | {p['mean_held_s']:.1f} | "
                     f"{p['vcpu_hours']:.0f} | {p['vm_hours']:.0f} | {p.get('spare_vm_hours', 0):.0f} | {p['actions']} | {p['under_accuracy']:.2f} | "
                     f"{p['over_accuracy']:.0f} | {p['under_timeshare']:.2f} | {p['over_timeshare']:.1f} |")
     re_, o, pr = P["reactive"], P["oracle"], P["predictive+reactive"]
@@ -80,8 +81,8 @@ with open(os.path.join(out, "evaluation.md"), "w") as w:
             "80 % band coverage by horizon group (0.78–0.82) | 95 % band coverage (0.94–0.96) |\n")
     w.write("|---|---|---|---|---|---|---|---|---|---|---|\n")
     w.write("\n".join(summary) + "\n\n")
-    w.write("| trace | policy | SLO-violation min | unserved | vCPU-h | VM-h | of which warm spares | actions | θU % | θO % | τU % | τO % |\n")
-    w.write("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    w.write("| trace | policy | SLO-violation min | unserved | held | failed after the hold | mean hold s | vCPU-h | VM-h | of which warm spares | actions | θU % | θO % | τU % | τO % |\n")
+    w.write("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     w.write("\n".join(rows) + "\n\n")
     w.write("Settings (defaults, the same for every trace): `" + json.dumps(settings) + "`\n\n")
     w.write("Charts: <trace>.svg (the replay), <trace>.cost.svg (each policy's vCPU-hours against its SLO-violation minutes).\n")

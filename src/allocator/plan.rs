@@ -115,6 +115,10 @@ pub struct PoolState {
     pub low_since: Option<u64>,
     /// The pool's hosts (one for a single-host pool).
     pub hosts: Vec<HostView>,
+    /// Memory the requests in flight take in a serving VM at the current load, by the learned
+    /// memory model (with a margin); 0 until it has samples. A balloon leaves a VM this much over
+    /// what the policy gives its vCPUs.
+    pub memory_load_mib: u64,
 }
 
 /// The forecast as the planner sees it: requests/s by minute start.
@@ -332,6 +336,37 @@ pub fn memory_for(p: &Policy, vcpus: u32) -> u64 {
     }
     let f = (vcpus.clamp(v0, v1) - v0) as f64 / (v1 - v0) as f64;
     m0 + ((m1 - m0) as f64 * f).round() as u64
+}
+
+/// Memory follows the vCPUs a VM gets (hot-plugged or under its CPU cap): up at once, down by
+/// the balloon (tens of milliseconds, live) to what the policy gives those vCPUs plus `load`,
+/// what the learned memory model says the requests in flight take (`Some`: down only; `None`,
+/// growth: up only).
+fn memory_follows(p: &Policy, v: &VmView, vcpus: u32, load: Option<u64>, d: &mut Vec<Decision>, reactive: bool) {
+    let target = match load {
+        None => memory_for(p, vcpus).max(v.memory_mib),
+        Some(l) => (memory_for(p, vcpus) + l).min(v.memory_mib), // down only
+    }
+    .min(v.max_memory_mib);
+    let load = load.unwrap_or(0);
+    if target == v.memory_mib {
+        return;
+    }
+    let reason = if target > v.memory_mib {
+        format!("memory follows vCPUs ({vcpus} vCPUs → {target} MiB)")
+    } else if target > memory_for(p, vcpus) {
+        format!("balloon down to {target} MiB ({vcpus} vCPUs' memory and {load} MiB the requests in flight take)")
+    } else {
+        format!("memory follows the CPU cap: balloon down to {target} MiB ({vcpus} vCPUs)")
+    };
+    if target < v.memory_mib && v.memory_mib - target < 16 {
+        return; // not worth a balloon round
+    }
+    d.push(Decision {
+        action: Some(Action::SetMemory { vm: v.name.clone(), from_mib: v.memory_mib, to_mib: target }),
+        reason,
+        reactive,
+    });
 }
 
 /// vCPUs a new VM starts with: `launch_vcpus` within the policy's range (its template allows up
@@ -568,11 +603,13 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
             }
             let add = ((deficit / per).ceil() as u32).clamp(1, v.vcpus - v.active_vcpus);
             deficit -= add as f64 * per;
+            let to = v.active_vcpus + add;
             d.push(Decision {
-                action: Some(Action::SetCap { vm: v.name.clone(), from: v.active_vcpus, to: v.active_vcpus + add }),
+                action: Some(Action::SetCap { vm: v.name.clone(), from: v.active_vcpus, to }),
                 reason: format!("{why}: lift the CPU cap by {add} vCPU(s)"),
                 reactive,
             });
+            memory_follows(p, v, to, None, &mut d, reactive);
             d.push(Decision {
                 action: Some(Action::SetWeight { vm: v.name.clone(), weight: v.active_vcpus + add }),
                 reason: format!("{} gets {} vCPUs' worth of CPU: weight follows", v.name, v.active_vcpus + add),
@@ -608,14 +645,7 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
                 reason: format!("{why}: hot-add {add} vCPU(s)"),
                 reactive,
             });
-            let mem = memory_for(p, to).min(v.max_memory_mib);
-            if mem > v.memory_mib {
-                d.push(Decision {
-                    action: Some(Action::SetMemory { vm: v.name.clone(), from_mib: v.memory_mib, to_mib: mem }),
-                    reason: format!("memory follows vCPUs ({to} vCPUs → {mem} MiB)"),
-                    reactive,
-                });
-            }
+            memory_follows(p, v, to, None, &mut d, reactive);
         }
         // Then horizontal: warm spares (ahead of the need: they are kept for surprises), then
         // clones.
@@ -674,6 +704,7 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
                 ),
                 reactive: false,
             });
+            memory_follows(p, v, cap, Some(s.memory_load_mib), &mut d, false);
         }
     }
     // Long on capacity for the whole stabilisation window: drain the newest VM.
@@ -1058,6 +1089,28 @@ mod tests {
                 state: PoolState::default(),
                 want: vec![
                     Action::SetCap { vm: "a".into(), from: 3, to: 1 },
+                    Action::SetMemory { vm: "a".into(), from_mib: 768, to_mib: 256 },
+                    Action::SetWeight { vm: "a".into(), weight: 1 },
+                ],
+            },
+            Case {
+                name: "capped, the balloon leaves what the learned memory model says the requests take",
+                rate: flat,
+                vms: vec![vm("a", Phase::Serving, 3)],
+                state: PoolState { memory_load_mib: 344, ..Default::default() },
+                want: vec![
+                    Action::SetCap { vm: "a".into(), from: 3, to: 1 },
+                    Action::SetMemory { vm: "a".into(), from_mib: 768, to_mib: 600 },
+                    Action::SetWeight { vm: "a".into(), weight: 1 },
+                ],
+            },
+            Case {
+                name: "capped, no balloon round when the learned need is (nearly) all it has",
+                rate: flat,
+                vms: vec![vm("a", Phase::Serving, 3)],
+                state: PoolState { memory_load_mib: 504, ..Default::default() },
+                want: vec![
+                    Action::SetCap { vm: "a".into(), from: 3, to: 1 },
                     Action::SetWeight { vm: "a".into(), weight: 1 },
                 ],
             },
@@ -1068,6 +1121,17 @@ mod tests {
                 state: PoolState::default(),
                 want: vec![
                     Action::SetCap { vm: "a".into(), from: 1, to: 3 },
+                    Action::SetWeight { vm: "a".into(), weight: 3 },
+                ],
+            },
+            Case {
+                name: "a cap lifted: the ballooned memory comes back with it",
+                rate: |_| 125.0,
+                vms: vec![VmView { active_vcpus: 1, weight: 1, memory_mib: 256, ..vm("a", Phase::Serving, 4) }],
+                state: PoolState::default(),
+                want: vec![
+                    Action::SetCap { vm: "a".into(), from: 1, to: 3 },
+                    Action::SetMemory { vm: "a".into(), from_mib: 256, to_mib: 768 },
                     Action::SetWeight { vm: "a".into(), weight: 3 },
                 ],
             },

@@ -12,11 +12,13 @@
 //!   (prescale's default);
 //! - `oracle`: the planner on the true future (no forecaster can do better).
 //!
-//! Capacity is counted in requests/s: ready vCPUs × `capacity_rps_per_vcpu`. A 15-second tick
-//! whose demand exceeds ready capacity is under-provisioned; a minute with such a tick is an
-//! SLO-violation minute. The SPEC Research Group elasticity metrics compare demand and supply
+//! Capacity is counted in requests/s: ready vCPUs × `capacity_rps_per_vcpu`. Requests that
+//! find no capacity are held as the proxy holds them ([`hold`]: first come first served, at
+//! most `hold_s`, then 503) and count as load for the reactive path; a minute in which any
+//! request was held or failed is an SLO-violation minute — holding never makes a minute good. The SPEC Research Group elasticity metrics compare demand and supply
 //! in vCPUs (demand ÷ capacity per vCPU) at every tick, in percent.
 
+pub(crate) mod hold;
 pub(crate) mod hpa;
 pub(crate) mod svg;
 
@@ -91,6 +93,11 @@ pub struct SimSettings {
     pub reactive_window_s: u64,
     /// Warm spares kept at most (suspended: memory held, no vCPUs billed; resumed at once).
     pub warm_spares: u32,
+    /// How long the proxy holds a request no capacity can take (an endpoint's `hold`), seconds;
+    /// after it, the request fails (503). Held requests are served first-come first-served as
+    /// capacity frees up, count as load for the reactive path, and a minute in which any
+    /// request was held is an SLO-violation minute all the same.
+    pub hold_s: f64,
     /// Known events, as `[[pool.schedule]]` (`[[simulate.schedule]]`).
     pub schedule: Vec<crate::allocator::schedule::RawEvent>,
     /// Periods of the trace the models skip, as an endpoint's `exclude` (`[[simulate.exclude]]`).
@@ -152,6 +159,7 @@ impl Default for SimSettings {
             hpa_window_s: 60,
             reactive_window_s: crate::allocator::REACTIVE_WINDOW_S,
             warm_spares: crate::allocator::DEFAULT_WARM_SPARES,
+            hold_s: 10.0,
             schedule: Vec::new(),
             exclude: Vec::new(),
         }
@@ -258,6 +266,9 @@ impl SimSettings {
         if self.reactive_window_s < self.tick_s {
             return bad("reactive_window_s", "must be at least tick_s");
         }
+        if !(self.hold_s >= 0.0 && self.hold_s <= 3600.0) {
+            return bad("hold_s", "must be between 0 and 3600 seconds");
+        }
         Ok(())
     }
 }
@@ -337,7 +348,13 @@ impl std::fmt::Display for Policy {
 pub struct PolicyResult {
     pub policy: String,
     pub slo_violation_minutes: u64,
+    /// Requests that found no capacity on arrival, as a share of all (held or failed).
     pub unserved_fraction: f64,
+    /// Of all requests: held until capacity came, and failed after `hold_s` (503).
+    pub held_fraction: f64,
+    pub failed_fraction: f64,
+    /// Mean time a held request waited, seconds.
+    pub mean_held_s: f64,
     pub vcpu_hours: f64,
     pub vm_hours: f64,
     /// Of `vm_hours`, hours of suspended warm spares (memory held, no vCPUs billed).
@@ -712,7 +729,7 @@ pub fn run(
     struct Acc {
         violated_minutes: u64,
         minute_violated: bool,
-        unserved: f64,
+        hold: hold::Hold,
         served_total: f64,
         vcpu_s: f64,
         vm_s: f64,
@@ -728,7 +745,7 @@ pub fn run(
         .map(|_| Acc {
             violated_minutes: 0,
             minute_violated: false,
-            unserved: 0.0,
+            hold: hold::Hold::default(),
             served_total: 0.0,
             vcpu_s: 0.0,
             vm_s: 0.0,
@@ -837,8 +854,9 @@ pub fn run(
                     } else {
                         &forecast
                     };
+                    // As live: requests the proxy holds count as load.
                     let signals = SimSignals {
-                        measured: if *p == Policy::Predictive { 0.0 } else { measured_fast },
+                        measured: if *p == Policy::Predictive { 0.0 } else { measured_fast + acc[i].hold.queued() },
                         forecast: input,
                         accuracy: if p.forecasts() { &accuracy } else { &|| None },
                     };
@@ -872,9 +890,8 @@ pub fn run(
             // Supply after this tick's decisions (nothing new is ready before its delay).
             let cap = ready * per_vcpu;
             let a = &mut acc[i];
-            if demand > cap + 1e-9 {
+            if a.hold.step(now, s.tick_s, demand, cap, s.hold_s) {
                 a.minute_violated = true;
-                a.unserved += (demand - cap) * tick_f;
             }
             a.served_total += demand * tick_f;
             a.vcpu_s += vc as f64 * tick_f;
@@ -903,6 +920,7 @@ pub fn run(
         .enumerate()
         .map(|(i, p)| {
             let a = &acc[i];
+            let share = |x: f64| if a.served_total > 0.0 { x / a.served_total } else { 0.0 };
             let (actions, final_headroom, final_lead_time_s) = match &runners[i] {
                 Runner::Fleet(f) => (f.actions.len(), None, None),
                 Runner::Planned(pl) => {
@@ -913,7 +931,14 @@ pub fn run(
             PolicyResult {
                 policy: p.to_string(),
                 slo_violation_minutes: a.violated_minutes + a.minute_violated as u64,
-                unserved_fraction: if a.served_total > 0.0 { a.unserved / a.served_total } else { 0.0 },
+                unserved_fraction: share(a.hold.served_after_wait + a.hold.failed + a.hold.queued()),
+                held_fraction: share(a.hold.served_after_wait),
+                failed_fraction: share(a.hold.failed),
+                mean_held_s: if a.hold.served_after_wait > 0.0 {
+                    a.hold.wait_s / a.hold.served_after_wait
+                } else {
+                    0.0
+                },
                 vcpu_hours: a.vcpu_s / 3600.0,
                 vm_hours: a.vm_s / 3600.0,
                 spare_vm_hours: a.spare_s / 3600.0,
@@ -977,15 +1002,30 @@ pub fn table(r: &Report) -> String {
         r.resolved.static_vms
     );
     out.push_str(&format!(
-        "{:<20} {:>9} {:>9} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
-        "policy", "slo_min", "unserved", "vcpu_h", "vm_h", "actions", "θU %", "θO %", "τU %", "τO %"
+        "{:<20} {:>9} {:>9} {:>9} {:>9} {:>7} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+        "policy",
+        "slo_min",
+        "unserved",
+        "held",
+        "failed",
+        "wait_s",
+        "vcpu_h",
+        "vm_h",
+        "actions",
+        "θU %",
+        "θO %",
+        "τU %",
+        "τO %"
     ));
     for p in &r.policies {
         out.push_str(&format!(
-            "{:<20} {:>9} {:>9.5} {:>10.1} {:>9.1} {:>8} {:>8.2} {:>8.1} {:>8.2} {:>8.1}\n",
+            "{:<20} {:>9} {:>9.5} {:>9.5} {:>9.5} {:>7.2} {:>10.1} {:>9.1} {:>8} {:>8.2} {:>8.1} {:>8.2} {:>8.1}\n",
             p.policy,
             p.slo_violation_minutes,
             p.unserved_fraction,
+            p.held_fraction,
+            p.failed_fraction,
+            p.mean_held_s,
             p.vcpu_hours,
             p.vm_hours,
             p.actions,

@@ -300,6 +300,16 @@ impl Controller {
             .then(|| self.cost.rps_per_core().clamp(prior / 5.0, prior * 5.0))
     }
 
+    /// Memory a serving VM's share of the requests in flight takes at the last sampled load, by
+    /// the learned memory model's slope (its intercept is the host process's footprint, not the
+    /// guest's need), with a 25 % margin; 0 until the model has `COST_MIN_SAMPLES` samples.
+    fn memory_load_mib(&self) -> u64 {
+        let Some(u) = self.usage.as_ref().filter(|_| self.memory.samples >= COST_MIN_SAMPLES) else { return 0 };
+        let per_vm = u.concurrency / u.vms.len().max(1) as f64;
+        let mib = self.memory.per_request.max(0.0) * per_vm * 1.25;
+        if mib.is_finite() { mib.max(0.0).ceil() as u64 } else { 0 }
+    }
+
     /// The policy in force: configured, with the learned lead time, calibrated headroom and
     /// learned capacity.
     pub fn policy(&self) -> plan::Policy {
@@ -316,6 +326,7 @@ impl Controller {
     fn plan(&mut self, env: &Env<'_>, vms: &[VmInfo], drained: &[String], now: u64) -> plan::Plan {
         let forecast = env.signals.forecast();
         self.state.measured_rps = env.signals.measured_rps();
+        self.state.memory_load_mib = self.memory_load_mib();
         self.state.hosts =
             self.hosts.iter().map(|h| plan::HostView { uri: h.uri.clone(), cpus: h.cpus, up: h.up }).collect();
         self.state.vms = vms

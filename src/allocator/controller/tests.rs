@@ -370,8 +370,9 @@ fn a_reload_changes_bounds_and_mode_live() {
 }
 
 /// Issue 18, lever 6: scale-down without unplug. A VM long on CPU is capped (libvirt's per-vCPU
-/// quota) within the tick, billed for what the cap allows, and its weight follows; when the
-/// load comes back the cap is lifted at once — no hot-plug, no boot.
+/// quota) within the tick, billed for what the cap allows, its weight follows and its balloon
+/// gives back the memory of the vCPUs it may no longer use; when the load comes back the cap is
+/// lifted and the memory returned at once — no hot-plug, no boot.
 #[test]
 fn a_vm_long_on_cpu_is_capped_in_seconds_and_the_cap_lifted_when_the_load_returns() {
     let mut r = Rig::new(1, 1, 5.0);
@@ -395,10 +396,15 @@ fn a_vm_long_on_cpu_is_capped_in_seconds_and_the_cap_lifted_when_the_load_return
     assert_eq!(r.hv.world().paid(), (1, 1), "billed for the cap");
     assert_eq!(r.members.0[&addr].0, 1, "the weight follows the cap");
     assert_eq!(r.running(), 1, "nothing stopped or drained");
-    // It comes back: lifted in the next tick.
+    // The balloon follows the cap: the policy's memory for 1 vCPU (256 of 256–512 MiB).
+    assert_eq!(r.hv.world().vms[&name].info.memory_mib, 256, "{:?}", r.hv.world().calls);
+    let shrink = r.log.iter().find(|d| matches!(d.action, Some(Action::SetMemory { .. }))).unwrap();
+    assert!(shrink.reason.contains("balloon down to 256 MiB"), "{}", shrink.reason);
+    // It comes back: lifted in the next tick, memory with it.
     r.load.forecast = Some(35.0);
-    r.tick(1);
-    assert_eq!(r.hv.world().calls.last().map(String::as_str), Some(format!("set_cpu_cap {name} None").as_str()));
+    let calls: Vec<String> = r.calls_during(1).into_iter().filter(|c| c.starts_with("set_")).collect();
+    assert_eq!(calls, [format!("set_cpu_cap {name} None"), format!("set_memory {name} 512")]);
+    assert_eq!(r.hv.world().vms[&name].info.memory_mib, 512);
     assert_eq!(r.hv.world().paid(), (4, 1));
     assert_eq!(r.members.0[&addr].0, 4);
     let lifted = r.log.iter().rev().find(|d| matches!(d.action, Some(Action::SetCap { .. }))).unwrap();
