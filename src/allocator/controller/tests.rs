@@ -430,10 +430,14 @@ fn a_drained_vm_becomes_a_warm_spare_and_a_burst_resumes_it() {
     assert_eq!(r.hv.world().vms[spare].info.state, VmState::Paused);
     assert_eq!(r.hv.world().paid(), (2, 3), "a spare holds memory (a VM), not vCPUs");
     assert!(!r.hv.world().calls.iter().any(|c| c.starts_with("stop")), "nothing stopped");
+    // Its balloon was shrunk under a CPU cap before it was suspended (as on real guests).
+    r.hv.world().vms.get_mut(spare).unwrap().info.memory_mib = 256;
     // A burst: resumed at once, serving again within two ticks, no clone, no start.
     r.load.measured = 28.0;
     let calls = r.calls_during(2);
     assert!(calls.contains(&format!("resume {spare}")), "{calls:?}");
+    assert!(calls.contains(&format!("set_memory {spare} 512")), "its memory comes back: {calls:?}");
+    assert_eq!(r.hv.world().vms[spare].info.memory_mib, 512);
     assert!(!calls.iter().any(|c| c.starts_with("clone") || c.starts_with("start")), "{calls:?}");
     assert_eq!(r.c.tracks[spare].phase, Phase::Serving, "{:?}", r.phases());
     let d = r.log.iter().rev().find(|d| matches!(d.action, Some(Action::Resume { .. }))).unwrap();
