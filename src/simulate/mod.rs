@@ -550,6 +550,32 @@ impl Planned {
     }
 }
 
+impl Planned {
+    /// One controller tick at `now`; true if it resumed a warm spare.
+    fn tick(&mut self, now: u64, signals: &SimSignals<'_>) -> bool {
+        let mut guests = FakeGuests(self.hv.clone());
+        let mut env = Env { membership: &mut self.pool, prober: &mut guests, signals, fence: None };
+        let mut resumed = false;
+        for d in self.controller.tick(&mut env) {
+            if d.outcome != Outcome::Done {
+                continue;
+            }
+            match d.action {
+                Some(Action::Launch { .. } | Action::Resume { .. }) => {
+                    resumed |= matches!(d.action, Some(Action::Resume { .. }));
+                    self.actions.push((now, true))
+                }
+                Some(Action::SetVcpus { from, to, .. } | Action::SetCap { from, to, .. }) => {
+                    self.actions.push((now, to > from))
+                }
+                Some(Action::Drain { .. }) => self.actions.push((now, false)),
+                _ => {}
+            }
+        }
+        resumed
+    }
+}
+
 /// The pool's `[pool.scaling]` for a planner policy of the replay.
 fn scaling(s: &SimSettings, per_vcpu: f64, oracle: bool) -> ScalingSettings {
     let headroom = if oracle { 0.0 } else { s.headroom };
@@ -816,6 +842,8 @@ pub fn run(
         let accuracy = || engine.accuracy(name, &tier);
 
         for (i, p) in policies.iter().enumerate() {
+            // Ready vCPUs in the tick's first second, when they differ from the rest.
+            let mut first: Option<f64> = None;
             let (ready, (vc, vm)) = match &mut runners[i] {
                 Runner::Fleet(f) => {
                     f.advance(now as f64);
@@ -860,20 +888,15 @@ pub fn run(
                         forecast: input,
                         accuracy: if p.forecasts() { &accuracy } else { &|| None },
                     };
-                    let mut guests = FakeGuests(pl.hv.clone());
-                    let mut env = Env { membership: &mut pl.pool, prober: &mut guests, signals: &signals, fence: None };
-                    for d in pl.controller.tick(&mut env) {
-                        if d.outcome != Outcome::Done {
-                            continue;
-                        }
-                        match d.action {
-                            Some(Action::Launch { .. } | Action::Resume { .. }) => pl.actions.push((now, true)),
-                            Some(Action::SetVcpus { from, to, .. } | Action::SetCap { from, to, .. }) => {
-                                pl.actions.push((now, to > from))
-                            }
-                            Some(Action::Drain { .. }) => pl.actions.push((now, false)),
-                            _ => {}
-                        }
+                    let resumed = pl.tick(now, &signals);
+                    // The live allocator ticks every second: a spare resumed now joins a second
+                    // later (measured on real guests: healthy 1.0 s after the resume), not at
+                    // the replay's next tick. One extra tick then, the clock put back after.
+                    if resumed {
+                        first = Some(pl.ready_vcpus() as f64);
+                        clock.set_us((now + 1) * 1_000_000);
+                        pl.tick(now + 1, &signals);
+                        clock.set_us(now * 1_000_000);
                     }
                     let paid = pl.hv.world().paid();
                     let spares = pl
@@ -890,7 +913,14 @@ pub fn run(
             // Supply after this tick's decisions (nothing new is ready before its delay).
             let cap = ready * per_vcpu;
             let a = &mut acc[i];
-            if a.hold.step(now, s.tick_s, demand, cap, s.hold_s) {
+            let held = match first {
+                Some(f) => {
+                    let early = a.hold.step(now, 1, demand, f * per_vcpu, s.hold_s);
+                    a.hold.step(now + 1, s.tick_s - 1, demand, cap, s.hold_s) || early
+                }
+                None => a.hold.step(now, s.tick_s, demand, cap, s.hold_s),
+            };
+            if held {
                 a.minute_violated = true;
             }
             a.served_total += demand * tick_f;
