@@ -226,6 +226,13 @@ impl EndpointView {
         let span = (pts.len() as u64 * t.step_s).max(1);
         pts.iter().map(|p| p.count).sum::<u64>() as f64 / span as f64
     }
+
+    /// The larger of the rates over the last `long` and the last `short` closed seconds: a
+    /// burst shows in the short window within seconds of its start, while the long one keeps a
+    /// lull of a few seconds from reading as no load.
+    pub fn burst_rate(&self, long: u64, short: u64) -> f64 {
+        self.recent_rate(long).max(self.recent_rate(short))
+    }
 }
 
 pub struct Store {
@@ -643,6 +650,32 @@ mod tests {
     fn minute_counts(s: &Snapshot, ep: &str, from: u64, to: u64) -> Vec<(u64, bool)> {
         let e = s.endpoint(ep).unwrap();
         e.tiers[1].points(from, to, 60).iter().map(|p| (p.count, p.missing)).collect()
+    }
+
+    /// The reactive path's reading (issue 18, lever 2): a burst shows at its own rate within
+    /// the short window, not diluted over the long one; a short lull does not read as idle.
+    #[test]
+    fn a_burst_reads_at_its_rate_within_seconds_and_a_lull_keeps_the_longer_rate() {
+        let mut s = Store::new(cfg(), None, T0 * 1_000_000);
+        s.register(&[Arc::from("api")]);
+        // 20 s at 2 calls/s, then 5 s at 16 calls/s.
+        for k in 0..20 * 2 {
+            s.ingest(rec("api", T0 as f64 + k as f64 / 2.0, 200, 1000));
+        }
+        for k in 0..5 * 16 {
+            s.ingest(rec("api", (T0 + 20) as f64 + k as f64 / 16.0, 200, 1000));
+        }
+        s.advance((T0 + 25) * 1_000_000 + 2_000_000); // closed up to T0 + 25
+        let snap = s.snapshot((T0 + 27) * 1_000_000);
+        let e = snap.endpoint("api").unwrap();
+        assert!((e.recent_rate(15) - (10.0 * 2.0 + 5.0 * 16.0) / 15.0).abs() < 1e-9, "{}", e.recent_rate(15));
+        assert!((e.burst_rate(15, 5) - 16.0).abs() < 1e-9, "{}", e.burst_rate(15, 5));
+        // Then 5 quiet seconds: the short window reads nothing, the reading keeps the long one.
+        s.advance((T0 + 30) * 1_000_000 + 2_000_000);
+        let snap = s.snapshot((T0 + 32) * 1_000_000);
+        let e = snap.endpoint("api").unwrap();
+        assert_eq!(e.recent_rate(5), 0.0);
+        assert!((e.burst_rate(15, 5) - (5.0 * 2.0 + 5.0 * 16.0) / 15.0).abs() < 1e-9, "{}", e.burst_rate(15, 5));
     }
 
     /// A fleet member's store: every closed minute goes out once, with all endpoints; peers'
