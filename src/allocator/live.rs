@@ -283,7 +283,7 @@ impl Signals for Views<'_> {
             self.endpoints
                 .iter()
                 .filter_map(|e| snap.endpoint(e))
-                .map(|e| e.burst_rate(super::REACTIVE_WINDOW_S, super::REACTIVE_BURST_S))
+                .map(|e| e.burst_rate(super::REACTIVE_WINDOW_S, super::REACTIVE_BURST_S, snap.taken_us / 1_000_000))
                 .sum()
         });
         local + self.held as f64 + self.coordinator.map_or(0.0, |c| c.peer_rps(self.endpoints))

@@ -110,8 +110,8 @@ pub const DEFAULT_VCPU_HOUR_PRICE: f64 = 1.0;
 /// Seconds of measured load the reactive safety net averages: short, so a burst no forecast saw
 /// is answered within seconds (the 1-second tier), not after a minute's mean has caught up.
 pub const REACTIVE_WINDOW_S: u64 = 15;
-/// … or the last 5 s, when that is higher: a burst at 2.7× capacity crosses it in about 2 s
-/// instead of 6 (the 1-second tier closes 2 s late on top of either).
+/// … or the last 5 s up to now (open buckets included), when that is higher: a burst at 2.7×
+/// capacity crosses it in about 2 s instead of 6, plus the 5 s a bucket takes to close.
 pub const REACTIVE_BURST_S: u64 = 5;
 /// Warm spares (suspended VMs) a pool keeps at most by default.
 pub const DEFAULT_WARM_SPARES: u32 = 4;

@@ -190,6 +190,8 @@ pub struct EndpointView {
     /// The 1-minute and coarser tiers hold the fleet's calls (`[cluster]`), the finer ones
     /// this instance's only.
     pub fleet: bool,
+    /// The finest tier's open buckets: `(index, calls so far)`.
+    pub open_calls: Vec<(u64, u64)>,
 }
 
 impl Snapshot {
@@ -227,11 +229,19 @@ impl EndpointView {
         pts.iter().map(|p| p.count).sum::<u64>() as f64 / span as f64
     }
 
-    /// The larger of the rates over the last `long` and the last `short` closed seconds: a
-    /// burst shows in the short window within seconds of its start, while the long one keeps a
-    /// lull of a few seconds from reading as no load.
-    pub fn burst_rate(&self, long: u64, short: u64) -> f64 {
-        self.recent_rate(long).max(self.recent_rate(short))
+    /// The larger of the rate over the last `long` closed seconds and the rate over the `short`
+    /// seconds before `now_s`, open buckets included (calls so far: a bucket closes seconds
+    /// after its end, and a burst must not wait for that). A burst shows within a second or
+    /// two of its start; the long window keeps a lull of a few seconds from reading as no load.
+    pub fn burst_rate(&self, long: u64, short: u64, now_s: u64) -> f64 {
+        let Some(t) = self.tiers.first() else { return 0.0 };
+        let from = now_s.saturating_sub(short);
+        let closed_to = (t.next() * t.step_s).min(now_s);
+        let closed: u64 =
+            if from < closed_to { t.points(from, closed_to, t.step_s).iter().map(|p| p.count).sum() } else { 0 };
+        let open: u64 =
+            self.open_calls.iter().filter(|(i, _)| (from..now_s).contains(&(i * t.step_s))).map(|(_, n)| n).sum();
+        self.recent_rate(long).max((closed + open) as f64 / short.max(1) as f64)
     }
 }
 
@@ -581,6 +591,10 @@ impl Store {
                 calls_total: ep.calls_total,
                 errors_total: ep.errors_total,
                 fleet: self.closed_out.is_some(),
+                open_calls: ep
+                    .open
+                    .first()
+                    .map_or_else(Vec::new, |o| o.iter().map(|(i, b)| (*i, b.full.calls)).collect()),
             })
             .collect();
         Snapshot {
@@ -652,10 +666,11 @@ mod tests {
         e.tiers[1].points(from, to, 60).iter().map(|p| (p.count, p.missing)).collect()
     }
 
-    /// The reactive path's reading (issue 18, lever 2): a burst shows at its own rate within
-    /// the short window, not diluted over the long one; a short lull does not read as idle.
+    /// The reactive path's reading (issue 18, lever 2): a burst shows at its own rate as it
+    /// comes, open buckets included, not diluted over the long window nor seconds late; a short
+    /// lull does not read as idle.
     #[test]
-    fn a_burst_reads_at_its_rate_within_seconds_and_a_lull_keeps_the_longer_rate() {
+    fn a_burst_reads_at_its_rate_as_it_comes_and_a_lull_keeps_the_longer_rate() {
         let mut s = Store::new(cfg(), None, T0 * 1_000_000);
         s.register(&[Arc::from("api")]);
         // 20 s at 2 calls/s, then 5 s at 16 calls/s.
@@ -665,17 +680,19 @@ mod tests {
         for k in 0..5 * 16 {
             s.ingest(rec("api", (T0 + 20) as f64 + k as f64 / 16.0, 200, 1000));
         }
-        s.advance((T0 + 25) * 1_000_000 + 2_000_000); // closed up to T0 + 25
-        let snap = s.snapshot((T0 + 27) * 1_000_000);
+        // Now T0 + 25: buckets close 2 s after their end, so T0+23 and T0+24 are still open.
+        s.advance((T0 + 25) * 1_000_000);
+        let snap = s.snapshot((T0 + 25) * 1_000_000);
         let e = snap.endpoint("api").unwrap();
-        assert!((e.recent_rate(15) - (10.0 * 2.0 + 5.0 * 16.0) / 15.0).abs() < 1e-9, "{}", e.recent_rate(15));
-        assert!((e.burst_rate(15, 5) - 16.0).abs() < 1e-9, "{}", e.burst_rate(15, 5));
-        // Then 5 quiet seconds: the short window reads nothing, the reading keeps the long one.
-        s.advance((T0 + 30) * 1_000_000 + 2_000_000);
+        assert_eq!(e.open_calls, [(T0 + 23, 16), (T0 + 24, 16)]);
+        assert!((e.recent_rate(15) - (12.0 * 2.0 + 3.0 * 16.0) / 15.0).abs() < 1e-9, "{}", e.recent_rate(15));
+        assert!((e.burst_rate(15, 5, T0 + 25) - 16.0).abs() < 1e-9, "{}", e.burst_rate(15, 5, T0 + 25));
+        // Then 7 quiet seconds: the short window reads nothing, the reading keeps the long one.
+        s.advance((T0 + 32) * 1_000_000);
         let snap = s.snapshot((T0 + 32) * 1_000_000);
         let e = snap.endpoint("api").unwrap();
-        assert_eq!(e.recent_rate(5), 0.0);
-        assert!((e.burst_rate(15, 5) - (5.0 * 2.0 + 5.0 * 16.0) / 15.0).abs() < 1e-9, "{}", e.burst_rate(15, 5));
+        let long = (5.0 * 2.0 + 5.0 * 16.0) / 15.0;
+        assert!((e.burst_rate(15, 5, T0 + 32) - long).abs() < 1e-9, "{}", e.burst_rate(15, 5, T0 + 32));
     }
 
     /// A fleet member's store: every closed minute goes out once, with all endpoints; peers'
