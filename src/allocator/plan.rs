@@ -348,10 +348,11 @@ fn memory_follows(p: &Policy, v: &VmView, vcpus: u32, load: Option<u64>, d: &mut
         Some(l) => (memory_for(p, vcpus) + l).min(v.memory_mib), // down only
     }
     .min(v.max_memory_mib);
-    let load = load.unwrap_or(0);
-    if target == v.memory_mib {
+    // Nothing to do, or a shrink not worth a balloon round.
+    if target == v.memory_mib || (target < v.memory_mib && v.memory_mib - target < 16) {
         return;
     }
+    let load = load.unwrap_or(0);
     let reason = if target > v.memory_mib {
         format!("memory follows vCPUs ({vcpus} vCPUs → {target} MiB)")
     } else if target > memory_for(p, vcpus) {
@@ -359,9 +360,6 @@ fn memory_follows(p: &Policy, v: &VmView, vcpus: u32, load: Option<u64>, d: &mut
     } else {
         format!("memory follows the CPU cap: balloon down to {target} MiB ({vcpus} vCPUs)")
     };
-    if target < v.memory_mib && v.memory_mib - target < 16 {
-        return; // not worth a balloon round
-    }
     d.push(Decision {
         action: Some(Action::SetMemory { vm: v.name.clone(), from_mib: v.memory_mib, to_mib: target }),
         reason,
@@ -375,16 +373,18 @@ fn launch_size(p: &Policy) -> u32 {
     p.launch_vcpus.clamp(p.vcpus.0.max(1), p.vcpus.1.max(1))
 }
 
-/// Resumes suspended VMs for `deficit`, within `room`.
+/// Resumes suspended VMs for `deficit`, within `room`; a balloon shrunk under a CPU cap
+/// before the suspend gives the memory back with the vCPUs.
 fn resume_spares(
+    p: &Policy,
     s: &PoolState,
-    per: f64,
     deficit: &mut f64,
     room: &mut u32,
     d: &mut Vec<Decision>,
     why: &str,
     reactive: bool,
 ) {
+    let per = p.capacity_rps_per_vcpu.max(1e-9);
     for v in s.vms.iter().filter(|v| v.phase == Phase::Suspended && !v.busy) {
         if *deficit <= 1e-9 || *room == 0 {
             break;
@@ -396,6 +396,7 @@ fn resume_spares(
             reason: format!("{why}: resume warm spare {}", v.name),
             reactive,
         });
+        memory_follows(p, v, v.vcpus, None, d, reactive);
     }
 }
 
@@ -617,7 +618,7 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
             });
         }
         if reactive {
-            resume_spares(s, per, &mut deficit, &mut room, &mut d, &why, true);
+            resume_spares(p, s, &mut deficit, &mut room, &mut d, &why, true);
         }
         // Vertical: running, idle VMs below their maxima, largest headroom first.
         let mut vs: Vec<&VmView> = s
@@ -650,7 +651,7 @@ pub fn plan(f: &ForecastInput, s: &PoolState, p: &Policy, now: u64) -> Plan {
         // Then horizontal: warm spares (ahead of the need: they are kept for surprises), then
         // clones.
         if !reactive {
-            resume_spares(s, per, &mut deficit, &mut room, &mut d, &why, false);
+            resume_spares(p, s, &mut deficit, &mut room, &mut d, &why, false);
         }
         if deficit > 1e-9 || early > 0 {
             let want = (deficit.max(0.0) / per_vm).ceil() as u32;

@@ -248,15 +248,6 @@ fn execute(c: &mut Controller, env: &mut Env<'_>, vms: &[VmInfo], a: &Action, no
             if let Err(e) = hv.set_cpu_cap(vm, None) {
                 tracing::warn!(pool = %c.p.name, vm = %vm, "lifting a resumed VM's CPU cap: {e}");
             }
-            // So does a balloon shrunk under the cap: the memory comes back with the vCPUs.
-            if let Some(v) = vms.iter().find(|v| v.name == *vm) {
-                let want = crate::allocator::plan::memory_for(&c.p.settings.policy, v.vcpus).min(v.max_memory_mib);
-                if v.memory_mib < want
-                    && let Err(e) = hv.set_memory(vm, want)
-                {
-                    tracing::warn!(pool = %c.p.name, vm = %vm, "giving a resumed VM its memory back: {e}");
-                }
-            }
             if let Some(t) = c.tracks.get_mut(vm) {
                 t.phase = Phase::Booting;
                 t.cap = None;

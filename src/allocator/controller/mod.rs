@@ -307,7 +307,7 @@ impl Controller {
         let Some(u) = self.usage.as_ref().filter(|_| self.memory.samples >= COST_MIN_SAMPLES) else { return 0 };
         let per_vm = u.concurrency / u.vms.len().max(1) as f64;
         let mib = self.memory.per_request.max(0.0) * per_vm * 1.25;
-        if mib.is_finite() { mib.max(0.0).ceil() as u64 } else { 0 }
+        if mib.is_finite() { mib.ceil() as u64 } else { 0 }
     }
 
     /// The policy in force: configured, with the learned lead time, calibrated headroom and
