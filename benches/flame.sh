@@ -31,6 +31,7 @@ done
 mkdir -p "$(dirname "$OUT")"
 
 cd "$ROOT"
+. benches/proxy-config.sh
 cargo build --profile perf --quiet --bin prescale --example bench_backend
 BIN=${PRESCALE_BIN:-$ROOT/target/perf/prescale}
 if [ -n "$REV" ]; then
@@ -41,19 +42,7 @@ if [ -n "$REV" ]; then
 fi
 BE=127.0.0.1:18020; PS=127.0.0.1:18021; ADM=127.0.0.1:18022
 target/perf/examples/bench_backend $BE & PIDS+=($!)
-cat > "$WORK/prescale.toml" <<EOT
-[listen]
-addr = "$PS"
-[admin]
-addr = "$ADM"
-[[endpoint]]
-name = "bench"
-path_prefix = "/"
-pool = "be"
-[[pool]]
-name = "be"
-members = ["$BE"]
-EOT
+proxy_config "$WORK/prescale.toml" "$PS" "$ADM" "$BE"
 PRESCALE_LOG=warn "$BIN" run --config "$WORK/prescale.toml" >/dev/null & PS_PID=$!; PIDS+=($PS_PID)
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/${PS##*:}) 2>/dev/null && break; sleep 0.1; done
 

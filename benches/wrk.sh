@@ -46,6 +46,7 @@ export PATH=$PATH:/usr/sbin
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 cd "$ROOT"
+. benches/proxy-config.sh
 cargo build --profile perf --quiet --bin prescale --example bench_backend
 BE=127.0.0.1:18000; PS=127.0.0.1:18001; NG=127.0.0.1:18002; HA=127.0.0.1:18003; PN=127.0.0.1:18004
 PT=127.0.0.1:18005; NH2=127.0.0.1:18006; NT=127.0.0.1:18007
@@ -56,19 +57,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 
 target/perf/examples/bench_backend $BE & PIDS+=($!)
 
-cat > "$WORK/prescale.toml" <<EOT
-[listen]
-addr = "$PS"
-[admin]
-addr = "$ADM"
-[[endpoint]]
-name = "bench"
-path_prefix = "/"
-pool = "be"
-[[pool]]
-name = "be"
-members = ["$BE"]
-EOT
+proxy_config "$WORK/prescale.toml" "$PS" "$ADM" "$BE"
 PRESCALE_LOG=warn target/perf/prescale run --config "$WORK/prescale.toml" >/dev/null & PS_PID=$!; PIDS+=($PS_PID)
 sed -e "s/$PS/$PN/; s/$ADM/$ADN/" "$WORK/prescale.toml" > "$WORK/norec.toml"
 printf '[historian]\nenabled = false\n' >> "$WORK/norec.toml"
