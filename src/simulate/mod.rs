@@ -98,6 +98,11 @@ pub struct SimSettings {
     /// capacity frees up, count as load for the reactive path, and a minute in which any
     /// request was held is an SLO-violation minute all the same.
     pub hold_s: f64,
+    /// Seconds from the start of a burst until the safety net acts on it (the live proxy's
+    /// 1-second tier must show it first; measured on real guests: the CPU cap was lifted 2.0 s
+    /// after a burst began). Until then the capacity of before the burst serves it; a warm spare
+    /// resumed then joins a second later.
+    pub reactive_delay_s: u64,
     /// Known events, as `[[pool.schedule]]` (`[[simulate.schedule]]`).
     pub schedule: Vec<crate::allocator::schedule::RawEvent>,
     /// Periods of the trace the models skip, as an endpoint's `exclude` (`[[simulate.exclude]]`).
@@ -160,6 +165,7 @@ impl Default for SimSettings {
             reactive_window_s: crate::allocator::REACTIVE_WINDOW_S,
             warm_spares: crate::allocator::DEFAULT_WARM_SPARES,
             hold_s: 10.0,
+            reactive_delay_s: 2,
             schedule: Vec::new(),
             exclude: Vec::new(),
         }
@@ -268,6 +274,9 @@ impl SimSettings {
         }
         if !(self.hold_s >= 0.0 && self.hold_s <= 3600.0) {
             return bad("hold_s", "must be between 0 and 3600 seconds");
+        }
+        if self.reactive_delay_s + 1 > self.tick_s {
+            return bad("reactive_delay_s", "must be less than tick_s");
         }
         Ok(())
     }
@@ -550,19 +559,29 @@ impl Planned {
     }
 }
 
+/// What one controller tick did that the replay's timing depends on.
+#[derive(Debug, Default, Clone, Copy)]
+struct Ticked {
+    /// The safety net acted (on load measured now, which no forecast had planned for).
+    reactive: bool,
+    /// A warm spare was resumed.
+    resumed: bool,
+}
+
 impl Planned {
-    /// One controller tick at `now`; true if it resumed a warm spare.
-    fn tick(&mut self, now: u64, signals: &SimSignals<'_>) -> bool {
+    /// One controller tick at `now`.
+    fn tick(&mut self, now: u64, signals: &SimSignals<'_>) -> Ticked {
         let mut guests = FakeGuests(self.hv.clone());
         let mut env = Env { membership: &mut self.pool, prober: &mut guests, signals, fence: None };
-        let mut resumed = false;
+        let mut did = Ticked::default();
         for d in self.controller.tick(&mut env) {
             if d.outcome != Outcome::Done {
                 continue;
             }
+            did.reactive |= d.reactive && d.action.is_some();
             match d.action {
                 Some(Action::Launch { .. } | Action::Resume { .. }) => {
-                    resumed |= matches!(d.action, Some(Action::Resume { .. }));
+                    did.resumed |= matches!(d.action, Some(Action::Resume { .. }));
                     self.actions.push((now, true))
                 }
                 Some(Action::SetVcpus { from, to, .. } | Action::SetCap { from, to, .. }) => {
@@ -572,7 +591,7 @@ impl Planned {
                 _ => {}
             }
         }
-        resumed
+        did
     }
 }
 
@@ -842,8 +861,10 @@ pub fn run(
         let accuracy = || engine.accuracy(name, &tier);
 
         for (i, p) in policies.iter().enumerate() {
-            // Ready vCPUs in the tick's first second, when they differ from the rest.
-            let mut first: Option<f64> = None;
+            // Ready vCPUs in the tick's first seconds, when they differ from the rest: before
+            // the safety net sees a burst (`reactive_delay_s`), then while a resumed spare
+            // joins (one second).
+            let mut early: Option<(f64, f64, u64)> = None;
             let (ready, (vc, vm)) = match &mut runners[i] {
                 Runner::Fleet(f) => {
                     f.advance(now as f64);
@@ -888,15 +909,20 @@ pub fn run(
                         forecast: input,
                         accuracy: if p.forecasts() { &accuracy } else { &|| None },
                     };
-                    let resumed = pl.tick(now, &signals);
+                    let before = pl.ready_vcpus() as f64;
+                    let did = pl.tick(now, &signals);
+                    let delay = if did.reactive { s.reactive_delay_s } else { 0 };
+                    let joining = pl.ready_vcpus() as f64;
                     // The live allocator ticks every second: a spare resumed now joins a second
                     // later (measured on real guests: healthy 1.0 s after the resume), not at
                     // the replay's next tick. One extra tick then, the clock put back after.
-                    if resumed {
-                        first = Some(pl.ready_vcpus() as f64);
+                    if did.resumed {
                         clock.set_us((now + 1) * 1_000_000);
                         pl.tick(now + 1, &signals);
                         clock.set_us(now * 1_000_000);
+                    }
+                    if delay > 0 || did.resumed {
+                        early = Some((before, joining, delay));
                     }
                     let paid = pl.hv.world().paid();
                     let spares = pl
@@ -913,10 +939,16 @@ pub fn run(
             // Supply after this tick's decisions (nothing new is ready before its delay).
             let cap = ready * per_vcpu;
             let a = &mut acc[i];
-            let held = match first {
-                Some(f) => {
-                    let early = a.hold.step(now, 1, demand, f * per_vcpu, s.hold_s);
-                    a.hold.step(now + 1, s.tick_s - 1, demand, cap, s.hold_s) || early
+            let held = match early {
+                Some((before, joining, delay)) => {
+                    // Unseen yet: what was there before the tick; then a resumed spare joining.
+                    let mut held = a.hold.step(now, delay, demand, before * per_vcpu, s.hold_s);
+                    let mut t = now + delay;
+                    if joining != ready {
+                        held |= a.hold.step(t, 1, demand, joining * per_vcpu, s.hold_s);
+                        t += 1;
+                    }
+                    a.hold.step(t, now + s.tick_s - t, demand, cap, s.hold_s) || held
                 }
                 None => a.hold.step(now, s.tick_s, demand, cap, s.hold_s),
             };
@@ -1230,6 +1262,25 @@ mod tests {
         assert_eq!(or.slo_violation_minutes, 0, "{or:?}");
         assert_eq!(or.unserved_fraction, 0.0);
         assert!(or.actions >= 1);
+    }
+
+    /// The live safety net sees a burst only once its 1-second tier shows it (measured on real
+    /// guests: the CPU cap lifted 2.0 s after the burst began), so a jump no forecast saw is
+    /// held for that long even when the fastest lever (here: instant vertical scaling) covers
+    /// it — its first minute is violated; the replay must not act on a second it has not seen.
+    #[test]
+    fn the_safety_net_acts_only_after_the_burst_is_seen() {
+        let mut s = SimSettings { hotplug_s: 0.0, hold_s: 30.0, ..SimSettings::default() };
+        quiet(&mut s);
+        // 1 rps, and on the evaluated day only, 3 rps from 12:00 to 12:10.
+        let mut tr = series(2, |_| 60.0);
+        for m in 1440 + 720..1440 + 730 {
+            tr.values[m] = 180.0;
+        }
+        let r = run("t", &tr, &s, &pol(&["predictive+reactive"]), &mut |_, _| {}).unwrap();
+        let p = &r.policies[0];
+        assert_eq!(p.slo_violation_minutes, 1, "{p:?}");
+        assert!(p.held_fraction > 0.0 && p.failed_fraction == 0.0, "{p:?}");
     }
 
     #[test]
