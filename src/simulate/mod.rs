@@ -275,7 +275,7 @@ impl SimSettings {
         if !(self.hold_s >= 0.0 && self.hold_s <= 3600.0) {
             return bad("hold_s", "must be between 0 and 3600 seconds");
         }
-        if self.reactive_delay_s + 1 > self.tick_s {
+        if self.reactive_delay_s >= self.tick_s {
             return bad("reactive_delay_s", "must be less than tick_s");
         }
         Ok(())
